@@ -1,0 +1,92 @@
+# Everything a fresh machine needs: `make demo` runs the main job on a local test bed,
+# `make test` runs every test. Both install what they use (virtualenv, Python packages,
+# OpenSearch artifacts from Maven Central, a JDK when none fits).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# ansible-test wants the collection at ansible_collections/<namespace>/<name>, outside any other git
+# work tree (inside one it lists files with git and skips everything git ignores): a copy is built there.
+COLLECTIONS := /tmp/ml-commons-collections-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
+COLLECTION_DIR := $(COLLECTIONS)/ansible_collections/opensearch/ml_commons
+TEST_VERSIONS ?= 2.19.6 3.6.0
+export OPENSEARCH_VERSION ?= 2.19.6
+# The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo clean
+
+help:
+	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
+	@echo "make test   - sanity, unit tests, ansible-lint, and integration tests on OpenSearch $(TEST_VERSIONS)"
+	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION))"
+
+$(BIN)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+# ansible-test downloads get-pip.py from a host outside the package registries; give it ours.
+get-pip: venv
+	pip_version=$$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" $(VENV)/lib/python3.11/site-packages/ansible_test/_internal/python_requirements.py); \
+	mkdir -p ~/.ansible/test/cache; \
+	cp tests/tools/get_pip_offline.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+
+collection:
+	rm -rf $(COLLECTION_DIR)
+	mkdir -p $(COLLECTION_DIR)
+	tar --exclude=./.venv --exclude=./.ansible --exclude=./.pytest_cache --exclude=./.testbed --exclude=./build --exclude=./.git --exclude='*/__pycache__' \
+	    --exclude=./tests/output -cf - . | tar -xf - -C $(COLLECTION_DIR)
+
+sanity: venv collection get-pip
+	cd $(COLLECTION_DIR) && $(CURDIR)/$(BIN)/ansible-test sanity --python 3.11 --requirements --color no
+
+units: venv collection
+	cd $(COLLECTION_DIR) && PYTHONPATH=$(COLLECTIONS) $(CURDIR)/$(BIN)/python -m pytest -q tests/unit
+
+lint: venv
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/antsibull-changelog lint
+
+up: venv
+	$(BIN)/python tests/testbed/testbed.py up
+
+down:
+	$(PYTHON) tests/testbed/testbed.py down
+
+status:
+	$(PYTHON) tests/testbed/testbed.py status
+
+# Runs the integration targets against whatever `make up` started (.testbed/env).
+integration: venv collection get-pip
+	$(BIN)/python tests/testbed/integration_config.py .testbed/env > $(COLLECTION_DIR)/tests/integration/integration_config.yml
+	cd $(COLLECTION_DIR) && ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) \
+	    $(CURDIR)/$(BIN)/ansible-test integration --python 3.11 --color no $(TARGETS)
+
+# Brings up each version in turn and runs the integration targets on it; always stops the test bed.
+integration-all: venv
+	trap '$(MAKE) --no-print-directory down' EXIT; \
+	for version in $(TEST_VERSIONS); do \
+	  echo "=== integration tests on OpenSearch $$version ==="; \
+	  OPENSEARCH_VERSION=$$version $(MAKE) --no-print-directory up; \
+	  $(MAKE) --no-print-directory integration; \
+	done
+
+test: sanity units lint integration-all
+
+# Runs the demo playbook twice: the second run must report changed=0.
+demo: up collection
+	set -a; source .testbed/env; set +a; \
+	for run in first second; do \
+	  echo "=== $$run run ==="; \
+	  ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/ansible-playbook demo/demo.yml | tee .testbed/demo-$$run.log; \
+	done; \
+	grep -q 'changed=0' .testbed/demo-second.log && echo "demo: the second run changed nothing"
+
+clean: down
+	rm -rf $(VENV) $(COLLECTIONS) tests/output

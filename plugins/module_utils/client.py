@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The one HTTP client every module of the collection uses.
+
+It owns the requests Session, authentication (basic, client certificate, AWS SigV4), TLS,
+timeouts, retries with backoff, the typed errors, and the server version (read once per run).
+
+Retry rules, and why:
+
+* GET, PUT, DELETE and searches are retried on 429, 502, 503, 504 and on connection errors:
+  repeating them cannot create anything.
+* A POST that creates something is retried only when the request certainly never reached the
+  server (connection refused, connect timeout). When it may have arrived (read timeout, dropped
+  connection), :class:`UncertainOutcomeError` is raised so that the resource layer looks the object
+  up before trying again: never a duplicate.
+* Any request is retried when ML Commons answers that its encryption master key is not initialised
+  yet: the server refused before writing anything, and says to retry in a few seconds.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import time
+
+try:
+    import requests
+
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as import_error:  # pragma: no cover - exercised by the sanity import test
+    requests = None
+    REQUESTS_IMPORT_ERROR = import_error
+
+from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit, urlencode, quote
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+    ConfigurationError,
+    HTTPError,
+    TransportError,
+    UncertainOutcomeError,
+)
+
+RETRY_STATUSES = frozenset((429, 502, 503, 504))
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
+MASTER_KEY_NOT_READY = "encryption master key has not been initialized yet"
+MASTER_KEY_WAIT_SECONDS = 60
+MAX_BACKOFF_SECONDS = 8.0
+
+
+class ServerVersion(tuple):
+    """An OpenSearch version as a comparable tuple, e.g. ``ServerVersion("2.19.6") >= (2, 17)``."""
+
+    def __new__(cls, text):
+        numbers = []
+        for part in text.split("-")[0].split("."):
+            numbers.append(int(part) if part.isdigit() else 0)
+        version = super(ServerVersion, cls).__new__(cls, numbers)
+        version.text = text
+        return version
+
+    def __str__(self):
+        return self.text
+
+
+def quote_id(object_id):
+    """An object ID as one URL path segment (IDs are user input: never let them add segments)."""
+    return quote(str(object_id), safe="")
+
+
+def _public_url(url):
+    """``url`` without user info, so it can appear in messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = "%s:%s" % (host, parts.port)
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class Client(object):
+    """A connection to one OpenSearch cluster.
+
+    ``stats`` counts what was sent (``requests``, ``retries``); tests and benchmarks compare it
+    with what a proxy in front of OpenSearch saw.
+    """
+
+    def __init__(self, url, auth=None, cert=None, verify=True, timeout=30, retries=3, backoff=0.5, session=None):
+        if requests is None:
+            raise ConfigurationError("The Python library requests is required: pip install requests (%s)." % REQUESTS_IMPORT_ERROR)
+        parts = urlsplit(url or "")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError("url must look like https://host:9200; got %r." % _public_url(url or ""))
+        if parts.username or parts.password:
+            raise ConfigurationError("Put credentials in username and password, not in url.")
+        self.base_url = url.rstrip("/")
+        self.public_url = _public_url(self.base_url)
+        # Messages name the full path, so a URL with a wrong prefix (behind a proxy) shows in them.
+        self.base_path = parts.path.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.session = session or requests.Session()
+        self.session.auth = auth
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE override a Session's verify.
+        self.verify = verify
+        self.cert = cert
+        self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        self.stats = {"requests": 0, "retries": 0}
+        self._server_version = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    def get(self, path, query=None):
+        return self.request("GET", path, query=query)
+
+    def put(self, path, body=None):
+        return self.request("PUT", path, body=body)
+
+    def delete(self, path, query=None):
+        return self.request("DELETE", path, query=query)
+
+    def post(self, path, body=None, query=None):
+        """A POST that may create or trigger something: never retried when its outcome is unknown."""
+        return self.request("POST", path, body=body, query=query)
+
+    def search(self, path, body):
+        """A search (POST to a ``_search`` endpoint): read-only, so retried like a GET."""
+        return self.request("POST", path, body=body, idempotent=True)
+
+    @property
+    def server_version(self):
+        """The cluster's version, read once (GET /) and kept for the rest of the module run."""
+        if self._server_version is None:
+            info = self.get("/")
+            self._server_version = ServerVersion(info.get("version", {}).get("number", "0"))
+        return self._server_version
+
+    def request(self, method, path, body=None, query=None, idempotent=None):
+        """Send one request, retrying as the module docstring says; return the decoded JSON answer."""
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        url = self.base_url + path
+        shown_path = self.base_path + path
+        if query:
+            url += "?" + urlencode(query)
+        data = None if body is None else json.dumps(body)
+        attempt = 0
+        master_key_deadline = None
+        while True:
+            attempt += 1
+            self.stats["requests"] += 1
+            try:
+                response = self.session.request(method, url, data=data, timeout=self.timeout, verify=self.verify, cert=self.cert)
+            except requests.exceptions.RequestException as error:
+                failure = self._transport_error(method, path, error)
+                retriable = idempotent or not isinstance(failure, UncertainOutcomeError)
+                if retriable and attempt <= self.retries:
+                    self._pause(attempt)
+                    continue
+                raise failure
+            if response.status_code < 400:
+                return self._decode(method, shown_path, response)
+            error = self._http_error(method, shown_path, response)
+            if MASTER_KEY_NOT_READY in (error.reason or ""):
+                master_key_deadline = master_key_deadline or time.time() + MASTER_KEY_WAIT_SECONDS
+                if time.time() < master_key_deadline:
+                    self._pause(min(attempt, 3))
+                    continue
+            elif idempotent and response.status_code in RETRY_STATUSES and attempt <= self.retries:
+                self._pause(attempt, response.headers.get("Retry-After"))
+                continue
+            raise error
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _pause(self, attempt, retry_after=None):
+        self.stats["retries"] += 1
+        delay = min(self.backoff * (2 ** (attempt - 1)), MAX_BACKOFF_SECONDS)
+        if retry_after and retry_after.isdigit():
+            delay = min(max(delay, float(retry_after)), MAX_BACKOFF_SECONDS)
+        time.sleep(delay)
+
+    def _decode(self, method, path, response):
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise HTTPError(method, path, response.status_code, reason="the answer is not JSON: %s" % response.text[:200])
+
+    @staticmethod
+    def _http_error(method, path, response):
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        error_type = reason = None
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            error_type = payload["error"].get("type")
+            reason = payload["error"].get("reason")
+        elif isinstance(payload, dict) and isinstance(payload.get("error"), str):
+            reason = payload["error"]
+        elif response.text:
+            reason = response.text.strip()[:500]
+        if response.status_code == 401 and not reason:
+            reason = "authentication failed: check username and password (or the client certificate)"
+        return HTTPError(method, path, response.status_code, error_type, reason or response.reason)
+
+    def _transport_error(self, method, path, error):
+        where = "%s %s%s" % (method, self.public_url, path)
+        if isinstance(error, requests.exceptions.SSLError):
+            return TransportError(
+                "TLS verification failed for %s: %s. Set ca_path to the CA bundle that signed the server certificate "
+                "(or validate_certs: false, not recommended)." % (where, _root_cause(error))
+            )
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            return TransportError("Could not connect to %s within %ss. Check url and that OpenSearch is up." % (where, self.timeout))
+        if isinstance(error, requests.exceptions.ReadTimeout):
+            return UncertainOutcomeError(
+                "No answer to %s within %ss (the request may still have been carried out). "
+                "Raise timeout or check the cluster's load." % (where, self.timeout)
+            )
+        if isinstance(error, requests.exceptions.ConnectionError) and _never_sent(error):
+            return TransportError("Could not connect to %s: %s. Check url and that OpenSearch is up." % (where, _root_cause(error)))
+        return UncertainOutcomeError("The connection broke during %s: %s." % (where, _root_cause(error)))
+
+
+def _innermost(error):
+    """What urllib3 says really failed: requests wraps it in a MaxRetryError whose ``reason`` it is."""
+    cause = error.args[0] if error.args else error
+    return getattr(cause, "reason", None) or cause
+
+
+def _never_sent(error):
+    """True when the connection failed before any byte of the request left (refused, DNS)."""
+    return type(_innermost(error)).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
+
+
+def _root_cause(error):
+    """The innermost reason of a requests error, without the connection object's description."""
+    text = str(_innermost(error))
+    if text.startswith(("<", "HTTPConnection(", "HTTPSConnection(")) and ": " in text:
+        return text.split(": ", 1)[1]
+    return text
+
+
+class SigV4Auth(object):
+    """requests auth that signs each request with AWS Signature Version 4 (OpenSearch Service, Serverless).
+
+    botocore is imported here, only when SigV4 is used, so the rest of the collection does not
+    need it.
+    """
+
+    def __init__(self, region, service, profile=None):
+        try:
+            import botocore.session
+            from botocore.auth import SigV4Auth as BotoSigV4Auth
+            from botocore.awsrequest import AWSRequest
+        except ImportError:
+            raise ConfigurationError("auth_type aws_sigv4 needs the Python library botocore: pip install botocore.")
+        if not region:
+            raise ConfigurationError("auth_type aws_sigv4 needs aws_region (or the AWS_REGION environment variable).")
+        session = botocore.session.Session(profile=profile)
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ConfigurationError(
+                "auth_type aws_sigv4 found no AWS credentials: set aws_profile, or the AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY environment variables, or run where an instance role is available."
+            )
+        self._signer = BotoSigV4Auth(credentials.get_frozen_credentials(), service, region)
+        self._request_class = AWSRequest
+
+    def __call__(self, prepared):
+        body = prepared.body or b""
+        if not isinstance(body, bytes):
+            body = body.encode("utf-8")
+        # Serverless (aoss) requires the payload hash header; OpenSearch Service accepts it too.
+        headers = dict(prepared.headers)
+        headers["X-Amz-Content-SHA256"] = _sha256_hex(body)
+        aws_request = self._request_class(method=prepared.method, url=prepared.url, data=body, headers=headers)
+        self._signer.add_auth(aws_request)
+        prepared.headers.update(dict(aws_request.headers.items()))
+        return prepared
+
+
+def _sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_auth(params):
+    """The requests ``auth`` and ``cert`` for the connection options (see the connection doc fragment)."""
+    auth_type = params.get("auth_type") or infer_auth_type(params)
+    if auth_type == "basic":
+        if not params.get("username") or params.get("password") is None:
+            raise ConfigurationError("auth_type basic needs username and password (or OPENSEARCH_USERNAME and OPENSEARCH_PASSWORD).")
+        return (params["username"], params["password"]), None
+    if auth_type == "cert":
+        if not params.get("client_cert"):
+            raise ConfigurationError("auth_type cert needs client_cert (and client_key unless the certificate file holds the key).")
+        cert = (params["client_cert"], params["client_key"]) if params.get("client_key") else params["client_cert"]
+        return None, cert
+    if auth_type == "aws_sigv4":
+        return SigV4Auth(params.get("aws_region"), params.get("aws_service") or "es", params.get("aws_profile")), None
+    return None, None
+
+
+def infer_auth_type(params):
+    """basic when a username is given, cert when a client certificate is, otherwise none.
+
+    aws_sigv4 is never inferred: AWS variables are often set for unrelated reasons.
+    """
+    if params.get("username"):
+        return "basic"
+    if params.get("client_cert"):
+        return "cert"
+    return "none"
+
+
+def client_from_params(params):
+    """A :class:`Client` configured from the module's connection options."""
+    auth, cert = build_auth(params)
+    verify = params.get("validate_certs", True)
+    if verify and params.get("ca_path"):
+        verify = params["ca_path"]
+    return Client(params["url"], auth=auth, cert=cert, verify=verify, timeout=params.get("timeout") or 30, retries=params.get("retries", 3))

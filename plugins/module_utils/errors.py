@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Typed errors of the collection.
+
+Every failure a module reports is one of these. ``str(error)`` is the single message the user
+reads: what went wrong and what to do. ``error.details`` are extra, secret-free keys for
+``fail_json`` (for example the HTTP status), so playbooks can branch on them.
+
+Nothing here ever holds request headers, auth or request bodies: messages are built only from
+the method, the path and what OpenSearch answered.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class MLCommonsError(Exception):
+    """Base class: anything a module turns into one ``fail_json`` message."""
+
+    def __init__(self, message, **details):
+        super(MLCommonsError, self).__init__(message)
+        self.details = details
+
+
+class ConfigurationError(MLCommonsError):
+    """The options cannot work together, or a required library is missing."""
+
+
+class TransportError(MLCommonsError):
+    """OpenSearch could not be reached or did not answer (refused, timeout, TLS)."""
+
+
+class UncertainOutcomeError(TransportError):
+    """The request left, but no answer came back: the server may or may not have acted on it.
+
+    A create that ends this way must not be repeated blindly; the resource helpers look the
+    object up again first (see ``resource.create_once``).
+    """
+
+
+class HTTPError(MLCommonsError):
+    """OpenSearch answered with an error status."""
+
+    def __init__(self, method, path, status, error_type=None, reason=None):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.error_type = error_type
+        self.reason = reason
+        what = "%s: %s" % (error_type, reason) if error_type and reason else (reason or "no reason given")
+        super(HTTPError, self).__init__(
+            "OpenSearch answered %s to %s %s: %s" % (status, method, path, what),
+            status=status, error_type=error_type, reason=reason,
+        )
+
+    @property
+    def is_not_found(self):
+        """True when the answer means "no such object", across ML Commons versions.
+
+        2.19+ answers 404; 2.12-2.18 answered some missing objects (or missing system indices)
+        with a 500 ``m_l_resource_not_found_exception`` or a "Fail to find" reason.
+        """
+        if self.status == 404:
+            return True
+        reason = self.reason or ""
+        return self.error_type == "m_l_resource_not_found_exception" or reason.startswith(("Fail to find", "Failed to find"))
+
+
+class AmbiguousLookupError(MLCommonsError):
+    """An exact-name lookup matched more than one object."""
+
+
+class WaitTimeoutError(MLCommonsError):
+    """A wait ran out of time; carries the last state seen."""

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Model operations several modules need: who uses a connector, deploy and undeploy with waiting."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, get_by_id, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+
+# States in which a node holds the model; the pre-2.7 names still appear on upgraded clusters.
+DEPLOYED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
+DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
+
+
+def describe_models(models):
+    return ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
+
+
+def models_using_connector(client, connector_id):
+    """Models registered with ``connector_id``.
+
+    ``connector_id`` has no explicit mapping in the model index (a text field), so the query
+    is a ``match``, as ML Commons' own check does, and exact equality is checked here.
+    """
+    candidates = search(client, MODEL, [{"match": {"connector_id": connector_id}}])
+    return [model for model in candidates if model.get("connector_id") == connector_id]
+
+
+def is_deployed(model):
+    return model.get("model_state") in DEPLOYED_STATES
+
+
+def model_state(client, model_id):
+    model = get_by_id(client, MODEL, model_id)
+    if model is None:
+        raise MLCommonsError("Model %s disappeared while waiting for it." % model_id)
+    return model
+
+
+def deploy(client, model_id, timeout):
+    """Deploy and wait until DEPLOYED; DEPLOY_FAILED or the timeout fail with the model's state."""
+    client.post(MODEL.path(model_id) + "/_deploy")
+    model, _polls = wait_until(
+        lambda: model_state(client, model_id),
+        lambda model: model.get("model_state") == "DEPLOYED" or model.get("model_state") in DEPLOY_FAILED_STATES,
+        timeout,
+        describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
+    )
+    if model.get("model_state") in DEPLOY_FAILED_STATES:
+        raise MLCommonsError("Deploying model %s failed: it is %s. Check the OpenSearch log for the cause." % (model_id, model["model_state"]))
+    return model
+
+
+def undeploy(client, model_id, timeout):
+    """Undeploy and wait until no node holds the model.
+
+    A 200 answer alone proves nothing (2.19+ answers {} for a model no node holds), so the
+    state is read back.
+    """
+    client.post(MODEL.path(model_id) + "/_undeploy")
+    model, _polls = wait_until(
+        lambda: model_state(client, model_id),
+        lambda model: not is_deployed(model),
+        timeout,
+        describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
+    )
+    return model

@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The module base every module of the collection is built on.
+
+It merges the connection options (documented in the ``opensearch.ml_commons.connection`` doc
+fragment) into the module's own argument spec, builds the client on first use, and turns every
+:class:`MLCommonsError` into one ``fail_json`` message. A module then only writes
+``run(module, client)`` returning its result, and a ``main()`` of two lines.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import warnings
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import REQUESTS_IMPORT_ERROR, client_from_params
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+
+CONNECTION_ARGUMENT_SPEC = dict(
+    url=dict(type="str", required=True, fallback=(env_fallback, ["OPENSEARCH_URL"])),
+    auth_type=dict(type="str", choices=["none", "basic", "cert", "aws_sigv4"]),
+    username=dict(type="str", fallback=(env_fallback, ["OPENSEARCH_USERNAME"])),
+    password=dict(type="str", no_log=True, fallback=(env_fallback, ["OPENSEARCH_PASSWORD"])),
+    client_cert=dict(type="path"),
+    client_key=dict(type="path", no_log=False),
+    ca_path=dict(type="path"),
+    validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["OPENSEARCH_VALIDATE_CERTS"])),
+    timeout=dict(type="float", default=30),
+    retries=dict(type="int", default=3),
+    aws_region=dict(type="str", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
+    aws_service=dict(type="str", choices=["es", "aoss"], default="es"),
+    aws_profile=dict(type="str", fallback=(env_fallback, ["AWS_PROFILE"])),
+)
+
+CONNECTION_OPTION_NAMES = frozenset(CONNECTION_ARGUMENT_SPEC)
+
+
+class MLCommonsModule(AnsibleModule):
+    """An AnsibleModule with the connection options, a lazily built client and uniform failures."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = dict(CONNECTION_ARGUMENT_SPEC)
+        spec.update(argument_spec)
+        kwargs.setdefault("supports_check_mode", True)
+        super(MLCommonsModule, self).__init__(argument_spec=spec, **kwargs)
+        if REQUESTS_IMPORT_ERROR is not None:
+            self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            if not self.params["validate_certs"]:
+                # One clear warning from us instead of urllib3's per-request InsecureRequestWarning.
+                warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+                self.warn("validate_certs is false: the server's TLS certificate is not verified, so the connection can be intercepted.")
+            self._client = client_from_params(self.params)
+        return self._client
+
+    def execute(self, run):
+        """Call ``run(module, client)`` and exit with its result, or fail with one clear message."""
+        try:
+            result = run(self, self.client)
+        except MLCommonsError as error:
+            self.fail_json(msg=str(error), **error.details)
+        if not self._diff:
+            result.pop("diff", None)
+        self.exit_json(**result)

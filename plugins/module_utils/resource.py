@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Finding ML Commons objects: by ID, by exact name, or all of them, the same way for every kind.
+
+Lookups go through the ML ``_search`` APIs (never the system indices directly): they apply
+access control and strip credentials. Exact names use a ``term`` query on ``name.keyword``,
+the query ML Commons itself uses for its uniqueness check, so a lookup costs one request
+whatever the number of objects.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+    AmbiguousLookupError,
+    HTTPError,
+    UncertainOutcomeError,
+)
+
+# ML Commons' own search APIs refuse more than the index's max_result_window (10000).
+PAGE_SIZE = 1000
+MAX_RESULTS = 10000
+
+
+class Kind(object):
+    """One kind of ML Commons object: where it lives and what it is called in messages."""
+
+    def __init__(self, label, base_path, id_field):
+        self.label = label
+        self.base_path = base_path
+        self.id_field = id_field
+
+    def path(self, object_id):
+        return "%s/%s" % (self.base_path, quote_id(object_id))
+
+    @property
+    def search_path(self):
+        return self.base_path + "/_search"
+
+
+MODEL_GROUP = Kind("model group", "/_plugins/_ml/model_groups", "model_group_id")
+CONNECTOR = Kind("connector", "/_plugins/_ml/connectors", "connector_id")
+MODEL = Kind("model", "/_plugins/_ml/models", "model_id")
+TASK = Kind("task", "/_plugins/_ml/tasks", "task_id")
+
+
+def get_by_id(client, kind, object_id):
+    """The object with ``object_id`` (with its ID added under ``kind.id_field``), or None when absent."""
+    try:
+        found = client.get(kind.path(object_id))
+    except HTTPError as error:
+        if error.is_not_found:
+            return None
+        raise
+    found[kind.id_field] = object_id
+    return found
+
+
+def search(client, kind, filters, size=PAGE_SIZE):
+    """Objects matching all ``filters`` (query clauses), oldest first, each with its ID added."""
+    hits = []
+    while len(hits) < MAX_RESULTS:
+        body = {
+            "query": {"bool": {"filter": list(filters)}} if filters else {"match_all": {}},
+            "size": min(size, MAX_RESULTS - len(hits)),
+            "from": len(hits),
+            "sort": [{"created_time": {"order": "asc", "unmapped_type": "long"}}],
+        }
+        page = client.search(kind.search_path, body).get("hits", {}).get("hits", [])
+        for hit in page:
+            found = dict(hit.get("_source") or {})
+            found[kind.id_field] = hit["_id"]
+            hits.append(found)
+        if len(page) < body["size"]:
+            break
+    return hits
+
+
+def name_filter(name):
+    return {"term": {"name.keyword": name}}
+
+
+def find_by_name(client, kind, name, filters=()):
+    """The one object called exactly ``name`` (within ``filters``), read fresh; None if there is none.
+
+    Several matches raise :class:`AmbiguousLookupError` naming their IDs, because guessing which
+    one the user meant could change or delete the wrong object.
+    """
+    matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
+    if len(matches) > 1:
+        ids = ", ".join(match[kind.id_field] for match in matches)
+        raise AmbiguousLookupError(
+            "%d %ss are called %r (IDs: %s). Give the ID of the one you mean, or delete the extra ones."
+            % (len(matches), kind.label, name, ids),
+            matching_ids=[match[kind.id_field] for match in matches],
+        )
+    if not matches:
+        return None
+    # Search is near-real-time (refreshed every second): its copy can miss a change made just before.
+    # GET by ID is real-time, so the object is compared in its current state.
+    return get_by_id(client, kind, matches[0][kind.id_field])
+
+
+def list_objects(client, kind, object_id=None, name=None, filters=()):
+    """What an ``_info`` module returns: the object with ``object_id``, else those called ``name``
+    (within ``filters``), else all; always a list, empty when nothing matches."""
+    if object_id:
+        found = get_by_id(client, kind, object_id)
+        return [found] if found and name in (None, found.get("name")) else []
+    return search(client, kind, ([name_filter(name)] if name else []) + list(filters))
+
+
+def create_once(create, find_existing):
+    """Run ``create()`` and return the new ID; if its outcome is unknown, return the ID that
+    ``find_existing()`` finds, or create again when it finds none.
+
+    Used for POSTs that create objects, which the client never retries blindly: a request that
+    timed out may still have been carried out, and a second create would make a duplicate.
+    """
+    try:
+        return create()
+    except UncertainOutcomeError:
+        existing = find_existing()
+        if existing is not None:
+            return existing
+        return create()

@@ -1,0 +1,612 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ml_connector
+short_description: Create, update or delete an ML Commons connector to a remote model
+version_added: 0.1.0
+description:
+  - Manages a standalone connector, which tells ML Commons how to call a remote model service (OpenAI, Amazon Bedrock,
+    SageMaker, Cohere, ...) for real-time C(predict) and offline C(batch_predict) requests.
+  - The connector is found by O(connector_id), or else by its exact O(name). ML Commons does not keep connector names
+    unique; when several connectors have the name and no O(connector_id) is given, the module fails and lists their IDs.
+  - V(present) creates the connector when missing and otherwise updates it only when a field you set differs, after
+    normalising what ML Commons changes on storage (action types upper-cased, parameter values stored as strings,
+    absent and empty treated alike). A run that finds everything as wanted sends no write request.
+  - V(absent) deletes the connector; while models still use it, the module fails and lists them.
+author:
+  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+extends_documentation_fragment:
+  - opensearch.ml_commons.connection
+  - opensearch.ml_commons.attributes
+options:
+  name:
+    description:
+      - The connector's name. Required unless O(connector_id) is given.
+      - At most 256 characters, of letters, digits, spaces and basic punctuation (period, comma, exclamation and
+        question marks, parentheses, colon, at sign, hyphen, underscore, slash and quotes), the rule of ML Commons 3.1
+        and later, applied on every version.
+    type: str
+  connector_id:
+    description:
+      - The ID of an existing connector to manage. With it, O(name) may change the connector's name.
+    type: str
+  description:
+    description:
+      - The connector's description. Same characters as O(name).
+    type: str
+  version:
+    description:
+      - The connector's version, stored as a string. Required to create a connector.
+    type: str
+  protocol:
+    description:
+      - How ML Commons calls the remote service. V(aws_sigv4) signs requests with the credential's AWS keys.
+      - Required to create a connector.
+    type: str
+    choices: [http, aws_sigv4]
+  parameters:
+    description:
+      - Values the actions' C(${parameters.*}) placeholders use. ML Commons stores every value as a string
+        (numbers, booleans and objects as JSON text); the comparison does the same.
+      - ML Commons (2.16 and later) merges parameters on update, so a key cannot be removed in place. When the
+        connector holds keys that O(parameters) no longer has, the module fails and names them, unless
+        O(recreate_on_parameter_removal=true).
+    type: dict
+  credential:
+    description:
+      - Secrets the actions use as C(${credential.*}), such as C(openAI_key), or C(access_key) and C(secret_key)
+        for V(aws_sigv4). ML Commons encrypts them and never returns them.
+      - Because they cannot be read back, they never cause a change with O(update_credential=on_create);
+        with O(update_credential=always) they are sent on every run and the task reports a change.
+      - Never logged, returned or shown in a diff.
+    type: dict
+  update_credential:
+    description:
+      - V(on_create) sends O(credential) only when the connector is created.
+      - V(always) sends it on every run, so a rotated key reaches the server; the task then always reports a change.
+    type: str
+    choices: [on_create, always]
+    default: on_create
+  actions:
+    description:
+      - The requests ML Commons sends to the remote service, one per action type. They replace the stored list whole.
+    type: list
+    elements: dict
+    suboptions:
+      action_type:
+        description:
+          - What the action serves. V(predict) and V(batch_predict) answer the C(_predict) and C(_batch_predict) APIs;
+            V(batch_predict_status) and V(cancel_batch_predict) let ML Commons follow and cancel batch jobs.
+        type: str
+        required: true
+        choices: [predict, batch_predict, batch_predict_status, cancel_batch_predict]
+      method:
+        description:
+          - The HTTP method, for example C(POST) or C(GET).
+        type: str
+        required: true
+      url:
+        description:
+          - The URL to call; may hold C(${parameters.*}) placeholders. It must match the cluster's
+            C(plugins.ml_commons.trusted_connector_endpoints_regex).
+        type: str
+        required: true
+      headers:
+        description:
+          - HTTP headers; reference secrets as C(${credential.name}), never literally.
+        type: dict
+      request_body:
+        description:
+          - The request body template. A string is sent as it is (it may hold unquoted C(${parameters.input}));
+            a dict is serialised to JSON by the module.
+        type: raw
+      pre_process_function:
+        description:
+          - A built-in function such as C(connector.pre_process.openai.embedding), or a Painless script.
+        type: str
+      post_process_function:
+        description:
+          - A built-in function such as C(connector.post_process.openai.embedding), or a Painless script.
+        type: str
+  client_config:
+    description:
+      - HTTP client settings for the remote calls, for example C(max_connection), C(connection_timeout),
+        C(read_timeout), C(max_retry_times). Only the keys you set are compared.
+    type: dict
+  access_mode:
+    description:
+      - Who may use the connector. Needs the Security plugin with connector access control enabled; the module fails
+        before writing when it is off.
+    type: str
+    choices: [public, private, restricted]
+  backend_roles:
+    description:
+      - Backend roles that may use the connector. Needs connector access control.
+    type: list
+    elements: str
+  add_all_backend_roles:
+    description:
+      - Give access to all backend roles of the calling user. Needs connector access control.
+    type: bool
+  redeploy_models:
+    description:
+      - ML Commons refuses to update a connector while a deployed model uses it.
+      - With V(false), the module fails and lists those models. With V(true), it undeploys them, updates the
+        connector, deploys them again and waits until they are C(DEPLOYED), and returns them in RV(redeployed_models).
+    type: bool
+    default: false
+  recreate_on_parameter_removal:
+    description:
+      - When O(parameters) drops a key the connector holds, which ML Commons cannot remove in place, create a new
+        connector, point every model that used the old one at it, and delete the old one.
+      - The connector ID changes; models keep their IDs.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for each model to undeploy or deploy during O(redeploy_models).
+    type: int
+    default: 300
+  state:
+    description:
+      - Whether the connector should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+notes:
+  - Credentials are write-only in ML Commons, so O(update_credential) decides when they are sent; the diff never
+    shows them.
+"""
+
+EXAMPLES = r"""
+- name: The OpenAI connector of the batch inference blueprint
+  opensearch.ml_commons.ml_connector:
+    name: OpenAI Embedding model
+    description: OpenAI embedding model for testing offline batch
+    version: "1"
+    protocol: http
+    parameters:
+      model: text-embedding-ada-002
+      input_file_id: file-YbowBByiyVJN89oSZo2Enu9W
+      endpoint: /v1/embeddings
+    credential:
+      openAI_key: "{{ openai_api_key }}"
+    actions:
+      - action_type: predict
+        method: POST
+        url: https://api.openai.com/v1/embeddings
+        headers:
+          Authorization: Bearer ${credential.openAI_key}
+        request_body: '{ "input": ${parameters.input}, "model": "${parameters.model}" }'
+        pre_process_function: connector.pre_process.openai.embedding
+        post_process_function: connector.post_process.openai.embedding
+      - action_type: batch_predict
+        method: POST
+        url: https://api.openai.com/v1/batches
+        headers:
+          Authorization: Bearer ${credential.openAI_key}
+        request_body:
+          input_file_id: ${parameters.input_file_id}
+          endpoint: ${parameters.endpoint}
+          completion_window: 24h
+  register: connector
+
+- name: Rotate the key (sent every run, so this task always reports a change)
+  opensearch.ml_commons.ml_connector:
+    connector_id: "{{ connector.connector_id }}"
+    credential:
+      openAI_key: "{{ new_openai_api_key }}"
+    update_credential: always
+    redeploy_models: true
+
+- name: Delete it (fails, listing them, while models use it)
+  opensearch.ml_commons.ml_connector:
+    name: OpenAI Embedding model
+    state: absent
+"""
+
+RETURN = r"""
+connector_id:
+  description: The connector's ID; null when it does not exist (after V(absent), or a create in check mode).
+  returned: always
+  type: str
+  sample: XU5UiokBpXT9icfOM0vt
+connector:
+  description: The connector as ML Commons stores it, with its ID and without credentials; empty when it does not exist.
+  returned: always
+  type: dict
+  sample:
+    connector_id: XU5UiokBpXT9icfOM0vt
+    name: OpenAI Embedding model
+    version: "1"
+    protocol: http
+    parameters:
+      model: text-embedding-ada-002
+    actions:
+      - action_type: PREDICT
+        method: POST
+        url: https://api.openai.com/v1/embeddings
+redeployed_models:
+  description: The IDs of the models undeployed and deployed again around the update (O(redeploy_models)).
+  returned: always
+  type: list
+  elements: str
+  sample: [lyjxwZABNrAVdFa9zrcZ]
+repointed_models:
+  description: The IDs of the models moved to the new connector (O(recreate_on_parameter_removal)).
+  returned: always
+  type: list
+  elements: str
+diff:
+  description: The connector before and after, without credentials, in diff mode.
+  returned: when diff mode is on
+  type: dict
+"""
+
+import json
+import re
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields, is_empty
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
+    deploy,
+    describe_models,
+    is_deployed,
+    models_using_connector,
+    undeploy,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, find_by_name, get_by_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+
+COMPARED_FIELDS = ("name", "description", "version", "protocol", "parameters", "actions", "client_config", "access_mode", "backend_roles")
+# ML Commons' answer when models block an update or a delete: "1 models are still using this connector, ...: [id]".
+IN_USE_PATTERN = re.compile(r"models are still using this connector.*\[([^\]]*)\]")
+ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function", "post_process_function")
+
+
+# -- desired state ----------------------------------------------------------------------------
+
+
+def request_body_text(body):
+    """A dict body serialised the way the module sends it; a string template as it is."""
+    if body is None or isinstance(body, str):
+        return body
+    return json.dumps(body)
+
+
+def desired_actions(actions):
+    if actions is None:
+        return None
+    desired = []
+    for action in actions:
+        entry = dict((name, action[name]) for name in ACTION_FIELDS if action.get(name) is not None)
+        if "request_body" in entry:
+            entry["request_body"] = request_body_text(entry["request_body"])
+        desired.append(entry)
+    return desired
+
+
+def desired_fields(params):
+    """What the user asks for, in the field names of the create and update APIs (credential excluded)."""
+    wanted = dict((name, params[name]) for name in ("name", "description", "version", "protocol", "parameters", "client_config") + ACCESS_FIELDS
+                  if params[name] is not None)
+    if params["actions"] is not None:
+        wanted["actions"] = desired_actions(params["actions"])
+    return wanted
+
+
+# -- comparison -------------------------------------------------------------------------------
+
+
+def comparable_body(body):
+    """Bodies compare as JSON when both parse (so key order and spacing do not matter), else as text."""
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
+
+
+def comparable_action(action):
+    view = {}
+    for name in ACTION_FIELDS:
+        value = action.get(name)
+        if is_empty(value):
+            continue
+        if name in ("action_type", "method"):
+            value = value.upper()
+        elif name == "headers":
+            value = dict((key, as_server_string(item)) for key, item in value.items())
+        elif name == "request_body":
+            value = comparable_body(value)
+        view[name] = value
+    return view
+
+
+def normalize(name, value):
+    """One comparable form for desired and stored values of a connector field."""
+    if is_empty(value):
+        return None
+    if name == "version":
+        return as_server_string(value)
+    if name == "parameters":
+        return dict((key, as_server_string(item)) for key, item in value.items())
+    if name == "actions":
+        return sorted((comparable_action(action) for action in value), key=lambda action: json.dumps(action, sort_keys=True))
+    if name == "backend_roles":
+        return sorted(value)
+    return value
+
+
+def stored_view(connector, wanted):
+    """The stored connector shaped like :func:`desired_fields`.
+
+    ``client_config`` is cut to the keys the user set, because ML Commons fills in defaults for the rest.
+    """
+    view = with_access_mode(connector)
+    if "client_config" in wanted and isinstance(view.get("client_config"), dict):
+        view["client_config"] = dict((key, view["client_config"].get(key)) for key in wanted["client_config"])
+    return view
+
+
+def removed_parameters(connector, wanted):
+    if "parameters" not in wanted:
+        return []
+    return sorted(set(connector.get("parameters") or {}) - set(wanted["parameters"]))
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+def validate(params):
+    if params["name"] is not None:
+        check_name(params["name"], "connector")
+    check_safe_text("description", params["description"], "connector")
+
+
+def find_connector(client, params):
+    if params["connector_id"]:
+        connector = get_by_id(client, CONNECTOR, params["connector_id"])
+        if connector is None and params["state"] == "present":
+            raise MLCommonsError(
+                "No connector has the ID %s. Leave connector_id out to create a connector by name." % params["connector_id"]
+            )
+        return connector
+    return find_by_name(client, CONNECTOR, params["name"])
+
+
+def result(changed, connector, before, redeployed=(), repointed=()):
+    after = connector or {}
+    return {
+        "changed": changed,
+        "connector_id": after.get("connector_id"),
+        "connector": after,
+        "redeployed_models": list(redeployed),
+        "repointed_models": list(repointed),
+        "diff": build_diff(before, after),
+    }
+
+
+def create_body(params, wanted):
+    body = dict(wanted)
+    for required in ("version", "protocol", "actions"):
+        if required not in body:
+            raise ConfigurationError("Creating connector %r needs %s." % (params["name"], required))
+    body["credential"] = params["credential"] or {}
+    return body
+
+
+def create(module, client, wanted):
+    body = create_body(module.params, wanted)
+    if module.check_mode:
+        return None
+
+    def create_connector():
+        return client.post(CONNECTOR.base_path + "/_create", body=body)["connector_id"]
+
+    def created_meanwhile():
+        found = find_by_name(client, CONNECTOR, wanted["name"])
+        return found and found["connector_id"]
+
+    return get_by_id(client, CONNECTOR, create_once(create_connector, created_meanwhile))
+
+
+def models_named_in(error):
+    """The model IDs in ML Commons' "N models are still using this connector ...: [id1, id2]" answer."""
+    match = IN_USE_PATTERN.search(error.reason or "")
+    return [model_id.strip() for model_id in match.group(1).split(",") if model_id.strip()] if match else []
+
+
+def blocked_update(connector, deployed):
+    return MLCommonsError(
+        "Connector %r (%s) cannot be updated while %d deployed model(s) use it: %s. Undeploy them first, or set "
+        "redeploy_models: true to have the module undeploy, update and redeploy them."
+        % (connector.get("name"), connector["connector_id"], len(deployed), describe_models(deployed)),
+        model_ids=[model["model_id"] for model in deployed],
+    )
+
+
+def update_in_place(module, client, connector, changes):
+    """PUT the changes; when deployed models block it, cycle them around it if allowed, else fail naming them.
+
+    The server's own answer decides which models block the update: a search could miss a model
+    deployed a moment ago (search is near-real-time), ML Commons' check cannot.
+    """
+    redeploy = module.params["redeploy_models"]
+    if module.check_mode:
+        deployed = [model for model in models_using_connector(client, connector["connector_id"]) if is_deployed(model)]
+        if deployed and not redeploy:
+            raise blocked_update(connector, deployed)
+        return [model["model_id"] for model in deployed]
+    path = CONNECTOR.path(connector["connector_id"])
+    try:
+        client.put(path, body=changes)
+        return []
+    except HTTPError as error:
+        blocking_ids = models_named_in(error)
+        if not blocking_ids:
+            raise
+    deployed = [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in blocking_ids]
+    if not redeploy:
+        raise blocked_update(connector, deployed)
+    timeout = module.params["wait_timeout"]
+    for model_id in blocking_ids:
+        undeploy(client, model_id, timeout)
+    client.put(path, body=changes)
+    for model_id in blocking_ids:
+        deploy(client, model_id, timeout)
+    return blocking_ids
+
+
+def delete_when_unused(client, connector_id, timeout):
+    """Delete a connector whose models were just moved away.
+
+    ML Commons finds a connector's users with a search, which sees the models' new connector only
+    after the next refresh (about a second): until then it answers 409, so the delete is retried.
+    """
+    def try_delete():
+        try:
+            client.delete(CONNECTOR.path(connector_id))
+        except HTTPError as error:
+            if error.status != 409:
+                raise
+            return False
+        return True
+
+    wait_until(try_delete, bool, timeout, describe=lambda deleted: "connector %s still reported in use" % connector_id)
+
+
+def recreate(module, client, connector, wanted):
+    """Replace a connector whose parameters lost keys: new connector, models re-pointed, old one deleted."""
+    body = dict((name, value) for name, value in connector.items() if name in COMPARED_FIELDS and name not in ("access_mode",))
+    body.update(wanted)
+    users = models_using_connector(client, connector["connector_id"])
+    if module.check_mode:
+        return None, [model["model_id"] for model in users]
+    if not module.params["credential"]:
+        raise ConfigurationError(
+            "Recreating connector %r needs credential: ML Commons never returns the old one." % connector.get("name")
+        )
+    body["credential"] = module.params["credential"]
+    new_id = client.post(CONNECTOR.base_path + "/_create", body=body)["connector_id"]
+    for model in users:
+        client.put(MODEL.path(model["model_id"]), body={"connector_id": new_id})
+    delete_when_unused(client, connector["connector_id"], module.params["wait_timeout"])
+    return get_by_id(client, CONNECTOR, new_id), [model["model_id"] for model in users]
+
+
+def ensure_present(module, client, connector):
+    params = module.params
+    wanted = desired_fields(params)
+    require_access_control(client, wanted, "connector")
+    if connector is None:
+        created = create(module, client, wanted)
+        return result(True, created or dict(wanted, connector_id=None), {})
+
+    removed = removed_parameters(connector, wanted)
+    if removed and not params["recreate_on_parameter_removal"]:
+        raise MLCommonsError(
+            "Connector %r (%s) has parameters that the task no longer sets: %s. ML Commons cannot remove parameter keys "
+            "from a connector, so add them back, or set recreate_on_parameter_removal: true to replace the connector "
+            "(its models are moved to the new one)." % (connector.get("name"), connector["connector_id"], ", ".join(removed))
+        )
+    comparable = dict((name, value) for name, value in wanted.items() if name != "add_all_backend_roles")
+    differing = changed_fields(comparable, stored_view(connector, wanted), normalize)
+    changes = dict((name, wanted[name]) for name in differing)
+    if params["update_credential"] == "always" and params["credential"]:
+        changes["credential"] = params["credential"]
+    if not changes:
+        return result(False, connector, connector)
+    predicted = dict(connector, **dict((name, value) for name, value in changes.items() if name != "credential"))
+    if removed:
+        replaced, repointed = recreate(module, client, connector, wanted)
+        return result(True, replaced or dict(predicted, connector_id=None), connector, repointed=repointed)
+    redeployed = update_in_place(module, client, connector, changes)
+    updated = predicted if module.check_mode else get_by_id(client, CONNECTOR, connector["connector_id"])
+    return result(True, updated, connector, redeployed=redeployed)
+
+
+def in_use_error(connector, users):
+    return MLCommonsError(
+        "Connector %r (%s) is still used by %d model(s): %s. Delete those models or point them at another connector first."
+        % (connector.get("name"), connector["connector_id"], len(users), describe_models(users)),
+        model_ids=[model["model_id"] for model in users],
+    )
+
+
+def ensure_absent(module, client, connector):
+    if connector is None:
+        return result(False, None, {})
+    if module.check_mode:
+        users = models_using_connector(client, connector["connector_id"])
+        if users:
+            raise in_use_error(connector, users)
+        return result(True, None, connector)
+    try:
+        client.delete(CONNECTOR.path(connector["connector_id"]))
+    except HTTPError as error:
+        user_ids = models_named_in(error)
+        if not user_ids:
+            raise
+        raise in_use_error(connector, [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in user_ids])
+    return result(True, None, connector)
+
+
+def run(module, client):
+    validate(module.params)
+    connector = find_connector(client, module.params)
+    if module.params["state"] == "absent":
+        return ensure_absent(module, client, connector)
+    return ensure_present(module, client, connector)
+
+
+def main():
+    action_spec = dict(
+        action_type=dict(type="str", required=True, choices=["predict", "batch_predict", "batch_predict_status", "cancel_batch_predict"]),
+        method=dict(type="str", required=True),
+        url=dict(type="str", required=True),
+        headers=dict(type="dict"),
+        request_body=dict(type="raw"),
+        pre_process_function=dict(type="str"),
+        post_process_function=dict(type="str"),
+    )
+    argument_spec = dict(
+        name=dict(type="str"),
+        connector_id=dict(type="str"),
+        description=dict(type="str"),
+        version=dict(type="str"),
+        protocol=dict(type="str", choices=["http", "aws_sigv4"]),
+        parameters=dict(type="dict"),
+        credential=dict(type="dict", no_log=True),
+        update_credential=dict(type="str", choices=["on_create", "always"], default="on_create"),
+        actions=dict(type="list", elements="dict", options=action_spec),
+        client_config=dict(type="dict"),
+        access_mode=dict(type="str", choices=["public", "private", "restricted"]),
+        backend_roles=dict(type="list", elements="str"),
+        add_all_backend_roles=dict(type="bool"),
+        redeploy_models=dict(type="bool", default=False),
+        recreate_on_parameter_removal=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=300),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+    module = MLCommonsModule(
+        argument_spec=argument_spec,
+        required_one_of=[("name", "connector_id")],
+        mutually_exclusive=[("backend_roles", "add_all_backend_roles")],
+    )
+    module.execute(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Turn the test bed's shell env file (.testbed/env) into ansible-test's integration_config.yml.
+
+ansible-test passes that file's keys to every integration target as variables, lower-cased:
+OPENSEARCH_URL becomes opensearch_url, and so on.
+"""
+
+import json
+import os
+import sys
+
+
+def main(env_path):
+    values = {}
+    with open(env_path) as env_file:
+        for line in env_file:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                values[key.lower()] = value.strip("'\"")
+    # Targets start the test bed's helpers (the fault proxy) from here.
+    values["testbed_dir"] = os.path.dirname(os.path.abspath(__file__))
+    # JSON is YAML, and quotes every value safely.
+    print(json.dumps(values, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".testbed/env")

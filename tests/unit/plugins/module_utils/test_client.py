@@ -1,0 +1,298 @@
+"""The shared client against a local HTTP server: retries, errors, auth, TLS, version."""
+
+import base64
+import datetime
+import json
+import ipaddress
+import socket
+import ssl
+import time
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import client as client_module
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import (
+    Client,
+    ServerVersion,
+    build_auth,
+    client_from_params,
+    infer_auth_type,
+    quote_id,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+    ConfigurationError,
+    HTTPError,
+    TransportError,
+    UncertainOutcomeError,
+)
+
+SECRET = "s3cr3t-Pa55word"
+UNAVAILABLE = (503, {"error": {"type": "unavailable", "reason": "try later"}, "status": 503})
+
+
+class RecordingTime:
+    """Stands in for the client's ``time`` module: records backoff sleeps instead of sleeping."""
+
+    def __init__(self):
+        self.slept = []
+        self.sleep = self.slept.append
+        self.time = time.time
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch):
+    """Backoff is real in production; here it would only slow the tests down."""
+    recording = RecordingTime()
+    monkeypatch.setattr(client_module, "time", recording)
+    return recording.slept
+
+
+def make_client(server, **kwargs):
+    kwargs.setdefault("timeout", 2)
+    return Client(server.url, **kwargs)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_get_returns_the_decoded_answer(server):
+    server.script((200, {"version": {"number": "2.19.6"}}))
+    client = make_client(server)
+    assert client.get("/") == {"version": {"number": "2.19.6"}}
+    assert server.received[0]["method"] == "GET"
+    assert client.stats == {"requests": 1, "retries": 0}
+
+
+def test_reads_are_retried_on_retriable_statuses(server, no_sleep):
+    server.script(UNAVAILABLE, (429, {}), (502, {}), (200, {"ok": True}))
+    client = make_client(server, retries=3)
+    assert client.get("/thing") == {"ok": True}
+    assert len(server.received) == 4
+    assert client.stats == {"requests": 4, "retries": 3}
+    assert no_sleep == [0.5, 1.0, 2.0]  # exponential backoff
+
+
+def test_retry_after_is_honoured_up_to_the_cap(server, no_sleep):
+    server.script((429, {}, {"headers": {"Retry-After": "3"}}), (200, {}))
+    make_client(server).get("/")
+    assert no_sleep == [3.0]
+
+
+def test_retries_stop_and_the_last_error_is_raised(server):
+    server.script(UNAVAILABLE, UNAVAILABLE, UNAVAILABLE)
+    client = make_client(server, retries=2)
+    with pytest.raises(HTTPError) as caught:
+        client.get("/thing")
+    assert caught.value.status == 503
+    assert str(caught.value) == "OpenSearch answered 503 to GET /thing: unavailable: try later"
+    assert len(server.received) == 3
+
+
+def test_a_create_is_not_retried_on_503(server):
+    server.script(UNAVAILABLE, (200, {"model_group_id": "x"}))
+    with pytest.raises(HTTPError):
+        make_client(server).post("/_plugins/_ml/model_groups/_register", body={"name": "g"})
+    assert len(server.received) == 1
+
+
+def test_searches_are_retried_although_they_are_posts(server):
+    server.script(UNAVAILABLE, (200, {"hits": {"hits": []}}))
+    assert make_client(server).search("/_plugins/_ml/connectors/_search", {"query": {"match_all": {}}}) == {"hits": {"hits": []}}
+    assert [request["method"] for request in server.received] == ["POST", "POST"]
+
+
+def test_put_and_delete_are_retried(server):
+    server.script(UNAVAILABLE, (200, {}), (504, {}), (200, {}))
+    client = make_client(server)
+    client.put("/a", body={"x": 1})
+    client.delete("/a")
+    assert [request["method"] for request in server.received] == ["PUT", "PUT", "DELETE", "DELETE"]
+
+
+def test_master_key_not_ready_is_retried_even_for_a_create(server):
+    reason = "The ML encryption master key has not been initialized yet. Please retry after waiting for 10 seconds."
+    not_ready = (500, {"error": {"type": "m_l_exception", "reason": reason}})
+    server.script(not_ready, not_ready, (200, {"connector_id": "c1"}))
+    assert make_client(server).post("/_plugins/_ml/connectors/_create", body={"name": "c"}) == {"connector_id": "c1"}
+    assert len(server.received) == 3
+
+
+def test_a_refused_connection_is_retried_even_for_a_create_and_then_reported():
+    client = Client("http://127.0.0.1:%d" % free_port(), timeout=2, retries=2)
+    with pytest.raises(TransportError) as caught:
+        client.post("/_plugins/_ml/model_groups/_register", body={"name": "g"})
+    assert not isinstance(caught.value, UncertainOutcomeError)
+    assert "Could not connect to POST http://127.0.0.1:" in str(caught.value)
+    assert "Check url and that OpenSearch is up" in str(caught.value)
+    assert client.stats["requests"] == 3
+
+
+def test_a_read_timeout_on_a_create_is_an_uncertain_outcome(server):
+    server.script((200, {"model_group_id": "late"}, {"delay": 1.5}))
+    client = make_client(server, timeout=0.5)
+    with pytest.raises(UncertainOutcomeError) as caught:
+        client.post("/_plugins/_ml/model_groups/_register", body={"name": "g"})
+    assert "may still have been carried out" in str(caught.value)
+    assert len(server.received) == 1
+
+
+def test_a_read_timeout_on_a_read_is_retried(server):
+    server.script((200, {}, {"delay": 1.5}), (200, {"ok": 1}))
+    assert make_client(server, timeout=0.5).get("/slow") == {"ok": 1}
+
+
+def test_errors_carry_status_type_and_reason(server):
+    server.script((404, {"error": {"root_cause": [], "type": "status_exception", "reason": "Failed to find model group"}, "status": 404}))
+    with pytest.raises(HTTPError) as caught:
+        make_client(server).get("/_plugins/_ml/model_groups/nope")
+    error = caught.value
+    assert (error.status, error.error_type, error.reason) == (404, "status_exception", "Failed to find model group")
+    assert error.is_not_found
+    assert error.details == {"status": 404, "error_type": "status_exception", "reason": "Failed to find model group"}
+
+
+@pytest.mark.parametrize("status, error_type, reason, expected", [
+    (404, "status_exception", "anything", True),
+    (500, "m_l_resource_not_found_exception", "Fail to find model group index", True),
+    (500, "m_l_exception", "Fail to find task", True),
+    (500, "m_l_exception", "Something else", False),
+    (400, "illegal_argument_exception", "bad", False),
+])
+def test_not_found_across_versions(status, error_type, reason, expected):
+    assert HTTPError("GET", "/x", status, error_type, reason).is_not_found is expected
+
+
+def test_basic_auth_is_sent_and_never_appears_in_errors(server):
+    server.script((401, None))
+    client = Client(server.url, auth=build_auth({"username": "admin", "password": SECRET})[0], timeout=2)
+    with pytest.raises(HTTPError) as caught:
+        client.get("/")
+    sent = server.received[0]["headers"]["Authorization"]
+    assert base64.b64decode(sent.split()[1]).decode() == "admin:" + SECRET
+    assert SECRET not in str(caught.value)
+    assert SECRET not in json.dumps(caught.value.details)
+    assert "authentication failed" in str(caught.value)
+
+
+def test_request_bodies_never_appear_in_errors(server):
+    server.script((400, {"error": {"type": "illegal_argument_exception", "reason": "bad action"}}))
+    with pytest.raises(HTTPError) as caught:
+        make_client(server).post("/_plugins/_ml/connectors/_create", body={"credential": {"openAI_key": SECRET}})
+    assert SECRET not in str(caught.value)
+
+
+def test_credentials_in_the_url_are_refused_without_echoing_them():
+    with pytest.raises(ConfigurationError) as caught:
+        Client("https://admin:%s@localhost:9200" % SECRET)
+    assert SECRET not in str(caught.value)
+    assert "username and password" in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["localhost:9200", "ftp://host", "", None])
+def test_urls_must_be_http_or_https(url):
+    with pytest.raises(ConfigurationError, match="url must look like"):
+        Client(url)
+
+
+def test_the_server_version_is_read_once(server):
+    server.script((200, {"version": {"number": "3.6.0", "distribution": "opensearch"}}))
+    client = make_client(server)
+    assert client.server_version == (3, 6, 0)
+    assert client.server_version >= (3, 1)
+    assert str(client.server_version) == "3.6.0"
+    assert len(server.received) == 1
+
+
+def test_version_ordering():
+    assert ServerVersion("2.19.6") < ServerVersion("3.0.0") < ServerVersion("3.6.0")
+    assert ServerVersion("2.17.0") < (2, 17, 1)
+    assert ServerVersion("3.0.0-SNAPSHOT") == (3, 0, 0)
+
+
+def test_ids_cannot_add_path_segments():
+    assert quote_id("../_cluster") == "..%2F_cluster"
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"username": "u"}, "basic"),
+    ({"client_cert": "/c.pem"}, "cert"),
+    ({}, "none"),
+    ({"aws_region": "us-east-1"}, "none"),
+])
+def test_auth_type_inference(params, expected):
+    assert infer_auth_type(params) == expected
+
+
+def test_basic_auth_needs_a_password():
+    with pytest.raises(ConfigurationError, match="needs username and password"):
+        build_auth({"auth_type": "basic", "username": "u"})
+
+
+def test_cert_auth():
+    assert build_auth({"client_cert": "/c.pem", "client_key": "/k.pem"}) == (None, ("/c.pem", "/k.pem"))
+    assert build_auth({"client_cert": "/both.pem"}) == (None, "/both.pem")
+
+
+def test_sigv4_explains_what_is_missing(monkeypatch):
+    try:
+        import botocore  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigurationError, match="needs the Python library botocore"):
+            build_auth({"auth_type": "aws_sigv4", "aws_region": "us-east-1"})
+    else:
+        with pytest.raises(ConfigurationError, match="needs aws_region"):
+            build_auth({"auth_type": "aws_sigv4"})
+
+
+def test_ca_path_becomes_the_verify_bundle():
+    client = client_from_params({"url": "https://localhost:9200", "validate_certs": True, "ca_path": "/ca.pem"})
+    assert client.verify == "/ca.pem"
+    insecure = client_from_params({"url": "https://localhost:9200", "validate_certs": False, "ca_path": "/ca.pem"})
+    assert insecure.verify is False
+
+
+@pytest.fixture
+def tls_server(tmp_path, scripted_server):
+    """An HTTPS server with a certificate signed by a throwaway CA, and that CA's path."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+               .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert_path), str(key_path))
+    return scripted_server(context), str(ca_path)
+
+
+def test_tls_is_verified_by_default_and_the_error_says_what_to_do(tls_server):
+    scripted = tls_server[0]
+    with pytest.raises(TransportError) as caught:
+        Client(scripted.url, timeout=2, retries=0).get("/")
+    assert "TLS verification failed for GET https://127.0.0.1:" in str(caught.value)
+    assert "Set ca_path" in str(caught.value)
+
+
+def test_tls_with_the_right_ca_works(tls_server):
+    scripted, ca_path = tls_server
+    scripted.script((200, {"ok": True}))
+    assert Client(scripted.url, verify=ca_path, timeout=2).get("/") == {"ok": True}

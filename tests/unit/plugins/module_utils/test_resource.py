@@ -1,0 +1,89 @@
+"""Lookups by ID and exact name, and the create that never duplicates."""
+
+import json
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import AmbiguousLookupError, HTTPError, UncertainOutcomeError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+    CONNECTOR,
+    MODEL_GROUP,
+    create_once,
+    find_by_name,
+    get_by_id,
+    search,
+)
+
+
+def hits(*ids):
+    return {"hits": {"hits": [{"_id": object_id, "_source": {"name": "n"}} for object_id in ids]}}
+
+
+def test_get_by_id_adds_the_id(server):
+    server.script((200, {"name": "g"}))
+    assert get_by_id(Client(server.url), MODEL_GROUP, "abc") == {"name": "g", "model_group_id": "abc"}
+    assert server.received[0]["path"] == "/_plugins/_ml/model_groups/abc"
+
+
+def test_get_by_id_returns_none_when_absent_in_any_version(server):
+    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find"}}),
+                  (500, {"error": {"type": "m_l_resource_not_found_exception", "reason": "Fail to find model group index"}}))
+    client = Client(server.url)
+    assert get_by_id(client, MODEL_GROUP, "a") is None
+    assert get_by_id(client, MODEL_GROUP, "b") is None
+
+
+def test_get_by_id_raises_other_errors(server):
+    server.script((403, {"error": {"type": "status_exception", "reason": "no privilege"}}))
+    with pytest.raises(HTTPError):
+        get_by_id(Client(server.url), MODEL_GROUP, "a")
+
+
+def test_find_by_name_is_one_term_query_then_a_fresh_read(server):
+    server.script((200, hits("c1")), (200, {"name": "n", "description": "current"}))
+    found = find_by_name(Client(server.url), CONNECTOR, "n")
+    assert found == {"connector_id": "c1", "name": "n", "description": "current"}
+    sent = json.loads(server.received[0]["body"])
+    assert server.received[0]["path"] == "/_plugins/_ml/connectors/_search"
+    assert sent["query"] == {"bool": {"filter": [{"term": {"name.keyword": "n"}}]}}
+    assert server.received[1]["path"] == "/_plugins/_ml/connectors/c1"
+    assert len(server.received) == 2
+
+
+def test_find_by_name_refuses_to_guess_between_duplicates(server):
+    server.script((200, hits("c1", "c2")))
+    with pytest.raises(AmbiguousLookupError) as caught:
+        find_by_name(Client(server.url), CONNECTOR, "n")
+    assert "2 connectors are called 'n' (IDs: c1, c2)" in str(caught.value)
+    assert caught.value.details == {"matching_ids": ["c1", "c2"]}
+
+
+def test_search_pages_until_a_short_page(server):
+    server.script((200, hits("a", "b")), (200, hits("c")))
+    found = search(Client(server.url), CONNECTOR, [], size=2)
+    assert [item["connector_id"] for item in found] == ["a", "b", "c"]
+    assert [json.loads(request["body"])["from"] for request in server.received] == [0, 2]
+
+
+def test_create_once_adopts_what_an_uncertain_create_made():
+    calls = []
+
+    def create():
+        calls.append("create")
+        raise UncertainOutcomeError("timed out")
+
+    assert create_once(create, lambda: "made-anyway") == "made-anyway"
+    assert calls == ["create"]
+
+
+def test_create_once_creates_again_when_nothing_was_made():
+    attempts = iter([UncertainOutcomeError("dropped"), "new-id"])
+
+    def create():
+        outcome = next(attempts)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert create_once(create, lambda: None) == "new-id"

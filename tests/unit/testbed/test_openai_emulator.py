@@ -1,0 +1,734 @@
+"""Tests for the OpenAI emulator of the test bed (tests/testbed/openai_emulator.py).
+
+The server runs in-process on an ephemeral port with a fake clock, so lifecycle tests step through
+batch statuses instantly; one test runs the real CLI with real (tiny) timings.
+"""
+
+import base64
+import http.client
+import importlib.util
+import json
+import math
+import pathlib
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+EMULATOR_PATH = pathlib.Path(__file__).resolve().parents[2] / "testbed" / "openai_emulator.py"
+API_KEY = "sk-test-emulator-key-0123456789"
+TIMEOUT = 10
+START_TIME = 1_700_000_000.0
+
+
+def load_emulator_module():
+    spec = importlib.util.spec_from_file_location("openai_emulator", EMULATOR_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+emulator = load_emulator_module()
+
+
+class FakeClock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class Client:
+    """Thin requests wrapper bound to one running emulator."""
+
+    def __init__(self, root, clock, server):
+        self.root = root
+        self.base = root + "/v1"
+        self.clock = clock
+        self.server = server
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {API_KEY}"
+
+    def get(self, path, **kwargs):
+        return self.session.get(self.base + path, timeout=TIMEOUT, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.session.post(self.base + path, timeout=TIMEOUT, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.session.delete(self.base + path, timeout=TIMEOUT, **kwargs)
+
+    def upload(self, content, filename="input.jsonl", purpose="batch", extra=None):
+        data = {"purpose": purpose, **(extra or {})}
+        return self.post("/files", files={"file": (filename, content)}, data=data)
+
+    def upload_lines(self, lines):
+        response = self.upload("".join(json.dumps(line) + "\n" for line in lines).encode())
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+    def create_batch(self, file_id, endpoint="/v1/embeddings", metadata=None):
+        body = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h"}
+        if metadata is not None:
+            body["metadata"] = metadata
+        response = self.post("/batches", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def batch(self, batch_id):
+        response = self.get(f"/batches/{batch_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def jsonl(self, file_id):
+        response = self.get(f"/files/{file_id}/content")
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.text.splitlines()]
+
+    def admin(self, method, name):
+        return requests.request(method, f"{self.root}/_emulator/{name}", timeout=TIMEOUT)
+
+
+@pytest.fixture
+def client():
+    clock = FakeClock(START_TIME)
+    timings = emulator.Timings(validating=1, in_progress=10, finalizing=1, cancelling=1)
+    server = emulator.make_server("127.0.0.1", 0, API_KEY, timings=timings, dimensions=8, clock=clock)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    yield Client(f"http://{host}:{port}/openai", clock, server)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def embedding_line(custom_id, text="hello world", model="text-embedding-3-small", url="/v1/embeddings"):
+    return {"custom_id": custom_id, "method": "POST", "url": url, "body": {"model": model, "input": text}}
+
+
+def assert_error(response, status, error_type="invalid_request_error"):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == error_type
+    return error
+
+
+# --------------------------------------------------------------------------- auth and routing
+
+def test_missing_api_key_is_rejected(client):
+    error = assert_error(requests.get(client.base + "/batches", timeout=TIMEOUT), 401)
+    assert error["message"].startswith("You didn't provide an API key.")
+
+
+def test_non_bearer_authorization_counts_as_missing_key(client):
+    response = requests.get(client.base + "/batches", headers={"Authorization": f"Basic {API_KEY}"}, timeout=TIMEOUT)
+    assert assert_error(response, 401)["message"].startswith("You didn't provide an API key.")
+
+
+def test_wrong_api_key_is_rejected_with_masked_key(client):
+    wrong_key = "sk-wrong-key-abcdefghijklmnopxyz1"
+    response = requests.get(client.base + "/files", headers={"Authorization": f"Bearer {wrong_key}"}, timeout=TIMEOUT)
+    error = assert_error(response, 401)
+    assert error["code"] == "invalid_api_key"
+    assert error["message"].startswith("Incorrect API key provided: sk-")
+    assert "xyz1" in error["message"] and "*" in error["message"]
+    assert wrong_key not in error["message"]
+
+
+@pytest.mark.parametrize("key, masked", [("short", "*****"), ("sk-abcdefghij-xyz1", "sk-***********xyz1")])
+def test_mask_api_key_never_reveals_the_whole_key(key, masked):
+    assert emulator.mask_api_key(key) == masked
+
+
+def test_unknown_route_is_404_in_openai_shape(client):
+    error = assert_error(client.get("/nothing-here"), 404)
+    assert error["message"] == "Invalid URL (GET /openai/v1/nothing-here)"
+
+
+def test_path_outside_the_prefix_is_404(client):
+    server_root = client.root[: -len("/openai")]
+    assert_error(requests.get(server_root + "/v1/batches", headers=client.session.headers, timeout=TIMEOUT), 404)
+
+
+def test_wrong_method_on_known_route_is_405(client):
+    response = client.session.put(client.base + "/batches", timeout=TIMEOUT)
+    assert_error(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "GET"}
+
+
+def test_invalid_json_body_is_400(client):
+    error = assert_error(client.post("/batches", data=b"{not json", headers={"Content-Type": "application/json"}), 400)
+    assert "could not parse the JSON body" in error["message"]
+
+
+def test_chunked_request_body_is_read(client):
+    host, port = client.server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port)
+    body = json.dumps({"model": "text-embedding-3-small", "input": "chunked"}).encode()
+    connection.request("POST", "/openai/v1/embeddings", body=iter([body[:10], body[10:]]),
+                       headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read())["data"][0]["object"] == "embedding"
+    connection.close()
+
+
+# --------------------------------------------------------------------------- files
+
+def test_upload_batch_file_returns_file_object(client):
+    response = client.upload(b'{"a": 1}\n', filename="requests.jsonl")
+    assert response.status_code == 200, response.text
+    file_object = response.json()
+    assert set(file_object) == {"id", "object", "bytes", "created_at", "expires_at", "filename", "purpose", "status", "status_details"}
+    assert file_object["id"].startswith("file-") and len(file_object["id"]) == len("file-") + 24
+    assert file_object["id"][len("file-"):].isalnum()
+    assert file_object["object"] == "file"
+    assert file_object["bytes"] == 9
+    assert file_object["created_at"] == int(START_TIME)
+    assert file_object["expires_at"] == int(START_TIME) + 30 * 24 * 3600
+    assert (file_object["filename"], file_object["purpose"]) == ("requests.jsonl", "batch")
+    assert (file_object["status"], file_object["status_details"]) == ("processed", None)
+
+
+def test_upload_for_other_purpose_has_no_default_expiry(client):
+    file_object = client.upload(b"data", filename="notes.txt", purpose="user_data").json()
+    assert file_object["purpose"] == "user_data"
+    assert file_object["expires_at"] is None
+
+
+def test_upload_with_expires_after_sets_expiry(client):
+    extra = {"expires_after[anchor]": "created_at", "expires_after[seconds]": "3600"}
+    file_object = client.upload(b"x\n", extra=extra).json()
+    assert file_object["expires_at"] == file_object["created_at"] + 3600
+
+
+def test_upload_with_out_of_range_expiry_is_400(client):
+    extra = {"expires_after[anchor]": "created_at", "expires_after[seconds]": "60"}
+    assert assert_error(client.upload(b"x\n", extra=extra), 400)["param"] == "expires_after.seconds"
+
+
+def test_upload_rejects_unknown_purpose(client):
+    error = assert_error(client.upload(b"x", purpose="training"), 400)
+    assert error["param"] == "purpose"
+
+
+def test_upload_requires_file_and_purpose(client):
+    assert assert_error(client.post("/files", data={"purpose": "batch"}, files={"other": ("a", b"b")}), 400)["param"] == "file"
+    assert assert_error(client.post("/files", files={"file": ("a.jsonl", b"b")}), 400)["param"] == "purpose"
+
+
+def test_upload_requires_multipart(client):
+    assert_error(client.post("/files", json={"purpose": "batch"}), 400)
+
+
+def test_batch_upload_must_be_jsonl(client):
+    error = assert_error(client.upload(b"{}\n", filename="input.json"), 400)
+    assert error["message"] == "Invalid file format for Batch API. Must be .jsonl"
+
+
+def test_batch_upload_size_limit(client, monkeypatch):
+    monkeypatch.setattr(emulator, "MAX_BATCH_FILE_BYTES", 4)
+    assert_error(client.upload(b"12345"), 400)
+
+
+def test_file_content_round_trips_bytes(client):
+    content = b'{"x": "\xc3\xa9"}\r\nbinary\x00\xff\n'
+    file_id = client.upload(content).json()["id"]
+    response = client.get(f"/files/{file_id}/content")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.content == content
+
+
+def test_retrieve_and_delete_file(client):
+    file_object = client.upload(b"{}\n").json()
+    assert client.get(f"/files/{file_object['id']}").json() == file_object
+    response = client.delete(f"/files/{file_object['id']}")
+    assert response.json() == {"id": file_object["id"], "object": "file", "deleted": True}
+    error = assert_error(client.get(f"/files/{file_object['id']}"), 404)
+    assert error["message"] == f"No such File object: {file_object['id']}"
+    assert_error(client.get(f"/files/{file_object['id']}/content"), 404)
+    assert_error(client.delete(f"/files/{file_object['id']}"), 404)
+
+
+def test_list_files_orders_filters_and_paginates(client):
+    ids = [client.upload(b"{}\n", filename=f"f{n}.jsonl").json()["id"] for n in range(3)]
+    other = client.upload(b"x", filename="notes.txt", purpose="assistants").json()["id"]
+
+    listing = client.get("/files").json()
+    assert listing["object"] == "list"
+    assert [item["id"] for item in listing["data"]] == [other, *reversed(ids)]
+    assert (listing["first_id"], listing["last_id"], listing["has_more"]) == (other, ids[0], False)
+
+    ascending = client.get("/files", params={"order": "asc", "purpose": "batch"}).json()
+    assert [item["id"] for item in ascending["data"]] == ids
+
+    page = client.get("/files", params={"order": "asc", "limit": 1, "after": ids[0]}).json()
+    assert [item["id"] for item in page["data"]] == [ids[1]]
+    assert page["has_more"] is True
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": "many"}, {"order": "sideways"}, {"after": "file-unknown"}])
+def test_list_files_rejects_bad_query(client, params):
+    assert_error(client.get("/files", params=params), 400)
+
+
+# --------------------------------------------------------------------------- batch creation
+
+def test_create_batch_returns_full_batch_object(client):
+    file_id = client.upload_lines([embedding_line("a")])
+    batch = client.create_batch(file_id, metadata={"purpose": "test"})
+    assert set(batch) == {
+        "id", "object", "endpoint", "model", "errors", "input_file_id", "completion_window", "status", "output_file_id", "error_file_id",
+        "created_at", "in_progress_at", "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at",
+        "cancelled_at", "request_counts", "metadata", "usage",
+    }
+    assert batch["id"].startswith("batch_")
+    assert (batch["object"], batch["status"], batch["endpoint"]) == ("batch", "validating", "/v1/embeddings")
+    assert (batch["input_file_id"], batch["completion_window"]) == (file_id, "24h")
+    assert batch["created_at"] == int(START_TIME)
+    assert batch["expires_at"] == int(START_TIME) + 24 * 3600
+    assert batch["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+    assert batch["metadata"] == {"purpose": "test"}
+    for field in ("model", "errors", "output_file_id", "error_file_id", "in_progress_at", "finalizing_at", "completed_at", "failed_at",
+                  "expired_at", "cancelling_at", "cancelled_at", "usage"):
+        assert batch[field] is None, field
+
+
+@pytest.mark.parametrize("override, param", [
+    ({"completion_window": "48h"}, "completion_window"),
+    ({"endpoint": "/v1/unknown"}, "endpoint"),
+    ({"input_file_id": "file-doesnotexist"}, "input_file_id"),
+    ({"input_file_id": None}, "input_file_id"),
+    ({"metadata": {f"k{n}": "v" for n in range(17)}}, "metadata"),
+    ({"metadata": {"k": 1}}, "metadata.k"),
+    ({"metadata": {"emulator_validating_seconds": "soon"}}, "metadata.emulator_validating_seconds"),
+    ({"output_expires_after": {"anchor": "created_at", "seconds": 10}}, "output_expires_after.seconds"),
+])
+def test_create_batch_validates_request(client, override, param):
+    body = {"input_file_id": client.upload_lines([embedding_line("a")]), "endpoint": "/v1/embeddings", "completion_window": "24h"}
+    body.update(override)
+    body = {key: value for key, value in body.items() if value is not None}
+    assert assert_error(client.post("/batches", json=body), 400)["param"] == param
+
+
+def test_create_batch_requires_batch_purpose_file(client):
+    file_id = client.upload(b"{}", filename="a.txt", purpose="assistants").json()["id"]
+    body = {"input_file_id": file_id, "endpoint": "/v1/embeddings", "completion_window": "24h"}
+    assert assert_error(client.post("/batches", json=body), 400)["param"] == "input_file_id"
+
+
+def test_unknown_batch_is_404(client):
+    error = assert_error(client.get("/batches/batch_nope"), 404)
+    assert error["message"] == "No such Batch: batch_nope"
+    assert_error(client.post("/batches/batch_nope/cancel"), 404)
+
+
+def test_list_batches_newest_first_with_pagination(client):
+    file_id = client.upload_lines([embedding_line("a")])
+    ids = [client.create_batch(file_id)["id"] for _batch in range(3)]
+    listing = client.get("/batches").json()
+    assert [batch["id"] for batch in listing["data"]] == list(reversed(ids))
+    assert (listing["object"], listing["first_id"], listing["last_id"], listing["has_more"]) == ("list", ids[2], ids[0], False)
+    page = client.get("/batches", params={"limit": 1, "after": ids[2]}).json()
+    assert [batch["id"] for batch in page["data"]] == [ids[1]]
+    assert page["has_more"] is True
+    assert_error(client.get("/batches", params={"limit": 101}), 400)
+
+
+# --------------------------------------------------------------------------- batch lifecycle
+
+def test_embeddings_batch_runs_to_completion(client):
+    lines = [embedding_line(f"req-{n}", text=f"text number {n}") for n in range(4)]
+    batch = client.create_batch(client.upload_lines(lines))
+
+    client.clock.advance(0.5)
+    assert client.batch(batch["id"])["status"] == "validating"
+
+    client.clock.advance(0.5)
+    running = client.batch(batch["id"])
+    assert running["status"] == "in_progress"
+    assert running["in_progress_at"] == int(START_TIME) + 1
+    assert running["model"] == "text-embedding-3-small"
+    assert running["request_counts"] == {"total": 4, "completed": 0, "failed": 0}
+
+    client.clock.advance(5)
+    assert client.batch(batch["id"])["request_counts"] == {"total": 4, "completed": 2, "failed": 0}
+
+    client.clock.advance(5)
+    finalizing = client.batch(batch["id"])
+    assert finalizing["status"] == "finalizing"
+    assert finalizing["finalizing_at"] == int(START_TIME) + 11
+    assert finalizing["output_file_id"] is None
+
+    client.clock.advance(1)
+    done = client.batch(batch["id"])
+    assert done["status"] == "completed"
+    assert done["completed_at"] == int(START_TIME) + 12
+    assert done["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
+    assert done["error_file_id"] is None
+    assert done["usage"]["input_tokens"] == 12 and done["usage"]["total_tokens"] == 12
+
+    output_file = client.get(f"/files/{done['output_file_id']}").json()
+    assert output_file["purpose"] == "batch_output"
+    assert output_file["filename"] == f"{batch['id']}_output.jsonl"
+
+    output = client.jsonl(done["output_file_id"])
+    assert sorted(line["custom_id"] for line in output) == [f"req-{n}" for n in range(4)]
+    first = output[0]
+    assert first["id"].startswith("batch_req_") and first["error"] is None
+    assert first["response"]["status_code"] == 200 and first["response"]["request_id"].startswith("req_")
+    direct = client.post("/embeddings", json=lines[0]["body"]).json()
+    assert first["response"]["body"]["data"] == direct["data"]
+
+
+def test_requests_rejected_by_the_endpoint_go_to_the_error_file(client):
+    lines = [embedding_line("good"), embedding_line("bad", text="")]
+    batch = client.create_batch(client.upload_lines(lines))
+    client.clock.advance(12)
+    done = client.batch(batch["id"])
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+    assert [line["custom_id"] for line in client.jsonl(done["output_file_id"])] == ["good"]
+    [failure] = client.jsonl(done["error_file_id"])
+    assert failure["custom_id"] == "bad" and failure["error"] is None
+    assert failure["response"]["status_code"] == 400
+    assert failure["response"]["body"]["error"]["type"] == "invalid_request_error"
+    assert client.get(f"/files/{done['error_file_id']}").json()["filename"] == f"{batch['id']}_error.jsonl"
+
+
+def test_batch_where_every_request_fails_completes_without_output_file(client):
+    batch = client.create_batch(client.upload_lines([embedding_line("a", text=""), embedding_line("b", text="")]))
+    client.clock.advance(12)
+    done = client.batch(batch["id"])
+    assert done["status"] == "completed"
+    assert done["output_file_id"] is None and done["error_file_id"]
+    assert done["request_counts"] == {"total": 2, "completed": 0, "failed": 2}
+
+
+def test_chat_completions_batch(client):
+    line = {"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]}}
+    batch = client.create_batch(client.upload_lines([line]), endpoint="/v1/chat/completions")
+    client.clock.advance(12)
+    done = client.batch(batch["id"])
+    [output] = client.jsonl(done["output_file_id"])
+    assert output["response"]["body"]["choices"][0]["message"]["content"] == "echo: hi there"
+    assert done["usage"]["output_tokens"] == 3
+
+
+def test_batch_lines_for_endpoints_the_emulator_does_not_run_fail_per_request(client):
+    line = {"custom_id": "m1", "method": "POST", "url": "/v1/moderations", "body": {"model": "omni-moderation-latest", "input": "x"}}
+    batch = client.create_batch(client.upload_lines([line]), endpoint="/v1/moderations")
+    client.clock.advance(12)
+    done = client.batch(batch["id"])
+    assert done["status"] == "completed" and done["output_file_id"] is None
+    [failure] = client.jsonl(done["error_file_id"])
+    assert failure["response"]["body"]["error"]["code"] == "unsupported_endpoint"
+
+
+def raw_lines(*lines):
+    return "".join(line + "\n" for line in lines).encode()
+
+
+VALID = json.dumps(embedding_line("a"))
+
+
+@pytest.mark.parametrize("content, code, line_number", [
+    (raw_lines(VALID, "{not json"), "invalid_json_line", 2),
+    (raw_lines(VALID, json.dumps(embedding_line("a"))), "duplicate_custom_id", 2),
+    (raw_lines(json.dumps(embedding_line("a", url="/v1/chat/completions"))), "url_mismatch", 1),
+    (raw_lines(VALID, json.dumps(embedding_line("b", model="text-embedding-3-large"))), "model_mismatch", 2),
+    (raw_lines(json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/embeddings"})), "missing_required_parameter", 1),
+    (raw_lines(json.dumps({**embedding_line("a"), "method": "GET"})), "invalid_value", 1),
+    (b"\n  \n", "empty_file", None),
+])
+def test_invalid_input_file_fails_the_batch(client, content, code, line_number):
+    file_id = client.upload(content).json()["id"]
+    batch = client.create_batch(file_id)
+    client.clock.advance(1)
+    failed = client.batch(batch["id"])
+    assert failed["status"] == "failed"
+    assert failed["failed_at"] == int(START_TIME) + 1
+    assert failed["errors"]["object"] == "list"
+    error = failed["errors"]["data"][0]
+    assert set(error) == {"code", "message", "param", "line"}
+    assert (error["code"], error["line"]) == (code, line_number)
+    assert failed["output_file_id"] is None and failed["error_file_id"] is None
+
+
+def test_invalid_json_line_message(client):
+    batch = client.create_batch(client.upload(raw_lines("nope")).json()["id"])
+    client.clock.advance(1)
+    assert client.batch(batch["id"])["errors"]["data"] == [
+        {"code": "invalid_json_line", "message": "This line is not parseable as valid JSON.", "param": None, "line": 1}
+    ]
+
+
+def test_too_many_tasks_fails_the_batch(client, monkeypatch):
+    monkeypatch.setattr(emulator, "MAX_BATCH_TASKS", 2)
+    batch = client.create_batch(client.upload_lines([embedding_line(str(n)) for n in range(3)]))
+    client.clock.advance(1)
+    failed = client.batch(batch["id"])
+    assert failed["status"] == "failed"
+    assert failed["errors"]["data"][0]["code"] == "too_many_tasks"
+
+
+def test_metadata_overrides_timings_per_batch(client):
+    metadata = {"emulator_validating_seconds": "3", "emulator_in_progress_seconds": "0", "emulator_finalizing_seconds": "2.5"}
+    batch = client.create_batch(client.upload_lines([embedding_line("a")]), metadata=metadata)
+    client.clock.advance(2.9)
+    assert client.batch(batch["id"])["status"] == "validating"
+    client.clock.advance(0.1)
+    assert client.batch(batch["id"])["status"] == "finalizing"
+    client.clock.advance(2.4)
+    assert client.batch(batch["id"])["status"] == "finalizing"
+    client.clock.advance(0.1)
+    assert client.batch(batch["id"])["status"] == "completed"
+
+
+def test_expiring_batch_keeps_finished_work_and_marks_the_rest_expired(client):
+    lines = [embedding_line(f"r{n}", text=f"t{n}") for n in range(4)]
+    batch = client.create_batch(client.upload_lines(lines), metadata={"emulator_expire": "true"})
+    client.clock.advance(11)
+    expired = client.batch(batch["id"])
+    assert expired["status"] == "expired"
+    assert expired["expired_at"] == int(START_TIME) + 11
+    assert expired["completed_at"] is None and expired["finalizing_at"] is None
+    assert expired["request_counts"] == {"total": 4, "completed": 2, "failed": 2}
+    assert len(client.jsonl(expired["output_file_id"])) == 2
+    errors = client.jsonl(expired["error_file_id"])
+    assert [line["error"]["code"] for line in errors] == ["batch_expired", "batch_expired"]
+    assert all(line["response"] is None for line in errors)
+
+
+def test_cancel_in_progress_batch(client):
+    lines = [embedding_line(f"r{n}", text=f"t{n}") for n in range(4)]
+    batch = client.create_batch(client.upload_lines(lines))
+    client.clock.advance(1 + 5)  # halfway through in_progress: two requests ran
+    response = client.post(f"/batches/{batch['id']}/cancel")
+    assert response.status_code == 200
+    cancelling = response.json()
+    assert cancelling["status"] == "cancelling"
+    assert cancelling["cancelling_at"] == int(START_TIME) + 6
+
+    client.clock.advance(0.5)
+    assert client.post(f"/batches/{batch['id']}/cancel").json() == cancelling
+
+    client.clock.advance(0.5)
+    cancelled = client.batch(batch["id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["cancelled_at"] == int(START_TIME) + 7
+    assert cancelled["request_counts"] == {"total": 4, "completed": 2, "failed": 2}
+    assert len(client.jsonl(cancelled["output_file_id"])) == 2
+    errors = client.jsonl(cancelled["error_file_id"])
+    assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+    assert all(line["error"]["message"] for line in errors)
+
+
+def test_cancel_while_validating_produces_no_files(client):
+    batch = client.create_batch(client.upload_lines([embedding_line("a")]))
+    assert client.post(f"/batches/{batch['id']}/cancel").json()["status"] == "cancelling"
+    client.clock.advance(1)
+    cancelled = client.batch(batch["id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["output_file_id"] is None and cancelled["error_file_id"] is None
+    assert cancelled["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+
+
+def test_cancel_of_a_finished_batch_is_400(client):
+    batch = client.create_batch(client.upload_lines([embedding_line("a")]))
+    client.clock.advance(12)
+    error = assert_error(client.post(f"/batches/{batch['id']}/cancel"), 400)
+    assert error["message"] == "Cannot cancel a batch with status 'completed'."
+
+
+def test_batch_survives_deletion_of_its_input_file(client):
+    file_id = client.upload_lines([embedding_line("a")])
+    batch = client.create_batch(file_id)
+    client.delete(f"/files/{file_id}")
+    client.clock.advance(12)
+    assert client.batch(batch["id"])["status"] == "completed"
+
+
+# --------------------------------------------------------------------------- embeddings
+
+def vector_length(vector):
+    return math.sqrt(sum(component * component for component in vector))
+
+
+def test_embeddings_are_deterministic_unit_vectors(client):
+    body = {"model": "text-embedding-3-small", "input": ["alpha beta", "gamma"]}
+    first, second = client.post("/embeddings", json=body).json(), client.post("/embeddings", json=body).json()
+    assert first == second
+    assert first["object"] == "list" and first["model"] == "text-embedding-3-small"
+    assert [item["index"] for item in first["data"]] == [0, 1]
+    assert all(item["object"] == "embedding" and len(item["embedding"]) == 8 for item in first["data"])
+    assert all(vector_length(item["embedding"]) == pytest.approx(1.0) for item in first["data"])
+    assert first["data"][0]["embedding"] != first["data"][1]["embedding"]
+    assert first["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+
+
+def test_embedding_vector_is_seeded_by_sha256_of_the_text(client):
+    response = client.post("/embeddings", json={"model": "m", "input": "same text"}).json()
+    assert response["data"][0]["embedding"] == emulator.deterministic_vector("same text", 8)
+
+
+def test_embeddings_dimensions_parameter(client):
+    response = client.post("/embeddings", json={"model": "text-embedding-3-large", "input": "x", "dimensions": 256}).json()
+    assert len(response["data"][0]["embedding"]) == 256
+
+
+def test_embeddings_base64_encoding_is_little_endian_float32(client):
+    body = {"model": "m", "input": "encode me"}
+    floats = client.post("/embeddings", json=body).json()["data"][0]["embedding"]
+    encoded = client.post("/embeddings", json={**body, "encoding_format": "base64"}).json()["data"][0]["embedding"]
+    decoded = struct.unpack("<8f", base64.b64decode(encoded))
+    assert decoded == pytest.approx(floats, abs=1e-6)
+
+
+def test_embeddings_accept_token_inputs(client):
+    single = client.post("/embeddings", json={"model": "m", "input": [1, 2, 3]}).json()
+    assert len(single["data"]) == 1 and single["usage"]["prompt_tokens"] == 3
+    several = client.post("/embeddings", json={"model": "m", "input": [[1, 2], [3]]}).json()
+    assert len(several["data"]) == 2 and several["usage"]["prompt_tokens"] == 3
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "m", "input": ""},
+    {"model": "m", "input": []},
+    {"model": "m", "input": ["ok", ""]},
+    {"model": "m", "input": [1, "mixed"]},
+    {"model": "m", "input": "x", "surprise": True},
+    {"model": "m", "input": "x", "encoding_format": "hex"},
+    {"model": "m", "input": "x", "dimensions": 0},
+    {"model": "m", "input": "x", "dimensions": True},
+    {"model": "m", "input": ["x"] * 2049},
+    {"input": "x"},
+    {"model": "m"},
+])
+def test_invalid_embedding_requests_are_400(client, body):
+    assert_error(client.post("/embeddings", json=body), 400)
+
+
+def test_unknown_embedding_argument_message(client):
+    error = assert_error(client.post("/embeddings", json={"model": "m", "input": "x", "surprise": 1}), 400)
+    assert error["message"] == "Unrecognized request argument supplied: surprise"
+
+
+# --------------------------------------------------------------------------- chat completions
+
+def test_chat_completion_echoes_last_user_message(client):
+    body = {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "second question"}]},
+    ]}
+    completion = client.post("/chat/completions", json=body).json()
+    assert completion["id"].startswith("chatcmpl-")
+    assert completion["object"] == "chat.completion" and completion["model"] == "gpt-4o-mini"
+    assert isinstance(completion["created"], int)
+    [choice] = completion["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop"
+    assert choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"] == "echo: second question"
+    usage = completion["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "m"},
+    {"model": "m", "messages": []},
+    {"model": "m", "messages": [{"role": "wizard", "content": "x"}]},
+    {"messages": [{"role": "user", "content": "x"}]},
+])
+def test_invalid_chat_requests_are_400(client, body):
+    assert_error(client.post("/chat/completions", json=body), 400)
+
+
+# --------------------------------------------------------------------------- admin routes
+
+def test_stats_count_batches_uploads_and_requests(client):
+    file_id = client.upload_lines([embedding_line("a")])
+    batch = client.create_batch(file_id)
+    client.batch(batch["id"])
+    client.batch(batch["id"])
+    requests.get(client.base + "/batches", timeout=TIMEOUT)  # unauthenticated attempts are still requests
+    stats = client.admin("GET", "stats").json()
+    assert stats["batches_created"] == 1
+    assert stats["files_uploaded"] == 1
+    assert stats["requests"] == {"POST /v1/files": 1, "POST /v1/batches": 1, "GET /v1/batches/{id}": 2, "GET /v1/batches": 1}
+
+
+def test_failed_batch_creation_is_not_counted_as_created(client):
+    client.post("/batches", json={"input_file_id": "file-x", "endpoint": "/v1/embeddings", "completion_window": "24h"})
+    assert client.admin("GET", "stats").json()["batches_created"] == 0
+
+
+def test_reset_clears_all_state(client):
+    file_id = client.upload_lines([embedding_line("a")])
+    batch = client.create_batch(file_id)
+    assert client.admin("POST", "reset").status_code == 200
+    assert client.admin("GET", "stats").json() == {"batches_created": 0, "files_uploaded": 0, "requests": {}}
+    assert_error(client.get(f"/batches/{batch['id']}"), 404)
+    assert_error(client.get(f"/files/{file_id}"), 404)
+
+
+def test_admin_routes_check_method(client):
+    assert client.admin("POST", "stats").status_code == 405
+    assert client.admin("GET", "reset").status_code == 405
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_serves_a_batch_with_real_timings_and_never_logs_the_key():
+    command = [sys.executable, str(EMULATOR_PATH), "--port", "0", "--api-key", API_KEY, "--validating-seconds", "0.1",
+               "--in-progress-seconds", "0.1", "--finalizing-seconds", "0.1", "--dimensions", "4"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stderr.readline()
+        base = banner.strip().rsplit(" ", 1)[-1]
+        assert base.startswith("http://127.0.0.1:") and base.endswith("/openai/v1")
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {API_KEY}"
+        line = json.dumps(embedding_line("a")) + "\n"
+        file_id = session.post(base + "/files", files={"file": ("in.jsonl", line)}, data={"purpose": "batch"}, timeout=TIMEOUT).json()["id"]
+        body = {"input_file_id": file_id, "endpoint": "/v1/embeddings", "completion_window": "24h"}
+        batch = session.post(base + "/batches", json=body, timeout=TIMEOUT).json()
+        status = wait_for_terminal_status(session, f"{base}/batches/{batch['id']}")
+        assert status["status"] == "completed"
+        [output] = [json.loads(text) for text in session.get(f"{base}/files/{status['output_file_id']}/content", timeout=TIMEOUT).text.splitlines()]
+        assert len(output["response"]["body"]["data"][0]["embedding"]) == 4
+    finally:
+        process.terminate()
+        log = process.communicate(timeout=10)[1]
+    request_lines = [text for text in log.splitlines() if '"GET ' in text or '"POST ' in text]
+    assert len(request_lines) >= 4
+    assert API_KEY not in log and "Bearer" not in log
+
+
+def wait_for_terminal_status(session, url, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = session.get(url, timeout=TIMEOUT).json()
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            return batch
+        time.sleep(0.05)
+    raise AssertionError(f"batch did not finish within {timeout}s")
+
+
+def test_cli_requires_an_api_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_EMULATOR_API_KEY", raising=False)
+    with pytest.raises(SystemExit):
+        emulator.parse_args(["--port", "0"])
