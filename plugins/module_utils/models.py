@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, get_by_id, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
 # States in which a node holds the model; the pre-2.7 names still appear on upgraded clusters.
@@ -42,9 +42,15 @@ def model_state(client, model_id):
     return model
 
 
-def deploy(client, model_id, timeout):
-    """Deploy and wait until DEPLOYED; DEPLOY_FAILED or the timeout fail with the model's state."""
-    client.post(MODEL.path(model_id) + "/_deploy")
+def deploy_failure_reason(client, model_id):
+    """The error of the model's latest DEPLOY_MODEL task: what ML Commons says went wrong."""
+    tasks = search(client, TASK, [{"term": {"model_id": model_id}}, {"term": {"task_type": "DEPLOY_MODEL"}}])
+    errors = [task.get("error") for task in tasks if task.get("error")]
+    return errors[-1] if errors else "no reason recorded; see the OpenSearch log"
+
+
+def wait_until_deployed(client, model_id, timeout):
+    """Wait until the model is DEPLOYED; DEPLOY_FAILED or the timeout fail with the model's state and the reason."""
     model, _polls = wait_until(
         lambda: model_state(client, model_id),
         lambda model: model.get("model_state") == "DEPLOYED" or model.get("model_state") in DEPLOY_FAILED_STATES,
@@ -52,8 +58,17 @@ def deploy(client, model_id, timeout):
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
     )
     if model.get("model_state") in DEPLOY_FAILED_STATES:
-        raise MLCommonsError("Deploying model %s failed: it is %s. Check the OpenSearch log for the cause." % (model_id, model["model_state"]))
+        raise MLCommonsError(
+            "Deploying model %s failed (%s): %s" % (model_id, model["model_state"], deploy_failure_reason(client, model_id)),
+            model_state=model["model_state"],
+        )
     return model
+
+
+def deploy(client, model_id, timeout):
+    """Deploy and wait until DEPLOYED."""
+    client.post(MODEL.path(model_id) + "/_deploy")
+    return wait_until_deployed(client, model_id, timeout)
 
 
 def undeploy(client, model_id, timeout):

@@ -115,8 +115,8 @@ def list_objects(client, kind, object_id=None, name=None, filters=()):
 
 
 def create_once(create, find_existing):
-    """Run ``create()`` and return the new ID; if its outcome is unknown, return the ID that
-    ``find_existing()`` finds, or create again when it finds none.
+    """Run ``create()`` and return what it returns; if its outcome is unknown, return what
+    ``find_existing()`` finds (the same shape), or create again when it finds nothing.
 
     Used for POSTs that create objects, which the client never retries blindly: a request that
     timed out may still have been carried out, and a second create would make a duplicate.

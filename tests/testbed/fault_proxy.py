@@ -9,6 +9,7 @@ Admin routes (not forwarded):
     POST /_fault/plan   {"status": 503, "count": 2}  the next 2 requests get a 503 without reaching OpenSearch
     GET  /_fault/stats  {"received": N, "injected": N, "forwarded": N, "requests": {"GET /": N, ...}}
     POST /_fault/reset  clears the plan and the counters
+    POST /_fault/stop   stops the proxy
 
 It stops by itself after --lifetime seconds, so a test that forgets it leaves nothing behind.
 """
@@ -75,6 +76,10 @@ def make_handler(upstream, state):
                 with state.lock:
                     state.reset()
                 return self._reply(200, {"reset": True})
+            if self.path == "/_fault/stop":
+                self._reply(200, {"stopping": True})
+                threading.Thread(target=self.server.shutdown).start()
+                return None
             if self.path == "/_fault/plan":
                 plan = json.loads(body or b"{}")
                 with state.lock:
@@ -119,8 +124,12 @@ def main():
     parser.add_argument("--lifetime", type=float, default=600, help="seconds before the proxy stops by itself")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args.upstream, ProxyState()))
-    threading.Timer(args.lifetime, server.shutdown).start()
+    lifetime = threading.Timer(args.lifetime, server.shutdown)
+    lifetime.daemon = True
+    lifetime.start()
     server.serve_forever()
+    # Free the port at once: a stopped proxy must not keep accepting connections it never answers.
+    server.server_close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,363 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ml_model
+short_description: Register, deploy, update, undeploy or delete an ML Commons remote model
+version_added: 0.1.0
+description:
+  - Manages a remote model, a model that ML Commons serves by calling a connector, in a model group.
+  - The model is found by O(model_id), or else by its exact O(name) inside O(model_group_id). ML Commons does not keep
+    model names unique; when several models match, the module fails and lists them.
+  - V(deployed) registers the model when missing and deploys it; V(present) registers it and leaves deployment as it is;
+    V(undeployed) registers it if needed and makes sure no node serves it; V(absent) undeploys it if needed and deletes it.
+  - Fields you set that differ (description, connector, the optional fields) are corrected with the update API, which
+    ML Commons applies to a deployed model at once. A run that finds everything as wanted sends no write request.
+author:
+  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+extends_documentation_fragment:
+  - opensearch.ml_commons.connection
+  - opensearch.ml_commons.attributes
+options:
+  name:
+    description:
+      - The model's name. Required unless O(model_id) is given. With O(model_id), renames the model.
+      - At most 256 characters, of letters, digits, spaces and basic punctuation (the rule of ML Commons 3.1 and later,
+        applied on every version).
+    type: str
+  model_id:
+    description:
+      - The ID of an existing model to manage.
+    type: str
+  model_group_id:
+    description:
+      - The model group the model belongs to; required to register a model. The module never lets ML Commons create
+        a group on its own (it would, named after the model, when no group is given).
+      - With O(model_id), a different group moves the model there.
+    type: str
+  connector_id:
+    description:
+      - The connector the model calls; required to register a model. A different one re-points the model.
+    type: str
+  description:
+    description:
+      - The model's description.
+    type: str
+  function_name:
+    description:
+      - The kind of model. Only remote models are supported.
+    type: str
+    choices: [remote]
+    default: remote
+  rate_limiter:
+    description:
+      - Request rate limit for the model, with the keys C(limit) (for example C(4)) and C(unit) (for example C(MINUTES)).
+    type: dict
+  interface:
+    description:
+      - Input and output JSON schemas for the model (C(input), C(output)).
+    type: dict
+  guardrails:
+    description:
+      - Guardrails that check the model's input and output.
+    type: dict
+  is_enabled:
+    description:
+      - Whether the model accepts predictions.
+    type: bool
+  state:
+    description:
+      - The state the model should be in.
+    type: str
+    choices: [deployed, present, undeployed, absent]
+    default: deployed
+  wait:
+    description:
+      - Wait until a deploy or undeploy has finished. A deploy that ends in C(DEPLOY_FAILED), or does not finish within
+        O(wait_timeout), fails with the model's state and ML Commons' reason.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds to wait with O(wait).
+    type: int
+    default: 300
+"""
+
+EXAMPLES = r"""
+- name: The remote model of the batch inference blueprint, deployed
+  opensearch.ml_commons.ml_model:
+    name: OpenAI model for realtime embedding and offline batch inference
+    function_name: remote
+    model_group_id: "{{ group.model_group_id }}"
+    connector_id: "{{ connector.connector_id }}"
+    description: OpenAI text embedding model
+  register: model
+
+- name: Point it at another connector (applied to the deployed model at once)
+  opensearch.ml_commons.ml_model:
+    model_id: "{{ model.model_id }}"
+    connector_id: "{{ new_connector.connector_id }}"
+
+- name: Undeploy and delete it
+  opensearch.ml_commons.ml_model:
+    model_id: "{{ model.model_id }}"
+    state: absent
+"""
+
+RETURN = r"""
+model_id:
+  description: The model's ID; null when it does not exist (after V(absent), or a register in check mode).
+  returned: always
+  type: str
+  sample: lyjxwZABNrAVdFa9zrcZ
+model:
+  description: The model as ML Commons stores it, with its ID; empty when it does not exist.
+  returned: always
+  type: dict
+  sample:
+    model_id: lyjxwZABNrAVdFa9zrcZ
+    name: OpenAI model for realtime embedding and offline batch inference
+    algorithm: REMOTE
+    model_group_id: IMobmY8B8aiZvtEZeO_i
+    connector_id: XU5UiokBpXT9icfOM0vt
+    model_state: DEPLOYED
+model_state:
+  description: The model's state after the task, for example C(DEPLOYED) or C(REGISTERED); null when it does not exist.
+  returned: always
+  type: str
+  sample: DEPLOYED
+task_id:
+  description: The ID of the register task, when the module registered the model.
+  returned: always
+  type: str
+  sample: rMormY8B8aiZvtEZIO_j
+redeployed:
+  description: Whether the model was undeployed and deployed again so that an update takes effect.
+  returned: always
+  type: bool
+diff:
+  description: The model before and after, in diff mode.
+  returned: when diff mode is on
+  type: dict
+"""
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
+    deploy,
+    is_deployed,
+    undeploy,
+    wait_until_deployed,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+    CONNECTOR,
+    MODEL,
+    MODEL_GROUP,
+    create_once,
+    find_by_name,
+    get_by_id,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
+
+UPDATABLE_FIELDS = ("name", "description", "model_group_id", "connector_id", "rate_limiter", "interface", "guardrails", "is_enabled")
+# ML Commons answers an update this way when it stored the change but could not refresh a node's copy of the model.
+CACHE_NOT_UPDATED = "update model cache was failed"
+SERVING_PROTOCOLS = ("http", "aws_sigv4")
+SERVING_ACTIONS = ("PREDICT", "BATCH_PREDICT")
+
+
+def desired_fields(params):
+    return dict((name, params[name]) for name in UPDATABLE_FIELDS if params[name] is not None)
+
+
+def normalize(name, value):
+    """ML Commons keeps the rate limiter's values as strings ("4", "MINUTES")."""
+    if name == "rate_limiter" and isinstance(value, dict):
+        return dict((key, as_server_string(item)) for key, item in value.items())
+    return value
+
+
+def find_model(client, params):
+    if params["model_id"]:
+        model = get_by_id(client, MODEL, params["model_id"])
+        if model is None and params["state"] != "absent":
+            raise MLCommonsError("No model has the ID %s. Leave model_id out to register a model by name." % params["model_id"])
+        return model
+    filters = [{"term": {"model_group_id": params["model_group_id"]}}] if params["model_group_id"] else []
+    return find_by_name(client, MODEL, params["name"], filters)
+
+
+def check_can_register(client, params):
+    """Clear failures, before writing, for what ML Commons would refuse with a less helpful message."""
+    for required in ("model_group_id", "connector_id"):
+        if not params[required]:
+            raise ConfigurationError("Registering model %r needs %s." % (params["name"], required))
+    if get_by_id(client, MODEL_GROUP, params["model_group_id"]) is None:
+        raise MLCommonsError("No model group has the ID %s. Create it first (opensearch.ml_commons.ml_model_group)." % params["model_group_id"])
+    check_connector_serves_models(client, params["connector_id"])
+
+
+def check_connector_serves_models(client, connector_id):
+    connector = get_by_id(client, CONNECTOR, connector_id)
+    if connector is None:
+        raise MLCommonsError("No connector has the ID %s. Create it first (opensearch.ml_commons.ml_connector)." % connector_id)
+    if connector.get("protocol") not in SERVING_PROTOCOLS:
+        raise MLCommonsError(
+            "Connector %s uses the protocol %s, which cannot serve a model; use an http or aws_sigv4 connector."
+            % (connector_id, connector.get("protocol"))
+        )
+    action_types = set(str(action.get("action_type", "")).upper() for action in connector.get("actions") or [])
+    if not action_types & set(SERVING_ACTIONS):
+        raise MLCommonsError(
+            "Connector %s has no predict or batch_predict action, so no model can use it. Add one (opensearch.ml_commons.ml_connector)."
+            % connector_id
+        )
+
+
+def register(module, client, wanted):
+    params = module.params
+    body = dict(wanted, function_name=params["function_name"])
+    deploy_now = params["state"] == "deployed"
+
+    def register_model():
+        return client.post(MODEL.base_path + "/_register", body=body, query={"deploy": "true"} if deploy_now else None)
+
+    def registered_meanwhile():
+        found = find_by_name(client, MODEL, params["name"], [{"term": {"model_group_id": params["model_group_id"]}}])
+        return found and {"model_id": found["model_id"]}
+
+    answer = create_once(register_model, registered_meanwhile)
+    model_id = answer["model_id"]
+    if deploy_now and params["wait"]:
+        model = wait_until_deployed(client, model_id, params["wait_timeout"])
+    else:
+        model = get_by_id(client, MODEL, model_id)
+    return model, answer.get("task_id")
+
+
+def update(module, client, model, changes):
+    """Apply the changes; returns whether the model had to be redeployed for them to take effect."""
+    path = MODEL.path(model["model_id"])
+    try:
+        client.put(path, body=changes)
+    except HTTPError as error:
+        if CACHE_NOT_UPDATED not in (error.reason or ""):
+            raise
+        # Stored, but a node still serves the old version: a redeploy makes every node load the new one.
+        timeout = module.params["wait_timeout"]
+        undeploy(client, model["model_id"], timeout)
+        deploy(client, model["model_id"], timeout)
+        return True
+    return False
+
+
+def converge_deployment(module, client, model):
+    """Deploy or undeploy as ``state`` asks; returns the model after it and whether anything was done."""
+    state = module.params["state"]
+    if state == "deployed" and model.get("model_state") != "DEPLOYED":
+        if module.check_mode:
+            return dict(model, model_state="DEPLOYED"), True
+        if module.params["wait"]:
+            return deploy(client, model["model_id"], module.params["wait_timeout"]), True
+        client.post(MODEL.path(model["model_id"]) + "/_deploy")
+        return get_by_id(client, MODEL, model["model_id"]), True
+    if state == "undeployed" and is_deployed(model):
+        if module.check_mode:
+            return dict(model, model_state="UNDEPLOYED"), True
+        if module.params["wait"]:
+            return undeploy(client, model["model_id"], module.params["wait_timeout"]), True
+        client.post(MODEL.path(model["model_id"]) + "/_undeploy")
+        return get_by_id(client, MODEL, model["model_id"]), True
+    return model, False
+
+
+def result(changed, model, before, task_id=None, redeployed=False):
+    after = model or {}
+    return {
+        "changed": changed,
+        "model_id": after.get("model_id"),
+        "model": after,
+        "model_state": after.get("model_state"),
+        "task_id": task_id,
+        "redeployed": redeployed,
+        "diff": build_diff(before, after),
+    }
+
+
+def ensure_absent(module, client, model):
+    if model is None:
+        return result(False, None, {})
+    if not module.check_mode:
+        if is_deployed(model):
+            undeploy(client, model["model_id"], module.params["wait_timeout"])
+        client.delete(MODEL.path(model["model_id"]))
+    return result(True, None, model)
+
+
+def ensure_present(module, client, model):
+    wanted = desired_fields(module.params)
+    if model is None:
+        check_can_register(client, module.params)
+        if module.check_mode:
+            state = "DEPLOYED" if module.params["state"] == "deployed" else "REGISTERED"
+            return result(True, dict(wanted, model_id=None, model_state=state), {})
+        created, task_id = register(module, client, wanted)
+        return result(True, created, {}, task_id=task_id)
+
+    changes = dict((name, wanted[name]) for name in changed_fields(wanted, model, normalize))
+    if "connector_id" in changes:
+        check_connector_serves_models(client, changes["connector_id"])
+    redeployed = False
+    after = model
+    if changes:
+        after = dict(model, **changes)
+        if not module.check_mode:
+            redeployed = update(module, client, model, changes)
+            after = get_by_id(client, MODEL, model["model_id"])
+    after, deployment_changed = converge_deployment(module, client, after)
+    return result(bool(changes) or deployment_changed, after, model, redeployed=redeployed)
+
+
+def validate(params):
+    if params["name"] is not None:
+        check_name(params["name"], "model")
+    check_safe_text("description", params["description"], "model")
+
+
+def run(module, client):
+    validate(module.params)
+    model = find_model(client, module.params)
+    if module.params["state"] == "absent":
+        return ensure_absent(module, client, model)
+    return ensure_present(module, client, model)
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str"),
+        model_id=dict(type="str"),
+        model_group_id=dict(type="str"),
+        connector_id=dict(type="str"),
+        description=dict(type="str"),
+        function_name=dict(type="str", choices=["remote"], default="remote"),
+        rate_limiter=dict(type="dict"),
+        interface=dict(type="dict"),
+        guardrails=dict(type="dict"),
+        is_enabled=dict(type="bool"),
+        state=dict(type="str", choices=["deployed", "present", "undeployed", "absent"], default="deployed"),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=300),
+    )
+    MLCommonsModule(argument_spec=argument_spec, required_one_of=[("name", "model_id")]).execute(run)
+
+
+if __name__ == "__main__":
+    main()

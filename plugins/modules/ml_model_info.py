@@ -1,0 +1,103 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ml_model_info
+short_description: List ML Commons models with their state
+version_added: 0.1.0
+description:
+  - Returns models by ID, by exact name, by model group, by connector, or all of them (paging through the search API).
+    The filters combine.
+  - Each model includes its C(model_state), for example C(DEPLOYED).
+  - Returns an empty list when nothing matches.
+author:
+  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+extends_documentation_fragment:
+  - opensearch.ml_commons.connection
+  - opensearch.ml_commons.attributes.INFO
+options:
+  model_id:
+    description:
+      - Return only the model with this ID.
+    type: str
+  name:
+    description:
+      - Return only models with exactly this name (ML Commons allows several).
+    type: str
+  model_group_id:
+    description:
+      - Return only models in this model group.
+    type: str
+  connector_id:
+    description:
+      - Return only models that use this connector.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: The models of a group
+  opensearch.ml_commons.ml_model_info:
+    model_group_id: "{{ group.model_group_id }}"
+  register: in_group
+
+- name: The models that use a connector
+  opensearch.ml_commons.ml_model_info:
+    connector_id: "{{ connector.connector_id }}"
+  register: users
+
+- name: Show which of them are deployed
+  ansible.builtin.debug:
+    msg: "{{ users.models | selectattr('model_state', 'eq', 'DEPLOYED') | map(attribute='model_id') }}"
+"""
+
+RETURN = r"""
+models:
+  description: The matching models, oldest first, each with its ID and state.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - model_id: lyjxwZABNrAVdFa9zrcZ
+      name: OpenAI model for realtime embedding and offline batch inference
+      algorithm: REMOTE
+      model_group_id: IMobmY8B8aiZvtEZeO_i
+      connector_id: XU5UiokBpXT9icfOM0vt
+      model_state: DEPLOYED
+"""
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, list_objects
+
+
+def run(module, client):
+    params = module.params
+    filters = []
+    if params["model_group_id"]:
+        filters.append({"term": {"model_group_id": params["model_group_id"]}})
+    if params["connector_id"]:
+        # connector_id is a text field in the model index: match it, then keep exact equals.
+        filters.append({"match": {"connector_id": params["connector_id"]}})
+    models = list_objects(client, MODEL, params["model_id"], params["name"], filters)
+    wanted = dict((name, params[name]) for name in ("model_group_id", "connector_id") if params[name])
+    matching = [model for model in models if all(model.get(name) == value for name, value in wanted.items())]
+    return {"changed": False, "models": matching}
+
+
+def main():
+    argument_spec = dict(
+        model_id=dict(type="str"),
+        name=dict(type="str"),
+        model_group_id=dict(type="str"),
+        connector_id=dict(type="str"),
+    )
+    MLCommonsModule(argument_spec=argument_spec).execute(run)
+
+
+if __name__ == "__main__":
+    main()
