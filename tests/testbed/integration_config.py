@@ -17,8 +17,10 @@ def main(env_path):
             if line and not line.startswith("#") and "=" in line:
                 key, value = line.split("=", 1)
                 values[key.lower()] = value.strip("'\"")
-    # Targets start the test bed's helpers (the fault proxy) from here.
+    # Targets start the test bed's helpers (the fault proxy) from here, on a port that two
+    # checkouts testing side by side can set apart.
     values["testbed_dir"] = os.path.dirname(os.path.abspath(__file__))
+    values["fault_proxy_port"] = int(os.environ.get("FAULT_PROXY_PORT", "9290"))
     # JSON is YAML, and quotes every value safely.
     print(json.dumps(values, indent=2, sort_keys=True))
 
