@@ -87,7 +87,7 @@ class Client(object):
     with what a proxy in front of OpenSearch saw.
     """
 
-    def __init__(self, url, auth=None, cert=None, verify=True, timeout=30, retries=3, backoff=0.5, session=None):
+    def __init__(self, url, auth=None, cert=None, verify=True, timeout=30, retries=3, backoff=0.5, session=None, service="OpenSearch"):
         if requests is None:
             raise ConfigurationError("The Python library requests is required: pip install requests (%s)." % REQUESTS_IMPORT_ERROR)
         parts = urlsplit(url or "")
@@ -95,6 +95,8 @@ class Client(object):
             raise ConfigurationError("url must look like https://host:9200; got %r." % _public_url(url or ""))
         if parts.username or parts.password:
             raise ConfigurationError("Put credentials in username and password, not in url.")
+        # Named in messages: the same client also talks to model providers' APIs (openai_file).
+        self.service = service
         self.base_url = url.rstrip("/")
         self.public_url = _public_url(self.base_url)
         # Messages name the full path, so a URL with a wrong prefix (behind a proxy) shows in them.
@@ -138,22 +140,33 @@ class Client(object):
             self._server_version = ServerVersion(info.get("version", {}).get("number", "0"))
         return self._server_version
 
-    def request(self, method, path, body=None, query=None, idempotent=None):
-        """Send one request, retrying as the module docstring says; return the decoded JSON answer."""
+    def request(self, method, path, body=None, query=None, idempotent=None, files=None, raw=False):
+        """Send one request, retrying as the module docstring says; return the decoded JSON answer.
+
+        ``files`` sends ``body`` as multipart form fields with those files; ``raw`` returns the
+        answer's bytes instead of decoding JSON.
+        """
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         url = self.base_url + path
         shown_path = self.base_path + path
         if query:
             url += "?" + urlencode(query)
-        data = None if body is None else json.dumps(body)
+        headers = None
+        if files is not None:
+            data = body
+            headers = {"Content-Type": None}  # let requests write the multipart boundary
+        else:
+            data = None if body is None else json.dumps(body)
         attempt = 0
         master_key_deadline = None
         while True:
             attempt += 1
             self.stats["requests"] += 1
             try:
-                response = self.session.request(method, url, data=data, timeout=self.timeout, verify=self.verify, cert=self.cert)
+                response = self.session.request(
+                    method, url, data=data, files=files, headers=headers, timeout=self.timeout, verify=self.verify, cert=self.cert
+                )
             except requests.exceptions.RequestException as error:
                 failure = self._transport_error(method, path, error)
                 retriable = idempotent or not isinstance(failure, UncertainOutcomeError)
@@ -162,7 +175,7 @@ class Client(object):
                     continue
                 raise failure
             if response.status_code < 400:
-                return self._decode(method, shown_path, response)
+                return response.content if raw else self._decode(method, shown_path, response)
             error = self._http_error(method, shown_path, response)
             if MASTER_KEY_NOT_READY in (error.reason or ""):
                 master_key_deadline = master_key_deadline or time.time() + MASTER_KEY_WAIT_SECONDS
@@ -189,25 +202,26 @@ class Client(object):
         try:
             return response.json()
         except ValueError:
-            raise HTTPError(method, path, response.status_code, reason="the answer is not JSON: %s" % response.text[:200])
+            raise HTTPError(method, path, response.status_code, reason="the answer is not JSON: %s" % response.text[:200], service=self.service)
 
-    @staticmethod
-    def _http_error(method, path, response):
+    def _http_error(self, method, path, response):
+        """The error, read from OpenSearch's shape ({"error": {"type", "reason"}}) or a provider's
+        ({"error": {"type", "code", "message"}}, as OpenAI answers)."""
         try:
             payload = response.json()
         except ValueError:
             payload = None
         error_type = reason = None
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            error_type = payload["error"].get("type")
-            reason = payload["error"].get("reason")
+            error_type = payload["error"].get("type") or payload["error"].get("code")
+            reason = payload["error"].get("reason") or payload["error"].get("message")
         elif isinstance(payload, dict) and isinstance(payload.get("error"), str):
             reason = payload["error"]
         elif response.text:
             reason = response.text.strip()[:500]
         if response.status_code == 401 and not reason:
-            reason = "authentication failed: check username and password (or the client certificate)"
-        return HTTPError(method, path, response.status_code, error_type, reason or response.reason)
+            reason = "authentication failed: check the credentials"
+        return HTTPError(method, path, response.status_code, error_type, reason or response.reason, service=self.service)
 
     def _transport_error(self, method, path, error):
         where = "%s %s%s" % (method, self.public_url, path)
@@ -217,14 +231,14 @@ class Client(object):
                 "(or validate_certs: false, not recommended)." % (where, _root_cause(error))
             )
         if isinstance(error, requests.exceptions.ConnectTimeout):
-            return TransportError("Could not connect to %s within %ss. Check url and that OpenSearch is up." % (where, self.timeout))
+            return TransportError("Could not connect to %s within %ss. Check the URL and that %s is up." % (where, self.timeout, self.service))
         if isinstance(error, requests.exceptions.ReadTimeout):
             return UncertainOutcomeError(
                 "No answer to %s within %ss (the request may still have been carried out). "
                 "Raise timeout or check the cluster's load." % (where, self.timeout)
             )
         if isinstance(error, requests.exceptions.ConnectionError) and _never_sent(error):
-            return TransportError("Could not connect to %s: %s. Check url and that OpenSearch is up." % (where, _root_cause(error)))
+            return TransportError("Could not connect to %s: %s. Check the URL and that %s is up." % (where, _root_cause(error), self.service))
         return UncertainOutcomeError("The connection broke during %s: %s." % (where, _root_cause(error)))
 
 
@@ -245,6 +259,17 @@ def _root_cause(error):
     if text.startswith(("<", "HTTPConnection(", "HTTPSConnection(")) and ": " in text:
         return text.split(": ", 1)[1]
     return text
+
+
+class BearerAuth(object):
+    """requests auth that sends an API key as a Bearer token (OpenAI and compatible APIs)."""
+
+    def __init__(self, token):
+        self._token = token
+
+    def __call__(self, prepared):
+        prepared.headers["Authorization"] = "Bearer %s" % self._token
+        return prepared
 
 
 class SigV4Auth(object):

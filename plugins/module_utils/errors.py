@@ -42,9 +42,9 @@ class UncertainOutcomeError(TransportError):
 
 
 class HTTPError(MLCommonsError):
-    """OpenSearch answered with an error status."""
+    """The server (OpenSearch, or a model provider's API) answered with an error status."""
 
-    def __init__(self, method, path, status, error_type=None, reason=None):
+    def __init__(self, method, path, status, error_type=None, reason=None, service="OpenSearch"):
         self.method = method
         self.path = path
         self.status = status
@@ -52,7 +52,7 @@ class HTTPError(MLCommonsError):
         self.reason = reason
         what = "%s: %s" % (error_type, reason) if error_type and reason else (reason or "no reason given")
         super(HTTPError, self).__init__(
-            "OpenSearch answered %s to %s %s: %s" % (status, method, path, what),
+            "%s answered %s to %s %s: %s" % (service, status, method, path, what),
             status=status, error_type=error_type, reason=reason,
         )
 

@@ -18,7 +18,7 @@ import warnings
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import REQUESTS_IMPORT_ERROR, client_from_params
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import REQUESTS_IMPORT_ERROR, BearerAuth, Client, client_from_params
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
 
 CONNECTION_ARGUMENT_SPEC = dict(
@@ -37,14 +37,24 @@ CONNECTION_ARGUMENT_SPEC = dict(
     aws_profile=dict(type="str", fallback=(env_fallback, ["AWS_PROFILE"])),
 )
 
-CONNECTION_OPTION_NAMES = frozenset(CONNECTION_ARGUMENT_SPEC)
+# The options of modules that talk to OpenAI's API (or a compatible one) instead of OpenSearch;
+# documented in the opensearch.ml_commons.openai doc fragment.
+OPENAI_ARGUMENT_SPEC = dict(
+    api_base_url=dict(type="str", default="https://api.openai.com/v1", fallback=(env_fallback, ["OPENAI_BASE_URL"])),
+    api_key=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["OPENAI_API_KEY"])),
+    validate_certs=dict(type="bool", default=True),
+    timeout=dict(type="float", default=60),
+    retries=dict(type="int", default=3),
+)
 
 
 class MLCommonsModule(AnsibleModule):
     """An AnsibleModule with the connection options, a lazily built client and uniform failures."""
 
+    connection_argument_spec = CONNECTION_ARGUMENT_SPEC
+
     def __init__(self, argument_spec, **kwargs):
-        spec = dict(CONNECTION_ARGUMENT_SPEC)
+        spec = dict(self.connection_argument_spec)
         spec.update(argument_spec)
         kwargs.setdefault("supports_check_mode", True)
         super(MLCommonsModule, self).__init__(argument_spec=spec, **kwargs)
@@ -59,8 +69,11 @@ class MLCommonsModule(AnsibleModule):
                 # One clear warning from us instead of urllib3's per-request InsecureRequestWarning.
                 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
                 self.warn("validate_certs is false: the server's TLS certificate is not verified, so the connection can be intercepted.")
-            self._client = client_from_params(self.params)
+            self._client = self.build_client()
         return self._client
+
+    def build_client(self):
+        return client_from_params(self.params)
 
     def execute(self, run):
         """Call ``run(module, client)`` and exit with its result, or fail with one clear message."""
@@ -71,3 +84,16 @@ class MLCommonsModule(AnsibleModule):
         if not self._diff:
             result.pop("diff", None)
         self.exit_json(**result)
+
+
+class OpenAIModule(MLCommonsModule):
+    """A module that talks to OpenAI's API, or one that follows it, with the same client and failures."""
+
+    connection_argument_spec = OPENAI_ARGUMENT_SPEC
+
+    def build_client(self):
+        params = self.params
+        return Client(
+            params["api_base_url"], auth=BearerAuth(params["api_key"]), verify=params["validate_certs"],
+            timeout=params["timeout"], retries=params["retries"], service="OpenAI",
+        )

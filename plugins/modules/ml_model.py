@@ -305,7 +305,10 @@ def ensure_absent(module, client, model):
 def ensure_present(module, client, model):
     wanted = desired_fields(module.params)
     if model is None:
-        check_can_register(client, module.params)
+        # In check mode the group or connector may be one an earlier task only predicted (no ID yet).
+        predicted_dependencies = module.check_mode and not (module.params["model_group_id"] and module.params["connector_id"])
+        if not predicted_dependencies:
+            check_can_register(client, module.params)
         if module.check_mode:
             state = "DEPLOYED" if module.params["state"] == "deployed" else "REGISTERED"
             return result(True, dict(wanted, model_id=None, model_state=state), {})

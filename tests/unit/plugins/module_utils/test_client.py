@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import client as client_module
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import (
+    BearerAuth,
     Client,
     ServerVersion,
     build_auth,
@@ -126,7 +127,7 @@ def test_a_refused_connection_is_retried_even_for_a_create_and_then_reported():
         client.post("/_plugins/_ml/model_groups/_register", body={"name": "g"})
     assert not isinstance(caught.value, UncertainOutcomeError)
     assert "Could not connect to POST http://127.0.0.1:" in str(caught.value)
-    assert "Check url and that OpenSearch is up" in str(caught.value)
+    assert "Check the URL and that OpenSearch is up" in str(caught.value)
     assert client.stats["requests"] == 3
 
 
@@ -296,3 +297,24 @@ def test_tls_with_the_right_ca_works(tls_server):
     scripted, ca_path = tls_server
     scripted.script((200, {"ok": True}))
     assert Client(scripted.url, verify=ca_path, timeout=2).get("/") == {"ok": True}
+
+
+def test_provider_apis_use_their_bearer_key_error_shape_and_name(server):
+    server.script((401, {"error": {"message": "Incorrect API key provided: sk-****1234.", "type": "invalid_request_error",
+                                   "param": None, "code": "invalid_api_key"}}))
+    client = Client(server.url + "/openai/v1", auth=BearerAuth(SECRET), service="OpenAI")
+    with pytest.raises(HTTPError) as caught:
+        client.get("/files")
+    assert server.received[0]["headers"]["Authorization"] == "Bearer " + SECRET
+    assert str(caught.value) == "OpenAI answered 401 to GET /openai/v1/files: invalid_request_error: Incorrect API key provided: sk-****1234."
+    assert SECRET not in str(caught.value)
+
+
+def test_multipart_uploads_and_raw_downloads(server):
+    server.script((200, {"id": "file-1"}), (200, {"line": 1}))
+    client = Client(server.url, service="OpenAI")
+    assert client.request("POST", "/files", body={"purpose": "batch"}, files={"file": ("in.jsonl", b'{"a": 1}\n')}) == {"id": "file-1"}
+    upload = server.received[0]
+    assert upload["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert b'name="purpose"' in upload["body"] and b'filename="in.jsonl"' in upload["body"]
+    assert client.request("GET", "/files/file-1/content", raw=True) == b'{"line": 1}'
