@@ -55,7 +55,7 @@ options:
     default: batch
   state:
     description:
-      - Whether the file should exist (V(present): uploaded or downloaded) or not (V(absent): deleted in the Files API).
+      - V(present) uploads O(src) or downloads O(file_id); V(absent) deletes the file in the Files API.
     type: str
     choices: [present, absent]
     default: present
