@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     AmbiguousLookupError,
@@ -21,6 +23,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
     UncertainOutcomeError,
 )
 
+# How long duplicates made by concurrent runs may take to disappear (each run deletes its own).
+DUPLICATE_SETTLE_SECONDS = 3.0
 # ML Commons' own search APIs refuse more than the index's max_result_window (10000).
 PAGE_SIZE = 1000
 MAX_RESULTS = 10000
@@ -84,13 +88,25 @@ def name_filter(name):
     return {"term": {"name.keyword": name}}
 
 
+def settled_matches(client, kind, query):
+    """Objects matching ``query``; several are looked at again for a few seconds first, because
+    concurrent runs that created the same object delete their extra copies within moments
+    (see :func:`keep_oldest`)."""
+    deadline = time.monotonic() + DUPLICATE_SETTLE_SECONDS
+    matches = search(client, kind, query, size=20)
+    while len(matches) > 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        matches = search(client, kind, query, size=20)
+    return matches
+
+
 def find_by_name(client, kind, name, filters=()):
     """The one object called exactly ``name`` (within ``filters``), read fresh; None if there is none.
 
     Several matches raise :class:`AmbiguousLookupError` naming their IDs, because guessing which
     one the user meant could change or delete the wrong object.
     """
-    matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
+    matches = settled_matches(client, kind, [name_filter(name)] + list(filters))
     if len(matches) > 1:
         ids = ", ".join(match[kind.id_field] for match in matches)
         raise AmbiguousLookupError(
@@ -112,6 +128,25 @@ def list_objects(client, kind, object_id=None, name=None, filters=()):
         found = get_by_id(client, kind, object_id)
         return [found] if found and name in (None, found.get("name")) else []
     return search(client, kind, ([name_filter(name)] if name else []) + list(filters))
+
+
+def keep_oldest(client, kind, name, own_id, discard, filters=()):
+    """After creating ``own_id``: when concurrent runs created the same object, the oldest wins.
+
+    ML Commons does not keep connector or model names unique, and its model-group check is not
+    atomic, so several playbook runs creating the same object at once each get one. Creates are
+    visible to search at once, so every run sees the objects made before its own; each run that
+    is not the oldest calls ``discard(own_id)`` and adopts the oldest, and one object remains.
+    Returns the ID that won.
+    """
+    matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
+    if len(matches) < 2:
+        return own_id
+    oldest = min(matches, key=lambda found: (found.get("created_time") or 0, found[kind.id_field]))
+    if oldest[kind.id_field] == own_id:
+        return own_id
+    discard(own_id)
+    return oldest[kind.id_field]
 
 
 def create_once(create, find_existing):

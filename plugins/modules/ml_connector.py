@@ -264,7 +264,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.models impor
     undeploy,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, find_by_name, get_by_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, find_by_name, get_by_id, keep_oldest
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
@@ -419,7 +419,9 @@ def create(module, client, wanted):
         found = find_by_name(client, CONNECTOR, wanted["name"])
         return found and found["connector_id"]
 
-    return get_by_id(client, CONNECTOR, create_once(create_connector, created_meanwhile))
+    own_id = create_once(create_connector, created_meanwhile)
+    winner = keep_oldest(client, CONNECTOR, wanted["name"], own_id, lambda duplicate: client.delete(CONNECTOR.path(duplicate)))
+    return get_by_id(client, CONNECTOR, winner)
 
 
 def models_named_in(error):

@@ -154,7 +154,6 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.models impor
     deploy,
     is_deployed,
     undeploy,
-    wait_until_deployed,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
@@ -164,6 +163,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     create_once,
     find_by_name,
     get_by_id,
+    keep_oldest,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
 
@@ -223,24 +223,23 @@ def check_connector_serves_models(client, connector_id):
 
 
 def register(module, client, wanted):
+    """Register (never with ?deploy=true: a duplicate from a concurrent run must be deletable), keep
+    the oldest of concurrent registrations, then deploy as ``state`` asks."""
     params = module.params
     body = dict(wanted, function_name=params["function_name"])
-    deploy_now = params["state"] == "deployed"
+    in_group = [{"term": {"model_group_id": params["model_group_id"]}}]
 
     def register_model():
-        return client.post(MODEL.base_path + "/_register", body=body, query={"deploy": "true"} if deploy_now else None)
+        return client.post(MODEL.base_path + "/_register", body=body)
 
     def registered_meanwhile():
-        found = find_by_name(client, MODEL, params["name"], [{"term": {"model_group_id": params["model_group_id"]}}])
+        found = find_by_name(client, MODEL, params["name"], in_group)
         return found and {"model_id": found["model_id"]}
 
     answer = create_once(register_model, registered_meanwhile)
-    model_id = answer["model_id"]
-    if deploy_now and params["wait"]:
-        model = wait_until_deployed(client, model_id, params["wait_timeout"])
-    else:
-        model = get_by_id(client, MODEL, model_id)
-    return model, answer.get("task_id")
+    model_id = keep_oldest(client, MODEL, params["name"], answer["model_id"], lambda duplicate: client.delete(MODEL.path(duplicate)), in_group)
+    model, _deployed = converge_deployment(module, client, get_by_id(client, MODEL, model_id))
+    return model, answer.get("task_id") if model_id == answer["model_id"] else None
 
 
 def update(module, client, model, changes):

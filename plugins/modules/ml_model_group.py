@@ -109,9 +109,11 @@ diff:
   type: dict
 """
 
+import re
+
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff, changed_fields
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
     MODEL,
@@ -119,9 +121,13 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     create_once,
     find_by_name,
     get_by_id,
+    keep_oldest,
     search,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
+
+# ML Commons' answer to a register whose name is taken: "... used by a model group with ID: <id>."
+NAME_TAKEN_PATTERN = re.compile(r"already being used by a model group with ID: ([^.\s]+)")
 
 
 def desired_fields(params):
@@ -166,13 +172,22 @@ def create(module, client, wanted):
         return {"changed": True, "model_group_id": None, "model_group": dict(wanted), "diff": build_diff({}, wanted)}
 
     def register():
-        return client.post(MODEL_GROUP.base_path + "/_register", body=wanted)["model_group_id"]
+        try:
+            return client.post(MODEL_GROUP.base_path + "/_register", body=wanted)["model_group_id"]
+        except HTTPError as error:
+            # A concurrent run registered the name between our lookup and this request.
+            taken = NAME_TAKEN_PATTERN.search(error.reason or "")
+            if error.status == 400 and taken:
+                return taken.group(1)
+            raise
 
     def registered_meanwhile():
         found = find_by_name(client, MODEL_GROUP, wanted["name"])
         return found and found["model_group_id"]
 
-    group_id = create_once(register, registered_meanwhile)
+    own_id = create_once(register, registered_meanwhile)
+    # ML Commons' own name check is not atomic: runs that raced past it keep only the oldest group.
+    group_id = keep_oldest(client, MODEL_GROUP, wanted["name"], own_id, lambda duplicate: client.delete(MODEL_GROUP.path(duplicate)))
     group = get_by_id(client, MODEL_GROUP, group_id)
     return {"changed": True, "model_group_id": group_id, "model_group": group, "diff": build_diff({}, group)}
 

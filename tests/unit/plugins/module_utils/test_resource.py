@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import AmbiguousLookupError, HTTPError, UncertainOutcomeError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
@@ -12,6 +13,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     create_once,
     find_by_name,
     get_by_id,
+    keep_oldest,
     search,
 )
 
@@ -51,12 +53,18 @@ def test_find_by_name_is_one_term_query_then_a_fresh_read(server):
     assert len(server.received) == 2
 
 
-def test_find_by_name_refuses_to_guess_between_duplicates(server):
-    server.script((200, hits("c1", "c2")))
+def test_find_by_name_refuses_to_guess_between_lasting_duplicates(server, monkeypatch):
+    monkeypatch.setattr(resource, "DUPLICATE_SETTLE_SECONDS", 0.6)
+    server.script(*[(200, hits("c1", "c2"))] * 3)
     with pytest.raises(AmbiguousLookupError) as caught:
         find_by_name(Client(server.url), CONNECTOR, "n")
     assert "2 connectors are called 'n' (IDs: c1, c2)" in str(caught.value)
     assert caught.value.details == {"matching_ids": ["c1", "c2"]}
+
+
+def test_find_by_name_waits_for_duplicates_of_concurrent_runs_to_go(server):
+    server.script((200, hits("c1", "c2")), (200, hits("c1")), (200, {"name": "n"}))
+    assert find_by_name(Client(server.url), CONNECTOR, "n") == {"connector_id": "c1", "name": "n"}
 
 
 def test_search_pages_until_a_short_page(server):
@@ -87,3 +95,35 @@ def test_create_once_creates_again_when_nothing_was_made():
         return outcome
 
     assert create_once(create, lambda: None) == "new-id"
+
+
+def dated_hits(*pairs):
+    return {"hits": {"hits": [{"_id": object_id, "_source": {"name": "n", "created_time": created}} for object_id, created in pairs]}}
+
+
+def test_keep_oldest_keeps_a_lone_object(server):
+    server.script((200, dated_hits(("mine", 5))))
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "mine"
+    assert discarded == []
+
+
+def test_keep_oldest_discards_our_duplicate_and_adopts_the_oldest(server):
+    server.script((200, dated_hits(("theirs", 3), ("mine", 5))))
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "theirs"
+    assert discarded == ["mine"]
+
+
+def test_keep_oldest_leaves_younger_duplicates_to_their_own_runs(server):
+    server.script((200, dated_hits(("mine", 3), ("theirs", 5))))
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "mine"
+    assert discarded == []
+
+
+def test_keep_oldest_breaks_ties_by_id(server):
+    server.script((200, dated_hits(("b", 3), ("a", 3))))
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "b", discarded.append) == "a"
+    assert discarded == ["b"]
