@@ -366,13 +366,16 @@ def make_searchable(client, task_id):
     """Read a task just created, so that a re-run right after this one finds it; returns
     ``(task or None, warning or None)``.
 
-    A task's search copy is refreshed about once a second. 2.19 writes a new task with an
-    immediate refresh, 3.x does not, so a second run started right after the first could search
-    and miss it. A GET makes ML Commons ask the provider and write the task back with an
-    immediate refresh (MLTaskManager.updateMLTaskDirectly), which makes it searchable at once on
-    every version, and also brings the fields the provider reports only on a status read (the
-    SageMaker and Bedrock job names). Should that read fail, the search itself is polled until
-    the task shows, for at most VISIBILITY_TIMEOUT seconds.
+    The task itself is searchable as soon as ``_batch_predict`` answers: ML Commons indexes it
+    with an immediate refresh on every version (explicitly in 2.17 and 2.18; through the
+    remote-metadata SDK, whose write requests default to it, since 2.19). Checked on 2.19.6 and
+    3.6.0: a search sent right after the answer found the new task 20 times out of 20, without
+    this read. What the search cannot find yet is the SageMaker and Bedrock job name, which the
+    provider reports only on a status read. So the task is read once: ML Commons asks the
+    provider, merges the answer into remote_job and writes the task back, again with an immediate
+    refresh (MLTaskManager.updateMLTaskDirectly). On 2.17, whose answer has no job, the read also
+    fills in the job. Should the read fail, the search is polled until the task shows (which it
+    should at once), for at most VISIBILITY_TIMEOUT seconds, in case a version indexes it lazily.
     """
     try:
         task = read_task(client, task_id)

@@ -87,8 +87,8 @@ notes:
     Other providers (Cohere, custom endpoints), or a job without those parameters, cannot be recognised: the module warns
     and submits every time."
   - SageMaker and Bedrock report the job name only when ML Commons reads the job's status, so the module reads the new
-    task once right after submitting it. That read also makes the task searchable at once; without it, OpenSearch 3.x can
-    take a second to show a new task to the search, and a re-run in that second would submit again.
+    task once right after submitting it (ML Commons makes the task itself searchable at once). When that read fails, such
+    a job can be recognised only after ML Commons' next status read (2.19 and later poll running jobs every minute).
   - Two runs started at the same moment can both submit, because ML Commons has nothing that would make the second one fail.
   - ML Commons 2.16 ran batch jobs without tasks, so there it cannot recognise a re-run (the module warns and submits each
     time), cannot wait and cannot cancel. Its answer shape, and that of 2.17, are covered by unit tests only; the
