@@ -17,8 +17,9 @@ description:
     inference. ML Commons calls the provider and keeps a C(BATCH_PREDICTION) task that tracks the provider's job.
   - A re-run does not submit, and pay for, the same job twice. Before submitting, the module searches the model's batch
     tasks for a job with the same input (see the notes for how each provider's job is recognised). When one is created,
-    running or completed, it is returned with C(changed=false) and nothing is sent. A job that failed, was cancelled or
-    expired does not count, so a re-run submits a new one. O(force=true) submits anyway.
+    running or completed, it is returned with C(changed=false) and nothing is sent; so is one that ML Commons marked
+    unreachable, because the provider may well have run it. A job that failed, is being or was cancelled, or expired does
+    not count, so a re-run submits a new one. O(force=true) submits anyway.
   - O(wait=true) polls the task until the job has ended (ML Commons asks the provider at each poll) and returns the
     output and error file IDs and the request counts. The module fails when the job ends failed, cancelled, expired or
     unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
