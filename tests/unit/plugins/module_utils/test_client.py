@@ -1,11 +1,13 @@
 """The shared client against a local HTTP server: retries, errors, auth, TLS, version."""
 
 import base64
+import hashlib
 import datetime
 import json
 import ipaddress
 import socket
 import ssl
+import sys
 import time
 
 import pytest
@@ -237,15 +239,48 @@ def test_cert_auth():
     assert build_auth({"client_cert": "/both.pem"}) == (None, "/both.pem")
 
 
-def test_sigv4_explains_what_is_missing(monkeypatch):
-    try:
-        import botocore  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigurationError, match="needs the Python library botocore"):
-            build_auth({"auth_type": "aws_sigv4", "aws_region": "us-east-1"})
-    else:
-        with pytest.raises(ConfigurationError, match="needs aws_region"):
-            build_auth({"auth_type": "aws_sigv4"})
+@pytest.fixture
+def aws_keys(monkeypatch, tmp_path):
+    """Static keys in the environment, and no config files that could add others."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def test_sigv4_signs_every_request_for_the_service(server, aws_keys):
+    auth = build_auth({"auth_type": "aws_sigv4", "aws_region": "eu-west-1", "aws_service": "aoss"})[0]
+    server.script((200, {"ok": True}))
+    Client(server.url, auth=auth).search("/_plugins/_ml/connectors/_search", {"query": {"match_all": {}}})
+    headers = server.received[0]["headers"]
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/aoss/aws4_request" in headers["Authorization"]
+    assert headers["X-Amz-Content-SHA256"] == hashlib.sha256(server.received[0]["body"]).hexdigest()
+    assert SECRET not in json.dumps(headers)
+
+
+def test_sigv4_needs_a_region(aws_keys):
+    with pytest.raises(ConfigurationError, match="needs aws_region"):
+        build_auth({"auth_type": "aws_sigv4"})
+
+
+def test_sigv4_without_credentials_says_where_they_come_from(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ConfigurationError, match="found no AWS credentials"):
+        build_auth({"auth_type": "aws_sigv4", "aws_region": "us-east-1"})
+
+
+def test_sigv4_without_botocore_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    monkeypatch.setitem(sys.modules, "botocore.session", None)
+    with pytest.raises(ConfigurationError, match="needs the Python library botocore: pip install botocore"):
+        build_auth({"auth_type": "aws_sigv4", "aws_region": "us-east-1"})
 
 
 def test_ca_path_becomes_the_verify_bundle():

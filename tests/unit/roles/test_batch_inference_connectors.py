@@ -1,0 +1,105 @@
+"""The batch_inference role's connector bodies, rendered by Ansible's templating, against the fields
+of ML Commons' batch blueprints (Bedrock and SageMaker cannot be reached from here)."""
+
+import json
+import os
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+import ansible_collections.opensearch.ml_commons as collection
+
+ROLE = os.path.join(list(collection.__path__)[0], "roles", "batch_inference")
+
+
+def trusted(value):
+    """Role files as Ansible loads them: their strings may be templates."""
+    if isinstance(value, dict):
+        return dict((key, trusted(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [trusted(item) for item in value]
+    return trust_as_template(value) if isinstance(value, str) else value
+
+
+def render(provider, **overrides):
+    """The provider's connector and batch parameters. The tests give every variable whose default is an
+    environment lookup, so no plugin loader is needed."""
+    loader = DataLoader()
+    variables = {}
+    for part in ("defaults", "vars"):
+        variables.update(trusted(loader.load_from_file(os.path.join(ROLE, part, "main.yml"))))
+    variables.update(overrides, batch_inference_provider=provider)
+    templar = Templar(loader=loader, variables=variables)
+
+    def rendered(expression):
+        # to_json renders every nested template, as the role's task arguments are.
+        return json.loads(templar.template(trust_as_template("{{ %s | to_json }}" % expression)))
+
+    return (rendered("__batch_inference_connectors[batch_inference_provider]"),
+            rendered("__batch_inference_batch_parameters[batch_inference_provider]"))
+
+
+def actions_by_type(body):
+    return {action["action_type"]: action for action in body["actions"]}
+
+
+def test_openai_follows_the_openai_blueprint():
+    body, parameters = render("openai", batch_inference_openai_base_url="https://api.openai.com/v1",
+                              batch_inference_openai_api_key="sk-test", batch_inference_input_file_id="file-abc")
+    actions = actions_by_type(body)
+    assert body["protocol"] == "http" and body["credential"] == {"openAI_key": "sk-test"}
+    assert body["parameters"] == {"model": "text-embedding-ada-002", "endpoint": "/v1/embeddings"}
+    assert actions["batch_predict"]["url"] == "https://api.openai.com/v1/batches"
+    assert json.loads(actions["batch_predict"]["request_body"].replace("${parameters.input_file_id}", "f").replace("${parameters.endpoint}", "e")) == {
+        "input_file_id": "f", "endpoint": "e", "completion_window": "24h"}
+    assert actions["batch_predict_status"]["url"] == "https://api.openai.com/v1/batches/${parameters.id}"
+    assert actions["cancel_batch_predict"]["url"] == "https://api.openai.com/v1/batches/${parameters.id}/cancel"
+    # ML Commons sends every provider call with the predict action's headers: they must carry the key too.
+    assert {action["headers"]["Authorization"] for action in actions.values()} == {"Bearer ${credential.openAI_key}"}
+    assert parameters == {"input_file_id": "file-abc"}
+
+
+def test_bedrock_follows_ml_commons_batch_job_shape():
+    body, parameters = render("bedrock", batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK",
+                              batch_inference_aws_session_token="", batch_inference_aws_region="us-west-2",
+                              batch_inference_bedrock_role_arn="arn:aws:iam::1:role/r", batch_inference_bedrock_input_s3_uri="s3://b/in.jsonl",
+                              batch_inference_bedrock_output_s3_uri="s3://b/out/", batch_inference_bedrock_job_name="job-1")
+    actions = actions_by_type(body)
+    assert body["protocol"] == "aws_sigv4"
+    assert body["credential"] == {"access_key": "AK", "secret_key": "SK"}
+    assert body["parameters"] == {"region": "us-west-2", "service_name": "bedrock", "model": "amazon.titan-embed-text-v2:0"}
+    batch = actions["batch_predict"]
+    assert batch["url"] == "https://bedrock.${parameters.region}.amazonaws.com/model-invocation-job"
+    assert batch["post_process_function"] == "connector.post_process.bedrock.batch_job_arn"
+    filled = batch["request_body"]
+    for name, value in parameters.items():
+        filled = filled.replace("${parameters.%s}" % name, value)
+    request = json.loads(filled.replace("${parameters.model}", "m"))
+    assert request == {"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in.jsonl"}}, "jobName": "job-1", "modelId": "m",
+                       "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://b/out/"}}, "roleArn": "arn:aws:iam::1:role/r"}
+    assert actions["batch_predict_status"]["url"].endswith("/model-invocation-job/${parameters.processedJobArn}")
+    assert actions["cancel_batch_predict"]["url"].endswith("/model-invocation-job/${parameters.processedJobArn}/stop")
+
+
+@pytest.mark.parametrize("endpoint_name, with_predict", [("", False), ("my-endpoint", True)])
+def test_sagemaker_follows_the_sagemaker_blueprint(endpoint_name, with_predict):
+    body, parameters = render("sagemaker", batch_inference_aws_region="us-east-1", batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK",
+                              batch_inference_aws_session_token="ST", batch_inference_sagemaker_model_name="DJL-model",
+                              batch_inference_sagemaker_input_s3_uri="s3://b/in.json", batch_inference_sagemaker_output_s3_uri="s3://b/out",
+                              batch_inference_sagemaker_job_name="tj-1", batch_inference_sagemaker_endpoint_name=endpoint_name)
+    actions = actions_by_type(body)
+    assert body["credential"] == {"access_key": "AK", "secret_key": "SK", "session_token": "ST"}
+    assert body["parameters"]["service_name"] == "sagemaker"
+    assert body["parameters"]["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in.json"}
+    assert body["parameters"]["TransformOutput"] == {"AssembleWith": "Line", "Accept": "application/json", "S3OutputPath": "s3://b/out"}
+    assert body["parameters"]["DataProcessing"] == {"InputFilter": "$.content", "JoinSource": "Input", "OutputFilter": "$"}
+    assert body["parameters"]["BatchStrategy"] == "SingleRecord" and body["parameters"]["ModelName"] == "DJL-model"
+    assert ("predict" in actions) is with_predict
+    batch = actions["batch_predict"]
+    assert batch["url"] == "https://api.sagemaker.${parameters.region}.amazonaws.com/CreateTransformJob"
+    # Objects are spliced in unquoted, strings quoted, as in the blueprint.
+    for field in ("DataProcessing", "TransformInput", "TransformOutput", "TransformResources"):
+        assert '"%s" : ${parameters.%s}' % (field, field) in batch["request_body"] or '"%s": ${parameters.%s}' % (field, field) in batch["request_body"]
+    assert '"TransformJobName" : "${parameters.TransformJobName}"' in batch["request_body"]
+    assert parameters == {"TransformJobName": "tj-1"}
