@@ -262,20 +262,17 @@ def converge_deployment(module, client, model):
     """Deploy or undeploy as ``state`` asks; returns the model after it and whether anything was done."""
     state = module.params["state"]
     if state == "deployed" and model.get("model_state") != "DEPLOYED":
-        if module.check_mode:
-            return dict(model, model_state="DEPLOYED"), True
-        if module.params["wait"]:
-            return deploy(client, model["model_id"], module.params["wait_timeout"]), True
-        client.post(MODEL.path(model["model_id"]) + "/_deploy")
-        return get_by_id(client, MODEL, model["model_id"]), True
-    if state == "undeployed" and is_deployed(model):
-        if module.check_mode:
-            return dict(model, model_state="UNDEPLOYED"), True
-        if module.params["wait"]:
-            return undeploy(client, model["model_id"], module.params["wait_timeout"]), True
-        client.post(MODEL.path(model["model_id"]) + "/_undeploy")
-        return get_by_id(client, MODEL, model["model_id"]), True
-    return model, False
+        action, settled, deploy_or_undeploy = "_deploy", "DEPLOYED", deploy
+    elif state == "undeployed" and is_deployed(model):
+        action, settled, deploy_or_undeploy = "_undeploy", "UNDEPLOYED", undeploy
+    else:
+        return model, False
+    if module.check_mode:
+        return dict(model, model_state=settled), True
+    if module.params["wait"]:
+        return deploy_or_undeploy(client, model["model_id"], module.params["wait_timeout"]), True
+    client.post(MODEL.path(model["model_id"]) + "/" + action)
+    return get_by_id(client, MODEL, model["model_id"]), True
 
 
 def result(changed, model, before, task_id=None, redeployed=False):
