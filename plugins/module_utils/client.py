@@ -46,6 +46,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
+# A GET of a batch task makes ML Commons ask the provider and write the task back; two reads at
+# once can collide on that write. Nothing was lost, so the read is simply repeated.
+VERSION_CONFLICT = "version_conflict_engine_exception"
 MASTER_KEY_NOT_READY = "encryption master key has not been initialized yet"
 MASTER_KEY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
@@ -182,7 +185,7 @@ class Client(object):
                 if time.time() < master_key_deadline:
                     self._pause(min(attempt, 3))
                     continue
-            elif idempotent and response.status_code in RETRY_STATUSES and attempt <= self.retries:
+            elif idempotent and (response.status_code in RETRY_STATUSES or error.error_type == VERSION_CONFLICT) and attempt <= self.retries:
                 self._pause(attempt, response.headers.get("Retry-After"))
                 continue
             raise error

@@ -91,6 +91,8 @@ notes:
     task once right after submitting it (ML Commons makes the task itself searchable at once). When that read fails, such
     a job can be recognised only after ML Commons' next status read (2.19 and later poll running jobs every minute).
   - Two runs started at the same moment can both submit, because ML Commons has nothing that would make the second one fail.
+    Right after submitting, each run looks again; the oldest job stands, and a run whose job is younger cancels it at once
+    and follows the oldest, with a warning. The provider may already have started the cancelled copy.
   - ML Commons 2.16 ran batch jobs without tasks, so there it cannot recognise a re-run (the module warns and submits each
     time), cannot wait and cannot cancel. Its answer shape, and that of 2.17, are covered by unit tests only; the
     integration tests run against 2.19 and 3.x.
@@ -191,6 +193,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     DONE_STATES,
     FIRST_BATCH_VERSION,
     FIRST_TASK_VERSION,
+    NOT_REUSABLE_STATES,
     UNSUCCESSFUL_STATES,
     cancel_path,
     connector_action,
@@ -330,6 +333,27 @@ def submit(client, model_id, parameters, identity, known_ids):
     return create_once(send, submitted_meanwhile)
 
 
+def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
+    """Runs started at the same moment can each submit the same job. The oldest job stands: a
+    younger run cancels its own job at once (before the provider has done much of it) and follows
+    the oldest. Returns the oldest job's task ID, or None when this run's job is the oldest."""
+    standing = sorted(
+        (job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES),
+        key=lambda job: (job.get("create_time") or 0, job["task_id"]),
+    )
+    if not standing or standing[0]["task_id"] == task_id:
+        return None
+    oldest = standing[0]["task_id"]
+    try:
+        client.post(cancel_path(client.server_version, task_id))
+        module.warn("A run at the same moment submitted this job first (task %s); this run cancelled its own copy (task %s)."
+                    % (oldest, task_id))
+    except MLCommonsError as error:
+        module.warn("A run at the same moment submitted this job first (task %s); cancelling this run's copy (task %s) failed: %s"
+                    % (oldest, task_id, error))
+    return oldest
+
+
 def follow(module, client, task_id, task, changed, before=None):
     """Wait for the job if asked to, and return the module's result for it."""
     params = module.params
@@ -388,6 +412,9 @@ def ensure_present(module, client, model, connector):
     task, warning = make_searchable(client, task_id)
     if warning:
         module.warn(warning)
+    older = identity is not None and not params["force"] and older_job_of_concurrent_run(module, client, model_id, identity, task_id)
+    if older:
+        return follow(module, client, older, read_task(client, older), True)
     if params["wait"]:
         return dict(follow(module, client, task_id, task, True), raw=answer)
     if task is not None:

@@ -353,3 +353,10 @@ def test_multipart_uploads_and_raw_downloads(server):
     assert upload["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     assert b'name="purpose"' in upload["body"] and b'filename="in.jsonl"' in upload["body"]
     assert client.request("GET", "/files/file-1/content", raw=True) == b'{"line": 1}'
+
+
+def test_a_read_that_collides_with_a_concurrent_write_back_is_repeated(server):
+    conflict = (409, {"error": {"type": "version_conflict_engine_exception", "reason": "version conflict, required seqNo [82]"}})
+    server.script(conflict, (200, {"state": "RUNNING"}))
+    assert make_client(server).get("/_plugins/_ml/tasks/t1") == {"state": "RUNNING"}
+    assert len(server.received) == 2
