@@ -342,9 +342,11 @@ def measure_overhead(runner, proxy, opensearch_url, repeat, rounds):
     info, uri = min(per_call["info"]), min(per_call["uri"])
     return {
         "module_overhead_ratio_vs_uri": round(info / uri, 3),
-        "module_overhead_method": ("one task looping %d times over the same GET of one model group, timed from inside "
-                                  "ansible-playbook by the bench_timer callback (task start to its last item), after a "
-                                  "warm-up task; fastest of %d alternating rounds" % (repeat, rounds)),
+        "module_overhead_method": (
+            "one task looping %d times over the same GET of one model group, timed from inside ansible-playbook by the "
+            "bench_timer callback (task start to its last item), after a warm-up task; fastest of %d alternating rounds"
+            % (repeat, rounds)
+        ),
         "module_overhead_info_per_call_s": round(info, 4),
         "module_overhead_uri_per_call_s": round(uri, 4),
         "module_overhead_requests_per_call": {"info": round(requests["info"], 2), "uri": round(requests["uri"], 2)},
@@ -527,10 +529,10 @@ def main():
             ("module_overhead", lambda: measure_overhead(runner, proxy, opensearch_url, repeat, rounds)),
             ("scale", lambda: measure_scale(runner, proxy, opensearch_url, sizes)),
         ]
-        if has_batch:
+        if has_batch and (PLAYBOOKS / "wait.yml").exists():
             phases.append(("wait", lambda: measure_wait(runner, proxy, opensearch_url, env, job_seconds, poll_interval)))
         else:
-            reason = "ml_batch_predict is not in this collection yet (branch batch has not landed)"
+            reason = "ml_batch_predict (or tests/bench/playbooks/wait.yml) is not in this collection yet (branch batch has not landed)"
             results.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason,
                            wait_poll_interval_s=poll_interval)
         for name, measure in phases:
