@@ -30,7 +30,8 @@ Keys that cannot be measured are null, with the reason under "<key>_reason".
 Environment: OPENSEARCH_PORT, OPENAI_EMULATOR_PORT, ML_TESTBED_CACHE, OPENSEARCH_VERSION (the test
 bed's), FAULT_PROXY_PORT (default 9290), BENCH_SIZES (default "10 50 200"), BENCH_REPEAT (default 30),
 BENCH_ROUNDS (default 2: each timed pair is run that many times, alternating, the fastest kept),
-BENCH_JOB_SECONDS (default 6), BENCH_POLL_INTERVAL (default 2).
+BENCH_JOB_SECONDS (default 6), BENCH_POLL_INTERVAL (default 2), BENCH_PHASES (some of "first_run
+module_overhead scale wait", to run only those while working on one; the table then lacks the others).
 """
 
 import argparse
@@ -38,6 +39,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -174,7 +176,8 @@ class Runner:
         self.variables = variables
         self.runs = 0
         self.logs = OUTPUT_DIR / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.logs, ignore_errors=True)
+        self.logs.mkdir(parents=True)
 
     def run(self, playbook, label, check=True, **extra):
         """Run one playbook; returns its wall time, its tasks' times and whether it succeeded."""
@@ -535,7 +538,10 @@ def main():
             reason = "ml_batch_predict (or tests/bench/playbooks/wait.yml) is not in this collection yet (branch batch has not landed)"
             results.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason,
                            wait_poll_interval_s=poll_interval)
+        only = os.environ.get("BENCH_PHASES", "").split()
         for name, measure in phases:
+            if only and name not in only:
+                continue
             phase_started = time.monotonic()
             measured = measure()
             steps.update(measured.pop("steps", {}))
