@@ -18,7 +18,7 @@ name: bench_timer
 type: aggregate
 short_description: Task start and end times for the benchmark
 description:
-  - Appends one JSON line per task (name, start, end, items, failed) to the file named by E(BENCH_TIMER_FILE).
+  - Appends one JSON line per task (name, start, end, items, item_ends, failed) to the file named by E(BENCH_TIMER_FILE).
 requirements:
   - enable in configuration
 """
@@ -52,7 +52,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._flush()
-        self._current = {"name": task.get_name(), "start": time.time(), "items": 0, "failed": False}
+        self._current = {"name": task.get_name(), "start": time.time(), "items": 0, "failed": False, "item_ends": []}
 
     def _ended(self):
         if self._current is not None:
@@ -67,6 +67,7 @@ class CallbackModule(CallbackBase):
     def v2_runner_item_on_ok(self, result):
         if self._current is not None:
             self._current["items"] += 1
+            self._current["item_ends"].append(time.time())
 
     def v2_runner_item_on_failed(self, result):
         if self._current is not None:
