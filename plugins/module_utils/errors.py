@@ -16,6 +16,31 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
+# What a remote provider may echo back in an error that ML Commons passes on: the key it was
+# given (OpenAI masks most of it, "Incorrect API key provided: sk-ab***wxyz", other services may
+# not), a bearer token, or a named secret. Replaced before any such text reaches a message.
+_SECRET_PATTERNS = (
+    re.compile(r"(API key provided:\s*)[A-Za-z0-9_*.~+/=-]+?(?=[.,;]?(?:\s|$|[\"']))", re.IGNORECASE),
+    re.compile(r"(Bearer\s+)(?!YOUR_KEY\b)[A-Za-z0-9_*.~+/=-]+", re.IGNORECASE),
+    re.compile(
+        r"((?:api[_-]?key|openai[_-]?key|secret[_-]?(?:access[_-]?)?key|access[_-]?key(?:[_-]?id)?|session[_-]?token|password)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+",
+        re.IGNORECASE,
+    ),
+)
+REDACTED = "********"
+
+
+def redact_secrets(text):
+    """``text`` with anything that looks like a key, token or password replaced by asterisks."""
+    if not text:
+        return text
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda match: match.group(1) + REDACTED, text)
+    return text
+
 
 class MLCommonsError(Exception):
     """Base class: anything a module turns into one ``fail_json`` message."""

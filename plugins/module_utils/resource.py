@@ -31,12 +31,14 @@ MAX_RESULTS = 10000
 
 
 class Kind(object):
-    """One kind of ML Commons object: where it lives and what it is called in messages."""
+    """One kind of ML Commons object: where it lives, what it is called in messages, and which
+    field holds its creation time (tasks call it ``create_time``, everything else ``created_time``)."""
 
-    def __init__(self, label, base_path, id_field):
+    def __init__(self, label, base_path, id_field, created_field="created_time"):
         self.label = label
         self.base_path = base_path
         self.id_field = id_field
+        self.created_field = created_field
 
     def path(self, object_id):
         return "%s/%s" % (self.base_path, quote_id(object_id))
@@ -49,7 +51,7 @@ class Kind(object):
 MODEL_GROUP = Kind("model group", "/_plugins/_ml/model_groups", "model_group_id")
 CONNECTOR = Kind("connector", "/_plugins/_ml/connectors", "connector_id")
 MODEL = Kind("model", "/_plugins/_ml/models", "model_id")
-TASK = Kind("task", "/_plugins/_ml/tasks", "task_id")
+TASK = Kind("task", "/_plugins/_ml/tasks", "task_id", created_field="create_time")
 
 
 def get_by_id(client, kind, object_id):
@@ -72,14 +74,16 @@ def search(client, kind, filters, size=PAGE_SIZE):
             "query": {"bool": {"filter": list(filters)}} if filters else {"match_all": {}},
             "size": min(size, MAX_RESULTS - len(hits)),
             "from": len(hits),
-            "sort": [{"created_time": {"order": "asc", "unmapped_type": "long"}}],
+            "sort": [{kind.created_field: {"order": "asc", "unmapped_type": "long"}}],
         }
-        page = client.search(kind.search_path, body).get("hits", {}).get("hits", [])
+        answer = client.search(kind.search_path, body).get("hits", {})
+        page = answer.get("hits", [])
         for hit in page:
             found = dict(hit.get("_source") or {})
             found[kind.id_field] = hit["_id"]
             hits.append(found)
-        if len(page) < body["size"]:
+        total = answer.get("total") or {}
+        if len(page) < body["size"] or (total.get("relation") == "eq" and len(hits) >= total.get("value", 0)):
             break
     return hits
 

@@ -18,7 +18,8 @@ def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1
 
     The interval grows by ``factor`` up to ``max_interval``, but never sleeps past the deadline,
     so a condition that becomes true just before the timeout is still seen. On timeout raises
-    :class:`WaitTimeoutError` naming the last state seen (``describe(value)``).
+    :class:`WaitTimeoutError` naming the last state seen (``describe(value)``); the value itself is
+    its ``last`` attribute.
     """
     deadline = clock() + timeout
     polls = 0
@@ -29,9 +30,11 @@ def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1
             return value, polls
         remaining = deadline - clock()
         if remaining <= 0:
-            raise WaitTimeoutError(
+            error = WaitTimeoutError(
                 "Gave up waiting after %ss (%d checks); last state seen: %s." % (timeout, polls, describe(value)),
                 polls=polls,
             )
+            error.last = value
+            raise error
         sleep(min(interval, remaining))
         interval = min(interval * factor, max_interval)

@@ -1,6 +1,12 @@
-"""Remove every model, connector and model group from the test bed (for re-running targets by hand).
+"""Remove every model, connector, model group and batch task from the test bed (for re-running
+targets by hand).
 
     python tests/testbed/reset_ml.py http://127.0.0.1:9200
+
+Batch tasks go first, through their own system index: ML Commons refuses to delete a RUNNING
+task, and a task whose model is gone stays RUNNING for good (its status can no longer be read),
+counting against plugins.ml_commons.max_batch_inference_tasks. Only a test bed, which has no
+Security plugin guarding system indices, can do this.
 """
 
 import json
@@ -21,7 +27,15 @@ def ids(base, kind):
     return [hit["_id"] for hit in hits["hits"]["hits"]]
 
 
+def delete_batch_tasks(base):
+    answer = call(base, "POST", "/.plugins-ml-task/_delete_by_query?refresh=true&ignore_unavailable=true",
+                  {"query": {"term": {"task_type": "BATCH_PREDICTION"}}})
+    if answer.get("deleted"):
+        print("deleted %d batch tasks" % answer["deleted"])
+
+
 def main(base):
+    delete_batch_tasks(base)
     for model_id in ids(base, "models"):
         call(base, "POST", "/_plugins/_ml/models/%s/_undeploy" % model_id)
     time.sleep(1)

@@ -17,6 +17,9 @@ Environment:
                           are the versions whose ML zip is on Maven Central)
     OPENSEARCH_PORT       HTTP port, default 9200 (transport port: +100)
     OPENAI_EMULATOR_PORT  default 8089
+    OPENAI_EMULATOR_HOST  address the emulator listens on, default 198.18.0.1
+                          (added to the loopback interface when missing; see
+                          emulator_address below for why not 127.0.0.1)
     OPENAI_API_KEY        key the emulator accepts; generated once if unset
     ML_TESTBED_CACHE      default /var/cache/opensearch-ml-testbed
     TESTBED_JAVA_HOME     use this JDK instead of choosing one
@@ -39,6 +42,7 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -69,6 +73,16 @@ EMULATOR_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 30
 LOG_TAIL_LINES = 80
 EXIT_NOT_RUNNING = 3
+
+# ML Commons reads a batch job's status (GET /_plugins/_ml/tasks/<id>) and cancels it through
+# executors that never receive plugins.ml_commons.connector.private_ip_enabled (2.17 through at
+# least 3.8: GetTaskTransportAction and CancelBatchJobTransportAction), so those calls refuse any
+# loopback or RFC 1918 address: "Remote inference host name has private ip address". The emulator
+# therefore listens on an address from 198.18.0.0/15 (RFC 2544, reserved for benchmarking, never
+# routed), which neither Java's InetAddress nor ML Commons counts as private, added to the
+# loopback interface for the test bed's lifetime.
+DEFAULT_EMULATOR_HOST = "198.18.0.1"
+LOOPBACK_INTERFACE = "lo"
 
 # Setting this list replaces ML Commons' default, so the real providers' default
 # patterns are repeated (from MLCommonsSettings) next to the loopback ones the
@@ -127,6 +141,7 @@ class Config:
     port: int
     emulator_port: int
     cache: Path
+    emulator_host: str = DEFAULT_EMULATOR_HOST
 
     @classmethod
     def from_environment(cls) -> Config:
@@ -138,6 +153,7 @@ class Config:
             port=port_from_environment("OPENSEARCH_PORT", 9200),
             emulator_port=port_from_environment("OPENAI_EMULATOR_PORT", 8089),
             cache=Path(os.environ.get("ML_TESTBED_CACHE", "/var/cache/opensearch-ml-testbed")),
+            emulator_host=os.environ.get("OPENAI_EMULATOR_HOST", DEFAULT_EMULATOR_HOST),
         )
 
     @property
@@ -154,7 +170,7 @@ class Config:
 
     @property
     def emulator_url(self) -> str:
-        return f"http://127.0.0.1:{self.emulator_port}/openai"
+        return f"http://{self.emulator_host}:{self.emulator_port}/openai"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -406,7 +422,9 @@ def opensearch_yml(cfg: Config) -> str:
     lines += [f"{key}: {value}" for key, value in ML_SETTINGS.items()]
     lines.append("plugins.ml_commons.trusted_connector_endpoints_regex:")
     # Single-quoted YAML keeps the regex backslashes literal.
-    lines += [f"  - '{pattern}'" for pattern in TRUSTED_CONNECTOR_ENDPOINTS]
+    emulator = rf"^http://{re.escape(cfg.emulator_host)}:[0-9]+/.*$"
+    patterns = TRUSTED_CONNECTOR_ENDPOINTS + (() if emulator in TRUSTED_CONNECTOR_ENDPOINTS else (emulator,))
+    lines += [f"  - '{pattern}'" for pattern in patterns]
     return "\n".join(lines) + "\n"
 
 
@@ -436,10 +454,10 @@ def check_run_user_can_execute(*paths: Path) -> None:
                                "world-traversable (e.g. choose ML_TESTBED_CACHE outside /root)")
 
 
-def check_ports_free(*ports: int) -> None:
+def check_ports_free(*ports: int, host: str = "127.0.0.1") -> None:
     for port in ports:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
+            if probe.connect_ex((host, port)) == 0:
                 raise TestbedError(f"port {port} is already in use by a process this testbed did not start")
 
 
@@ -526,7 +544,8 @@ def provision_and_start_node(cfg: Config) -> dict:
     started = time.monotonic()
     process = start_node(cfg, home, java_home)
     entry = {"pid": process.pid, "start_time": process_start_time(process.pid), "version": cfg.version,
-             "port": cfg.port, "run_dir": str(cfg.run_dir), "java_home": str(java_home)}
+             "port": cfg.port, "run_dir": str(cfg.run_dir), "java_home": str(java_home),
+             "emulator_host": cfg.emulator_host}
     try:
         wait_for_node(cfg, process)
     except (TestbedError, KeyboardInterrupt):
@@ -543,19 +562,75 @@ def provision_and_start_node(cfg: Config) -> dict:
 # The OpenAI emulator
 
 
+def is_local_address(host: str) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+def emulator_address(cfg: Config, state: dict) -> Config:
+    """Make the emulator's address exist (see DEFAULT_EMULATOR_HOST); fall back to 127.0.0.1,
+    where everything but batch status and cancel works, when it cannot be added."""
+    host = cfg.emulator_host
+    if is_local_address(host):
+        return cfg
+    command = ["ip", "address", "add", f"{host}/32", "dev", LOOPBACK_INTERFACE]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        reason = getattr(error, "stderr", None) or error
+        say(f"WARNING: could not add {host} to {LOOPBACK_INTERFACE} ({str(reason).strip()}); the emulator listens on "
+            "127.0.0.1, where ML Commons cannot read or cancel batch jobs")
+        return dataclasses.replace(cfg, emulator_host="127.0.0.1")
+    say(f"added {host}/32 to {LOOPBACK_INTERFACE} for the OpenAI emulator")
+    state["emulator_alias"] = host
+    return cfg
+
+
+def has_listener(host: str) -> bool:
+    """Whether any TCP socket listens on ``host`` (IPv4), per /proc/net/tcp."""
+    wanted = "%08X" % struct.unpack("=I", socket.inet_aton(host))[0]
+    try:
+        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return True  # cannot tell: keep the address
+    for row in rows:
+        fields = row.split()
+        if fields[1].split(":")[0] == wanted and fields[3] == "0A":  # 0A: LISTEN
+            return True
+    return False
+
+
+def remove_emulator_alias(state: dict) -> None:
+    """Remove the address emulator_address added, unless another test bed's emulator still listens there."""
+    host = state.get("emulator_alias")
+    if not host or has_listener(host):
+        return
+    command = ["ip", "address", "del", f"{host}/32", "dev", LOOPBACK_INTERFACE]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    if result.returncode == 0 or not is_local_address(host):
+        say(f"removed {host}/32 from {LOOPBACK_INTERFACE}")
+        del state["emulator_alias"]
+    else:
+        say(f"WARNING: could not remove {host}/32 from {LOOPBACK_INTERFACE}: {result.stderr.strip()}")
+
+
 def start_emulator(cfg: Config, api_key: str) -> dict:
     script = Path(os.environ.get("TESTBED_EMULATOR_SCRIPT", EMULATOR_SCRIPT))
     if not script.exists():
         raise TestbedError(f"emulator script {script} does not exist")
-    check_ports_free(cfg.emulator_port)
-    command = [sys.executable, str(script), "--host", "127.0.0.1", "--port", str(cfg.emulator_port),
+    check_ports_free(cfg.emulator_port, host=cfg.emulator_host)
+    command = [sys.executable, str(script), "--host", cfg.emulator_host, "--port", str(cfg.emulator_port),
                "--api-key", api_key, "--prefix", "/openai"]
     say(f"starting the OpenAI emulator on port {cfg.emulator_port}")
     with EMULATOR_LOG.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     entry = {"pid": process.pid, "start_time": process_start_time(process.pid),
-             "port": cfg.emulator_port, "api_key": api_key}
+             "host": cfg.emulator_host, "port": cfg.emulator_port, "api_key": api_key}
     stats_url = f"{cfg.emulator_url}/_emulator/stats"
     checks = [(f"GET {stats_url} to answer 200",
                lambda: http_status(stats_url, {"Authorization": f"Bearer {api_key}"}) == 200)]
@@ -658,15 +733,18 @@ def command_up(cfg: Config) -> int:
         api_key = api_key_for(state)
         forget_stale(state, "opensearch", "OpenSearch")
         forget_stale(state, "emulator", "the OpenAI emulator")
+        cfg = emulator_address(cfg, state)
         node, emulator = state.get("opensearch"), state.get("emulator")
-        node_wanted = bool(node) and (node["version"], node["port"]) == (cfg.version, cfg.port)
-        emulator_wanted = bool(emulator) and (emulator["port"], emulator["api_key"]) == (cfg.emulator_port, api_key)
+        # The node's trusted endpoints name the emulator's address: a new address needs a new node.
+        node_wanted = bool(node) and (node["version"], node["port"], node.get("emulator_host")) == (cfg.version, cfg.port, cfg.emulator_host)
+        emulator_wanted = bool(emulator) and (emulator.get("host"), emulator["port"], emulator["api_key"]) == (
+            cfg.emulator_host, cfg.emulator_port, api_key)
         if node and not node_wanted:
             say(f"stopping OpenSearch {node['version']} on port {node['port']} (pid {node['pid']}) "
                 f"to start {cfg.version} on port {cfg.port}")
             stop_node(state)
         if emulator and not emulator_wanted:
-            say("restarting the OpenAI emulator (port or API key changed)")
+            say("restarting the OpenAI emulator (address, port or API key changed)")
             stop_emulator(state)
         save_state(state)
         if node_wanted and emulator_wanted:
@@ -728,6 +806,7 @@ def command_down(cfg: Config) -> int:
             stop_emulator(state)
             if was_running:
                 say(f"stopped the OpenAI emulator (pid {emulator['pid']})")
+        remove_emulator_alias(state)
         if "opensearch" in state:
             node, was_running = state["opensearch"], is_running(state["opensearch"])
             stop_node(state)
@@ -744,7 +823,7 @@ def command_status(cfg: Config) -> int:
     node, emulator = state.get("opensearch"), state.get("emulator")
     node_up = is_running(node) and http_status(f"http://127.0.0.1:{node['port']}/") == 200
     emulator_up = is_running(emulator) and http_status(
-        f"http://127.0.0.1:{emulator['port']}/openai/_emulator/stats",
+        f"http://{emulator.get('host', '127.0.0.1')}:{emulator['port']}/openai/_emulator/stats",
         {"Authorization": f"Bearer {emulator['api_key']}"}) == 200
     if node:
         say(f"OpenSearch {node['version']} pid {node['pid']} port {node['port']}: "
@@ -752,7 +831,7 @@ def command_status(cfg: Config) -> int:
     else:
         say("OpenSearch: not running")
     if emulator:
-        say(f"OpenAI emulator pid {emulator['pid']} port {emulator['port']}: "
+        say(f"OpenAI emulator pid {emulator['pid']} on {emulator.get('host', '127.0.0.1')}:{emulator['port']}: "
             f"{'up' if emulator_up else 'NOT answering' if is_running(emulator) else 'gone'}")
     else:
         say("OpenAI emulator: not running")

@@ -10,6 +10,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
     CONNECTOR,
     MODEL_GROUP,
+    TASK,
     create_once,
     find_by_name,
     get_by_id,
@@ -72,6 +73,21 @@ def test_search_pages_until_a_short_page(server):
     found = search(Client(server.url), CONNECTOR, [], size=2)
     assert [item["connector_id"] for item in found] == ["a", "b", "c"]
     assert [json.loads(request["body"])["from"] for request in server.received] == [0, 2]
+
+
+def test_search_stops_when_the_total_is_reached(server):
+    full_page = dict(hits("a", "b"))
+    full_page["hits"]["total"] = {"value": 2, "relation": "eq"}
+    server.script((200, full_page))
+    found = search(Client(server.url), CONNECTOR, [], size=2)
+    assert [item["connector_id"] for item in found] == ["a", "b"]
+    assert len(server.received) == 1
+
+
+def test_tasks_sort_by_their_create_time(server):
+    server.script((200, hits()))
+    search(Client(server.url), TASK, [])
+    assert json.loads(server.received[0]["body"])["sort"] == [{"create_time": {"order": "asc", "unmapped_type": "long"}}]
 
 
 def test_create_once_adopts_what_an_uncertain_create_made():

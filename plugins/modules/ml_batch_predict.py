@@ -1,0 +1,493 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: ml_batch_predict
+short_description: Run an offline batch inference job through ML Commons, once, and wait for it or cancel it
+version_added: 0.1.0
+description:
+  - Submits an offline batch inference job (C(POST /_plugins/_ml/models/<id>/_batch_predict)) for a remote model whose
+    connector has a C(batch_predict) action, for example OpenAI's Batch API, SageMaker batch transform or Bedrock batch
+    inference. ML Commons calls the provider and keeps a C(BATCH_PREDICTION) task that tracks the provider's job.
+  - A re-run does not submit, and pay for, the same job twice. Before submitting, the module searches the model's batch
+    tasks for a job with the same input (see the notes for how each provider's job is recognised). When one is created,
+    running or completed, it is returned with C(changed=false) and nothing is sent; so is one that ML Commons marked
+    unreachable, because the provider may well have run it. A job that failed, is being or was cancelled, or expired does
+    not count, so a re-run submits a new one. O(force=true) submits anyway.
+  - O(wait=true) polls the task until the job has ended (ML Commons asks the provider at each poll) and returns the
+    output and error file IDs and the request counts. The module fails when the job ends failed, cancelled, expired or
+    unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
+  - O(state=cancelled) cancels the job named by O(task_id), or the running job with the same input, through ML Commons.
+    A job that has already ended, or is being cancelled, is left as it is.
+  - Every ML Commons version gets the same result shape, RV(task_id), RV(job), RV(status) and RV(raw), although the
+    server's answer changed in 2.17 and 2.18.
+author:
+  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+extends_documentation_fragment:
+  - opensearch.ml_commons.connection
+  - opensearch.ml_commons.attributes
+options:
+  model_id:
+    description:
+      - The remote model to run the job with. It should be deployed; ML Commons deploys it on first use when
+        C(plugins.ml_commons.model_auto_deploy.enable) is on (the default), and the module warns then.
+    type: str
+    required: true
+  parameters:
+    description:
+      - The request's C(parameters). They fill the C(${parameters.*}) placeholders of the connector's C(batch_predict)
+        action, over the connector's own parameters; for OpenAI typically C(input_file_id), C(endpoint) and C(model).
+      - Values that are not strings are sent as JSON text, the way ML Commons stores connector parameters.
+    type: dict
+  state:
+    description:
+      - V(present) submits the job, or finds the same job submitted before.
+      - V(cancelled) cancels the job given by O(task_id), or else the created or running job with the same input.
+    type: str
+    choices: [present, cancelled]
+    default: present
+  task_id:
+    description:
+      - The ML Commons task of an earlier job. With O(state=present) the module only reads that job (and waits for it
+        with O(wait)), submitting nothing; with O(state=cancelled) it cancels it.
+    type: str
+  force:
+    description:
+      - Submit a new job even when the same job was submitted before. Each forced run submits, and pays for, one more job.
+    type: bool
+    default: false
+  wait:
+    description:
+      - Wait until the job has ended (completed, failed, cancelled, expired or unreachable); with O(state=cancelled), until
+        the cancel has taken effect.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait with O(wait). When they run out, the module fails with the last state seen and the task ID; the job
+        goes on, and a later run with O(task_id) (or the same O(parameters)) can wait for it again.
+    type: int
+    default: 3600
+  poll_interval:
+    description:
+      - Seconds before the first status check with O(wait). Each later interval is half as long again, up to a minute (or
+        O(poll_interval), if larger). Each check makes ML Commons call the provider.
+    type: float
+    default: 10
+notes:
+  - "How a re-run recognises the same job: by the model and the job's input, read from O(parameters) and else from the
+    connector's parameters. The provider is recognised as ML Commons recognises it, by the C(batch_predict) URL.
+    B(OpenAI): C(input_file_id). B(SageMaker): C(TransformJobName) (matched against the job's name, or the end of its
+    C(TransformJobArn)). B(Amazon Bedrock): C(jobName), else the input location C(inputDataConfig.s3InputDataConfig.s3Uri).
+    Other providers (Cohere, custom endpoints), or a job without those parameters, cannot be recognised: the module warns
+    and submits every time."
+  - SageMaker and Bedrock report the job name only when ML Commons reads the job's status, so the module reads the new
+    task once right after submitting it (ML Commons makes the task itself searchable at once). When that read fails, such
+    a job can be recognised only after ML Commons' next status read (2.19 and later poll running jobs every minute).
+  - Two runs started at the same moment can both submit, because ML Commons has nothing that would make the second one fail.
+  - ML Commons 2.16 ran batch jobs without tasks, so there it cannot recognise a re-run (the module warns and submits each
+    time), cannot wait and cannot cancel. Its answer shape, and that of 2.17, are covered by unit tests only; the
+    integration tests run against 2.19 and 3.x.
+  - ML Commons sends the C(predict) action's headers with every call to the provider, C(batch_predict), status and
+    cancel included, so the connector needs a C(predict) action that carries the authorisation header; the module warns
+    when it does not.
+  - Provider errors are reported with the provider's reason; keys, tokens and passwords in them are masked.
+seealso:
+  - module: opensearch.ml_commons.ml_task_info
+  - module: opensearch.ml_commons.ml_model
+"""
+
+EXAMPLES = r"""
+- name: Run the blueprint's batch job on a file already uploaded to OpenAI, once, and wait for it
+  opensearch.ml_commons.ml_batch_predict:
+    model_id: "{{ model.model_id }}"
+    parameters:
+      model: text-embedding-ada-002
+      input_file_id: "{{ upload.json.id }}"
+    wait: true
+    wait_timeout: 86400
+    poll_interval: 60
+  async: 90000
+  poll: 300
+  register: batch
+
+- name: Show where the results are
+  ansible.builtin.debug:
+    msg: "{{ batch.job.output_file_id }} ({{ batch.job.request_counts.completed }} requests)"
+
+- name: Submit without waiting, then wait for it in a later play
+  opensearch.ml_commons.ml_batch_predict:
+    model_id: "{{ model.model_id }}"
+    parameters:
+      input_file_id: "{{ upload.json.id }}"
+  register: submitted
+
+- name: Wait for that job
+  opensearch.ml_commons.ml_batch_predict:
+    model_id: "{{ model.model_id }}"
+    task_id: "{{ submitted.task_id }}"
+    wait: true
+
+- name: Cancel it and wait until it is cancelled
+  opensearch.ml_commons.ml_batch_predict:
+    model_id: "{{ model.model_id }}"
+    task_id: "{{ submitted.task_id }}"
+    state: cancelled
+    wait: true
+"""
+
+RETURN = r"""
+task_id:
+  description:
+    - The ML Commons task that tracks the job; null on ML Commons 2.16 (no tasks), in check mode before a submit, or when
+      O(state=cancelled) found no job to cancel.
+  returned: always
+  type: str
+  sample: Mz3FEY8Bz9_1t9trBeKO
+status:
+  description:
+    - The task's state, for example C(RUNNING), C(COMPLETED), C(FAILED), C(CANCELLING), C(CANCELLED), C(EXPIRED) or
+      C(UNREACHABLE). On ML Commons 2.16, which has no task, the provider's own status (for example C(validating)).
+  returned: always
+  type: str
+  sample: COMPLETED
+job:
+  description:
+    - The provider's job as ML Commons last read it, for OpenAI the Batch object (C(id), C(status), C(input_file_id),
+      C(output_file_id), C(error_file_id), C(request_counts), timestamps). Whole numbers are integers (ML Commons turns
+      them into floats). Empty when there is no job, and on ML Commons 2.17 before the first status read.
+  returned: always
+  type: dict
+  sample:
+    id: batch_6751fc3b4dfc8190abc85e87a2b62b1e
+    object: batch
+    status: completed
+    input_file_id: file-YbowBByiyVJN89oSZo2Enu9W
+    output_file_id: file-9R5a1qUeYhqS3Jx9BT8hPxjd
+    error_file_id: null
+    request_counts:
+      total: 3
+      completed: 3
+      failed: 0
+raw:
+  description: The server's answer as it came, the C(_batch_predict) answer when this run submitted the job, else the task.
+  returned: always
+  type: dict
+diff:
+  description: The job's task and states before and after, in diff mode.
+  returned: when diff mode is on
+  type: dict
+"""
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
+    ACTIVE_STATES,
+    BATCH_TASK_TYPE,
+    DONE_STATES,
+    FIRST_BATCH_VERSION,
+    FIRST_TASK_VERSION,
+    UNSUCCESSFUL_STATES,
+    cancel_path,
+    connector_action,
+    describe_task,
+    explain,
+    failure_reason,
+    find_jobs,
+    from_batch_answer,
+    from_task,
+    job_identity,
+    make_searchable,
+    read_task,
+    reusable_job,
+    summary,
+    wait_for_job,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, get_by_id
+
+BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
+AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
+
+
+# -- checks before anything is sent ------------------------------------------------------------
+
+
+def load_model(client, model_id):
+    """The model and its connector; clear failures for what cannot run a batch job."""
+    model = get_by_id(client, MODEL, model_id)
+    if model is None:
+        raise MLCommonsError("No model has the ID %s." % model_id)
+    if str(model.get("algorithm", "")).upper() != "REMOTE":
+        raise MLCommonsError("Model %s is a %s model; batch inference needs a remote model." % (model_id, model.get("algorithm")))
+    connector = model.get("connector")
+    if connector is None:
+        connector = get_by_id(client, CONNECTOR, model.get("connector_id"))
+        if connector is None:
+            raise MLCommonsError("Model %s uses connector %s, which does not exist." % (model_id, model.get("connector_id")))
+    return model, connector
+
+
+def cluster_settings(client):
+    """The ML Commons settings, or {} when this user may not read cluster settings (the server then says what is wrong)."""
+    try:
+        return effective_ml_settings(client)
+    except HTTPError as error:
+        if error.status in (401, 403):
+            return {}
+        raise
+
+
+def check_can_submit(module, client, model, connector):
+    model_id = model["model_id"]
+    batch_action = connector_action(connector, "BATCH_PREDICT")
+    if batch_action is None:
+        raise MLCommonsError(
+            "Model %s's connector %s has no batch_predict action, so ML Commons cannot submit a batch job for it. "
+            "Add one (opensearch.ml_commons.ml_connector)." % (model_id, connector.get("connector_id") or model.get("connector_id"))
+        )
+    predict_action = connector_action(connector, "PREDICT") or {}
+    if batch_action.get("headers") and batch_action.get("headers") != predict_action.get("headers"):
+        module.warn(
+            "ML Commons sends the predict action's headers with every call to the provider, batch_predict included, not the "
+            "batch_predict action's own: give model %s's connector a predict action with the same headers, or the provider "
+            "may refuse the job (for example a 401 without the Authorization header)." % model_id
+        )
+    settings = cluster_settings(client)
+    if str(settings.get(BATCH_ENABLED_SETTING, "true")).lower() == "false":
+        raise MLCommonsError(
+            "Batch inference is disabled on this cluster: set the cluster setting %s to true." % BATCH_ENABLED_SETTING
+        )
+    if not is_deployed(model):
+        if str(settings.get(AUTO_DEPLOY_SETTING, "true")).lower() == "false":
+            raise MLCommonsError(
+                "Model %s is not deployed (%s), and ML Commons deploys models on first use only when %s is true. "
+                "Deploy it first (opensearch.ml_commons.ml_model, state: deployed)." % (model_id, model.get("model_state"), AUTO_DEPLOY_SETTING)
+            )
+        module.warn("Model %s is not deployed (%s); ML Commons deploys it for this job (%s)." % (model_id, model.get("model_state"), AUTO_DEPLOY_SETTING))
+
+
+def check_is_batch_task_of(task, task_id, model_id):
+    if task is None:
+        raise MLCommonsError("No task has the ID %s." % task_id)
+    if task.get("task_type") != BATCH_TASK_TYPE:
+        raise MLCommonsError("Task %s is a %s task, not a batch job." % (task_id, task.get("task_type")))
+    if task.get("model_id") != model_id:
+        raise MLCommonsError("Task %s is a batch job of model %s, not of model %s." % (task_id, task.get("model_id"), model_id))
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+def result(changed, after, before=None):
+    after = after or {"task_id": None, "job": {}, "status": None, "raw": {}}
+    return dict(after, changed=changed, diff=build_diff(summary(before), summary(after)))
+
+
+def check_outcome(task_id, task):
+    """After a wait: a job that ended without results fails the task, with the provider's reason."""
+    state = task.get("state")
+    if state in UNSUCCESSFUL_STATES:
+        outcome = from_task(task_id, task)
+        raise MLCommonsError(
+            "Batch job %s ended %s: %s" % (task_id, state, failure_reason(task)),
+            task_id=task_id, status=state, job=outcome["job"],
+        )
+
+
+# -- state: present --------------------------------------------------------------------------
+
+
+def submit(client, model_id, parameters, identity, known_ids):
+    """POST _batch_predict once. If its outcome is unknown (a timeout), a job with the same
+    identity that was not there before is taken as this request's."""
+    path = MODEL.path(model_id) + "/_batch_predict"
+    body = {"parameters": dict((key, as_server_string(value)) for key, value in (parameters or {}).items())}
+
+    def send():
+        try:
+            return client.post(path, body=body)
+        except HTTPError as error:
+            raise explain(error, "submit the batch job", model_id)
+
+    if identity is None:
+        return send()
+
+    def submitted_meanwhile():
+        for task in find_jobs(client, model_id, identity):
+            if task["task_id"] not in known_ids:
+                return {"task_id": task["task_id"], "status": task.get("state"), "remote_job": task.get("remote_job")}
+        return None
+
+    return create_once(send, submitted_meanwhile)
+
+
+def follow(module, client, task_id, task, changed, before=None):
+    """Wait for the job if asked to, and return the module's result for it."""
+    params = module.params
+    if params["wait"]:
+        task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
+        check_outcome(task_id, task)
+    return result(changed, from_task(task_id, task), before)
+
+
+def present_without_tasks(module, client):
+    """ML Commons 2.16: the job is submitted synchronously and no task tracks it."""
+    module.warn(
+        "ML Commons %s keeps no task for batch jobs, so the module cannot tell whether this job was submitted before "
+        "(every run submits one), and cannot wait for it or cancel it." % client.server_version
+    )
+    if module.check_mode:
+        return result(True, {"task_id": None, "job": {}, "status": None, "raw": {}})
+    answer = submit(client, module.params["model_id"], module.params["parameters"], None, ())
+    return result(True, from_batch_answer(answer))
+
+
+def ensure_present(module, client, model, connector):
+    params = module.params
+    model_id = model["model_id"]
+    if params["task_id"]:
+        task = read_task(client, params["task_id"])
+        check_is_batch_task_of(task, params["task_id"], model_id)
+        return follow(module, client, params["task_id"], task, False)
+
+    if client.server_version < FIRST_TASK_VERSION:
+        check_can_submit(module, client, model, connector)
+        return present_without_tasks(module, client)
+
+    identity = job_identity(connector, params["parameters"])
+    known = []
+    if identity is None:
+        module.warn(
+            "The module cannot tell this batch job from others of model %s (it recognises OpenAI's input_file_id, SageMaker's "
+            "TransformJobName and Bedrock's jobName or input S3 URI), so every run submits a new job." % model_id
+        )
+    else:
+        known = find_jobs(client, model_id, identity)
+        if not params["force"]:
+            existing = reusable_job(client, known)
+            if existing is not None:
+                return follow(module, client, existing["task_id"], existing, False)
+
+    check_can_submit(module, client, model, connector)
+    if module.check_mode:
+        return result(True, {"task_id": None, "job": {}, "status": "CREATED", "raw": {}})
+    answer = submit(client, model_id, params["parameters"], identity, set(task["task_id"] for task in known))
+    submitted = from_batch_answer(answer)
+    task_id = submitted["task_id"]
+    if not task_id:
+        return result(True, submitted)
+    task, warning = make_searchable(client, task_id)
+    if warning:
+        module.warn(warning)
+    if params["wait"]:
+        return dict(follow(module, client, task_id, task, True), raw=answer)
+    if task is not None:
+        submitted = dict(from_task(task_id, task), raw=answer)
+    return result(True, submitted)
+
+
+# -- state: cancelled ------------------------------------------------------------------------
+
+
+def job_to_cancel(module, client, model_id, connector):
+    """The task to cancel: the one named, else the newest created or running job with the same input."""
+    params = module.params
+    if params["task_id"]:
+        task = read_task(client, params["task_id"])
+        check_is_batch_task_of(task, params["task_id"], model_id)
+        return task
+    identity = job_identity(connector, params["parameters"])
+    if identity is None:
+        raise ConfigurationError(
+            "state: cancelled needs task_id here: the module cannot tell which job of model %s to cancel from its parameters "
+            "(it recognises OpenAI's input_file_id, SageMaker's TransformJobName and Bedrock's jobName or input S3 URI)." % model_id
+        )
+    for candidate in find_jobs(client, model_id, identity):
+        if candidate.get("state") in ACTIVE_STATES:
+            task = read_task(client, candidate["task_id"])
+            if task is not None:
+                return task
+    return None
+
+
+def ensure_cancelled(module, client, model, connector):
+    params = module.params
+    if client.server_version < FIRST_TASK_VERSION:
+        raise ConfigurationError(
+            "ML Commons %s keeps no task for batch jobs, so it cannot cancel them: cancel the job at the provider." % client.server_version
+        )
+    task = job_to_cancel(module, client, model["model_id"], connector)
+    if task is None:
+        return result(False, None)
+    task_id = task["task_id"]
+    before = from_task(task_id, task)
+    if task.get("state") in DONE_STATES or task.get("state") == "CANCELLING":
+        if params["wait"] and task.get("state") == "CANCELLING":
+            task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
+        return result(False, from_task(task_id, task), before)
+    if module.check_mode:
+        return result(True, dict(before, status="CANCELLING"), before)
+
+    def send_cancel():
+        client.post(cancel_path(client.server_version, task_id))
+        return None
+
+    def cancelled_meanwhile():
+        fresh = read_task(client, task_id)
+        return fresh if fresh is not None and fresh.get("state") not in ACTIVE_STATES else None
+
+    try:
+        create_once(send_cancel, cancelled_meanwhile)
+    except HTTPError as error:
+        # The job may have ended between the read and the cancel: then there is nothing to cancel.
+        fresh = read_task(client, task_id)
+        if fresh is not None and fresh.get("state") in DONE_STATES:
+            module.warn("Batch job %s ended %s before it could be cancelled." % (task_id, fresh["state"]))
+            return result(False, from_task(task_id, fresh), before)
+        raise explain(error, "cancel the batch job", model["model_id"])
+    if params["wait"]:
+        task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
+        if task.get("state") != "CANCELLED":
+            module.warn("Batch job %s ended %s: the cancel came too late (%s)." % (task_id, task.get("state"), describe_task(task_id, task)))
+    else:
+        task = read_task(client, task_id) or task
+    return result(True, from_task(task_id, task), before)
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def run(module, client):
+    if client.server_version < FIRST_BATCH_VERSION:
+        raise ConfigurationError("Offline batch inference needs OpenSearch 2.16 or later; this cluster runs %s." % client.server_version)
+    model, connector = load_model(client, module.params["model_id"])
+    if module.params["state"] == "cancelled":
+        return ensure_cancelled(module, client, model, connector)
+    return ensure_present(module, client, model, connector)
+
+
+def main():
+    argument_spec = dict(
+        model_id=dict(type="str", required=True),
+        parameters=dict(type="dict"),
+        state=dict(type="str", choices=["present", "cancelled"], default="present"),
+        task_id=dict(type="str"),
+        force=dict(type="bool", default=False),
+        wait=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=3600),
+        poll_interval=dict(type="float", default=10),
+    )
+    MLCommonsModule(argument_spec=argument_spec).execute(run)
+
+
+if __name__ == "__main__":
+    main()

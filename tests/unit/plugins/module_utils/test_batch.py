@@ -1,0 +1,363 @@
+"""Batch inference: one result shape for every server answer, job identity, reading, waiting, cancelling.
+
+ML Commons 2.16 and 2.17 cannot run on the test bed (their ML zips are not on Maven Central), so
+their answer shapes are covered here, from the documented and source-read shapes.
+"""
+
+import json
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
+    JobIdentity,
+    cancel_path,
+    describe_task,
+    explain,
+    failure_reason,
+    find_jobs,
+    from_batch_answer,
+    from_task,
+    integral_numbers,
+    job_identity,
+    make_searchable,
+    provider_of,
+    provider_reason,
+    read_task,
+    reusable_job,
+    wait_for_job,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client, ServerVersion
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError, WaitTimeoutError, redact_secrets
+
+OPENAI_JOB = {
+    "id": "batch_abc",
+    "object": "batch",
+    "endpoint": "/v1/embeddings",
+    "input_file_id": "file-in",
+    "status": "validating",
+    "output_file_id": None,
+    "request_counts": {"total": 0.0, "completed": 0.0, "failed": 0.0},
+    "created_at": 1714000000.0,
+}
+
+
+def openai_connector(**parameters):
+    return {
+        "parameters": parameters,
+        "actions": [
+            {"action_type": "PREDICT", "url": "https://api.openai.com/v1/embeddings"},
+            {"action_type": "BATCH_PREDICT", "url": "https://api.openai.com/v1/batches"},
+        ],
+    }
+
+
+def connector_for(url, **parameters):
+    return {"parameters": parameters, "actions": [{"action_type": "batch_predict", "url": url}]}
+
+
+SAGEMAKER_URL = "https://api.sagemaker.us-east-1.amazonaws.com/CreateTransformJob"
+BEDROCK_URL = "https://bedrock.us-east-1.amazonaws.com/model-invocation-job"
+
+
+def hits(*sources):
+    return {"hits": {"total": {"value": len(sources), "relation": "eq"},
+                     "hits": [{"_id": source.pop("_id"), "_source": source} for source in sources]}}
+
+
+# -- the answer shapes ------------------------------------------------------------------------
+
+
+def test_2_16_synchronous_answer_has_the_job_in_data_as_map_and_no_task():
+    answer = {"inference_results": [{"output": [{"name": "response", "dataAsMap": dict(OPENAI_JOB)}], "status_code": 200}]}
+    result = from_batch_answer(answer)
+    assert result["task_id"] is None
+    assert result["status"] == "validating"
+    assert result["job"]["id"] == "batch_abc"
+    assert result["job"]["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+    assert result["raw"] is answer
+
+
+def test_2_16_sagemaker_answer_has_no_provider_status():
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:transform-job/my-job"
+    answer = {"inference_results": [{"output": [{"name": "response", "dataAsMap": {"TransformJobArn": arn}}], "status_code": 200}]}
+    result = from_batch_answer(answer)
+    assert (result["task_id"], result["status"], result["job"]) == (None, None, {"TransformJobArn": arn})
+
+
+def test_2_17_answer_has_a_task_and_no_job_yet():
+    answer = {"task_id": "t1", "status": "CREATED"}
+    assert from_batch_answer(answer) == {"task_id": "t1", "job": {}, "status": "CREATED", "raw": answer}
+
+
+def test_2_18_answer_has_the_job_as_remote_job_without_ml_commons_keys():
+    answer = {"task_id": "t1", "status": "CREATED", "remote_job": dict(OPENAI_JOB, dlq=None, num_of_retries=2)}
+    result = from_batch_answer(answer)
+    assert result["task_id"] == "t1"
+    assert result["status"] == "CREATED"
+    assert "dlq" not in result["job"] and "num_of_retries" not in result["job"]
+    assert result["job"]["created_at"] == 1714000000
+    assert isinstance(result["job"]["created_at"], int)
+    assert result["raw"]["remote_job"]["dlq"] is None
+
+
+def test_an_empty_answer_gives_the_empty_shape():
+    assert from_batch_answer(None) == {"task_id": None, "job": {}, "status": None, "raw": {}}
+
+
+def test_a_task_gives_the_same_shape_with_its_state():
+    task = {"task_type": "BATCH_PREDICTION", "state": "COMPLETED", "remote_job": dict(OPENAI_JOB, status="completed")}
+    result = from_task("t1", task)
+    assert (result["task_id"], result["status"], result["job"]["status"], result["raw"]) == ("t1", "COMPLETED", "completed", task)
+
+
+def test_integral_numbers_keeps_fractions_and_other_types():
+    value = {"a": [1.0, 2.5, {"b": 0.0}], "c": True, "d": "3.0", "e": None}
+    assert integral_numbers(value) == {"a": [1, 2.5, {"b": 0}], "c": True, "d": "3.0", "e": None}
+
+
+# -- providers and job identity ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url, provider", [
+    ("https://api.openai.com/v1/batches", "openai"),
+    ("http://198.18.0.1:8089/openai/v1/batches", "openai"),
+    (SAGEMAKER_URL, "sagemaker"),
+    (BEDROCK_URL, "bedrock"),
+    ("https://api.cohere.ai/v1/embed-jobs", "cohere"),
+    ("https://batch.example.com/jobs", None),
+])
+def test_the_provider_comes_from_the_batch_predict_url(url, provider):
+    assert provider_of(connector_for(url)) == provider
+
+
+def test_no_batch_predict_action_means_no_provider():
+    assert provider_of({"actions": [{"action_type": "PREDICT", "url": "https://api.openai.com/v1/embeddings"}]}) is None
+
+
+def test_openai_identity_is_the_input_file_request_parameters_first():
+    connector = openai_connector(input_file_id="file-connector")
+    from_connector = job_identity(connector, {"model": "m"})
+    from_request = job_identity(connector, {"input_file_id": "file-request"})
+    assert (from_connector.field, from_connector.value) == ("input_file_id", "file-connector")
+    assert from_request.value == "file-request"
+    assert from_request.clause == {"term": {"remote_job.input_file_id": "file-request"}}
+    assert from_request.matches({"input_file_id": "file-request"})
+    assert not from_request.matches({"input_file_id": "file-other"})
+    assert not from_request.matches({})
+
+
+def test_without_the_identity_parameter_there_is_no_identity():
+    assert job_identity(openai_connector(), {"model": "m"}) is None
+    assert job_identity(connector_for("https://batch.example.com/jobs", input_file_id="f"), {}) is None
+    assert job_identity(connector_for("https://api.cohere.ai/v1/embed-jobs"), {"dataset_id": "d"}) is None
+
+
+def test_sagemaker_identity_matches_the_name_or_the_lower_case_arn():
+    identity = job_identity(connector_for(SAGEMAKER_URL, TransformJobName="Embed-2024"), None)
+    assert (identity.field, identity.value) == ("TransformJobName", "Embed-2024")
+    assert identity.matches({"TransformJobArn": "arn:aws:sagemaker:us-east-1:1:transform-job/embed-2024"})
+    assert identity.matches({"TransformJobName": "Embed-2024"})
+    assert not identity.matches({"TransformJobArn": "arn:aws:sagemaker:us-east-1:1:transform-job/embed-2024-b"})
+    should = identity.clause["bool"]["should"]
+    assert {"term": {"remote_job.TransformJobName": "Embed-2024"}} in should
+    assert {"wildcard": {"remote_job.TransformJobArn": {"value": "*/Embed-2024", "case_insensitive": True}}} in should
+
+
+def test_bedrock_identity_is_the_job_name_else_the_input_location():
+    by_name = job_identity(connector_for(BEDROCK_URL), {"jobName": "nightly", "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in"}}})
+    assert (by_name.field, by_name.value) == ("jobName", "nightly")
+    by_uri = job_identity(connector_for(BEDROCK_URL), {"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in"}}})
+    assert by_uri.clause == {"term": {"remote_job.inputDataConfig.s3InputDataConfig.s3Uri": "s3://b/in"}}
+    assert by_uri.matches({"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in"}}})
+    # Connector parameters hold objects as JSON text.
+    from_text = job_identity(connector_for(BEDROCK_URL, inputDataConfig='{"s3InputDataConfig": {"s3Uri": "s3://b/in"}}'), {})
+    assert from_text.value == "s3://b/in"
+    assert job_identity(connector_for(BEDROCK_URL, inputDataConfig="not json"), {}) is None
+
+
+def test_find_jobs_searches_by_type_model_and_identity_newest_first(server):
+    server.script((200, hits(
+        {"_id": "old", "state": "COMPLETED", "remote_job": {"input_file_id": "file-in"}},
+        {"_id": "other", "state": "RUNNING", "remote_job": {"input_file_id": "file-other"}},
+        {"_id": "new", "state": "RUNNING", "remote_job": {"input_file_id": "file-in"}},
+    )))
+    identity = JobIdentity("OpenAI", "input_file_id", "input_file_id", "file-in")
+    found = find_jobs(Client(server.url), "m1", identity)
+    assert [task["task_id"] for task in found] == ["new", "old"]
+    sent = json.loads(server.received[0]["body"])
+    assert server.received[0]["path"] == "/_plugins/_ml/tasks/_search"
+    assert sent["query"]["bool"]["filter"] == [
+        {"term": {"task_type": "BATCH_PREDICTION"}},
+        {"term": {"model_id": "m1"}},
+        {"term": {"remote_job.input_file_id": "file-in"}},
+    ]
+    assert sent["sort"] == [{"create_time": {"order": "asc", "unmapped_type": "long"}}]
+
+
+def test_reusable_job_skips_ended_jobs_and_reads_each_candidate_fresh(server):
+    server.script(
+        (200, {"state": "CANCELLED", "remote_job": {}}),  # "b" was RUNNING when stored, CANCELLED now
+        (200, {"state": "COMPLETED", "remote_job": {"id": "batch_c"}}),  # "c"
+    )
+    candidates = [{"task_id": "a", "state": "FAILED"}, {"task_id": "b", "state": "RUNNING"}, {"task_id": "c", "state": "RUNNING"}]
+    found = reusable_job(Client(server.url), candidates)
+    assert found["task_id"] == "c" and found["state"] == "COMPLETED"
+    assert [request["path"] for request in server.received] == ["/_plugins/_ml/tasks/b", "/_plugins/_ml/tasks/c"]
+
+
+def test_reusable_job_gives_none_when_every_job_ended_badly(server):
+    candidates = [{"task_id": "a", "state": state} for state in ("FAILED", "CANCELLED", "CANCELLING", "EXPIRED")]
+    assert reusable_job(Client(server.url), candidates) is None
+    assert server.received == []
+
+
+# -- reading tasks and explaining failures ----------------------------------------------------
+
+
+def http_error(status, reason, error_type="status_exception"):
+    return HTTPError("POST", "/_plugins/_ml/models/m1/_batch_predict", status, error_type, reason)
+
+
+def test_read_task_adds_the_id_and_gives_none_for_a_missing_task(server):
+    server.script((200, {"state": "RUNNING"}), (404, {"error": {"type": "status_exception", "reason": "Failed to find task"}}))
+    client = Client(server.url)
+    assert read_task(client, "t1") == {"state": "RUNNING", "task_id": "t1"}
+    assert read_task(client, "t2") is None
+
+
+def test_read_task_of_a_deleted_model_is_an_error_not_a_missing_task(server):
+    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to retrieve the ML model for the given task ID"}}))
+    with pytest.raises(MLCommonsError) as caught:
+        read_task(Client(server.url), "t1")
+    assert "the task's model no longer exists" in str(caught.value)
+
+
+def test_explain_disabled_batch_inference():
+    error = explain(http_error(500, 'Offline Batch Inference is currently disabled. To enable it, update the setting '
+                                    '"plugins.ml_commons.offline_batch_inference_enabled" to true.', "illegal_state_exception"), "submit the batch job")
+    assert str(error).startswith("Batch inference is disabled on this cluster, so ML Commons refused to submit the batch job.")
+    assert error.details["status"] == 500
+
+
+def test_explain_the_running_jobs_limit():
+    error = explain(http_error(429, "Exceeded maximum limit for BATCH_PREDICTION tasks. To increase the limit, update the "
+                                    "plugins.ml_commons.max_batch_inference_tasks setting."), "submit the batch job")
+    assert "plugins.ml_commons.max_batch_inference_tasks" in str(error)
+    assert "(HTTP 429)" in str(error)
+
+
+def test_explain_a_provider_refusal_with_its_reason_and_without_the_key():
+    body = {"error": {"message": "Incorrect API key provided: sk-abc***************wxyz. You can find your API key at "
+                                 "https://platform.openai.com/account/api-keys.", "type": "invalid_request_error", "param": None,
+                      "code": "invalid_api_key"}}
+    error = explain(http_error(401, "Error from remote service: " + json.dumps(body)), "submit the batch job")
+    assert str(error) == ("The provider refused to submit the batch job (HTTP 401): Incorrect API key provided: ********. You can "
+                          "find your API key at https://platform.openai.com/account/api-keys. (code invalid_api_key)")
+    assert "wxyz" not in json.dumps(error.details)
+
+
+def test_explain_a_private_address_in_a_status_read():
+    error = explain(http_error(400, "Remote inference host name has private ip address: 10.0.0.5", "illegal_argument_exception"),
+                    "read the batch job's status")
+    assert "without honouring plugins.ml_commons.connector.private_ip_enabled" in str(error)
+
+
+def test_explain_an_undeployed_model_and_a_missing_action():
+    not_deployed = explain(http_error(400, "Model not ready yet. Please deploy the model first.", "illegal_argument_exception"), "submit", "m1")
+    no_action = explain(http_error(400, "no BATCH_PREDICT action found", "illegal_argument_exception"), "submit", "m1")
+    assert "Model m1 is not deployed" in str(not_deployed)
+    assert "Model m1's connector has no batch_predict action" in str(no_action)
+
+
+def test_explain_passes_other_errors_on_without_secrets():
+    error = explain(http_error(500, "boom with Bearer sk-secret-123"), "submit the batch job")
+    assert "OpenSearch answered 500 to POST /_plugins/_ml/models/m1/_batch_predict" in str(error)
+    assert "sk-secret-123" not in str(error)
+
+
+def test_provider_reason_falls_back_to_the_body():
+    assert provider_reason("Error from remote service: upstream timeout") == "upstream timeout"
+    assert provider_reason('Error from remote service: {"message": "Could not find job"}') == "Could not find job"
+    assert provider_reason('Error from remote service: {"error": {"message": "bad", "param": "x"}}') == "bad (param x)"
+
+
+def test_redact_secrets_masks_keys_tokens_and_named_secrets():
+    text = 'Incorrect API key provided: sk-abc*****wxyz. Authorization: Bearer sk-live-1 {"secret_key": "s3cr3t", "total_tokens": 6}'
+    redacted = redact_secrets(text)
+    for secret in ("wxyz", "sk-live-1", "s3cr3t"):
+        assert secret not in redacted
+    assert '"total_tokens": 6' in redacted
+    assert redact_secrets("Authorization: Bearer YOUR_KEY") == "Authorization: Bearer YOUR_KEY"
+
+
+def test_failure_reason_uses_the_provider_words():
+    openai = {"state": "FAILED", "remote_job": {"errors": {"data": [{"code": "invalid_json_line", "message": "This line is not parseable", "line": 2}]}}}
+    sagemaker = {"state": "FAILED", "remote_job": {"FailureReason": "ClientError: no model"}, "error": "remote failed"}
+    assert failure_reason(openai) == "This line is not parseable (line 2)"
+    assert failure_reason(sagemaker) == "ClientError: no model; remote failed"
+    assert failure_reason({"state": "EXPIRED"}) == "no reason given"
+
+
+def test_describe_task_shows_progress():
+    task = {"state": "RUNNING", "remote_job": {"status": "in_progress", "request_counts": {"total": 3.0, "completed": 1.0, "failed": 1.0}}}
+    assert describe_task("t1", task) == "task t1 is RUNNING (provider status in_progress, 2 of 3 requests done)"
+
+
+@pytest.mark.parametrize("version, path", [
+    ("2.17.0", "/_plugins/_ml/tasks/t1/_cancel_batch"),
+    ("2.17.1", "/_plugins/_ml/tasks/t1/_cancel"),
+    ("2.19.6", "/_plugins/_ml/tasks/t1/_cancel"),
+    ("3.6.0", "/_plugins/_ml/tasks/t1/_cancel"),
+])
+def test_cancel_path_by_version(version, path):
+    assert cancel_path(ServerVersion(version), "t1") == path
+
+
+# -- waiting and visibility -------------------------------------------------------------------
+
+
+def test_wait_for_job_polls_until_the_job_has_ended(server):
+    server.script((200, {"state": "RUNNING", "remote_job": {"status": "in_progress"}}),
+                  (200, {"state": "COMPLETED", "remote_job": {"status": "completed", "output_file_id": "file-out"}}))
+    task = wait_for_job(Client(server.url), "t1", timeout=10, interval=0.01)
+    assert task["state"] == "COMPLETED" and task["task_id"] == "t1"
+    assert len(server.received) == 2
+
+
+def test_wait_for_job_times_out_with_the_last_state_and_the_task(server):
+    server.default = (200, {"state": "RUNNING", "remote_job": {"status": "validating", "request_counts": {"total": 0.0}}})
+    with pytest.raises(WaitTimeoutError) as caught:
+        wait_for_job(Client(server.url), "t1", timeout=0.2, interval=0.05)
+    assert "last state seen: task t1 is RUNNING (provider status validating)" in str(caught.value)
+    assert "wait for it again with task_id: t1" in str(caught.value)
+    assert caught.value.details["task_id"] == "t1"
+    assert caught.value.details["status"] == "RUNNING"
+    assert caught.value.details["job"] == {"status": "validating", "request_counts": {"total": 0}}
+
+
+def test_wait_for_job_fails_when_the_task_disappears(server):
+    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find task"}}))
+    with pytest.raises(MLCommonsError) as caught:
+        wait_for_job(Client(server.url), "t1", timeout=5, interval=0.01)
+    assert "disappeared" in str(caught.value)
+
+
+def test_make_searchable_reads_the_new_task_once(server):
+    server.script((200, {"state": "RUNNING", "remote_job": {"id": "batch_1"}}))
+    task, warning = make_searchable(Client(server.url), "t1")
+    assert task["task_id"] == "t1" and warning is None
+    assert [request["path"] for request in server.received] == ["/_plugins/_ml/tasks/t1"]
+
+
+def test_make_searchable_polls_the_search_when_the_read_fails(server):
+    server.script(
+        (400, {"error": {"type": "illegal_argument_exception", "reason": "Remote inference host name has private ip address: 10.1.1.1"}}),
+        (200, {"hits": {"hits": []}}),
+        (200, hits({"_id": "t1", "state": "RUNNING"})),
+    )
+    task, warning = make_searchable(Client(server.url), "t1")
+    assert task is None
+    assert "Submitted batch job t1, but could not read its status yet" in warning
+    assert "private_ip_enabled" in warning
+    assert json.loads(server.received[1]["body"])["query"] == {"bool": {"filter": [{"ids": {"values": ["t1"]}}]}}
+    assert len(server.received) == 3
