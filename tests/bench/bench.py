@@ -37,11 +37,13 @@ module_overhead scale wait", to run only those while working on one; the table t
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -49,6 +51,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -126,12 +129,23 @@ def empty_cluster(opensearch_url):
     sys.path.insert(0, str(REPO_ROOT / "tests" / "testbed"))
     import reset_ml  # pylint: disable=import-outside-toplevel
 
+    delete_batch_tasks = reset_ml.delete_batch_tasks
+
+    def tolerant_delete_batch_tasks(base):
+        # 2.x's integ-test distribution has no delete-by-query; batch tasks of deleted models harm no run.
+        try:
+            delete_batch_tasks(base)
+        except urllib.error.HTTPError as error:
+            say("batch tasks left in place: delete-by-query answered %s" % error.code)
+
+    reset_ml.delete_batch_tasks = tolerant_delete_batch_tasks
     stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
         reset_ml.main(opensearch_url)
     finally:
         sys.stdout = stdout
+        reset_ml.delete_batch_tasks = delete_batch_tasks
     http("POST", opensearch_url + "/_refresh")
 
 
@@ -284,43 +298,72 @@ def pairwise(opensearch_url, first, second, rounds):
     return min(results["first"], key=lambda run: run["wall_s"]), min(results["second"], key=lambda run: run["wall_s"]), results
 
 
-def measure_first_run(runner, proxy, opensearch_url, has_batch, rounds):
-    """first_run_ratio_vs_uri, and the no-op re-run right after each first run of ours."""
-    ours_playbook = "chain_role.yml" if has_batch else "chain_modules.yml"
-    resources = 4 if has_batch else 3
+LOOPBACK_REASON = (
+    "ML Commons reads a batch job's status through connector code that ignores "
+    "plugins.ml_commons.connector.private_ip_enabled, so it refuses a provider on a loopback or private address (the "
+    "OpenAI emulator here listens on %s; the test bed's default 198.18.0.1 avoids that, OPENAI_EMULATOR_HOST=127.0.0.1 "
+    "keeps all traffic on 127.0.0.0/8)"
+)
+
+
+def status_readable(base_url):
+    """Whether ML Commons can read batch jobs' status from the emulator: not when it is on a private address."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    try:
+        address = ipaddress.ip_address(socket.gethostbyname(host))
+    except (OSError, ValueError):
+        return True
+    return not (address.is_loopback or address.is_private or address.is_link_local) or address in ipaddress.ip_network("198.18.0.0/15")
+
+
+def measure_first_run(runner, proxy, opensearch_url, chain, rounds):
+    """first_run_ratio_vs_uri, and the no-op re-run right after each first run of ours.
+
+    ``chain`` says which playbook is ours (the role, else the modules), whether the batch step
+    exists (``batch``), and whether its re-run can work here (``batch_rerun``: a re-run reads
+    the job's status through ML Commons).
+    """
     noops = []
 
     def ours():
         proxy.reset()
-        first = runner.run(ours_playbook, "first-run-ours")
+        first = runner.run(chain["playbook"], "first-run-ours", bench_batch=chain["batch"])
         first["http"] = proxy.stats()
         proxy.reset()
-        again = runner.run(ours_playbook, "noop-ours", check=False)
+        again = runner.run(chain["playbook"], "noop-ours", check=False, bench_batch=chain["batch_rerun"])
         again["http"] = proxy.stats()
         noops.append(again)
         return first
 
     def uri():
         proxy.reset()
-        run = runner.run("chain_uri.yml", "first-run-uri")
+        run = runner.run("chain_uri.yml", "first-run-uri", bench_batch=chain["batch"])
         run["http"] = proxy.stats()
         return run
 
     best_ours, best_uri, _all = pairwise(opensearch_url, ours, uri, rounds)
     noop = noops[-1]
+    resources = 4 if chain["batch_rerun"] else 3
     result = {
         "first_run_ratio_vs_uri": round(best_ours["wall_s"] / best_uri["wall_s"], 3),
         "first_run_ours_s": best_ours["wall_s"],
         "first_run_uri_s": best_uri["wall_s"],
         "first_run_ours_requests": best_ours["http"]["requests"],
         "first_run_uri_requests": best_uri["http"]["requests"],
-        "first_run_includes_batch": has_batch,
-        "first_run_ours_playbook": ours_playbook,
+        "first_run_includes_batch": chain["batch"],
+        "first_run_ours_playbook": chain["playbook"],
         "noop_resources": resources,
         "noop_ok": noop["ok"],
         "noop_routes": noop["http"]["routes"],
         "steps": {"first_run_ours": step_times(best_ours), "first_run_uri": step_times(best_uri), "noop_ours": step_times(noop)},
     }
+    if chain["playbook"] != "chain_role.yml":
+        result["first_run_note"] = ("the batch_inference role is not in this collection: ours is the same chain through the "
+                                    "modules (tests/bench/playbooks/chain_modules.yml)")
+    if not chain["batch"]:
+        result["first_run_note"] = "ml_batch_predict is not in this collection: both sides stop at the deployed model"
+    if chain["batch"] and not chain["batch_rerun"]:
+        result["noop_note"] = "the re-run leaves the batch step out (3 resources): " + chain["loopback_reason"]
     if noop["ok"]:
         result["noop_write_requests"] = noop["http"]["writes"]
         result["noop_requests_per_resource"] = round(noop["http"]["requests"] / float(resources), 2)
@@ -328,9 +371,6 @@ def measure_first_run(runner, proxy, opensearch_url, has_batch, rounds):
         reason = "the re-run failed: %s" % log_tail(noop, 6)
         result.update(noop_write_requests=None, noop_requests_per_resource=None,
                       noop_write_requests_reason=reason, noop_requests_per_resource_reason=reason)
-    if not has_batch:
-        result["first_run_note"] = ("ml_batch_predict is not in this collection yet: both sides run group -> connector -> "
-                                    "model deployed, without the batch step")
     return result
 
 
@@ -434,6 +474,10 @@ class BatchWatcher(threading.Thread):
 
 
 def measure_wait(runner, proxy, opensearch_url, env, job_seconds, poll_interval):
+    if not status_readable(env["OPENAI_BASE_URL"]):
+        reason = "no batch job can be waited for on this test bed: " + LOOPBACK_REASON % env["OPENAI_BASE_URL"]
+        return {"wait_overshoot_s": None, "wait_polls": None, "wait_overshoot_s_reason": reason, "wait_polls_reason": reason,
+                "wait_job_seconds": job_seconds, "wait_poll_interval_s": poll_interval}
     empty_cluster(opensearch_url)
     emulator_root = env["OPENAI_BASE_URL"].rsplit("/v1", 1)[0]
     watcher = BatchWatcher(emulator_root + "/_emulator/stats", PLAYBOOK_TIMEOUT_S)
@@ -451,8 +495,7 @@ def measure_wait(runner, proxy, opensearch_url, env, job_seconds, poll_interval)
     if not run["ok"] or not waited or watcher.created_at is None:
         reason = "the wait run failed: %s" % log_tail(run, 6)
         if "private ip address" in reason:
-            reason = ("ML Commons refuses to read a batch job's status from a connector on a private or loopback address "
-                      "(the OpenAI emulator here listens on %s), so no job can be waited for on this test bed" % emulator_root)
+            reason = "no batch job can be waited for on this test bed: " + LOOPBACK_REASON % env["OPENAI_BASE_URL"]
         result.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason)
         return result
     result["wait_overshoot_s"] = round(waited[0]["end"] - (watcher.created_at + job_seconds), 3)
@@ -538,7 +581,11 @@ def main():
         opensearch_url = env["OPENSEARCH_URL"]
         proxy = Proxy(int(os.environ.get("FAULT_PROXY_PORT", "9290")), opensearch_url)
         module_dir = collections / "ansible_collections" / "opensearch" / "ml_commons"
-        has_batch = (module_dir / "plugins" / "modules" / "ml_batch_predict.py").exists() and (module_dir / "roles" / "batch_inference").is_dir()
+        has_batch = (module_dir / "plugins" / "modules" / "ml_batch_predict.py").exists()
+        has_role = (module_dir / "roles" / "batch_inference").is_dir()
+        readable = status_readable(env["OPENAI_BASE_URL"])
+        chain = {"playbook": "chain_role.yml" if has_batch and has_role else "chain_modules.yml", "batch": has_batch,
+                 "batch_rerun": has_batch and readable, "loopback_reason": LOOPBACK_REASON % env["OPENAI_BASE_URL"]}
         input_file_id = upload_input_file(env["OPENAI_BASE_URL"], env["OPENAI_API_KEY"])
         variables = {
             "bench_url": proxy.url,
@@ -554,17 +601,18 @@ def main():
         runner = Runner(collections, variables)
         results = {"versions": versions(opensearch_url),
                    "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "load_average": list(os.getloadavg())},
-                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "has_batch_module": has_batch}
+                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "has_batch_module": has_batch,
+                   "has_role": has_role}
         steps = {}
         phases = [
-            ("first_run", lambda: measure_first_run(runner, proxy, opensearch_url, has_batch, rounds)),
+            ("first_run", lambda: measure_first_run(runner, proxy, opensearch_url, chain, rounds)),
             ("module_overhead", lambda: measure_overhead(runner, proxy, opensearch_url, repeat, rounds)),
             ("scale", lambda: measure_scale(runner, proxy, opensearch_url, sizes)),
         ]
-        if has_batch and (PLAYBOOKS / "wait.yml").exists():
+        if has_batch:
             phases.append(("wait", lambda: measure_wait(runner, proxy, opensearch_url, env, job_seconds, poll_interval)))
         else:
-            reason = "ml_batch_predict (or tests/bench/playbooks/wait.yml) is not in this collection yet (branch batch has not landed)"
+            reason = "ml_batch_predict is not in this collection"
             results.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason,
                            wait_poll_interval_s=poll_interval)
         only = os.environ.get("BENCH_PHASES", "").split()
@@ -576,9 +624,6 @@ def main():
             steps.update(measured.pop("steps", {}))
             results.update(measured)
             steps["phase_%s_s" % name] = round(time.monotonic() - phase_started, 1)
-        if not has_batch:
-            reason = "ml_batch_predict is not in this collection yet (branch batch has not landed); measured without the batch step"
-            results["first_run_ratio_vs_uri_reason_partial"] = reason
         results["steps"] = steps
         results["machine"]["load_average_end"] = list(os.getloadavg())
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -595,7 +640,12 @@ def main():
     return 0
 
 
+def stop_on_sigterm(_signum, _frame):
+    raise SystemExit(143)  # unwinds main(), whose finally stops the proxy (and the test bed it started)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         sys.exit(main())
     except BenchError as error:
