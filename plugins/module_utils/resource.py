@@ -146,7 +146,7 @@ def keep_oldest(client, kind, name, own_id, discard, filters=()):
     matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
     if len(matches) < 2:
         return own_id
-    oldest = min(matches, key=lambda found: (found.get("created_time") or 0, found[kind.id_field]))
+    oldest = min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))
     if oldest[kind.id_field] == own_id:
         return own_id
     discard(own_id)

@@ -12,6 +12,7 @@ Security plugin guarding system indices, can do this.
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 
 
@@ -28,8 +29,13 @@ def ids(base, kind):
 
 
 def delete_batch_tasks(base):
-    answer = call(base, "POST", "/.plugins-ml-task/_delete_by_query?refresh=true&ignore_unavailable=true",
-                  {"query": {"term": {"task_type": "BATCH_PREDICTION"}}})
+    try:
+        answer = call(base, "POST", "/.plugins-ml-task/_delete_by_query?refresh=true&ignore_unavailable=true",
+                      {"query": {"term": {"task_type": "BATCH_PREDICTION"}}})
+    except urllib.error.HTTPError as error:
+        # 2.x's integ-test distribution has no reindex module, hence no delete-by-query.
+        print("batch tasks left in place: delete-by-query answered %s" % error.code)
+        return
     if answer.get("deleted"):
         print("deleted %d batch tasks" % answer["deleted"])
 

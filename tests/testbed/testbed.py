@@ -17,9 +17,9 @@ Environment:
                           are the versions whose ML zip is on Maven Central)
     OPENSEARCH_PORT       HTTP port, default 9200 (transport port: +100)
     OPENAI_EMULATOR_PORT  default 8089
-    OPENAI_EMULATOR_HOST  address the emulator listens on, default 198.18.0.1
-                          (added to the loopback interface when missing; see
-                          emulator_address below for why not 127.0.0.1)
+    OPENAI_EMULATOR_HOST  address the emulator listens on, instead of its own network
+                          namespace at 198.18.<port % 256>.2 (see emulator_address
+                          below for why not 127.0.0.1)
     OPENAI_API_KEY        key the emulator accepts; generated once if unset
     ML_TESTBED_CACHE      default /var/cache/opensearch-ml-testbed
     TESTBED_JAVA_HOME     use this JDK instead of choosing one
@@ -42,7 +42,6 @@ import shlex
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -78,11 +77,9 @@ EXIT_NOT_RUNNING = 3
 # executors that never receive plugins.ml_commons.connector.private_ip_enabled (2.17 through at
 # least 3.8: GetTaskTransportAction and CancelBatchJobTransportAction), so those calls refuse any
 # loopback or RFC 1918 address: "Remote inference host name has private ip address". The emulator
-# therefore listens on an address from 198.18.0.0/15 (RFC 2544, reserved for benchmarking, never
-# routed), which neither Java's InetAddress nor ML Commons counts as private, added to the
-# loopback interface for the test bed's lifetime.
-DEFAULT_EMULATOR_HOST = "198.18.0.1"
-LOOPBACK_INTERFACE = "lo"
+# therefore runs as a test host of its own: in a network namespace this script makes, on an address
+# from 198.18.0.0/15 (RFC 2544, reserved for benchmarking, never routed), which neither Java nor ML
+# Commons counts as private. Traffic to it stays on the veth pair between the two namespaces.
 
 # Setting this list replaces ML Commons' default, so the real providers' default
 # patterns are repeated (from MLCommonsSettings) next to the loopback ones the
@@ -95,6 +92,9 @@ TRUSTED_CONNECTOR_ENDPOINTS = (
     r"^https://bedrock-runtime\..*[a-z0-9-]\.amazonaws\.com/.*$",
     r"^https://bedrock-agent-runtime\..*[a-z0-9-]\.amazonaws\.com/.*$",
     r"^https://bedrock\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://api\.deepseek\.com/.*$",
+    r"^https://textract\..*[a-z0-9-]\.amazonaws\.com$",
+    r"^https://comprehend\..*[a-z0-9-]\.amazonaws\.com$",
     r"^http://127\.0\.0\.1:[0-9]+/.*$",
     r"^http://localhost:[0-9]+/.*$",
 )
@@ -141,7 +141,7 @@ class Config:
     port: int
     emulator_port: int
     cache: Path
-    emulator_host: str = DEFAULT_EMULATOR_HOST
+    emulator_host: str = "127.0.0.1"
 
     @classmethod
     def from_environment(cls) -> Config:
@@ -153,7 +153,7 @@ class Config:
             port=port_from_environment("OPENSEARCH_PORT", 9200),
             emulator_port=port_from_environment("OPENAI_EMULATOR_PORT", 8089),
             cache=Path(os.environ.get("ML_TESTBED_CACHE", "/var/cache/opensearch-ml-testbed")),
-            emulator_host=os.environ.get("OPENAI_EMULATOR_HOST", DEFAULT_EMULATOR_HOST),
+            emulator_host=os.environ.get("OPENAI_EMULATOR_HOST", "127.0.0.1"),
         )
 
     @property
@@ -562,60 +562,57 @@ def provision_and_start_node(cfg: Config) -> dict:
 # The OpenAI emulator
 
 
-def is_local_address(host: str) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, 0))
-        except OSError:
-            return False
-    return True
+def emulator_network(cfg: Config) -> tuple[str, str, str]:
+    """The emulator's own network namespace for this test bed: its name, the host side's address
+    and the emulator's. Derived from the emulator port, so test beds of several checkouts (which
+    use different ports) get different namespaces and /30 subnets."""
+    subnet = f"198.18.{cfg.emulator_port % 256}"
+    return f"mlc-{cfg.emulator_port}", f"{subnet}.1", f"{subnet}.2"
+
+
+def run_ip(*arguments: str, namespace: str | None = None) -> None:
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    subprocess.run(prefix + ["ip", *arguments], check=True, capture_output=True, text=True)
 
 
 def emulator_address(cfg: Config, state: dict) -> Config:
-    """Make the emulator's address exist (see DEFAULT_EMULATOR_HOST); fall back to 127.0.0.1,
-    where everything but batch status and cancel works, when it cannot be added."""
-    host = cfg.emulator_host
-    if is_local_address(host):
+    """Give the emulator a test host of its own: a network namespace joined to this one by a veth
+    pair (the comment on the emulator's network near the top says why not 127.0.0.1). Falls back to 127.0.0.1, where all but
+    batch status and cancel works, when namespaces cannot be made (no root, no iproute2)."""
+    if "OPENAI_EMULATOR_HOST" in os.environ:
         return cfg
-    command = ["ip", "address", "add", f"{host}/32", "dev", LOOPBACK_INTERFACE]
-    try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as error:
-        reason = getattr(error, "stderr", None) or error
-        say(f"WARNING: could not add {host} to {LOOPBACK_INTERFACE} ({str(reason).strip()}); the emulator listens on "
-            "127.0.0.1, where ML Commons cannot read or cancel batch jobs")
-        return dataclasses.replace(cfg, emulator_host="127.0.0.1")
-    say(f"added {host}/32 to {LOOPBACK_INTERFACE} for the OpenAI emulator")
-    state["emulator_alias"] = host
-    return cfg
+    namespace, host_side, emulator_side = emulator_network(cfg)
+    # A running emulator keeps its namespace; otherwise it is made afresh (it may be a leftover).
+    if state.get("emulator_netns") != namespace or "emulator" not in state:
+        try:
+            make_emulator_namespace(namespace, host_side, emulator_side, cfg.emulator_port)
+        except (OSError, subprocess.CalledProcessError) as error:
+            reason = getattr(error, "stderr", None) or error
+            say(f"WARNING: could not make the network namespace {namespace} ({str(reason).strip()}); the emulator "
+                "listens on 127.0.0.1, where ML Commons cannot read or cancel batch jobs")
+            return dataclasses.replace(cfg, emulator_host="127.0.0.1")
+        state["emulator_netns"] = namespace
+        say(f"made the network namespace {namespace} ({emulator_side}, reached from {host_side}) for the OpenAI emulator")
+    return dataclasses.replace(cfg, emulator_host=emulator_side)
 
 
-def has_listener(host: str) -> bool:
-    """Whether any TCP socket listens on ``host`` (IPv4), per /proc/net/tcp."""
-    wanted = "%08X" % struct.unpack("=I", socket.inet_aton(host))[0]
-    try:
-        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return True  # cannot tell: keep the address
-    for row in rows:
-        fields = row.split()
-        if fields[1].split(":")[0] == wanted and fields[3] == "0A":  # 0A: LISTEN
-            return True
-    return False
+def make_emulator_namespace(namespace: str, host_side: str, emulator_side: str, port: int) -> None:
+    remove_emulator_namespace(namespace)  # a leftover of a run that was killed
+    host_link, emulator_link = f"mlch{port}", f"mlce{port}"
+    run_ip("netns", "add", namespace)
+    run_ip("link", "add", host_link, "type", "veth", "peer", "name", emulator_link)
+    run_ip("link", "set", emulator_link, "netns", namespace)
+    run_ip("address", "add", f"{host_side}/30", "dev", host_link)
+    run_ip("link", "set", host_link, "up")
+    run_ip("address", "add", f"{emulator_side}/30", "dev", emulator_link, namespace=namespace)
+    run_ip("link", "set", emulator_link, "up", namespace=namespace)
+    run_ip("link", "set", "lo", "up", namespace=namespace)
 
 
-def remove_emulator_alias(state: dict) -> None:
-    """Remove the address emulator_address added, unless another test bed's emulator still listens there."""
-    host = state.get("emulator_alias")
-    if not host or has_listener(host):
-        return
-    command = ["ip", "address", "del", f"{host}/32", "dev", LOOPBACK_INTERFACE]
-    result = subprocess.run(command, check=False, capture_output=True, text=True)
-    if result.returncode == 0 or not is_local_address(host):
-        say(f"removed {host}/32 from {LOOPBACK_INTERFACE}")
-        del state["emulator_alias"]
-    else:
-        say(f"WARNING: could not remove {host}/32 from {LOOPBACK_INTERFACE}: {result.stderr.strip()}")
+def remove_emulator_namespace(namespace: str | None) -> None:
+    """Delete the namespace (its veth pair goes with it); nothing to do when it does not exist."""
+    if namespace:
+        subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True, text=True)
 
 
 def start_emulator(cfg: Config, api_key: str) -> dict:
@@ -625,6 +622,10 @@ def start_emulator(cfg: Config, api_key: str) -> dict:
     check_ports_free(cfg.emulator_port, host=cfg.emulator_host)
     command = [sys.executable, str(script), "--host", cfg.emulator_host, "--port", str(cfg.emulator_port),
                "--api-key", api_key, "--prefix", "/openai"]
+    namespace = emulator_network(cfg)[0]
+    if cfg.emulator_host == emulator_network(cfg)[2]:
+        # `ip netns exec` execs the emulator in place, so the pid recorded is the emulator's.
+        command = ["ip", "netns", "exec", namespace] + command
     say(f"starting the OpenAI emulator on port {cfg.emulator_port}")
     with EMULATOR_LOG.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
@@ -806,7 +807,8 @@ def command_down(cfg: Config) -> int:
             stop_emulator(state)
             if was_running:
                 say(f"stopped the OpenAI emulator (pid {emulator['pid']})")
-        remove_emulator_alias(state)
+        if not is_running(state.get("emulator")):
+            remove_emulator_namespace(state.pop("emulator_netns", None))
         if "opensearch" in state:
             node, was_running = state["opensearch"], is_running(state["opensearch"])
             stop_node(state)
