@@ -301,8 +301,8 @@ def pairwise(opensearch_url, first, second, rounds):
 LOOPBACK_REASON = (
     "ML Commons reads a batch job's status through connector code that ignores "
     "plugins.ml_commons.connector.private_ip_enabled, so it refuses a provider on a loopback or private address (the "
-    "OpenAI emulator here listens on %s; the test bed's default 198.18.0.1 avoids that, OPENAI_EMULATOR_HOST=127.0.0.1 "
-    "keeps all traffic on 127.0.0.0/8)"
+    "OpenAI emulator here listens on %s; the test bed's default, the emulator in a network namespace of its "
+    "own on 198.18.x.2, avoids that; OPENAI_EMULATOR_HOST=127.0.0.1 keeps all traffic on 127.0.0.0/8)"
 )
 
 
@@ -602,7 +602,7 @@ def main():
         results = {"versions": versions(opensearch_url),
                    "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "load_average": list(os.getloadavg())},
                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "has_batch_module": has_batch,
-                   "has_role": has_role}
+                   "has_role": has_role, "wait_poll_interval_s": poll_interval}
         steps = {}
         phases = [
             ("first_run", lambda: measure_first_run(runner, proxy, opensearch_url, chain, rounds)),
