@@ -77,7 +77,7 @@ options:
   poll_interval:
     description:
       - Seconds between two status checks with O(wait), so the module returns at most this long after the job has ended.
-        Each check makes ML Commons call the provider: for a job of many hours, a minute or more is plenty.
+        Each check makes ML Commons call the provider, so for a job of many hours a minute or more is plenty.
     type: float
     default: 10
 notes:
