@@ -16,7 +16,7 @@ export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo clean
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo bench clean
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
@@ -91,6 +91,12 @@ demo: up collection
 	  $(BIN)/ansible-playbook demo/demo.yml -e @demo/vars.yml | tee $(DEMO_DIR)/$$run.log; \
 	done; \
 	grep -q 'changed=0' $(DEMO_DIR)/second.log && echo "demo: the second run changed nothing"
+
+# The benchmark against a hand-written ansible.builtin.uri playbook (README, "Benchmark"): brings the
+# test bed up (and down again if it was not running), prints a markdown table, writes
+# tests/output/bench/results.json. BENCH_SIZES="10 50 200" sets the scale sizes.
+bench: venv collection
+	$(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
 
 clean: down
 	rm -rf $(VENV) $(COLLECTIONS) tests/output

@@ -15,6 +15,10 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import 
 # States in which a node holds the model; the pre-2.7 names still appear on upgraded clusters.
 DEPLOYED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
 DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
+# First pause between two reads of a model's state while it deploys or undeploys. A remote model is
+# deployed within a few hundred milliseconds, so a first pause of a whole second was mostly idle
+# (make bench); the pause still grows by half each time, so a long deploy costs only a few reads more.
+STATE_POLL_INTERVAL = 0.2
 
 
 def describe_models(models):
@@ -55,6 +59,7 @@ def wait_until_deployed(client, model_id, timeout):
         lambda: model_state(client, model_id),
         lambda model: model.get("model_state") == "DEPLOYED" or model.get("model_state") in DEPLOY_FAILED_STATES,
         timeout,
+        interval=STATE_POLL_INTERVAL,
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
     )
     if model.get("model_state") in DEPLOY_FAILED_STATES:
@@ -82,6 +87,7 @@ def undeploy(client, model_id, timeout):
         lambda: model_state(client, model_id),
         lambda model: not is_deployed(model),
         timeout,
+        interval=STATE_POLL_INTERVAL,
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
     )
     return model

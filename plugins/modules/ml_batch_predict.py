@@ -76,8 +76,8 @@ options:
     default: 3600
   poll_interval:
     description:
-      - Seconds before the first status check with O(wait). Each later interval is half as long again, up to a minute (or
-        O(poll_interval), if larger). Each check makes ML Commons call the provider.
+      - Seconds between two status checks with O(wait), so the module returns at most this long after the job has ended.
+        Each check makes ML Commons call the provider, so for a job of many hours a minute or more is plenty.
     type: float
     default: 10
 notes:

@@ -335,6 +335,21 @@ def test_wait_for_job_times_out_with_the_last_state_and_the_task(server):
     assert caught.value.details["job"] == {"status": "validating", "request_counts": {"total": 0}}
 
 
+def test_wait_for_job_checks_every_poll_interval_without_growing_it(monkeypatch):
+    """The job's end is seen within one poll interval, however long the job runs (make bench, issue 7)."""
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils import batch
+
+    seen = {}
+
+    def fake_wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, **options):
+        seen.update(interval=interval, max_interval=max_interval)
+        return {"state": "COMPLETED"}, 1
+
+    monkeypatch.setattr(batch, "wait_until", fake_wait_until)
+    wait_for_job(None, "t1", timeout=3600, interval=2)
+    assert seen == {"interval": 2, "max_interval": 2}
+
+
 def test_wait_for_job_fails_when_the_task_disappears(server):
     server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find task"}}))
     with pytest.raises(MLCommonsError) as caught:
