@@ -41,6 +41,9 @@ FIRST_TASK_VERSION = (2, 17)
 
 # ML task states (MLTaskState). ML Commons stores a new batch task as RUNNING and moves it on
 # only when it reads the provider's status (a GET of the task, or the 2.19+ poller every minute).
+# How status checks of a long job space out (see wait_for_job).
+POLL_FRACTION_OF_WAIT = 0.1
+MAX_POLL_INTERVAL = 300
 ACTIVE_STATES = frozenset(("CREATED", "RUNNING"))
 DONE_STATES = frozenset(("COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"))
 # A job in one of these states is never given back to a re-run: it has not produced, and will
@@ -423,10 +426,11 @@ def failure_reason(task):
 def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     """Poll the task (each read asks the provider) until its state is in ``done``; return it.
 
-    Checks are ``interval`` apart, always: the job's end is seen within one interval. (An interval
-    that grew at each check, up to a minute, let a job that ended after some minutes go unseen for
-    up to a minute more; make bench, issue 7.) On timeout fails with the last state seen and the
-    task ID.
+    Checks start ``interval`` apart and then space out to a tenth of the time waited so far (at
+    most MAX_POLL_INTERVAL): a job of minutes is seen ending within ``interval``, a job of hours
+    costs the provider few calls and is seen ending at most a tenth of its duration late (a factor
+    of 1.5 per check had let a job that ended after some minutes go unseen for up to a minute more;
+    make bench, issue 7). On timeout fails with the last state seen and the task ID.
     """
     def read():
         task = read_task(client, task_id)
@@ -436,7 +440,8 @@ def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
 
     try:
         task, _polls = wait_until(read, lambda task: task.get("state") in done, timeout, interval=interval,
-                                  max_interval=interval, describe=lambda task: describe_task(task_id, task))
+                                  max_interval=max(interval, MAX_POLL_INTERVAL), elapsed_fraction=POLL_FRACTION_OF_WAIT,
+                                  describe=lambda task: describe_task(task_id, task))
     except WaitTimeoutError as error:
         last = getattr(error, "last", None) or {}
         raise WaitTimeoutError(

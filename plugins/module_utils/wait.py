@@ -13,16 +13,21 @@ import time
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import WaitTimeoutError
 
 
-def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1.5, describe=repr, sleep=time.sleep, clock=time.monotonic):
+def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1.5, describe=repr, sleep=time.sleep, clock=time.monotonic,
+               elapsed_fraction=None):
     """Call ``read()`` until ``is_done(value)``; return ``(value, polls)``.
 
-    The interval grows by ``factor`` up to ``max_interval``, but never sleeps past the deadline,
+    The interval grows by ``factor`` up to ``max_interval``; or, with ``elapsed_fraction``, it is
+    that fraction of the time waited so far (never less than ``interval``, never more than
+    ``max_interval``), so the end of a long wait is seen late by at most that fraction. It never sleeps past the deadline,
     so a condition that becomes true just before the timeout is still seen. On timeout raises
     :class:`WaitTimeoutError` naming the last state seen (``describe(value)``); the value itself is
     its ``last`` attribute.
     """
-    deadline = clock() + timeout
+    started = clock()
+    deadline = started + timeout
     polls = 0
+    least = interval
     while True:
         value = read()
         polls += 1
@@ -37,4 +42,7 @@ def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1
             error.last = value
             raise error
         sleep(min(interval, remaining))
-        interval = min(interval * factor, max_interval)
+        if elapsed_fraction is None:
+            interval = min(interval * factor, max_interval)
+        else:
+            interval = min(max(least, (clock() - started) * elapsed_fraction), max_interval)

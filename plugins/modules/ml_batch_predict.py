@@ -76,8 +76,9 @@ options:
     default: 3600
   poll_interval:
     description:
-      - Seconds between two status checks with O(wait), so the module returns at most this long after the job has ended.
-        Each check makes ML Commons call the provider, so for a job of many hours a minute or more is plenty.
+      - Seconds before the first status check with O(wait), and the least time between two. Later checks space out to a
+        tenth of the time waited so far (at most five minutes), because each makes ML Commons call the provider.
+      - So the module returns at most this long, or a tenth of the job's duration, after the job has ended.
     type: float
     default: 10
 notes:

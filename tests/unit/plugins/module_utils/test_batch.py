@@ -4,6 +4,7 @@ ML Commons 2.16 and 2.17 cannot run on the test bed (their ML zips are not on Ma
 their answer shapes are covered here, from the documented and source-read shapes.
 """
 
+import functools
 import json
 
 import pytest
@@ -335,19 +336,29 @@ def test_wait_for_job_times_out_with_the_last_state_and_the_task(server):
     assert caught.value.details["job"] == {"status": "validating", "request_counts": {"total": 0}}
 
 
-def test_wait_for_job_checks_every_poll_interval_without_growing_it(monkeypatch):
-    """The job's end is seen within one poll interval, however long the job runs (make bench, issue 7)."""
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils import batch
+def test_wait_for_job_checks_every_poll_interval_then_a_tenth_of_the_wait(monkeypatch):
+    """A job of minutes is seen ending within one poll interval, one of hours within a tenth of its
+    duration, with few provider calls (make bench, issue 7)."""
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils import batch, wait
 
-    seen = {}
+    clock = {"now": 0.0}
+    reads = []
 
-    def fake_wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, **options):
-        seen.update(interval=interval, max_interval=max_interval)
-        return {"state": "COMPLETED"}, 1
+    def read_task(client, task_id):
+        reads.append(clock["now"])
+        return {"state": "COMPLETED" if clock["now"] >= 7200 else "RUNNING"}
 
-    monkeypatch.setattr(batch, "wait_until", fake_wait_until)
-    wait_for_job(None, "t1", timeout=3600, interval=2)
-    assert seen == {"interval": 2, "max_interval": 2}
+    def sleep(seconds):
+        clock["now"] += seconds
+
+    monkeypatch.setattr(batch, "read_task", read_task)
+    monkeypatch.setattr(batch, "wait_until", functools.partial(wait.wait_until, sleep=sleep, clock=lambda: clock["now"]))
+    wait_for_job(None, "t1", timeout=86400, interval=2)
+    gaps = [later - earlier for earlier, later in zip(reads, reads[1:])]
+    assert gaps[:5] == [2, 2, 2, 2, 2]
+    assert max(gaps) <= 300
+    assert reads[-1] - 7200 <= 7200 * 0.1 + 2
+    assert len(reads) < 100
 
 
 def test_wait_for_job_fails_when_the_task_disappears(server):
