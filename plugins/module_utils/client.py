@@ -49,6 +49,7 @@ IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
 MASTER_KEY_NOT_READY = "encryption master key has not been initialized yet"
 MASTER_KEY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
+BROKEN_CONNECTION_SETTLE_SECONDS = 5.0
 
 
 class ServerVersion(tuple):
@@ -233,13 +234,18 @@ class Client(object):
         if isinstance(error, requests.exceptions.ConnectTimeout):
             return TransportError("Could not connect to %s within %ss. Check the URL and that %s is up." % (where, self.timeout, self.service))
         if isinstance(error, requests.exceptions.ReadTimeout):
+            # Still queued on a slow server, it can be carried out up to about one more timeout later.
             return UncertainOutcomeError(
                 "No answer to %s within %ss (the request may still have been carried out). "
-                "Raise timeout or check the cluster's load." % (where, self.timeout)
+                "Raise timeout or check the cluster's load." % (where, self.timeout),
+                settle_seconds=self.timeout,
             )
         if isinstance(error, requests.exceptions.ConnectionError) and _never_sent(error):
             return TransportError("Could not connect to %s: %s. Check the URL and that %s is up." % (where, _root_cause(error), self.service))
-        return UncertainOutcomeError("The connection broke during %s: %s." % (where, _root_cause(error)))
+        # The server finishes a request whose client went away; give it a few seconds to show.
+        return UncertainOutcomeError(
+            "The connection broke during %s: %s." % (where, _root_cause(error)), settle_seconds=min(self.timeout, BROKEN_CONNECTION_SETTLE_SECONDS)
+        )
 
 
 def _innermost(error):

@@ -66,8 +66,12 @@ def wait_until_deployed(client, model_id, timeout):
 
 
 def deploy(client, model_id, timeout):
-    """Deploy and wait until DEPLOYED."""
-    client.post(MODEL.path(model_id) + "/_deploy")
+    """Deploy and wait until DEPLOYED.
+
+    Deploying is idempotent (ML Commons deploys a deployed model again, nothing more), so a
+    deploy whose answer was lost is retried like a GET instead of failing the run.
+    """
+    client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
     return wait_until_deployed(client, model_id, timeout)
 
 

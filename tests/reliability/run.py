@@ -504,7 +504,7 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
             lambda s, kind=kind: s.fault(f"s503{kind}", {"mode": "status", "status": 503, "method": "POST", "path": CREATE_PATHS[kind],
                                                          "count": 1}, False))
     add("faults/drop-after-deploy",
-        lambda s: s.fault("dadeploy", {"mode": "drop_after", "method": "POST", "path": r"/_deploy$", "count": 1}, False))
+        lambda s: s.fault("dadeploy", {"mode": "drop_after", "method": "POST", "path": r"/_deploy$", "count": 1}, True))
     add("faults/drop-before-any-3",
         lambda s: s.fault("dbany", {"mode": "drop_before", "count": 3}, True))
     add("faults/slow-searches",
