@@ -25,6 +25,7 @@ __metaclass__ = type
 
 import hashlib
 import json
+import os
 import time
 
 try:
@@ -222,10 +223,17 @@ class Client(object):
             reason = response.text.strip()[:500]
         if response.status_code == 401 and not reason:
             reason = "authentication failed: check the credentials"
+        elif response.status_code == 401 and self.service == "OpenSearch":
+            reason = "%s. Check username and password (or the client certificate)" % reason.rstrip(".")
         return HTTPError(method, path, response.status_code, error_type, reason or response.reason, service=self.service)
 
     def _transport_error(self, method, path, error):
         where = "%s %s%s" % (method, self.public_url, path)
+        if isinstance(error, requests.exceptions.SSLError) and _not_tls(error):
+            return TransportError(
+                "No TLS handshake with %s: %s. The server does not seem to speak TLS on this port: use an http:// url, "
+                "or the port where %s serves HTTPS." % (where, _root_cause(error), self.service)
+            )
         if isinstance(error, requests.exceptions.SSLError):
             return TransportError(
                 "TLS verification failed for %s: %s. Set ca_path to the CA bundle that signed the server certificate "
@@ -242,9 +250,14 @@ class Client(object):
             )
         if isinstance(error, requests.exceptions.ConnectionError) and _never_sent(error):
             return TransportError("Could not connect to %s: %s. Check the URL and that %s is up." % (where, _root_cause(error), self.service))
+        hint = ""
+        if self.public_url.startswith("http:"):
+            # What a server that expects TLS does to plain HTTP: it closes the connection.
+            hint = " If %s serves HTTPS on this port, the url must start with https://." % self.service
         # The server finishes a request whose client went away; give it a few seconds to show.
         return UncertainOutcomeError(
-            "The connection broke during %s: %s." % (where, _root_cause(error)), settle_seconds=min(self.timeout, BROKEN_CONNECTION_SETTLE_SECONDS)
+            "The connection broke during %s: %s.%s" % (where, _root_cause(error), hint),
+            settle_seconds=min(self.timeout, BROKEN_CONNECTION_SETTLE_SECONDS),
         )
 
 
@@ -252,6 +265,12 @@ def _innermost(error):
     """What urllib3 says really failed: requests wraps it in a MaxRetryError whose ``reason`` it is."""
     cause = error.args[0] if error.args else error
     return getattr(cause, "reason", None) or cause
+
+
+def _not_tls(error):
+    """True when the peer answered the TLS handshake with something that is not TLS (plain HTTP)."""
+    text = str(_innermost(error))
+    return "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "http request" in text.lower()
 
 
 def _never_sent(error):
@@ -350,8 +369,22 @@ def infer_auth_type(params):
     return "none"
 
 
+def check_readable_files(params):
+    """A clear error for a certificate option naming a file that cannot be read (requests raises a
+    bare OSError in the middle of the first request otherwise)."""
+    for option in ("ca_path", "client_cert", "client_key"):
+        path = params.get(option)
+        if not path or (option == "ca_path" and not params.get("validate_certs", True)):
+            continue
+        if not os.path.exists(path):
+            raise ConfigurationError("%s %s does not exist." % (option, path))
+        if not os.access(path, os.R_OK):
+            raise ConfigurationError("%s %s cannot be read by the user that runs the module." % (option, path))
+
+
 def client_from_params(params):
     """A :class:`Client` configured from the module's connection options."""
+    check_readable_files(params)
     auth, cert = build_auth(params)
     verify = params.get("validate_certs", True)
     if verify and params.get("ca_path"):
