@@ -23,7 +23,6 @@ Environment: FAULT_PROXY_PORT (default 9290; the HTTPS front uses the next port)
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import json
 import os
@@ -35,7 +34,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import urllib.error
@@ -71,7 +69,7 @@ def read_env_file() -> dict:
         sys.exit(f"reliability: {ENV_FILE} is missing: run `make up` first")
     values = {}
     for line in ENV_FILE.read_text().splitlines():
-        key, _, value = line.partition("=")
+        key, _equals, value = line.partition("=")
         values[key] = shlex.split(value)[0] if value else ""
     return values
 
@@ -126,7 +124,7 @@ def delete_everything_named(prefix: str = PREFIX) -> None:
     query = {"prefix": {"name.keyword": prefix}}
     for model in ml_search("models", query):
         opensearch("POST", f"/_plugins/_ml/models/{model['id']}/_undeploy")
-        for _ in range(20):
+        for _attempt in range(20):
             if opensearch("DELETE", f"/_plugins/_ml/models/{model['id']}")[0] in (200, 404):
                 break
             time.sleep(0.5)
@@ -216,7 +214,7 @@ class Run:
     def __init__(self, rc, output, seconds):
         self.rc, self.output, self.seconds = rc, output, seconds
         recap = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
-        self.ok, self.changed, _, self.failed = (int(group) for group in recap.groups()) if recap else (0, 0, 0, 1)
+        self.ok, self.changed, _unreachable, self.failed = (int(group) for group in recap.groups()) if recap else (0, 0, 0, 1)
 
     def tail(self, lines=25):
         return "\n".join(self.output.splitlines()[-lines:])
@@ -323,7 +321,13 @@ def make_certificates(directory: Path) -> dict:
     server_cert = certificate(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, server_key.public_key(), ca_key, False,
         [x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])])
-    paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
+    # A second CA that signed nothing here: a ca_path that does not match the server's certificate.
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reliability suite unrelated CA")])
+    other_ca = certificate(other_name, other_name, other_key.public_key(), other_key, True)
+    paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key",
+             "cert_other_ca": directory / "other-ca.pem"}
+    paths["cert_other_ca"].write_bytes(other_ca.public_bytes(serialization.Encoding.PEM))
     paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     paths["key"].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -420,7 +424,7 @@ class Suite:
         lines = []
         for round_number in range(1, rounds + 1):
             names = chain_names(f"{tag}")
-            commands = [playbook_command(self.workdir, play(chain_tasks(names), {"url": ENV["OPENSEARCH_URL"]})) for _ in range(runs)]
+            commands = [playbook_command(self.workdir, play(chain_tasks(names), {"url": ENV["OPENSEARCH_URL"]})) for _run in range(runs)]
             started = time.monotonic()
             runners = [subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True) for command in commands]
@@ -529,7 +533,7 @@ def main() -> int:
     if args.only:
         scenarios = [(name, function) for name, function in scenarios if any(part in name for part in args.only)]
     if args.list:
-        print("\n".join(name for name, _ in scenarios))
+        print("\n".join(name for name, _function in scenarios))
         return 0
     ENV.update(read_env_file())
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -570,4 +574,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # The scenario modules import this one as "run": let them share its state (ENV, TALLY).
+    sys.modules.setdefault("run", sys.modules[__name__])
     sys.exit(main())
