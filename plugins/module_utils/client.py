@@ -10,7 +10,8 @@ timeouts, retries with backoff, the typed errors, and the server version (read o
 Retry rules, and why:
 
 * GET, PUT, DELETE and searches are retried on 429, 502, 503, 504 and on connection errors:
-  repeating them cannot create anything.
+  repeating them cannot create anything. They are also retried on a 409 version conflict: ML
+  Commons refused the whole write because another one updated the object first.
 * A POST that creates something is retried only when the request certainly never reached the
   server (connection refused, connect timeout). When it may have arrived (read timeout, dropped
   connection), :class:`UncertainOutcomeError` is raised so that the resource layer looks the object
@@ -184,7 +185,7 @@ class Client(object):
                 if time.time() < master_key_deadline:
                     self._pause(min(attempt, 3))
                     continue
-            elif idempotent and response.status_code in RETRY_STATUSES and attempt <= self.retries:
+            elif idempotent and _retriable(response.status_code, error) and attempt <= self.retries:
                 self._pause(attempt, response.headers.get("Retry-After"))
                 continue
             raise error
@@ -265,6 +266,14 @@ def _innermost(error):
     """What urllib3 says really failed: requests wraps it in a MaxRetryError whose ``reason`` it is."""
     cause = error.args[0] if error.args else error
     return getattr(cause, "reason", None) or cause
+
+
+def _retriable(status, error):
+    """Busy answers, and version conflicts: ML Commons updates its objects under optimistic locking,
+    so an update or deploy that raced another one is refused whole (409) and may be sent again."""
+    if status in RETRY_STATUSES:
+        return True
+    return status == 409 and "version conflict" in ("%s %s" % (error.error_type, error.reason)).lower()
 
 
 def _not_tls(error):

@@ -398,6 +398,14 @@ class Suite:
         output = runner.communicate(timeout=300)[0]
         if not killed:
             raise ScenarioFailed(f"the chain never sent {kill_after_route}:\n{output[-2000:]}")
+        # The JVM, a child of the killed launcher, may hold the port a moment longer.
+        port = int(ENV["OPENSEARCH_URL"].rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.2)
         started = time.monotonic()
         up = subprocess.run([sys.executable, str(TESTBED / "testbed.py"), "up"], env=dict(os.environ, TESTBED_KEEP_DATA="1"),
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
@@ -409,9 +417,12 @@ class Suite:
         if rerun.rc != 0:
             # ML Commons may need a moment after a restart (its encryption key, the model's nodes); one more try is fair.
             time.sleep(5)
+            first_rerun = rerun
             rerun = run_chain(self.workdir, names, self.proxy.url)
             if rerun.rc != 0:
-                problems.append("the re-run after the restart failed twice:\n" + rerun.tail())
+                problems.append("the re-run after the restart failed twice:\n" + first_rerun.tail(8) + "\n" + rerun.tail())
+            else:
+                problems.append("the first re-run after the restart failed:\n" + first_rerun.tail(8))
         problems += TALLY.judge_chain(names)
         delete_everything_named(PREFIX + tag)
         if problems:

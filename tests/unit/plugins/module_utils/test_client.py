@@ -336,3 +336,19 @@ def test_multipart_uploads_and_raw_downloads(server):
     assert upload["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     assert b'name="purpose"' in upload["body"] and b'filename="in.jsonl"' in upload["body"]
     assert client.request("GET", "/files/file-1/content", raw=True) == b'{"line": 1}'
+
+
+def test_an_update_refused_for_a_version_conflict_is_sent_again(server):
+    conflict = (409, {"error": {"type": "status_exception", "reason": "Document version conflict updating m1 in index .plugins-ml-model"}})
+    server.script(conflict, (200, {"result": "updated"}))
+    client = Client(server.url, timeout=2, backoff=0)
+    assert client.put("/_plugins/_ml/models/m1", body={"description": "x"}) == {"result": "updated"}
+    assert len(server.received) == 2
+
+
+def test_a_create_refused_for_a_version_conflict_is_not_sent_again(server):
+    server.script((409, {"error": {"type": "status_exception", "reason": "Document version conflict"}}))
+    client = Client(server.url, timeout=2, backoff=0)
+    with pytest.raises(HTTPError):
+        client.post("/_plugins/_ml/models/_register", body={})
+    assert len(server.received) == 1
