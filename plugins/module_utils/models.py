@@ -18,10 +18,10 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import 
 DEPLOYED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
 DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
 DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
-# What ML Commons says when two deploys of a model collide (the second, failed, leaves no reason
-# in its task at times), or when a deploy right after a restart could not read the encryption
+# What ML Commons says when two deploys of a model collide (the second fails as a duplicate, or on
+# the model's seqNo, or leaves no reason in its task at times), or when a deploy right after a restart could not read the encryption
 # key yet; how often to try then.
-DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out")
+DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
 DEPLOY_ATTEMPTS = 5
 
 

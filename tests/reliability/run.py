@@ -228,7 +228,7 @@ def playbook_command(workdir: Path, plays: list, verbosity: list[str] = ()) -> l
 
 def playbook_env(extra: dict | None = None) -> dict:
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false", ANSIBLE_PIPELINING="true",
                REL_OPENAI_KEY=ENV["OPENAI_API_KEY"])
     env.update(extra or {})
     return env
@@ -507,14 +507,14 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     for kind in ("group", "connector", "model"):
         add(f"faults/drop-before-{kind}-create",
             lambda s, kind=kind: s.fault(f"db{kind}", {"mode": "drop_before", "method": "POST", "path": CREATE_PATHS[kind], "count": 1}, True),
-            kind == "connector")
+            False)
         add(f"faults/drop-after-{kind}-create",
             lambda s, kind=kind: s.fault(f"da{kind}", {"mode": "drop_after", "method": "POST", "path": CREATE_PATHS[kind], "count": 1}, True),
-            True)
+            kind != "group")
         add(f"faults/slow-{kind}-create",
             lambda s, kind=kind: s.fault(f"sl{kind}", {"mode": "delay", "delay": SLOW_ANSWER, "method": "POST", "path": CREATE_PATHS[kind],
                                                        "count": 1}, True, {"timeout": SHORT_TIMEOUT}),
-            kind == "connector")
+            kind == "model")
         add(f"faults/503-on-{kind}-create",
             lambda s, kind=kind: s.fault(f"s503{kind}", {"mode": "status", "status": 503, "method": "POST", "path": CREATE_PATHS[kind],
                                                          "count": 1}, False))
@@ -527,7 +527,7 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
                           {"timeout": SHORT_TIMEOUT}, 2))
     add("restart/kill-after-connector-create", lambda s: s.restart("rsconn", "POST /_plugins/_ml/connectors/_create"))
     add("restart/kill-after-model-register", lambda s: s.restart("rsmodel", "POST /_plugins/_ml/models/_register"), True)
-    add("concurrency/4-runs", lambda s: s.concurrency("conc", 4, 1 if quick else 3), True)
+    add("concurrency/4-runs", lambda s: s.concurrency("conc", 4, 1 if quick else 5), True)
     add("tls/https-front", lambda s: s.tls("tls"), True)
     add("secrets/every-module-vvvv-diff", lambda s: s.secrets("sec"), True)
     add("bad-input/modules", lambda s: s.bad_input("bad"), True)

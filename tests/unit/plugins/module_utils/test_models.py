@@ -63,6 +63,13 @@ def test_a_real_failure_is_not_retried():
     assert client.posts == ["_deploy"]
 
 
+def test_a_deploy_that_lost_the_race_for_the_model_is_tried_again():
+    client = FakeClient(["REGISTERED", "DEPLOY_FAILED", "DEPLOY_FAILED", "REGISTERED", "DEPLOYED"],
+                        task_error="[m1]: version conflict, required seqNo [353], primary term [17]")
+    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert client.posts == ["_deploy", "_deploy"]
+
+
 def test_a_version_conflict_is_a_collision():
     assert models.deploy_collided(HTTPError("POST", "/x", 409, "status_exception", "Document version conflict updating m1"))
     assert not models.deploy_collided(HTTPError("POST", "/x", 400, "illegal_argument_exception", "bad"))
