@@ -12,7 +12,7 @@ import base64
 import json
 import secrets
 
-from run import ENV, TALLY, ScenarioFailed, chain_names, connector_args, play, run_playbook
+from run import ENV, TALLY, ScenarioFailed, chain_names, connector_args, play, run_playbooks_at_once
 
 USER = "reliability-admin"
 
@@ -111,12 +111,12 @@ def secrets_playbooks(suite, tag: str) -> str:
     dumps = {"working": str(workdir / "secrets-working.json"), "failing": str(workdir / "secrets-failing.json")}
     working_registers = [entry["register"] for entry in working]
     failing_registers = [entry["register"] for entry, _expected in failing]
-    runs = {
-        "working": run_playbook(workdir, play(working + [dump_task(working_registers, dumps["working"])], connection),
-                                values, ["-vvvv", "--diff"]),
-        "failing": run_playbook(workdir, play([entry for entry, _expected in failing] + [dump_task(failing_registers, dumps["failing"])],
-                                              connection), values, ["-vvvv", "--diff"]),
-    }
+    working_run, failing_run = run_playbooks_at_once(workdir, [
+        (play(working + [dump_task(working_registers, dumps["working"])], connection), values, ["-vvvv", "--diff"]),
+        (play([entry for entry, _expected in failing] + [dump_task(failing_registers, dumps["failing"])], connection), values,
+         ["-vvvv", "--diff"]),
+    ])
+    runs = {"working": working_run, "failing": failing_run}
     suite.proxy.reset()
     problems = []
     if runs["working"].rc != 0:
