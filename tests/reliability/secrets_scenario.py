@@ -106,7 +106,11 @@ def secrets_playbooks(suite, tag: str) -> str:
     suite.proxy.reset()
     suite.proxy.plan(mode="reject_password", password=values["REL_WRONG_PASSWORD"], count=-1)
 
+    # A canary printed on purpose: the search below must find it, or it could not find a leak either.
+    canary = "relcanary-" + secrets.token_hex(12)
+    values["REL_CANARY"] = canary
     working = working_tasks(names, str(jsonl), str(workdir / "secrets-download.jsonl"))
+    working.append({"name": "print the canary", "ansible.builtin.debug": {"msg": env_lookup("REL_CANARY")}})
     failing = failing_tasks(names, suite.tls_proxy.url, str(jsonl))
     dumps = {"working": str(workdir / "secrets-working.json"), "failing": str(workdir / "secrets-failing.json")}
     working_registers = [entry["register"] for entry in working]
@@ -146,8 +150,10 @@ def secrets_playbooks(suite, tag: str) -> str:
                 TALLY.leaked += count
     if leaks:
         problems.append("secrets leaked: " + ", ".join(leaks))
+    if canary not in runs["working"].output:
+        problems.append("the canary printed on purpose was not found: the search for secrets is broken")
     if problems:
         raise ScenarioFailed("; ".join(problems))
     size = sum(len(text) for text in searched.values())
-    return (f"{len(working)} working + {len(failing)} failing module runs at -vvvv --diff, {len(needles)} secret forms searched "
-            f"in {size // 1024} KiB of output and results: 0 found")
+    return (f"{len(working) - 1} working + {len(failing)} failing module runs at -vvvv --diff, {len(needles)} secret forms searched "
+            f"in {size // 1024} KiB of output and results: 0 found (a canary printed on purpose: found)")
