@@ -16,7 +16,7 @@ export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo bench clean
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo bench clean reliability reliability-quick
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
@@ -78,6 +78,19 @@ integration-all: venv
 	done
 
 test: sanity units lint integration-all
+	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick
+
+# The reliability and security suite (tests/reliability): faults through a fault-injecting proxy,
+# OpenSearch killed mid-chain, concurrent runs, TLS, secrets in -vvvv output, bad input; on the
+# test bed of `make up`. Prints one line per scenario, the losses/duplicates/leaks and
+# "N passed, N failed". reliability-quick is its short form (under 3 minutes).
+RELIABILITY_ARGS ?=
+reliability: up collection
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py $(RELIABILITY_ARGS)
+
+reliability-quick: up collection
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py --quick $(RELIABILITY_ARGS)
+
 
 # The main job on the local test bed: 200 embedding requests through the batch_inference playbook
 # (upload, group, connector, model, batch job, wait, download), then the same run again, which

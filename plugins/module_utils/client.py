@@ -10,7 +10,8 @@ timeouts, retries with backoff, the typed errors, and the server version (read o
 Retry rules, and why:
 
 * GET, PUT, DELETE and searches are retried on 429, 502, 503, 504 and on connection errors:
-  repeating them cannot create anything.
+  repeating them cannot create anything. They are also retried on a 409 version conflict: ML
+  Commons refused the whole write because another one updated the object first.
 * A POST that creates something is retried only when the request certainly never reached the
   server (connection refused, connect timeout). When it may have arrived (read timeout, dropped
   connection), :class:`UncertainOutcomeError` is raised so that the resource layer looks the object
@@ -25,6 +26,7 @@ __metaclass__ = type
 
 import hashlib
 import json
+import os
 import time
 
 try:
@@ -46,12 +48,10 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
-# A GET of a batch task makes ML Commons ask the provider and write the task back; two reads at
-# once can collide on that write. Nothing was lost, so the read is simply repeated.
-VERSION_CONFLICT = "version_conflict_engine_exception"
 MASTER_KEY_NOT_READY = "encryption master key has not been initialized yet"
 MASTER_KEY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
+BROKEN_CONNECTION_SETTLE_SECONDS = 5.0
 
 
 class ServerVersion(tuple):
@@ -185,7 +185,7 @@ class Client(object):
                 if time.time() < master_key_deadline:
                     self._pause(min(attempt, 3))
                     continue
-            elif idempotent and (response.status_code in RETRY_STATUSES or error.error_type == VERSION_CONFLICT) and attempt <= self.retries:
+            elif idempotent and _retriable(response.status_code, error) and attempt <= self.retries:
                 self._pause(attempt, response.headers.get("Retry-After"))
                 continue
             raise error
@@ -224,10 +224,17 @@ class Client(object):
             reason = response.text.strip()[:500]
         if response.status_code == 401 and not reason:
             reason = "authentication failed: check the credentials"
+        elif response.status_code == 401 and self.service == "OpenSearch":
+            reason = "%s. Check username and password (or the client certificate)" % reason.rstrip(".")
         return HTTPError(method, path, response.status_code, error_type, reason or response.reason, service=self.service)
 
     def _transport_error(self, method, path, error):
         where = "%s %s%s" % (method, self.public_url, path)
+        if isinstance(error, requests.exceptions.SSLError) and _not_tls(error):
+            return TransportError(
+                "No TLS handshake with %s: %s. The server does not seem to speak TLS on this port: use an http:// url, "
+                "or the port where %s serves HTTPS." % (where, _root_cause(error), self.service)
+            )
         if isinstance(error, requests.exceptions.SSLError):
             return TransportError(
                 "TLS verification failed for %s: %s. Set ca_path to the CA bundle that signed the server certificate "
@@ -236,19 +243,44 @@ class Client(object):
         if isinstance(error, requests.exceptions.ConnectTimeout):
             return TransportError("Could not connect to %s within %ss. Check the URL and that %s is up." % (where, self.timeout, self.service))
         if isinstance(error, requests.exceptions.ReadTimeout):
+            # Still queued on a slow server, it can be carried out up to about one more timeout later.
             return UncertainOutcomeError(
                 "No answer to %s within %ss (the request may still have been carried out). "
-                "Raise timeout or check the cluster's load." % (where, self.timeout)
+                "Raise timeout or check the cluster's load." % (where, self.timeout),
+                settle_seconds=self.timeout,
             )
         if isinstance(error, requests.exceptions.ConnectionError) and _never_sent(error):
             return TransportError("Could not connect to %s: %s. Check the URL and that %s is up." % (where, _root_cause(error), self.service))
-        return UncertainOutcomeError("The connection broke during %s: %s." % (where, _root_cause(error)))
+        hint = ""
+        if self.public_url.startswith("http:"):
+            # What a server that expects TLS does to plain HTTP: it closes the connection.
+            hint = " If %s serves HTTPS on this port, the url must start with https://." % self.service
+        # The server finishes a request whose client went away; give it a few seconds to show.
+        return UncertainOutcomeError(
+            "The connection broke during %s: %s.%s" % (where, _root_cause(error), hint),
+            settle_seconds=min(self.timeout, BROKEN_CONNECTION_SETTLE_SECONDS),
+        )
 
 
 def _innermost(error):
     """What urllib3 says really failed: requests wraps it in a MaxRetryError whose ``reason`` it is."""
     cause = error.args[0] if error.args else error
     return getattr(cause, "reason", None) or cause
+
+
+def _retriable(status, error):
+    """Busy answers, and version conflicts: ML Commons updates its objects under optimistic locking,
+    so an update or deploy that raced another one is refused whole (409) and may be sent again.
+    (A GET of a batch task also writes the task back, so two reads at once can collide.)"""
+    if status in RETRY_STATUSES:
+        return True
+    return status == 409 and "version conflict" in ("%s %s" % (error.error_type, error.reason)).lower()
+
+
+def _not_tls(error):
+    """True when the peer answered the TLS handshake with something that is not TLS (plain HTTP)."""
+    text = str(_innermost(error))
+    return "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "http request" in text.lower()
 
 
 def _never_sent(error):
@@ -347,8 +379,22 @@ def infer_auth_type(params):
     return "none"
 
 
+def check_readable_files(params):
+    """A clear error for a certificate option naming a file that cannot be read (requests raises a
+    bare OSError in the middle of the first request otherwise)."""
+    for option in ("ca_path", "client_cert", "client_key"):
+        path = params.get(option)
+        if not path or (option == "ca_path" and not params.get("validate_certs", True)):
+            continue
+        if not os.path.exists(path):
+            raise ConfigurationError("%s %s does not exist." % (option, path))
+        if not os.access(path, os.R_OK):
+            raise ConfigurationError("%s %s cannot be read by the user that runs the module." % (option, path))
+
+
 def client_from_params(params):
     """A :class:`Client` configured from the module's connection options."""
+    check_readable_files(params)
     auth, cert = build_auth(params)
     verify = params.get("validate_certs", True)
     if verify and params.get("ca_path"):

@@ -62,8 +62,14 @@ class UncertainOutcomeError(TransportError):
     """The request left, but no answer came back: the server may or may not have acted on it.
 
     A create that ends this way must not be repeated blindly; the resource helpers look the
-    object up again first (see ``resource.create_once``).
+    object up again first (see ``resource.create_once``). ``settle_seconds`` is how long the
+    request may still take to be carried out (a request that timed out can still be queued on
+    the server): how long to keep looking before concluding it was lost.
     """
+
+    def __init__(self, message, settle_seconds=0, **details):
+        super(UncertainOutcomeError, self).__init__(message, **details)
+        self.settle_seconds = settle_seconds
 
 
 class HTTPError(MLCommonsError):

@@ -8,7 +8,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+import time
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
@@ -19,6 +21,12 @@ DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
 # deployed within a few hundred milliseconds, so a first pause of a whole second was mostly idle
 # (make bench); the pause still grows by half each time, so a long deploy costs only a few reads more.
 STATE_POLL_INTERVAL = 0.2
+DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
+# What ML Commons says when two deploys of a model collide (the second fails as a duplicate, or on
+# the model's seqNo, or leaves no reason in its task at times), or when a deploy right after a restart could not read the encryption
+# key yet; how often to try then.
+DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
+DEPLOY_ATTEMPTS = 5
 
 
 def describe_models(models):
@@ -70,10 +78,47 @@ def wait_until_deployed(client, model_id, timeout):
     return model
 
 
+def deploy_collided(error):
+    """True when a deploy failed only because another deploy of the same model got in its way."""
+    if isinstance(error, HTTPError):
+        return error.status == 409 and "version conflict" in (error.reason or "").lower()
+    return any(text in str(error) for text in DEPLOY_COLLISIONS)
+
+
 def deploy(client, model_id, timeout):
-    """Deploy and wait until DEPLOYED."""
-    client.post(MODEL.path(model_id) + "/_deploy")
-    return wait_until_deployed(client, model_id, timeout)
+    """Deploy and wait until DEPLOYED.
+
+    Deploying is idempotent (ML Commons deploys a deployed model again, nothing more), so a
+    deploy whose answer was lost is retried like a GET instead of failing the run.
+
+    Two deploys of one model get in each other's way: ML Commons answers the second 409 (both
+    update the model) or fails it ("Duplicate deploy model task") and marks the model
+    DEPLOY_FAILED while the first goes on. That happens when concurrent runs deploy the model they
+    converged on, and after a restart, when ML Commons redeploys by itself. So a deploy under way
+    (DEPLOYING) is waited for rather than doubled, and a collision is followed by a fresh look at
+    the model and, unless it is DEPLOYED by then, another deploy (after an undeploy when the
+    collisions go on while the model's state says no deploy runs: see below).
+    """
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            if model_state(client, model_id).get("model_state") not in DEPLOYING_STATES:
+                client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
+            return wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
+        except MLCommonsError as error:
+            if not deploy_collided(error) or attempt >= DEPLOY_ATTEMPTS or time.monotonic() >= deadline:
+                raise
+        time.sleep(min(attempt * 2, max(deadline - time.monotonic(), 0)))
+        model = model_state(client, model_id)
+        if model.get("model_state") == "DEPLOYED":
+            return model
+        if attempt >= 2 and model.get("model_state") in DEPLOY_FAILED_STATES:
+            # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
+            # timed out" following a restart) and refuse every later deploy as a duplicate; no deploy
+            # is under way by the model's state, and undeploying clears the node's stale entry.
+            client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
 
 
 def undeploy(client, model_id, timeout):

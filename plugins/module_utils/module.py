@@ -48,6 +48,22 @@ OPENAI_ARGUMENT_SPEC = dict(
 )
 
 
+def clearer_argument_error(module, msg):
+    """The argument error that names its option, instead of one that does not.
+
+    For a list of dicts given something else (``actions: predict``), ansible-core's no_log scan
+    fails first, with "dictionary requested, could not parse JSON or key=value" and no option
+    name; the type check's error after it names the option. Report that one.
+    """
+    result = getattr(module, "validation_result", None)
+    errors = list(getattr(result, "errors", None) or [])
+    if errors and msg == errors[0].msg and type(errors[0]).__name__ == "NoLogError":
+        specific = [error.msg for error in errors[1:] if type(error).__name__ != "NoLogError"]
+        if specific:
+            return specific[0]
+    return msg
+
+
 class MLCommonsModule(AnsibleModule):
     """An AnsibleModule with the connection options, a lazily built client and uniform failures."""
 
@@ -74,6 +90,9 @@ class MLCommonsModule(AnsibleModule):
 
     def build_client(self):
         return client_from_params(self.params)
+
+    def fail_json(self, msg=None, **kwargs):
+        super(MLCommonsModule, self).fail_json(msg=clearer_argument_error(self, msg), **kwargs)
 
     def execute(self, run):
         """Call ``run(module, client)`` and exit with its result, or fail with one clear message."""

@@ -25,6 +25,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 # How long duplicates made by concurrent runs may take to disappear (each run deletes its own).
 DUPLICATE_SETTLE_SECONDS = 3.0
+# How often a create whose outcome is unknown is looked for again.
+SETTLE_POLL_SECONDS = 1.0
 # ML Commons' own search APIs refuse more than the index's max_result_window (10000).
 PAGE_SIZE = 1000
 MAX_RESULTS = 10000
@@ -159,11 +161,19 @@ def create_once(create, find_existing):
 
     Used for POSTs that create objects, which the client never retries blindly: a request that
     timed out may still have been carried out, and a second create would make a duplicate.
+    A request that timed out may also still be waiting on the server and be carried out later,
+    so the lookup is repeated for the error's ``settle_seconds`` before creating again. (A
+    request held back even longer can still land after that; the next run then finds two
+    objects of the name and fails naming both IDs, never picking one silently.)
     """
     try:
         return create()
-    except UncertainOutcomeError:
-        existing = find_existing()
-        if existing is not None:
-            return existing
-        return create()
+    except UncertainOutcomeError as error:
+        deadline = time.monotonic() + getattr(error, "settle_seconds", 0)
+        while True:
+            existing = find_existing()
+            if existing is not None:
+                return existing
+            if time.monotonic() >= deadline:
+                return create()
+            time.sleep(SETTLE_POLL_SECONDS)

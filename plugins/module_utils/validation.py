@@ -8,6 +8,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import re
+
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
 
 # ML Commons 3.1+ accepts only letters, digits, white space and this punctuation in names and
@@ -46,3 +49,42 @@ def check_name(name, kind):
             % (kind, len(name), MAX_NAME_LENGTH)
         )
     check_safe_text("name", name, kind)
+
+
+# The HTTP methods ML Commons' HTTP connector executor can send; any other fails only at predict
+# time, with "unsupported http method".
+CONNECTOR_METHODS = ("POST", "GET")
+# ${parameters.x}, ${credential.y}: filled in by ML Commons when it calls the model.
+PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+# What a placeholder may stand for, tried in turn: a value, a member of an object, nothing.
+PLACEHOLDER_STANDINS = ("0", '"placeholder": 0', "")
+
+
+def template_error(text):
+    """None when ``text`` reads as JSON once its placeholders hold values of some shape, else why not."""
+    first_error = None
+    for standin in PLACEHOLDER_STANDINS:
+        try:
+            json.loads(PLACEHOLDER.sub(standin, text))
+            return None
+        except ValueError as error:
+            first_error = first_error or str(error)
+    return first_error
+
+
+def check_connector_actions(actions):
+    """Clear errors for connector actions ML Commons accepts at creation but cannot run later."""
+    for number, action in enumerate(actions or [], 1):
+        where = "Action %d (%s)" % (number, action.get("action_type"))
+        method = str(action.get("method") or "")
+        if method.upper() not in CONNECTOR_METHODS:
+            raise ConfigurationError(
+                "%s has method %r; ML Commons connectors send only %s." % (where, method, " or ".join(CONNECTOR_METHODS))
+            )
+        body = action.get("request_body")
+        error = template_error(body) if isinstance(body, str) and body.strip() else None
+        if error:
+            raise ConfigurationError(
+                "%s has a request_body that is not a JSON template (%s), so every call of the model would fail. "
+                "Write it as JSON with ${parameters.name} placeholders, or give it as a dict." % (where, error)
+            )

