@@ -25,6 +25,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 # How long duplicates made by concurrent runs may take to disappear (each run deletes its own).
 DUPLICATE_SETTLE_SECONDS = 3.0
+# How long a create of a concurrent run may still be in flight after ours has ended (ML Commons
+# answers a connector create in about half a second: it encrypts the credential first).
+CONCURRENT_CREATE_WINDOW = 1.0
 # How often a create whose outcome is unknown is looked for again.
 SETTLE_POLL_SECONDS = 1.0
 # ML Commons' own search APIs refuse more than the index's max_result_window (10000).
@@ -140,19 +143,23 @@ def keep_oldest(client, kind, name, own_id, discard, filters=()):
     """After creating ``own_id``: when concurrent runs created the same object, the oldest wins.
 
     ML Commons does not keep connector or model names unique, and its model-group check is not
-    atomic, so several playbook runs creating the same object at once each get one. Creates are
-    visible to search at once, so every run sees the objects made before its own; each run that
-    is not the oldest calls ``discard(own_id)`` and adopts the oldest, and one object remains.
+    atomic, so several playbook runs creating the same object at once each get one. A run that
+    sees an older object of the name calls ``discard(own_id)`` and adopts it. A run whose object
+    looks like the only or the oldest one looks once more after CONCURRENT_CREATE_WINDOW: an
+    older object whose create was still in flight (its creation time is taken when the request
+    starts, its document is searchable when it ends) shows by then. One object remains.
     Returns the ID that won.
     """
-    matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
-    if len(matches) < 2:
-        return own_id
-    oldest = min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))
-    if oldest[kind.id_field] == own_id:
-        return own_id
-    discard(own_id)
-    return oldest[kind.id_field]
+    for look in range(2):
+        matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
+        if len(matches) > 1:
+            oldest = min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))[kind.id_field]
+            if oldest != own_id:
+                discard(own_id)
+                return oldest
+        if look == 0:
+            time.sleep(CONCURRENT_CREATE_WINDOW)
+    return own_id
 
 
 def create_once(create, find_existing):

@@ -150,28 +150,40 @@ def dated_hits(*pairs):
     return {"hits": {"hits": [{"_id": object_id, "_source": {"name": "n", "created_time": created}} for object_id, created in pairs]}}
 
 
-def test_keep_oldest_keeps_a_lone_object(server):
+@pytest.fixture
+def no_create_window(monkeypatch):
+    monkeypatch.setattr(resource, "CONCURRENT_CREATE_WINDOW", 0)
+
+
+def test_keep_oldest_keeps_a_lone_object(server, no_create_window):
     server.script((200, dated_hits(("mine", 5))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "mine"
     assert discarded == []
 
 
-def test_keep_oldest_discards_our_duplicate_and_adopts_the_oldest(server):
+def test_keep_oldest_discards_our_duplicate_and_adopts_the_oldest(server, no_create_window):
     server.script((200, dated_hits(("theirs", 3), ("mine", 5))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "theirs"
     assert discarded == ["mine"]
 
 
-def test_keep_oldest_leaves_younger_duplicates_to_their_own_runs(server):
+def test_keep_oldest_leaves_younger_duplicates_to_their_own_runs(server, no_create_window):
     server.script((200, dated_hits(("mine", 3), ("theirs", 5))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "mine"
     assert discarded == []
 
 
-def test_keep_oldest_breaks_ties_by_id(server):
+def test_keep_oldest_sees_an_older_create_that_was_still_in_flight(server, no_create_window):
+    server.script((200, dated_hits(("mine", 5))), (200, dated_hits(("theirs", 3), ("mine", 5))))
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "theirs"
+    assert discarded == ["mine"]
+
+
+def test_keep_oldest_breaks_ties_by_id(server, no_create_window):
     server.script((200, dated_hits(("b", 3), ("a", 3))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "b", discarded.append) == "a"
