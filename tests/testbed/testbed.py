@@ -760,7 +760,14 @@ def command_up(cfg: Config) -> int:
         if node_wanted and emulator_wanted:
             say(f"already running: OpenSearch {cfg.version} and the OpenAI emulator; nothing started")
         else:
-            start_missing(cfg, state, api_key)
+            try:
+                start_missing(cfg, state, api_key)
+            except (TestbedError, KeyboardInterrupt):
+                # A failed 'up' leaves nothing behind, the emulator's namespace included.
+                if "emulator" not in state:
+                    remove_emulator_namespace(state.pop("emulator_netns", None))
+                    save_state(state)
+                raise
         write_env_file(cfg, api_key)
     print_summary(cfg, state)
     return 0
