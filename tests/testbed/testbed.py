@@ -606,6 +606,10 @@ def emulator_address(cfg: Config, state: dict) -> Config:
 
 
 def make_emulator_namespace(namespace: str, host_side: str, emulator_side: str, port: int) -> None:
+    if shutil.which("ip") is None:
+        say("installing Debian's iproute2 (ip netns)")
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "iproute2"]):
+            run_checked(command, f"{' '.join(command)} failed")
     remove_emulator_namespace(namespace)  # a leftover of a run that was killed
     host_link, emulator_link = f"mlch{port}", f"mlce{port}"
     run_ip("netns", "add", namespace)
