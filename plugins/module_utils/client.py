@@ -48,6 +48,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
+# How ML Commons begins the reason of an error it passes on from a model provider.
+REMOTE_SERVICE_ERROR = "Error from remote service"
 MASTER_KEY_NOT_READY = "encryption master key has not been initialized yet"
 MASTER_KEY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
@@ -224,7 +226,8 @@ class Client(object):
             reason = response.text.strip()[:500]
         if response.status_code == 401 and not reason:
             reason = "authentication failed: check the credentials"
-        elif response.status_code == 401 and self.service == "OpenSearch":
+        elif response.status_code == 401 and self.service == "OpenSearch" and not reason.startswith(REMOTE_SERVICE_ERROR):
+            # (A 401 that ML Commons passes on from a model provider is about the connector's key, not ours.)
             reason = "%s. Check username and password (or the client certificate)" % reason.rstrip(".")
         return HTTPError(method, path, response.status_code, error_type, reason or response.reason, service=self.service)
 

@@ -394,3 +394,16 @@ def test_a_create_refused_for_a_version_conflict_is_not_sent_again(server):
     with pytest.raises(HTTPError):
         client.post("/_plugins/_ml/models/_register", body={})
     assert len(server.received) == 1
+
+
+def test_a_providers_401_passed_on_by_ml_commons_gets_no_opensearch_login_hint(server):
+    reason = 'Error from remote service: {"error": {"message": "Incorrect API key provided: sk-****1234."}}'
+    server.script((401, {"error": {"type": "status_exception", "reason": reason}}),
+                  (401, {"error": {"type": "security_exception", "reason": "Unauthorized"}}))
+    client = make_client(server)
+    with pytest.raises(HTTPError) as provider:
+        client.post("/_plugins/_ml/models/m/_batch_predict", body={})
+    with pytest.raises(HTTPError) as ours:
+        client.get("/")
+    assert provider.value.reason == reason
+    assert ours.value.reason == "Unauthorized. Check username and password (or the client certificate)"
