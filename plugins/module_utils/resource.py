@@ -132,11 +132,18 @@ def find_by_name(client, kind, name, filters=()):
 
 def list_objects(client, kind, object_id=None, name=None, filters=()):
     """What an ``_info`` module returns: the object with ``object_id``, else those called ``name``
-    (within ``filters``), else all; always a list, empty when nothing matches."""
+    (within ``filters``), else all; always a list, empty when nothing matches.
+
+    Search finds which objects exist; each is then read by ID, because a search copy can lag a
+    second behind (a model just deployed still shows DEPLOYING there). One deleted in between
+    is left out.
+    """
     if object_id:
         found = get_by_id(client, kind, object_id)
         return [found] if found and name in (None, found.get("name")) else []
-    return search(client, kind, ([name_filter(name)] if name else []) + list(filters))
+    matches = search(client, kind, ([name_filter(name)] if name else []) + list(filters))
+    current = (get_by_id(client, kind, match[kind.id_field]) for match in matches)
+    return [found for found in current if found is not None]
 
 
 def keep_oldest(client, kind, name, own_id, discard, filters=()):

@@ -13,6 +13,7 @@ short_description: List ML Commons connectors
 version_added: 0.1.0
 description:
   - Returns connectors by ID, by exact name, or all of them (paging through the search API).
+  - Each object the search finds is read again by ID, so what is returned is current (search copies lag up to a second behind changes).
   - Returns an empty list when nothing matches. Credentials are never returned; ML Commons does not give them out.
 author:
   - opensearch.ml_commons maintainers (@opensearch-ml-commons)

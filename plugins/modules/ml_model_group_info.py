@@ -13,6 +13,7 @@ short_description: List ML Commons model groups
 version_added: 0.1.0
 description:
   - Returns model groups by ID, by exact name, or all of them (paging through the search API).
+  - Each object the search finds is read again by ID, so what is returned is current (search copies lag up to a second behind changes).
   - Returns an empty list when nothing matches.
 author:
   - opensearch.ml_commons maintainers (@opensearch-ml-commons)

@@ -15,6 +15,7 @@ description:
   - Returns models by ID, by exact name, by model group, by connector, or all of them (paging through the search API).
     The filters combine.
   - Each model includes its C(model_state), for example C(DEPLOYED).
+  - Each object the search finds is read again by ID, so what is returned is current (search copies lag up to a second behind changes).
   - Returns an empty list when nothing matches.
 author:
   - opensearch.ml_commons maintainers (@opensearch-ml-commons)

@@ -15,6 +15,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     find_by_name,
     get_by_id,
     keep_oldest,
+    list_objects,
     search,
 )
 
@@ -66,6 +67,14 @@ def test_find_by_name_refuses_to_guess_between_lasting_duplicates(server, monkey
 def test_find_by_name_waits_for_duplicates_of_concurrent_runs_to_go(server):
     server.script((200, hits("c1", "c2")), (200, hits("c1")), (200, {"name": "n"}))
     assert find_by_name(Client(server.url), CONNECTOR, "n") == {"connector_id": "c1", "name": "n"}
+
+
+def test_list_objects_returns_current_copies_and_leaves_out_the_deleted(server):
+    not_found = (404, {"error": {"type": "status_exception", "reason": "Failed to find model"}})
+    server.script((200, hits("m1", "m2")), (200, {"name": "n", "model_state": "DEPLOYED"}), not_found)
+    found = list_objects(Client(server.url), resource.MODEL, filters=[{"term": {"model_group_id": "g"}}])
+    assert found == [{"model_id": "m1", "name": "n", "model_state": "DEPLOYED"}]
+    assert [request["path"] for request in server.received[1:]] == ["/_plugins/_ml/models/m1", "/_plugins/_ml/models/m2"]
 
 
 def test_search_pages_until_a_short_page(server):
