@@ -51,6 +51,9 @@ DONE_STATES = frozenset(("COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELL
 # job may well have run at the provider) counts as the job a re-run is asking for.
 NOT_REUSABLE_STATES = frozenset(("FAILED", "CANCELLING", "CANCELLED", "EXPIRED"))
 UNSUCCESSFUL_STATES = frozenset(("FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"))
+# A job stored in one of these states has its results and never changes again, so a re-run takes
+# it as stored, without asking the provider.
+FINISHED_STATES = frozenset(("COMPLETED", "COMPLETED_WITH_ERROR"))
 # The fields ML Commons reads the provider's status from (remote_job.status_field, by default).
 PROVIDER_STATUS_FIELDS = ("status", "Status", "TransformJobStatus")
 # Keys ML Commons adds to remote_job itself; they are not part of the provider's job.
@@ -208,6 +211,14 @@ class JobIdentity(object):
     def matches(self, job):
         return self._matches(job or {})
 
+    def __eq__(self, other):
+        return isinstance(other, JobIdentity) and (self.provider, self.field, self.value) == (other.provider, other.field, other.value)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
     def __str__(self):
         return "%s %s %s" % (self.provider, self.parameter, self.value)
 
@@ -261,6 +272,20 @@ def job_identity(connector, parameters):
     merged = dict((connector or {}).get("parameters") or {})
     merged.update(parameters or {})
     return identity(merged) or None
+
+
+def job_identity_of_request(parameters):
+    """The :class:`JobIdentity` the request's own parameters give, or None.
+
+    Each provider's identifying parameter is its own (input_file_id, TransformJobName, jobName or
+    inputDataConfig), so a re-run can look for its job before reading the model and its connector:
+    the look-up a no-op re-run makes is then its only request.
+    """
+    for identity in IDENTITIES.values():
+        found = identity(parameters or {})
+        if found:
+            return found
+    return None
 
 
 # -- reading and finding batch tasks --------------------------------------------------------
@@ -350,14 +375,17 @@ def find_jobs(client, model_id, identity):
 
 
 def reusable_job(client, candidates):
-    """The newest of ``candidates`` that a re-run should get back, read fresh; None if none is.
+    """The newest of ``candidates`` that a re-run should get back, current; None if none is.
 
     The stored state can be behind (RUNNING while the provider has finished), so each candidate
-    is read before it is chosen; a stored FAILED, CANCELLED or EXPIRED never changes again.
+    is read before it is chosen, unless its stored state is final: a stored COMPLETED is taken as
+    it is, a stored FAILED, CANCELLED or EXPIRED is passed over.
     """
     for candidate in candidates:
         if candidate.get("state") in NOT_REUSABLE_STATES:
             continue
+        if candidate.get("state") in FINISHED_STATES:
+            return candidate
         task = read_task(client, candidate["task_id"])
         if task is not None and task.get("state") not in NOT_REUSABLE_STATES:
             return task

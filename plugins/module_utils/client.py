@@ -116,6 +116,9 @@ class Client(object):
         self.cert = cert
         self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
         self.stats = {"requests": 0, "retries": 0}
+        # How long the last answered request took (to the answer's headers): the server's current
+        # pace, which sizes how long a create waits for concurrent ones (resource.keep_oldest).
+        self.last_answer_seconds = 0.0
         self._server_version = None
 
     # -- public API -------------------------------------------------------------------------
@@ -179,6 +182,7 @@ class Client(object):
                     self._pause(attempt)
                     continue
                 raise failure
+            self.last_answer_seconds = response.elapsed.total_seconds()
             if response.status_code < 400:
                 return response.content if raw else self._decode(method, shown_path, response)
             error = self._http_error(method, shown_path, response)

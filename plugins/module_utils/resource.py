@@ -25,9 +25,11 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 # How long duplicates made by concurrent runs may take to disappear (each run deletes its own).
 DUPLICATE_SETTLE_SECONDS = 3.0
-# How long a create of a concurrent run may still be in flight after ours has ended (ML Commons
-# answers a connector create in about half a second: it encrypts the credential first).
-CONCURRENT_CREATE_WINDOW = 1.0
+# How long after a create a concurrent, older create may still become searchable: a multiple of
+# how long the server took to answer ours (see keep_oldest), within these bounds.
+CREATE_WINDOW_FACTOR = 2.0
+MIN_CREATE_WINDOW = 0.25
+MAX_CREATE_WINDOW = 3.0
 # How often a create whose outcome is unknown is looked for again.
 SETTLE_POLL_SECONDS = 1.0
 # ML Commons' own search APIs refuse more than the index's max_result_window (10000).
@@ -152,11 +154,20 @@ def keep_oldest(client, kind, name, own_id, discard, filters=()):
     ML Commons does not keep connector or model names unique, and its model-group check is not
     atomic, so several playbook runs creating the same object at once each get one. A run that
     sees an older object of the name calls ``discard(own_id)`` and adopts it. A run whose object
-    looks like the only or the oldest one looks once more after CONCURRENT_CREATE_WINDOW: an
-    older object whose create was still in flight (its creation time is taken when the request
-    starts, its document is searchable when it ends) shows by then. One object remains.
-    Returns the ID that won.
+    looks like the only or the oldest one looks once more a moment later, for an older object
+    whose create was still in flight.
+
+    How long that moment must be: ML Commons stamps the creation time just before it indexes the
+    document, with an immediate refresh, and answers once it is searchable (read in the 2.19.6
+    and 3.6.0 sources). So an older create in flight shows as soon as the server has indexed it,
+    which takes about as long as ours took: measured on the test bed, creation time to answer
+    was 0.05-0.11 s on an idle node and 0.2-0.36 s with four runs creating at once (0.9 s for
+    the very first create, which makes the index). The wait is CREATE_WINDOW_FACTOR times how long
+    our create took to answer (the client's ``last_answer_seconds``, so the create must be the
+    last request before this call), within MIN_CREATE_WINDOW and MAX_CREATE_WINDOW: short on an
+    idle cluster, longer when the server is slow. One object remains. Returns the ID that won.
     """
+    window = min(MAX_CREATE_WINDOW, max(MIN_CREATE_WINDOW, CREATE_WINDOW_FACTOR * client.last_answer_seconds))
     for look in range(2):
         matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
         if len(matches) > 1:
@@ -165,7 +176,7 @@ def keep_oldest(client, kind, name, own_id, discard, filters=()):
                 discard(own_id)
                 return oldest
         if look == 0:
-            time.sleep(CONCURRENT_CREATE_WINDOW)
+            time.sleep(window)
     return own_id
 
 

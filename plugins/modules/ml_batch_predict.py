@@ -205,6 +205,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     from_batch_answer,
     from_task,
     job_identity,
+    job_identity_of_request,
     make_searchable,
     read_task,
     reusable_job,
@@ -227,6 +228,8 @@ AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
 
 def load_model(client, model_id):
     """The model and its connector; clear failures for what cannot run a batch job."""
+    if client.server_version < FIRST_BATCH_VERSION:
+        raise ConfigurationError("Offline batch inference needs OpenSearch 2.16 or later; this cluster runs %s." % client.server_version)
     model = get_by_id(client, MODEL, model_id)
     if model is None:
         raise MLCommonsError("No model has the ID %s." % model_id)
@@ -359,7 +362,8 @@ def follow(module, client, task_id, task, changed, before=None):
     """Wait for the job if asked to, and return the module's result for it."""
     params = module.params
     if params["wait"]:
-        task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
+        if task is None or task.get("state") not in DONE_STATES:
+            task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
         check_outcome(task_id, task)
     return result(changed, from_task(task_id, task), before)
 
@@ -376,31 +380,41 @@ def present_without_tasks(module, client):
     return result(True, from_batch_answer(answer))
 
 
-def ensure_present(module, client, model, connector):
+def ensure_present(module, client):
     params = module.params
-    model_id = model["model_id"]
+    model_id = params["model_id"]
     if params["task_id"]:
+        load_model(client, model_id)
         task = read_task(client, params["task_id"])
         check_is_batch_task_of(task, params["task_id"], model_id)
         return follow(module, client, params["task_id"], task, False)
 
+    # A re-run looks for its job first, by the request's own parameters: when the job is there,
+    # nothing else needs reading (see job_identity_of_request).
+    request_identity = job_identity_of_request(params["parameters"])
+    known = find_jobs(client, model_id, request_identity) if request_identity is not None else []
+    existing = None if params["force"] else reusable_job(client, known)
+    if existing is not None:
+        return follow(module, client, existing["task_id"], existing, False)
+
+    model, connector = load_model(client, model_id)
     if client.server_version < FIRST_TASK_VERSION:
         check_can_submit(module, client, model, connector)
         return present_without_tasks(module, client)
 
+    # The connector decides which provider's identity counts, and its parameters join the request's.
     identity = job_identity(connector, params["parameters"])
-    known = []
     if identity is None:
         module.warn(
             "The module cannot tell this batch job from others of model %s (it recognises OpenAI's input_file_id, SageMaker's "
             "TransformJobName and Bedrock's jobName or input S3 URI), so every run submits a new job." % model_id
         )
-    else:
+        known = []
+    elif identity != request_identity:
         known = find_jobs(client, model_id, identity)
-        if not params["force"]:
-            existing = reusable_job(client, known)
-            if existing is not None:
-                return follow(module, client, existing["task_id"], existing, False)
+        existing = None if params["force"] else reusable_job(client, known)
+        if existing is not None:
+            return follow(module, client, existing["task_id"], existing, False)
 
     check_can_submit(module, client, model, connector)
     if module.check_mode:
@@ -410,9 +424,13 @@ def ensure_present(module, client, model, connector):
     task_id = submitted["task_id"]
     if not task_id:
         return result(True, submitted)
-    task, warning = make_searchable(client, task_id)
-    if warning:
-        module.warn(warning)
+    task = None
+    if identity is None or not identity.matches(submitted["job"]):
+        # The answer lacks what a re-run searches for (SageMaker's and Bedrock's job names come
+        # with the first status read); OpenAI's answer carries input_file_id and needs no read.
+        task, warning = make_searchable(client, task_id)
+        if warning:
+            module.warn(warning)
     older = identity is not None and not params["force"] and older_job_of_concurrent_run(module, client, model_id, identity, task_id)
     if older:
         return follow(module, client, older, read_task(client, older), True)
@@ -495,12 +513,10 @@ def ensure_cancelled(module, client, model, connector):
 
 
 def run(module, client):
-    if client.server_version < FIRST_BATCH_VERSION:
-        raise ConfigurationError("Offline batch inference needs OpenSearch 2.16 or later; this cluster runs %s." % client.server_version)
-    model, connector = load_model(client, module.params["model_id"])
     if module.params["state"] == "cancelled":
+        model, connector = load_model(client, module.params["model_id"])
         return ensure_cancelled(module, client, model, connector)
-    return ensure_present(module, client, model, connector)
+    return ensure_present(module, client)
 
 
 def main():

@@ -20,6 +20,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     from_task,
     integral_numbers,
     job_identity,
+    job_identity_of_request,
     make_searchable,
     provider_of,
     provider_reason,
@@ -56,6 +57,7 @@ def connector_for(url, **parameters):
     return {"parameters": parameters, "actions": [{"action_type": "batch_predict", "url": url}]}
 
 
+OPENAI_URL = "https://api.openai.com/v1/batches"
 SAGEMAKER_URL = "https://api.sagemaker.us-east-1.amazonaws.com/CreateTransformJob"
 BEDROCK_URL = "https://bedrock.us-east-1.amazonaws.com/model-invocation-job"
 
@@ -176,6 +178,26 @@ def test_bedrock_identity_is_the_job_name_else_the_input_location():
     assert job_identity(connector_for(BEDROCK_URL, inputDataConfig="not json"), {}) is None
 
 
+def test_the_request_alone_gives_the_identity_its_connector_would():
+    for url, parameters in (
+        (OPENAI_URL, {"input_file_id": "file-in", "endpoint": "/v1/embeddings"}),
+        (SAGEMAKER_URL, {"TransformJobName": "embed-2024"}),
+        (BEDROCK_URL, {"jobName": "nightly"}),
+        (BEDROCK_URL, {"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in"}}}),
+    ):
+        assert job_identity_of_request(parameters) == job_identity(connector_for(url), parameters)
+    assert job_identity_of_request({"endpoint": "/v1/embeddings"}) is None
+    assert job_identity_of_request(None) is None
+
+
+def test_identities_differ_by_provider_field_or_value():
+    identity = JobIdentity("OpenAI", "input_file_id", "input_file_id", "file-in")
+    assert identity == JobIdentity("OpenAI", "input_file_id", "input_file_id", "file-in")
+    assert identity != JobIdentity("OpenAI", "input_file_id", "input_file_id", "file-other")
+    assert identity != JobIdentity("Bedrock", "jobName", "jobName", "file-in")
+    assert identity != None  # noqa: E711  (the comparison the module makes when the request has no identity)
+
+
 def test_find_jobs_searches_by_type_model_and_identity_newest_first(server):
     server.script((200, hits(
         {"_id": "old", "state": "COMPLETED", "remote_job": {"input_file_id": "file-in"}},
@@ -204,6 +226,12 @@ def test_reusable_job_skips_ended_jobs_and_reads_each_candidate_fresh(server):
     found = reusable_job(Client(server.url), candidates)
     assert found["task_id"] == "c" and found["state"] == "COMPLETED"
     assert [request["path"] for request in server.received] == ["/_plugins/_ml/tasks/b", "/_plugins/_ml/tasks/c"]
+
+
+def test_reusable_job_takes_a_stored_finished_job_as_it_is(server):
+    candidates = [{"task_id": "a", "state": "COMPLETED", "remote_job": {"id": "batch_a"}}, {"task_id": "b", "state": "RUNNING"}]
+    assert reusable_job(Client(server.url), candidates) == candidates[0]
+    assert server.received == []
 
 
 def test_reusable_job_gives_none_when_every_job_ended_badly(server):

@@ -161,7 +161,7 @@ def dated_hits(*pairs):
 
 @pytest.fixture
 def no_create_window(monkeypatch):
-    monkeypatch.setattr(resource, "CONCURRENT_CREATE_WINDOW", 0)
+    monkeypatch.setattr(resource, "MIN_CREATE_WINDOW", 0)
 
 
 def test_keep_oldest_keeps_a_lone_object(server, no_create_window):
@@ -190,6 +190,24 @@ def test_keep_oldest_sees_an_older_create_that_was_still_in_flight(server, no_cr
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "theirs"
     assert discarded == ["mine"]
+
+
+@pytest.mark.parametrize("answer_seconds, window", [(0.01, 0.25), (0.3, 0.6), (10, 3.0)])
+def test_keep_oldest_waits_twice_as_long_as_the_create_took_within_bounds(server, monkeypatch, answer_seconds, window):
+    slept = []
+    monkeypatch.setattr(resource.time, "sleep", slept.append)
+    server.script((200, dated_hits(("mine", 5))), (200, dated_hits(("mine", 5))))
+    client = Client(server.url)
+    client.last_answer_seconds = answer_seconds
+    assert keep_oldest(client, CONNECTOR, "n", "mine", [].append) == "mine"
+    assert slept == [pytest.approx(window)]
+
+
+def test_the_client_keeps_how_long_the_last_answer_took(server):
+    server.script((200, {}))
+    client = Client(server.url)
+    client.get("/")
+    assert 0 < client.last_answer_seconds < 5
 
 
 def test_keep_oldest_breaks_ties_by_id(server, no_create_window):
