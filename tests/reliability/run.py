@@ -496,6 +496,24 @@ class Suite:
 
     # -- bad input -------------------------------------------------------------------------------
 
+    def module_races(self, tag: str, rounds: int, racers: int):
+        from module_races import run_module_races  # noqa: E402
+
+        return run_module_races(tag, rounds, racers)
+
+    def keep_oldest_race(self, rounds: int, threads: int):
+        script = Path(__file__).resolve().parent / "keep_oldest_race.py"
+        env = dict(os.environ, PYTHONPATH=os.environ.get("ANSIBLE_COLLECTIONS_PATH", ""))
+        done = subprocess.run([sys.executable, str(script), "--rounds", str(rounds), "--threads", str(threads)], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "no output"
+        if done.returncode != 0:
+            left = [int(count) for count in re.findall(r"(\d+) connectors left", done.stdout)]
+            TALLY.duplicated += sum(count - 1 for count in left if count > 1)
+            TALLY.lost += left.count(0)
+            raise ScenarioFailed(done.stdout[-3000:])
+        return summary
+
     def bad_input(self, tag: str):
         from bad_input import run_bad_input  # noqa: E402
 
@@ -536,6 +554,8 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     add("restart/kill-after-connector-create", lambda s: s.restart("rsconn", "POST /_plugins/_ml/connectors/_create"))
     add("restart/kill-after-model-register", lambda s: s.restart("rsmodel", "POST /_plugins/_ml/models/_register"))
     add("concurrency/4-runs", lambda s: s.concurrency("conc", 4, 1 if quick else 5), True)
+    add("concurrency/module-races", lambda s: s.module_races("race", 10, 4))
+    add("concurrency/keep-oldest-race", lambda s: s.keep_oldest_race(30, 4))
     add("tls/https-front", lambda s: s.tls("tls"), True)
     add("secrets/every-module-vvvv-diff", lambda s: s.secrets("sec"), True)
     add("bad-input/modules", lambda s: s.bad_input("bad"), True)
