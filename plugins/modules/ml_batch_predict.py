@@ -19,7 +19,8 @@ description:
     tasks for a job with the same input (see the notes for how each provider's job is recognised). When one is created,
     running or completed, it is returned with C(changed=false) and nothing is sent; so is one that ML Commons marked
     unreachable, because the provider may well have run it. A job that failed, is being or was cancelled, or expired does
-    not count, so a re-run submits a new one. O(force=true) submits anyway.
+    not count, so a re-run submits a new one. O(force=true) submits anyway. The search comes first, by the request's own
+    parameters; a re-run whose job exists sends only it, plus one status read while the job has not finished.
   - O(wait=true) polls the task until the job has ended (ML Commons asks the provider at each poll) and returns the
     output and error file IDs and the request counts. The module fails when the job ends failed, cancelled, expired or
     unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
