@@ -18,7 +18,8 @@ and exits 1 when any scenario failed. ``--quick`` runs the short form (for `make
 
 Needs: .testbed/env (from `make up`), ANSIBLE_COLLECTIONS_PATH pointing at a built copy of the
 collection (`make reliability` sets it), and the ``cryptography`` package for the TLS front.
-All traffic stays on 127.0.0.1.
+All traffic stays on this machine: 127.0.0.1, and the emulator in its network namespace (the suite
+asks it which files and batches it holds).
 
 Environment: FAULT_PROXY_PORT (default 9290; the HTTPS front uses the next port).
 """
@@ -372,6 +373,17 @@ class RoleWorkload:
                         "body": {"model": "text-embedding-ada-002", "input": f"reliability {tag} {token} line {number}"}}) + "\n"
             for number in range(3)))
         self.download_dir = workdir / f"results-{tag}-{token}"
+        self.leaks = 0
+
+    def scan(self, output: str) -> str:
+        """Count the OpenAI key in a run's output (the role hides it with no_log); returns the output."""
+        found = output.count(ENV["OPENAI_API_KEY"])
+        self.leaks += found
+        TALLY.leaked += found
+        return output
+
+    def leak_problems(self) -> list[str]:
+        return [f"the OpenAI key appeared {self.leaks} time(s) in the role's output"] if self.leaks else []
 
     def plays(self, connection: dict) -> list[dict]:
         role_vars = {
@@ -392,7 +404,9 @@ class RoleWorkload:
                  "roles": [{"role": "opensearch.ml_commons.batch_inference", "vars": role_vars}]}]
 
     def run(self, workdir: Path, url: str, **connection) -> Run:
-        return run_playbook(workdir, self.plays(dict({"url": url}, **connection)))
+        run = run_playbook(workdir, self.plays(dict({"url": url}, **connection)))
+        self.scan(run.output)
+        return run
 
     def judge(self) -> tuple[list[str], str]:
         """The chain and the batch job, counted on the server (TALLY keeps the losses and duplicates)."""
@@ -538,6 +552,7 @@ class Suite:
         again = workload.run(self.workdir, self.proxy.url, **connection)
         if again.rc != 0 or again.changed != 0:
             problems.append(f"a third run did not converge (rc {again.rc}, changed {again.changed}):\n" + again.tail())
+        problems += workload.leak_problems()
         workload.cleanup()
         if problems:
             raise ScenarioFailed("; ".join(problems))
@@ -565,7 +580,7 @@ class Suite:
                 killed = True
                 break
             time.sleep(0.02)
-        output = runner.communicate(timeout=300)[0]
+        output = workload.scan(runner.communicate(timeout=300)[0])
         if not killed:
             workload.cleanup()
             raise ScenarioFailed(f"the role never got to the moment to kill ({what}):\n{output[-2000:]}")
@@ -599,7 +614,7 @@ class Suite:
             else:
                 problems.append("the first re-run after the restart failed:\n" + first_rerun.tail(8))
         judged, account = workload.judge()
-        problems += judged
+        problems += judged + workload.leak_problems()
         workload.cleanup()
         if problems:
             raise ScenarioFailed("; ".join(problems))
@@ -618,12 +633,19 @@ class Suite:
             started = time.monotonic()
             runners = [subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True) for command in commands]
-            outputs = [runner.communicate(timeout=600)[0] for runner in runners]
+            outputs = [workload.scan(runner.communicate(timeout=600)[0]) for runner in runners]
             seconds = time.monotonic() - started
             problems = [f"run {index + 1} ended with rc {runner.returncode}:\n" + "\n".join(output.splitlines()[-15:])
                         for index, (runner, output) in enumerate(zip(runners, outputs)) if runner.returncode != 0]
             judged, account = workload.judge()
-            problems += judged
+            problems += judged + workload.leak_problems()
+            if problems:
+                # What the runs decided about their batch jobs, and what OpenSearch holds: for the diagnosis.
+                decisions = sorted({line.strip() for output in outputs for line in output.splitlines()
+                                    if "this run cancelled its own copy" in line or "cancelling this run's copy" in line})
+                tasks = [(task["id"], task.get("state"), task.get("create_time"))
+                         for task in batch_tasks([model["id"] for model in chain_objects(workload.names)["model"]])]
+                problems.append(f"batch tasks (id, state, create_time): {tasks}; the runs' warnings: {decisions}")
             workload.cleanup()
             if problems:
                 raise ScenarioFailed(f"round {round_number}: " + "; ".join(problems))
@@ -666,6 +688,8 @@ class Suite:
             judge(0, 0, "the second job cancelled")
             settle_and_delete_tasks([model_id])
             judge(1, 0, "every job deleted")
+            if workload.leaks:
+                raise ScenarioFailed(workload.leak_problems()[0])
         finally:
             workload.cleanup()
         return "; ".join(seen)
