@@ -81,9 +81,10 @@ test: sanity units lint integration-all
 	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick
 
 # The reliability and security suite (tests/reliability): faults through a fault-injecting proxy,
-# OpenSearch killed mid-chain, concurrent runs, TLS, secrets in -vvvv output, bad input; on the
-# test bed of `make up`. Prints one line per scenario, the losses/duplicates/leaks and
-# "N passed, N failed". reliability-quick is its short form (under 3 minutes).
+# OpenSearch killed mid-role, concurrent runs (those three run the batch_inference role, batch job
+# included), TLS, secrets in -vvvv output, bad input; on the test bed of `make up`. Prints one line
+# per scenario, the losses/duplicates/leaks and "N passed, N failed". reliability-quick is its
+# short form (about 4 minutes).
 RELIABILITY_ARGS ?=
 reliability: up collection
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py $(RELIABILITY_ARGS)

@@ -4,9 +4,12 @@ against the real test bed (`make up`) and the OpenAI emulator.
 
     python tests/reliability/run.py [--quick] [--only NAME ...] [--list]
 
-Every scenario drives the module chain of the demo (ml_model_group -> ml_connector -> ml_model,
-deployed) with real `ansible-playbook` runs, and judges the outcome by asking OpenSearch itself
-(the ML `_search` APIs, never the collection's modules). It prints one line per scenario, then
+The fault, restart and concurrency scenarios run the collection's role
+opensearch.ml_commons.batch_inference (upload the input to the OpenAI emulator, model group ->
+connector -> model, deployed -> batch job, waited for -> download); the TLS, secrets and bad-input
+scenarios drive the modules themselves. Every scenario runs real `ansible-playbook` and judges
+the outcome by asking OpenSearch itself (the ML `_search` APIs and tasks, never the collection's
+modules). It prints one line per scenario, then
 
     scenarios run N, resources lost N, duplicated N, secrets leaked N
     N passed, N failed
@@ -15,7 +18,8 @@ and exits 1 when any scenario failed. ``--quick`` runs the short form (for `make
 
 Needs: .testbed/env (from `make up`), ANSIBLE_COLLECTIONS_PATH pointing at a built copy of the
 collection (`make reliability` sets it), and the ``cryptography`` package for the TLS front.
-All traffic stays on 127.0.0.1.
+All traffic stays on this machine: 127.0.0.1, and the emulator in its network namespace (the suite
+asks it which files and batches it holds).
 
 Environment: FAULT_PROXY_PORT (default 9290; the HTTPS front uses the next port).
 """
@@ -52,6 +56,11 @@ CREATE_PATHS = {
     "connector": r"^/_plugins/_ml/connectors/_create",
     "model": r"^/_plugins/_ml/models/_register",
 }
+BATCH_PATH = r"^/_plugins/_ml/models/[^/]+/_batch_predict$"
+BATCH_TASK_TYPE = "BATCH_PREDICTION"
+# A job a younger concurrent run cancelled on purpose is not a duplicate; any other state counts.
+CANCELLED_STATES = ("CANCELLED", "CANCELLING")
+ACTIVE_STATES = ("CREATED", "RUNNING")
 # The module timeout of the scenarios that answer slower than it, and how late those answers come.
 SHORT_TIMEOUT = 3
 SLOW_ANSWER = 5
@@ -97,6 +106,32 @@ def opensearch(method: str, path: str, body=None):
     return http(method, ENV["OPENSEARCH_URL"] + path, body)
 
 
+def openai(method: str, path: str):
+    """The OpenAI emulator's own API (the provider's view), with the test bed's key."""
+    return http(method, ENV["OPENAI_BASE_URL"] + path, headers={"Authorization": "Bearer " + ENV["OPENAI_API_KEY"]})
+
+
+def provider_files(filename: str) -> list[dict]:
+    """The files uploaded to the emulator under this name."""
+    status, answer = openai("GET", "/files?purpose=batch&limit=10000")
+    if status != 200:
+        raise ScenarioFailed(f"listing the emulator's files answered {status}: {answer}")
+    return [item for item in answer.get("data", []) if item.get("filename") == filename]
+
+
+def provider_batches(input_file_ids: set[str]) -> list[dict]:
+    """The emulator's batches whose input is one of these files."""
+    found, after = [], None
+    while True:
+        status, answer = openai("GET", "/batches?limit=100" + (f"&after={after}" if after else ""))
+        if status != 200:
+            raise ScenarioFailed(f"listing the emulator's batches answered {status}: {answer}")
+        found += [batch for batch in answer.get("data", []) if batch.get("input_file_id") in input_file_ids]
+        if not answer.get("has_more") or not answer.get("data"):
+            return found
+        after = answer["data"][-1]["id"]
+
+
 def ml_search(kind_path: str, query: dict) -> list[dict]:
     """Objects of a kind, straight from ML Commons' own search API (after a refresh)."""
     opensearch("POST", "/_refresh")
@@ -120,10 +155,44 @@ def chain_objects(names: dict) -> dict:
     return {kind: ml_search(path, {"term": {"name.keyword": names[kind]}}) for kind, path in KINDS}
 
 
+def batch_tasks(model_ids: list[str]) -> list[dict]:
+    """The BATCH_PREDICTION tasks of these models, as ML Commons stored them, oldest first."""
+    if not model_ids:
+        return []
+    query = {"bool": {"filter": [{"term": {"task_type": BATCH_TASK_TYPE}}, {"terms": {"model_id": list(model_ids)}}]}}
+    return sorted(ml_search("tasks", query), key=lambda task: (task.get("create_time") or 0, task["id"]))
+
+
+def read_task(task_id: str) -> dict:
+    """GET a task: ML Commons asks the provider for a batch job's status and stores the answer."""
+    status, answer = opensearch("GET", f"/_plugins/_ml/tasks/{task_id}")
+    return answer if status == 200 and isinstance(answer, dict) else {"state": f"unreadable (HTTP {status}: {str(answer)[:200]})"}
+
+
+def settle_and_delete_tasks(model_ids: list[str]) -> None:
+    """Batch tasks go before their model: a task whose model is gone can no longer be read, stays
+    RUNNING for good and counts against plugins.ml_commons.max_batch_inference_tasks. An active
+    task is read (the emulator's jobs end in seconds), cancelled if still active, then deleted."""
+    for task in batch_tasks(model_ids):
+        task_id = task["id"]
+        if task.get("state") in ACTIVE_STATES and read_task(task_id).get("state") in ACTIVE_STATES:
+            opensearch("POST", f"/_plugins/_ml/tasks/{task_id}/_cancel")
+        for _attempt in range(10):
+            if opensearch("DELETE", f"/_plugins/_ml/tasks/{task_id}")[0] in (200, 404):
+                break
+            time.sleep(1)
+            read_task(task_id)
+        else:
+            # Refused for good (still CANCELLING, say): the test bed has no Security plugin guarding the system index.
+            opensearch("DELETE", f"/.plugins-ml-task/_doc/{task_id}?refresh=true")
+
+
 def delete_everything_named(prefix: str = PREFIX) -> None:
-    """Remove what the suite made: models (undeployed first), connectors, groups."""
+    """Remove what the suite made: batch tasks, models (undeployed first), connectors, groups."""
     query = {"prefix": {"name.keyword": prefix}}
-    for model in ml_search("models", query):
+    models = ml_search("models", query)
+    settle_and_delete_tasks([model["id"] for model in models])
+    for model in models:
         opensearch("POST", f"/_plugins/_ml/models/{model['id']}/_undeploy")
         for _attempt in range(20):
             if opensearch("DELETE", f"/_plugins/_ml/models/{model['id']}")[0] in (200, 404):
@@ -164,6 +233,42 @@ class Tally:
                 self.lost += 1
                 problems.append(f"model uses connector {model.get('connector_id')}, not {found['connector'][0]['id']}")
         return problems
+
+    def judge_batch(self, names: dict, workload: "RoleWorkload") -> tuple[list[str], str]:
+        """Count on the server: exactly one batch job of the model for the workload's input that no
+        run cancelled on purpose, and it has COMPLETED (the role waits for it). Returns the problems
+        and a short account (which also says how many batches the provider itself ran)."""
+        files = provider_files(workload.filename)
+        input_ids = {item["id"] for item in files}
+        problems = []
+        if len(files) != 1:
+            problems.append(f"{len(files)} uploads of the input at the provider: {sorted(input_ids)}")
+        models = chain_objects(names)["model"]
+        tasks = batch_tasks([model["id"] for model in models])
+        foreign = [task["id"] for task in tasks if (task.get("remote_job") or {}).get("input_file_id") not in input_ids]
+        if foreign:
+            problems.append(f"batch jobs of the model for another input: {foreign}")
+        # A stored CREATED or RUNNING may be behind (ML Commons stores a cancel, or the job's end, only
+        # when the task is read): such tasks are read, which asks the provider.
+        for task in tasks:
+            if task.get("state") in ACTIVE_STATES:
+                task["state"] = read_task(task["id"]).get("state")
+        standing = [task for task in tasks if task.get("state") not in CANCELLED_STATES]
+        cancelled = len(tasks) - len(standing)
+        if not standing:
+            self.lost += 1
+            problems.append(f"no batch job of model {[model['id'] for model in models]} stands "
+                            f"({len(tasks)} task(s): {[(task['id'], task.get('state')) for task in tasks]})")
+        elif len(standing) > 1:
+            self.duplicated += len(standing) - 1
+            problems.append(f"{len(standing)} batch jobs stand for the same input: {[(task['id'], task.get('state')) for task in standing]}")
+        else:
+            live = read_task(standing[0]["id"])
+            if live.get("state") != "COMPLETED":
+                problems.append(f"batch job {standing[0]['id']} is {live.get('state')}, not COMPLETED")
+        at_provider = [batch for batch in provider_batches(input_ids) if batch.get("status") not in ("cancelling", "cancelled")]
+        account = f"{len(standing)} batch job(s) standing, {cancelled} cancelled, {len(at_provider)} run by the provider"
+        return problems, account
 
 
 TALLY = Tally()
@@ -251,6 +356,68 @@ def run_playbooks_at_once(workdir: Path, runs: list[tuple]) -> list[Run]:
 
 def run_chain(workdir: Path, names: dict, url: str, **connection) -> Run:
     return run_playbook(workdir, play(chain_tasks(names), dict({"url": url}, **connection)))
+
+
+class RoleWorkload:
+    """One use of the role opensearch.ml_commons.batch_inference: the chain's names, an input file
+    of its own (unique content, so its upload and batch jobs are told from every other scenario's)
+    and a download directory. Every run of it is the same role call."""
+
+    def __init__(self, workdir: Path, tag: str):
+        self.tag, self.names = tag, chain_names(tag)
+        token = secrets.token_hex(6)
+        self.filename = f"{PREFIX}{tag}-{token}.jsonl"
+        self.input = workdir / self.filename
+        self.input.write_text("".join(
+            json.dumps({"custom_id": f"{tag}-{number}", "method": "POST", "url": "/v1/embeddings",
+                        "body": {"model": "text-embedding-ada-002", "input": f"reliability {tag} {token} line {number}"}}) + "\n"
+            for number in range(3)))
+        self.download_dir = workdir / f"results-{tag}-{token}"
+        self.leaks = 0
+
+    def scan(self, output: str) -> str:
+        """Count the OpenAI key in a run's output (the role hides it with no_log); returns the output."""
+        found = output.count(ENV["OPENAI_API_KEY"])
+        self.leaks += found
+        TALLY.leaked += found
+        return output
+
+    def leak_problems(self) -> list[str]:
+        return [f"the OpenAI key appeared {self.leaks} time(s) in the role's output"] if self.leaks else []
+
+    def plays(self, connection: dict) -> list[dict]:
+        role_vars = {
+            "batch_inference_provider": "openai",
+            "batch_inference_model_group_name": self.names["group"],
+            "batch_inference_connector_name": self.names["connector"],
+            "batch_inference_model_name": self.names["model"],
+            "batch_inference_openai_base_url": ENV["OPENAI_BASE_URL"],
+            "batch_inference_openai_api_key": "{{ lookup('ansible.builtin.env', 'REL_OPENAI_KEY') }}",
+            "batch_inference_input_file": str(self.input),
+            "batch_inference_wait": True,
+            "batch_inference_wait_timeout": 180,
+            "batch_inference_poll_interval": 1,
+            "batch_inference_download_dir": str(self.download_dir),
+        }
+        return [{"name": "reliability, role", "hosts": "localhost", "gather_facts": False,
+                 "module_defaults": {"group/opensearch.ml_commons.ml_commons": connection},
+                 "roles": [{"role": "opensearch.ml_commons.batch_inference", "vars": role_vars}]}]
+
+    def run(self, workdir: Path, url: str, **connection) -> Run:
+        run = run_playbook(workdir, self.plays(dict({"url": url}, **connection)))
+        self.scan(run.output)
+        return run
+
+    def judge(self) -> tuple[list[str], str]:
+        """The chain and the batch job, counted on the server (TALLY keeps the losses and duplicates)."""
+        problems = TALLY.judge_chain(self.names)
+        batch_problems, account = TALLY.judge_batch(self.names, self)
+        return problems + batch_problems, account
+
+    def cleanup(self) -> None:
+        delete_everything_named(PREFIX + self.tag)
+        for item in provider_files(self.filename):
+            openai("DELETE", f"/files/{item['id']}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,13 +521,14 @@ class Suite:
     # -- faults ----------------------------------------------------------------------------------
 
     def fault(self, tag: str, plan: dict, first_run_must_pass: bool, connection=None, min_injected=1):
-        """Inject ``plan`` during a first run of the chain through the proxy, then re-run without faults:
-        the re-run must end ok and the server must hold one of each."""
-        names = chain_names(tag)
+        """Inject ``plan`` during a first run of the role through the proxy, then re-run without faults:
+        the re-run must end ok and the server must hold one group, connector, model and batch job."""
+        workload = RoleWorkload(self.workdir, tag)
+        names = workload.names
         connection = connection or {}
         self.proxy.reset()
         self.proxy.plan(**plan)
-        first = run_chain(self.workdir, names, self.proxy.url, **connection)
+        first = workload.run(self.workdir, self.proxy.url, **connection)
         injected = self.proxy.stats()["injected"]
         self.proxy.reset()
         problems = []
@@ -372,40 +540,50 @@ class Suite:
         for kind, items in chain_objects(names).items():
             if len(items) > 1:
                 problems.append(f"after the faulty run: {len(items)} {kind}s")
-        rerun = run_chain(self.workdir, names, self.proxy.url, **connection)
+        standing = [task for task in batch_tasks([model["id"] for model in chain_objects(names)["model"]])
+                    if task.get("state") not in CANCELLED_STATES]
+        if len(standing) > 1:
+            problems.append(f"after the faulty run: {len(standing)} batch jobs")
+        rerun = workload.run(self.workdir, self.proxy.url, **connection)
         if rerun.rc != 0:
             problems.append("the re-run failed:\n" + rerun.tail())
-        problems += TALLY.judge_chain(names)
-        again = run_chain(self.workdir, names, self.proxy.url, **connection)
+        judged, account = workload.judge()
+        problems += judged
+        again = workload.run(self.workdir, self.proxy.url, **connection)
         if again.rc != 0 or again.changed != 0:
             problems.append(f"a third run did not converge (rc {again.rc}, changed {again.changed}):\n" + again.tail())
-        delete_everything_named(PREFIX + tag)
+        problems += workload.leak_problems()
+        workload.cleanup()
         if problems:
             raise ScenarioFailed("; ".join(problems))
-        return f"first run rc={first.rc} ({first.seconds:.0f} s), {injected} fault(s), re-run ok, third run changed=0"
+        return f"first run rc={first.rc} ({first.seconds:.0f} s), {injected} fault(s), re-run ok, third run changed=0; {account}"
 
     # -- restart ---------------------------------------------------------------------------------
 
-    def restart(self, tag: str, kill_after_route: str):
-        """SIGKILL OpenSearch as soon as the proxy has passed ``kill_after_route``, start it again on its
-        data, re-run the chain."""
-        names = chain_names(tag)
+    def restart(self, tag: str, kill_when, what: str, batch_task_left: bool = False):
+        """SIGKILL OpenSearch in the middle of a run of the role, as soon as ``kill_when(requests, memo)``
+        is true of the routes the proxy has passed; start it again on its data, re-run the role.
+        ``batch_task_left``: the kill must have come after the batch task was written (else the
+        scenario did not test what it names)."""
+        workload = RoleWorkload(self.workdir, tag)
         self.proxy.reset()
-        command = playbook_command(self.workdir, play(chain_tasks(names), {"url": self.proxy.url}))
+        command = playbook_command(self.workdir, workload.plays({"url": self.proxy.url}))
         runner = subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         killed = False
+        memo: dict = {}
         while time.monotonic() < deadline and runner.poll() is None:
-            if self.proxy.stats()["requests"].get(kill_after_route):
+            if kill_when(self.proxy.stats()["requests"], memo):
                 pid = json.loads(STATE_FILE.read_text())["opensearch"]["pid"]
                 os.killpg(pid, signal.SIGKILL)
                 killed = True
                 break
             time.sleep(0.02)
-        output = runner.communicate(timeout=300)[0]
+        output = workload.scan(runner.communicate(timeout=300)[0])
         if not killed:
-            raise ScenarioFailed(f"the chain never sent {kill_after_route}:\n{output[-2000:]}")
+            workload.cleanup()
+            raise ScenarioFailed(f"the role never got to the moment to kill ({what}):\n{output[-2000:]}")
         # The JVM, a child of the killed launcher, may hold the port a moment longer.
         port = int(ENV["OPENSEARCH_URL"].rsplit(":", 1)[1])
         deadline = time.monotonic() + 30
@@ -421,42 +599,100 @@ class Suite:
             raise ScenarioFailed("OpenSearch did not start again:\n" + (up.stdout + up.stderr)[-3000:])
         restart_seconds = time.monotonic() - started
         problems = []
-        rerun = run_chain(self.workdir, names, self.proxy.url)
+        left = batch_tasks([model["id"] for model in chain_objects(workload.names)["model"]])
+        if batch_task_left and not left:
+            problems.append("no batch task survived the kill: it came before the batch job was submitted, so the scenario tested "
+                            "something else")
+        rerun = workload.run(self.workdir, self.proxy.url)
         if rerun.rc != 0:
             # ML Commons may need a moment after a restart (its encryption key, the model's nodes); one more try is fair.
             time.sleep(5)
             first_rerun = rerun
-            rerun = run_chain(self.workdir, names, self.proxy.url)
+            rerun = workload.run(self.workdir, self.proxy.url)
             if rerun.rc != 0:
                 problems.append("the re-run after the restart failed twice:\n" + first_rerun.tail(8) + "\n" + rerun.tail())
             else:
                 problems.append("the first re-run after the restart failed:\n" + first_rerun.tail(8))
-        problems += TALLY.judge_chain(names)
-        delete_everything_named(PREFIX + tag)
+        judged, account = workload.judge()
+        problems += judged + workload.leak_problems()
+        workload.cleanup()
         if problems:
             raise ScenarioFailed("; ".join(problems))
-        return f"killed after {kill_after_route}, back in {restart_seconds:.0f} s, re-run ok in {rerun.seconds:.0f} s"
+        return (f"killed {what} ({len(left)} batch task(s) survived it), back in {restart_seconds:.0f} s, re-run ok in "
+                f"{rerun.seconds:.0f} s; {account}")
 
     # -- concurrency -----------------------------------------------------------------------------
 
     def concurrency(self, tag: str, runs: int, rounds: int):
+        """``runs`` runs of the role at once, same names and input, for ``rounds`` rounds (each on a fresh
+        input, after the previous round's objects are deleted)."""
         lines = []
         for round_number in range(1, rounds + 1):
-            names = chain_names(f"{tag}")
-            commands = [playbook_command(self.workdir, play(chain_tasks(names), {"url": ENV["OPENSEARCH_URL"]})) for _run in range(runs)]
+            workload = RoleWorkload(self.workdir, tag)
+            commands = [playbook_command(self.workdir, workload.plays({"url": ENV["OPENSEARCH_URL"]})) for _run in range(runs)]
             started = time.monotonic()
             runners = [subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True) for command in commands]
-            outputs = [runner.communicate(timeout=600)[0] for runner in runners]
+            outputs = [workload.scan(runner.communicate(timeout=600)[0]) for runner in runners]
             seconds = time.monotonic() - started
             problems = [f"run {index + 1} ended with rc {runner.returncode}:\n" + "\n".join(output.splitlines()[-15:])
                         for index, (runner, output) in enumerate(zip(runners, outputs)) if runner.returncode != 0]
-            problems += TALLY.judge_chain(names)
-            delete_everything_named(PREFIX + tag)
+            judged, account = workload.judge()
+            problems += judged + workload.leak_problems()
+            if problems:
+                # What the runs decided about their batch jobs, and what OpenSearch holds: for the diagnosis.
+                decisions = sorted({line.strip() for output in outputs for line in output.splitlines()
+                                    if "this run cancelled its own copy" in line or "cancelling this run's copy" in line})
+                tasks = [(task["id"], task.get("state"), task.get("create_time"))
+                         for task in batch_tasks([model["id"] for model in chain_objects(workload.names)["model"]])]
+                problems.append(f"batch tasks (id, state, create_time): {tasks}; the runs' warnings: {decisions}")
+            workload.cleanup()
             if problems:
                 raise ScenarioFailed(f"round {round_number}: " + "; ".join(problems))
-            lines.append(f"{seconds:.0f} s")
-        return f"{rounds} round(s) of {runs} parallel runs, all ok, one of each ({', '.join(lines)})"
+            lines.append(f"{seconds:.0f} s: {account}")
+        return f"{rounds} round(s) of {runs} parallel runs of the role, all ok, one of each ({'; '.join(lines)})"
+
+    # -- the batch judge itself -----------------------------------------------------------------
+
+    def batch_judge_canary(self, tag: str):
+        """Proof that the batch job count can fail: after a clean run of the role, a second job for the
+        same input is submitted straight to OpenSearch (the judge must call it a duplicate), then
+        cancelled (it must no longer count), then every job is deleted (the judge must call it lost).
+        Judged with tallies of its own, so the suite's totals hold only real findings."""
+        workload = RoleWorkload(self.workdir, tag)
+        try:
+            run = workload.run(self.workdir, ENV["OPENSEARCH_URL"])
+            if run.rc != 0:
+                raise ScenarioFailed("the role failed:\n" + run.tail())
+            seen = []
+
+            def judge(expect_lost: int, expect_duplicated: int, step: str):
+                tally = Tally()
+                problems, account = tally.judge_batch(workload.names, workload)
+                seen.append(f"{step}: {account}")
+                if (tally.lost, tally.duplicated) != (expect_lost, expect_duplicated) or bool(problems) != bool(expect_lost or expect_duplicated):
+                    raise ScenarioFailed(f"{step}: the judge counted lost {tally.lost}, duplicated {tally.duplicated} "
+                                         f"(expected {expect_lost}, {expect_duplicated}): {problems}")
+
+            judge(0, 0, "after the role")
+            model_id = chain_objects(workload.names)["model"][0]["id"]
+            standing = batch_tasks([model_id])[0]
+            status, answer = opensearch("POST", f"/_plugins/_ml/models/{model_id}/_batch_predict",
+                                        {"parameters": {"input_file_id": standing["remote_job"]["input_file_id"]}})
+            if status != 200 or not answer.get("task_id"):
+                raise ScenarioFailed(f"submitting a second job by hand answered {status}: {answer}")
+            judge(0, 1, "a second job")
+            status, answer = opensearch("POST", f"/_plugins/_ml/tasks/{answer['task_id']}/_cancel")
+            if status != 200:
+                raise ScenarioFailed(f"cancelling the second job answered {status}: {answer}")
+            judge(0, 0, "the second job cancelled")
+            settle_and_delete_tasks([model_id])
+            judge(1, 0, "every job deleted")
+            if workload.leaks:
+                raise ScenarioFailed(workload.leak_problems()[0])
+        finally:
+            workload.cleanup()
+        return "; ".join(seen)
 
     # -- TLS -------------------------------------------------------------------------------------
 
@@ -520,6 +756,26 @@ class Suite:
         return run_bad_input(self, tag)
 
 
+def kill_on(pattern: str):
+    """Kill as soon as a request whose route matches ``pattern`` reached the proxy (it is forwarded at
+    the same moment: OpenSearch may not have it yet, be processing it, or have answered it)."""
+    return lambda requests, _memo: any(re.search(pattern, route) for route in requests)
+
+
+def kill_on_new(first: str, then: str):
+    """Kill when, after a request matching ``first``, a route matching ``then`` shows that was not
+    there before it: e.g. the first read of the batch task that ``_batch_predict`` answered with."""
+    def check(requests, memo):
+        if "after" not in memo:
+            if any(re.search(first, route) for route in requests):
+                memo["after"] = True
+            else:
+                memo["before"] = {route for route in requests if re.search(then, route)}
+            return False
+        return any(re.search(then, route) and route not in memo.get("before", ()) for route in requests)
+    return check
+
+
 def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     """(name, function(suite)) in the order they run; ``quick`` is the short form."""
     scenarios = []
@@ -551,8 +807,26 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     add("faults/slow-searches",
         lambda s: s.fault("slsearch", {"mode": "delay", "delay": SLOW_ANSWER, "path": r"/_search$", "count": 2}, True,
                           {"timeout": SHORT_TIMEOUT}, 2))
-    add("restart/kill-after-connector-create", lambda s: s.restart("rsconn", "POST /_plugins/_ml/connectors/_create"))
-    add("restart/kill-after-model-register", lambda s: s.restart("rsmodel", "POST /_plugins/_ml/models/_register"))
+    # The batch step: POST /_plugins/_ml/models/<id>/_batch_predict, whose processing sends the job to the provider.
+    add("faults/drop-before-batch-predict",
+        lambda s: s.fault("dbbatch", {"mode": "drop_before", "method": "POST", "path": BATCH_PATH, "count": 1}, True))
+    add("faults/drop-after-batch-predict",
+        lambda s: s.fault("dabatch", {"mode": "drop_after", "method": "POST", "path": BATCH_PATH, "count": 1}, True), True)
+    add("faults/slow-batch-predict",
+        lambda s: s.fault("slbatch", {"mode": "delay", "delay": SLOW_ANSWER, "method": "POST", "path": BATCH_PATH, "count": 1}, True,
+                          {"timeout": SHORT_TIMEOUT}))
+    add("faults/503-on-batch-predict",
+        lambda s: s.fault("s503batch", {"mode": "status", "status": 503, "method": "POST", "path": BATCH_PATH, "count": 1}, False))
+    add("restart/kill-after-connector-create",
+        lambda s: s.restart("rsconn", kill_on(r"^POST /_plugins/_ml/connectors/_create$"), "after the connector create"))
+    add("restart/kill-after-model-register",
+        lambda s: s.restart("rsmodel", kill_on(r"^POST /_plugins/_ml/models/_register$"), "after the model register"))
+    add("restart/kill-during-batch-predict",
+        lambda s: s.restart("rsbdur", kill_on(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$"), "as the batch POST arrived"))
+    add("restart/kill-after-batch-predict",
+        lambda s: s.restart("rsbaft", kill_on_new(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$", r"^GET /_plugins/_ml/tasks/"),
+                            "after the batch POST was answered (at the new task's first read)", batch_task_left=True))
+    add("judge/batch-job-canary", lambda s: s.batch_judge_canary("canary"))
     add("concurrency/4-runs", lambda s: s.concurrency("conc", 4, 1 if quick else 5), True)
     add("concurrency/module-races", lambda s: s.module_races("race", 10, 4))
     add("concurrency/keep-oldest-race", lambda s: s.keep_oldest_race(30, 4))

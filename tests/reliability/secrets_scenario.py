@@ -1,4 +1,5 @@
-"""Secrets: every module run with -vvvv --diff, on working and failing paths; no secret may show.
+"""Secrets: every module run with -vvvv --diff, on working and failing paths, and the role
+batch_inference from upload to download; no secret may show.
 
 Secrets in play, each fresh for the run: the OpenSearch password (OpenSearch without the security
 plugin ignores it; the proxy answers 401 to a second, wrong one), two connector credentials, the
@@ -12,7 +13,7 @@ import base64
 import json
 import secrets
 
-from run import ENV, TALLY, ScenarioFailed, chain_names, connector_args, play, run_playbooks_at_once
+from run import ENV, TALLY, RoleWorkload, ScenarioFailed, chain_names, connector_args, play, run_playbooks_at_once
 
 USER = "reliability-admin"
 
@@ -115,14 +116,20 @@ def secrets_playbooks(suite, tag: str) -> str:
     dumps = {"working": str(workdir / "secrets-working.json"), "failing": str(workdir / "secrets-failing.json")}
     working_registers = [entry["register"] for entry in working]
     failing_registers = [entry["register"] for entry, _expected in failing]
-    working_run, failing_run = run_playbooks_at_once(workdir, [
+    # The role, whose tasks pass the OpenAI key to ml_connector and openai_file (and hide them with no_log).
+    role = RoleWorkload(workdir, tag + "role")
+    working_run, failing_run, role_run = run_playbooks_at_once(workdir, [
         (play(working + [dump_task(working_registers, dumps["working"])], connection), values, ["-vvvv", "--diff"]),
         (play([entry for entry, _expected in failing] + [dump_task(failing_registers, dumps["failing"])], connection), values,
          ["-vvvv", "--diff"]),
+        (role.plays(connection), values, ["-vvvv", "--diff"]),
     ])
-    runs = {"working": working_run, "failing": failing_run}
+    runs = {"working": working_run, "failing": failing_run, "role": role_run}
     suite.proxy.reset()
+    role.cleanup()
     problems = []
+    if runs["role"].rc != 0:
+        problems.append("the role's run failed:\n" + runs["role"].tail(40))
     if runs["working"].rc != 0:
         problems.append("the working run failed:\n" + runs["working"].tail(40))
     if runs["failing"].rc != 0:
@@ -156,5 +163,6 @@ def secrets_playbooks(suite, tag: str) -> str:
     if problems:
         raise ScenarioFailed("; ".join(problems))
     size = sum(len(text) for text in searched.values())
-    return (f"{len(working) - 1} working + {len(failing)} failing module runs at -vvvv --diff, {len(needles)} secret forms searched "
+    return (f"{len(working) - 1} working + {len(failing)} failing module runs and a run of the role at -vvvv --diff, {len(needles)} "
+            "secret forms searched "
             f"in {size // 1024} KiB of output and results: 0 found (a canary printed on purpose: found)")
