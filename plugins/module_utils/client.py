@@ -50,7 +50,9 @@ RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
 # How ML Commons begins the reason of an error it passes on from a model provider.
 REMOTE_SERVICE_ERROR = "Error from remote service"
-MASTER_KEY_NOT_READY = "encryption master key has not been initialized yet"
+# ML Commons' answers while its encryption master key cannot be had yet (right after a start):
+# given before anything is encrypted, decrypted or written, so any request may be sent again.
+MASTER_KEY_UNAVAILABLE = ("encryption master key has not been initialized yet", "Fetching master key timed out")
 MASTER_KEY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
 BROKEN_CONNECTION_SETTLE_SECONDS = 5.0
@@ -186,7 +188,7 @@ class Client(object):
             if response.status_code < 400:
                 return response.content if raw else self._decode(method, shown_path, response)
             error = self._http_error(method, shown_path, response)
-            if MASTER_KEY_NOT_READY in (error.reason or ""):
+            if any(answer in (error.reason or "") for answer in MASTER_KEY_UNAVAILABLE):
                 master_key_deadline = master_key_deadline or time.time() + MASTER_KEY_WAIT_SECONDS
                 if time.time() < master_key_deadline:
                     self._pause(min(attempt, 3))

@@ -149,7 +149,14 @@ def list_objects(client, kind, object_id=None, name=None, filters=()):
 
 
 def keep_oldest(client, kind, name, own_id, discard, filters=()):
-    """After creating ``own_id``: when concurrent runs created the same object, the oldest wins.
+    """After creating ``own_id``: when concurrent runs created the same object, the oldest wins
+    (see :func:`keep_oldest_of`); the same object is one with the same name, within ``filters``."""
+    return keep_oldest_of(client, kind, own_id, discard, lambda: search(client, kind, [name_filter(name)] + list(filters), size=20))
+
+
+def keep_oldest_of(client, kind, own_id, discard, find_same):
+    """After creating ``own_id``: when concurrent runs created the same object (``find_same()``
+    lists them all, own included), the oldest wins.
 
     ML Commons does not keep connector or model names unique, and its model-group check is not
     atomic, so several playbook runs creating the same object at once each get one. A run that
@@ -169,7 +176,7 @@ def keep_oldest(client, kind, name, own_id, discard, filters=()):
     """
     window = min(MAX_CREATE_WINDOW, max(MIN_CREATE_WINDOW, CREATE_WINDOW_FACTOR * client.last_answer_seconds))
     for look in range(2):
-        matches = search(client, kind, [name_filter(name)] + list(filters), size=20)
+        matches = find_same()
         if len(matches) > 1:
             oldest = min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))[kind.id_field]
             if oldest != own_id:

@@ -218,7 +218,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, get_by_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, TASK, create_once, get_by_id, keep_oldest_of
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
 AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
@@ -341,22 +341,25 @@ def submit(client, model_id, parameters, identity, known_ids):
 def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
     """Runs started at the same moment can each submit the same job. The oldest job stands: a
     younger run cancels its own job at once (before the provider has done much of it) and follows
-    the oldest. Returns the oldest job's task ID, or None when this run's job is the oldest."""
-    standing = sorted(
-        (job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES),
-        key=lambda job: (job.get("create_time") or 0, job["task_id"]),
-    )
-    if not standing or standing[0]["task_id"] == task_id:
-        return None
-    oldest = standing[0]["task_id"]
-    try:
-        client.post(cancel_path(client.server_version, task_id))
-        module.warn("A run at the same moment submitted this job first (task %s); this run cancelled its own copy (task %s)."
-                    % (oldest, task_id))
-    except MLCommonsError as error:
-        module.warn("A run at the same moment submitted this job first (task %s); cancelling this run's copy (task %s) failed: %s"
-                    % (oldest, task_id, error))
-    return oldest
+    the oldest. Returns the oldest job's task ID, or None when this run's job is the oldest.
+
+    As for other objects (resource.keep_oldest_of), a job that looks like the oldest is checked
+    once more a moment later: ML Commons stamps a job's creation time before it calls the
+    provider and stores the task only after the provider has answered, so an older job of
+    another run can show up to about one submit's time late.
+    """
+    def standing_jobs():
+        return [job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES]
+
+    def cancel_own(own_id):
+        try:
+            client.post(cancel_path(client.server_version, own_id))
+            module.warn("A run at the same moment submitted this job first; this run cancelled its own copy (task %s)." % own_id)
+        except MLCommonsError as error:
+            module.warn("A run at the same moment submitted this job first; cancelling this run's copy (task %s) failed: %s" % (own_id, error))
+
+    oldest = keep_oldest_of(client, TASK, task_id, cancel_own, standing_jobs)
+    return None if oldest == task_id else oldest
 
 
 def follow(module, client, task_id, task, changed, before=None):

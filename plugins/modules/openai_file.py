@@ -15,7 +15,8 @@ description:
   - The provider-side file steps around offline batch inference with OpenAI. Upload the input JSONL before the batch
     job, and download its output and error files when the job has ended.
   - With O(src), uploads the file unless one with the same content and O(purpose) is already there. Content is compared
-    byte for byte, so a re-run uploads nothing.
+    byte for byte, so a re-run uploads nothing. Runs that upload the same file at the same moment keep one copy, the oldest;
+    each younger run deletes its own copy and returns the oldest, with a warning.
   - With O(file_id) and O(dest), downloads the file to O(dest) unless O(dest) already holds the same content.
   - With O(state=absent), deletes the file given by O(file_id), or the uploaded copy of O(src).
 author:
@@ -115,7 +116,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.client impor
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import OpenAIModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import create_once
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, keep_oldest_of
+
+FILE = Kind("file", "/files", "id", created_field="created_at")
 
 
 def sha256_of(data):
@@ -139,13 +142,19 @@ def remote_file(client, file_id):
         raise
 
 
-def uploaded_copy(client, content, purpose):
-    """The uploaded file with exactly ``content``: candidates of the same size are downloaded and compared."""
+def uploaded_copies(client, content, purpose):
+    """The uploaded files with exactly ``content``: candidates of the same size are downloaded and compared."""
     files = client.get("/files", query={"purpose": purpose}).get("data", [])
-    for candidate in files:
-        if candidate.get("bytes") == len(content) and client.request("GET", "/files/%s/content" % quote_id(candidate["id"]), raw=True) == content:
-            return candidate
-    return None
+    return [
+        candidate for candidate in files
+        if candidate.get("bytes") == len(content) and client.request("GET", "/files/%s/content" % quote_id(candidate["id"]), raw=True) == content
+    ]
+
+
+def uploaded_copy(client, content, purpose):
+    """The oldest uploaded file with exactly ``content``, or None."""
+    copies = uploaded_copies(client, content, purpose)
+    return min(copies, key=lambda found: (found.get(FILE.created_field) or 0, found["id"])) if copies else None
 
 
 def file_result(changed, found, before=None, **extra):
@@ -169,6 +178,13 @@ def upload(module, client):
         return client.request("POST", "/files", body={"purpose": params["purpose"]}, files={"file": (planned["filename"], content)})
 
     uploaded = create_once(send, lambda: uploaded_copy(client, content, params["purpose"]))
+    # Runs uploading the same file at once each make a copy, and then each a batch job of its own:
+    # the oldest copy stands, as for ML Commons objects; a younger run deletes its copy.
+    kept = keep_oldest_of(client, FILE, uploaded["id"], lambda own_id: client.delete("/files/%s" % quote_id(own_id)),
+                          lambda: uploaded_copies(client, content, params["purpose"]))
+    if kept != uploaded["id"]:
+        module.warn("A run at the same moment uploaded this file first; this run deleted its own copy (%s)." % uploaded["id"])
+        uploaded = remote_file(client, kept) or uploaded
     return file_result(True, uploaded, sha256=sha256_of(content))
 
 

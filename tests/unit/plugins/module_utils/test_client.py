@@ -123,6 +123,14 @@ def test_master_key_not_ready_is_retried_even_for_a_create(server):
     assert len(server.received) == 3
 
 
+def test_a_master_key_fetch_that_timed_out_is_retried_like_a_read(server):
+    # ML Commons 2.19 right after a restart, on a batch task read that asks the provider.
+    timed_out = (500, {"error": {"type": "m_l_exception", "reason": "Fetching master key timed out."}})
+    server.script(timed_out, (200, {"state": "RUNNING"}))
+    assert make_client(server).get("/_plugins/_ml/tasks/t1") == {"state": "RUNNING"}
+    assert len(server.received) == 2
+
+
 def test_a_refused_connection_is_retried_even_for_a_create_and_then_reported():
     client = Client("http://127.0.0.1:%d" % free_port(), timeout=2, retries=2)
     with pytest.raises(TransportError) as caught:
