@@ -227,6 +227,10 @@ AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
 # -- checks before anything is sent ------------------------------------------------------------
 
 
+# How many jobs a run follows at most when concurrent runs' jobs are cancelled in favour of older ones.
+FOLLOW_ATTEMPTS = 3
+
+
 def load_model(client, model_id):
     """The model and its connector; clear failures for what cannot run a batch job."""
     if client.server_version < FIRST_BATCH_VERSION:
@@ -362,6 +366,25 @@ def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
     return None if oldest == task_id else oldest
 
 
+def follow_oldest(module, client, model_id, identity, task_id):
+    """Follow the oldest job of concurrent runs. Its own run can still cancel it, for an even older
+    job that this run's checks did not see yet (its provider answered later); when the job ends
+    cancelled, the job that stands is followed instead, a few times at most."""
+    params = module.params
+    task = read_task(client, task_id)
+    for _attempt in range(FOLLOW_ATTEMPTS):
+        if params["wait"] and (task is None or task.get("state") not in DONE_STATES):
+            task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
+        if task is None or task.get("state") not in ("CANCELLING", "CANCELLED"):
+            break
+        standing = [job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES]
+        if not standing:
+            break
+        task_id = min(standing, key=lambda job: (job.get("create_time") or 0, job["task_id"]))["task_id"]
+        task = read_task(client, task_id)
+    return follow(module, client, task_id, task, True)
+
+
 def follow(module, client, task_id, task, changed, before=None):
     """Wait for the job if asked to, and return the module's result for it."""
     params = module.params
@@ -437,7 +460,7 @@ def ensure_present(module, client):
             module.warn(warning)
     older = identity is not None and not params["force"] and older_job_of_concurrent_run(module, client, model_id, identity, task_id)
     if older:
-        return follow(module, client, older, read_task(client, older), True)
+        return follow_oldest(module, client, model_id, identity, older)
     if params["wait"]:
         return dict(follow(module, client, task_id, task, True), raw=answer)
     if task is not None:
