@@ -148,6 +148,11 @@ def list_objects(client, kind, object_id=None, name=None, filters=()):
     return [found for found in current if found is not None]
 
 
+def oldest_of(kind, matches):
+    """The oldest of ``matches``: by creation time, then by ID, so every run picks the same one."""
+    return min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))
+
+
 def keep_oldest(client, kind, name, own_id, discard, filters=()):
     """After creating ``own_id``: when concurrent runs created the same object, the oldest wins
     (see :func:`keep_oldest_of`); the same object is one with the same name, within ``filters``."""
@@ -178,7 +183,7 @@ def keep_oldest_of(client, kind, own_id, discard, find_same):
     for look in range(2):
         matches = find_same()
         if len(matches) > 1:
-            oldest = min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))[kind.id_field]
+            oldest = oldest_of(kind, matches)[kind.id_field]
             if oldest != own_id:
                 discard(own_id)
                 return oldest

@@ -218,7 +218,15 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, TASK, create_once, get_by_id, keep_oldest_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+    CONNECTOR,
+    MODEL,
+    TASK,
+    create_once,
+    get_by_id,
+    keep_oldest_of,
+    oldest_of,
+)
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
 AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
@@ -342,6 +350,11 @@ def submit(client, model_id, parameters, identity, known_ids):
     return create_once(send, submitted_meanwhile)
 
 
+def standing_jobs(client, model_id, identity):
+    """The model's jobs of ``identity`` that count: not failed, cancelled or expired."""
+    return [job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES]
+
+
 def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
     """Runs started at the same moment can each submit the same job. The oldest job stands: a
     younger run cancels its own job at once (before the provider has done much of it) and follows
@@ -350,11 +363,9 @@ def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
     As for other objects (resource.keep_oldest_of), a job that looks like the oldest is checked
     once more a moment later: ML Commons stamps a job's creation time before it calls the
     provider and stores the task only after the provider has answered, so an older job of
-    another run can show up to about one submit's time late.
+    another run can show up to about one submit's time late. (The wait follows the last answer,
+    the submit's or the status read's after it: each is a round trip to the provider.)
     """
-    def standing_jobs():
-        return [job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES]
-
     def cancel_own(own_id):
         try:
             client.post(cancel_path(client.server_version, own_id))
@@ -362,7 +373,7 @@ def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
         except MLCommonsError as error:
             module.warn("A run at the same moment submitted this job first; cancelling this run's copy (task %s) failed: %s" % (own_id, error))
 
-    oldest = keep_oldest_of(client, TASK, task_id, cancel_own, standing_jobs)
+    oldest = keep_oldest_of(client, TASK, task_id, cancel_own, lambda: standing_jobs(client, model_id, identity))
     return None if oldest == task_id else oldest
 
 
@@ -377,10 +388,10 @@ def follow_oldest(module, client, model_id, identity, task_id):
             task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
         if task is None or task.get("state") not in ("CANCELLING", "CANCELLED"):
             break
-        standing = [job for job in find_jobs(client, model_id, identity) if job.get("state") not in NOT_REUSABLE_STATES]
+        standing = standing_jobs(client, model_id, identity)
         if not standing:
             break
-        task_id = min(standing, key=lambda job: (job.get("create_time") or 0, job["task_id"]))["task_id"]
+        task_id = oldest_of(TASK, standing)["task_id"]
         task = read_task(client, task_id)
     return follow(module, client, task_id, task, True)
 
@@ -407,6 +418,15 @@ def present_without_tasks(module, client):
     return result(True, from_batch_answer(answer))
 
 
+def earlier_jobs(module, client, model_id, identity):
+    """``(tasks, reusable)``: the model's tasks of the job ``identity`` names, and the one a re-run
+    gets back (None when it must submit, or with force)."""
+    if identity is None:
+        return [], None
+    known = find_jobs(client, model_id, identity)
+    return known, None if module.params["force"] else reusable_job(client, known)
+
+
 def ensure_present(module, client):
     params = module.params
     model_id = params["model_id"]
@@ -419,8 +439,7 @@ def ensure_present(module, client):
     # A re-run looks for its job first, by the request's own parameters: when the job is there,
     # nothing else needs reading (see job_identity_of_request).
     request_identity = job_identity_of_request(params["parameters"])
-    known = find_jobs(client, model_id, request_identity) if request_identity is not None else []
-    existing = None if params["force"] else reusable_job(client, known)
+    known, existing = earlier_jobs(module, client, model_id, request_identity)
     if existing is not None:
         return follow(module, client, existing["task_id"], existing, False)
 
@@ -436,10 +455,8 @@ def ensure_present(module, client):
             "The module cannot tell this batch job from others of model %s (it recognises OpenAI's input_file_id, SageMaker's "
             "TransformJobName and Bedrock's jobName or input S3 URI), so every run submits a new job." % model_id
         )
-        known = []
-    elif identity != request_identity:
-        known = find_jobs(client, model_id, identity)
-        existing = None if params["force"] else reusable_job(client, known)
+    if identity != request_identity:
+        known, existing = earlier_jobs(module, client, model_id, identity)
         if existing is not None:
             return follow(module, client, existing["task_id"], existing, False)
 

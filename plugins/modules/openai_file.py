@@ -112,11 +112,10 @@ import hashlib
 import os
 import tempfile
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import OpenAIModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, keep_oldest_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, keep_oldest_of, oldest_of
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
 
@@ -135,7 +134,7 @@ def read_local(path):
 
 def remote_file(client, file_id):
     try:
-        return client.get("/files/%s" % quote_id(file_id))
+        return client.get(FILE.path(file_id))
     except HTTPError as error:
         if error.status == 404:
             return None
@@ -147,14 +146,14 @@ def uploaded_copies(client, content, purpose):
     files = client.get("/files", query={"purpose": purpose}).get("data", [])
     return [
         candidate for candidate in files
-        if candidate.get("bytes") == len(content) and client.request("GET", "/files/%s/content" % quote_id(candidate["id"]), raw=True) == content
+        if candidate.get("bytes") == len(content) and client.request("GET", FILE.path(candidate["id"]) + "/content", raw=True) == content
     ]
 
 
 def uploaded_copy(client, content, purpose):
     """The oldest uploaded file with exactly ``content``, or None."""
     copies = uploaded_copies(client, content, purpose)
-    return min(copies, key=lambda found: (found.get(FILE.created_field) or 0, found["id"])) if copies else None
+    return oldest_of(FILE, copies) if copies else None
 
 
 def file_result(changed, found, before=None, **extra):
@@ -180,7 +179,7 @@ def upload(module, client):
     uploaded = create_once(send, lambda: uploaded_copy(client, content, params["purpose"]))
     # Runs uploading the same file at once each make a copy, and then each a batch job of its own:
     # the oldest copy stands, as for ML Commons objects; a younger run deletes its copy.
-    kept = keep_oldest_of(client, FILE, uploaded["id"], lambda own_id: client.delete("/files/%s" % quote_id(own_id)),
+    kept = keep_oldest_of(client, FILE, uploaded["id"], lambda own_id: client.delete(FILE.path(own_id)),
                           lambda: uploaded_copies(client, content, params["purpose"]))
     if kept != uploaded["id"]:
         module.warn("A run at the same moment uploaded this file first; this run deleted its own copy (%s)." % uploaded["id"])
@@ -193,7 +192,7 @@ def download(module, client):
     found = remote_file(client, params["file_id"])
     if found is None:
         raise ConfigurationError("The Files API has no file %s to download." % params["file_id"])
-    content = client.request("GET", "/files/%s/content" % quote_id(params["file_id"]), raw=True)
+    content = client.request("GET", FILE.path(params["file_id"]) + "/content", raw=True)
     dest = params["dest"]
     current = read_local(dest) if os.path.exists(dest) else None
     extra = {"dest": dest, "sha256": sha256_of(content)}
@@ -221,7 +220,7 @@ def delete(module, client):
     if found is None:
         return file_result(False, None)
     if not module.check_mode:
-        client.delete("/files/%s" % quote_id(found["id"]))
+        client.delete(FILE.path(found["id"]))
     result = file_result(True, None, found)
     result["file_id"] = None
     return result
