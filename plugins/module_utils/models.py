@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
@@ -27,6 +28,8 @@ DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
 # key yet; how often to try then.
 DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
 DEPLOY_ATTEMPTS = 5
+# Each node's answer about the models it holds in memory, whatever the model index says.
+PROFILE_PATH = "/_plugins/_ml/profile/models"
 
 
 def describe_models(models):
@@ -45,6 +48,25 @@ def models_using_connector(client, connector_id):
 
 def is_deployed(model):
     return model.get("model_state") in DEPLOYED_STATES
+
+
+def serving_nodes(client, model_id):
+    """IDs of the nodes that hold the model deployed in memory now (the profile API asks each node)."""
+    answer = client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id)))
+    nodes = answer.get("nodes") or {}
+    return sorted(node_id for node_id, node in nodes.items() if ((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED")
+
+
+def is_served(client, model):
+    """Whether the model is DEPLOYED and a node really serves it.
+
+    The stored state outlives the nodes' memory: after a restart the model index still says
+    DEPLOYED while no node holds the model, until ML Commons' sync job marks it DEPLOY_FAILED
+    (every 10 s) or its own redeploy loads it again, which can fail or come after this run
+    (seen on 2.19.6 and 3.6.0 by the reliability suite's restart scenarios). So a DEPLOYED model
+    is believed only when a node's profile says so; any other state needs no request.
+    """
+    return model.get("model_state") == "DEPLOYED" and bool(serving_nodes(client, model["model_id"]))
 
 
 def model_state(client, model_id):

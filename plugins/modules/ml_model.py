@@ -17,6 +17,9 @@ description:
     model names unique; when several models match, the module fails and lists them.
   - V(deployed) registers the model when missing and deploys it; V(present) registers it and leaves deployment as it is;
     V(undeployed) registers it if needed and makes sure no node serves it; V(absent) undeploys it if needed and deletes it.
+  - With V(deployed), a model counts as deployed only when a node serves it (by the profile API), not by its stored state
+    alone. After a restart ML Commons still stores C(DEPLOYED) for a model no node holds until its own jobs catch up;
+    such a model is deployed again.
   - Fields you set that differ (description, connector, the optional fields) are corrected with the update API, which
     ML Commons applies to a deployed model at once. A run that finds everything as wanted sends no write request.
 author:
@@ -156,6 +159,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
     is_deployed,
+    is_served,
     undeploy,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
@@ -276,7 +280,7 @@ def update(module, client, model, changes):
 def converge_deployment(module, client, model):
     """Deploy or undeploy as ``state`` asks; returns the model after it and whether anything was done."""
     state = module.params["state"]
-    if state == "deployed" and model.get("model_state") != "DEPLOYED":
+    if state == "deployed" and not is_served(client, model):
         action, settled, deploy_or_undeploy = "_deploy", "DEPLOYED", deploy
     elif state == "undeployed" and is_deployed(model):
         action, settled, deploy_or_undeploy = "_undeploy", "UNDEPLOYED", undeploy

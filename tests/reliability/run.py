@@ -64,6 +64,8 @@ ACTIVE_STATES = ("CREATED", "RUNNING")
 # The module timeout of the scenarios that answer slower than it, and how late those answers come.
 SHORT_TIMEOUT = 3
 SLOW_ANSWER = 5
+# How long the judge lets a model that ML Commons is redeploying by itself (after a restart) take.
+MODEL_SETTLE_SECONDS = 30
 
 
 class ScenarioFailed(Exception):
@@ -204,6 +206,29 @@ def delete_everything_named(prefix: str = PREFIX) -> None:
         opensearch("DELETE", f"/_plugins/_ml/model_groups/{group['id']}")
 
 
+def model_served(model_id: str):
+    """True when the model is DEPLOYED and a node's profile holds it deployed; else what is wrong.
+
+    After a restart ML Commons redeploys models by itself, passing the model through DEPLOYING,
+    possibly after the role's re-run ended: a DEPLOYING model is given MODEL_SETTLE_SECONDS to
+    finish. Any other state fails at once, and so does a DEPLOYED that no node serves.
+    """
+    deadline = time.monotonic() + MODEL_SETTLE_SECONDS
+    while True:
+        status, live = opensearch("GET", f"/_plugins/_ml/models/{model_id}")
+        state = live.get("model_state") if status == 200 else f"unreadable (HTTP {status})"
+        if state != "DEPLOYING" or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    if state != "DEPLOYED":
+        return f"is {state}, not DEPLOYED"
+    _status, profile = opensearch("GET", f"/_plugins/_ml/profile/models/{model_id}")
+    nodes = (profile.get("nodes") if isinstance(profile, dict) else None) or {}
+    if not any(((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED" for node in nodes.values()):
+        return f"is stored DEPLOYED but no node serves it (profile: {str(profile)[:200]})"
+    return True
+
+
 class Tally:
     def __init__(self):
         self.lost = self.duplicated = self.leaked = 0
@@ -222,10 +247,9 @@ class Tally:
                 problems.append(f"{count} {kind}s called {names[kind]!r}: {[item['id'] for item in found[kind]]}")
         if not problems:
             model = found["model"][0]
-            status, live = opensearch("GET", f"/_plugins/_ml/models/{model['id']}")
-            state = live.get("model_state") if status == 200 else status
-            if state != "DEPLOYED":
-                problems.append(f"model {model['id']} is {state}, not DEPLOYED")
+            served = model_served(model["id"])
+            if served is not True:
+                problems.append(f"model {model['id']} {served}")
             if model.get("model_group_id") != found["group"][0]["id"]:
                 self.lost += 1
                 problems.append(f"model is in group {model.get('model_group_id')}, not {found['group'][0]['id']}")

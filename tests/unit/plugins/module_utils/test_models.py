@@ -92,3 +92,31 @@ def test_a_failed_deploy_reports_ml_commons_reason(server):
         wait_until_deployed(Client(server.url), "m1", timeout=5)
     assert str(caught.value) == "Deploying model m1 failed (DEPLOY_FAILED): no eligible node found"
     assert caught.value.details == {"model_state": "DEPLOY_FAILED"}
+
+
+def profile_of(model_id, node_state):
+    """The profile API's answer when one node holds ``model_id`` in ``node_state``."""
+    return {"nodes": {"n1": {"models": {model_id: {"model_state": node_state, "worker_nodes": ["n1"]}}}}}
+
+
+def test_a_deployed_model_a_node_serves_is_served(server):
+    server.script((200, profile_of("m1", "DEPLOYED")))
+    assert models.is_served(Client(server.url), {"model_id": "m1", "model_state": "DEPLOYED"})
+    assert [request["path"] for request in server.received] == ["/_plugins/_ml/profile/models/m1"]
+
+
+def test_a_stored_deployed_that_no_node_holds_is_not_served(server):
+    """Right after a restart: the model index says DEPLOYED, every node's profile is empty."""
+    server.script((200, {}))
+    assert not models.is_served(Client(server.url), {"model_id": "m1", "model_state": "DEPLOYED"})
+
+
+def test_a_model_a_node_is_still_loading_is_not_served(server):
+    """ML Commons' own redeploy under way, or stuck after it failed ("Fetching master key timed out")."""
+    server.script((200, profile_of("m1", "DEPLOYING")))
+    assert not models.is_served(Client(server.url), {"model_id": "m1", "model_state": "DEPLOYED"})
+
+
+def test_only_a_deployed_model_costs_a_profile_request(server):
+    assert not models.is_served(Client(server.url), {"model_id": "m1", "model_state": "DEPLOY_FAILED"})
+    assert server.received == []
