@@ -30,6 +30,8 @@ DUPLICATE_SETTLE_SECONDS = 3.0
 CREATE_WINDOW_FACTOR = 2.0
 MIN_CREATE_WINDOW = 0.25
 MAX_CREATE_WINDOW = 3.0
+# How many looks keep_oldest_of takes at most before it settles on the oldest it saw last.
+KEEP_OLDEST_LOOKS = 5
 # How often a create whose outcome is unknown is looked for again.
 SETTLE_POLL_SECONDS = 1.0
 # ML Commons' own search APIs refuse more than the index's max_result_window (10000).
@@ -165,9 +167,11 @@ def keep_oldest_of(client, kind, own_id, discard, find_same):
 
     ML Commons does not keep connector or model names unique, and its model-group check is not
     atomic, so several playbook runs creating the same object at once each get one. A run that
-    sees an older object of the name calls ``discard(own_id)`` and adopts it. A run whose object
-    looks like the only or the oldest one looks once more a moment later, for an older object
-    whose create was still in flight.
+    sees an older object of the name calls ``discard(own_id)`` and adopts it. Whichever object a
+    run holds, it looks once more a moment later and returns it only if it is still the oldest:
+    an older create may have been in flight, and the object adopted may be one its own run is
+    about to discard for that older one (so adopting it at once returned a deleted ID in the
+    reliability suite's race harness, 1 round in 30).
 
     How long that moment must be: ML Commons stamps the creation time just before it indexes the
     document, with an immediate refresh, and answers once it is searchable (read in the 2.19.6
@@ -180,16 +184,18 @@ def keep_oldest_of(client, kind, own_id, discard, find_same):
     idle cluster, longer when the server is slow. One object remains. Returns the ID that won.
     """
     window = min(MAX_CREATE_WINDOW, max(MIN_CREATE_WINDOW, CREATE_WINDOW_FACTOR * client.last_answer_seconds))
-    for look in range(2):
+    held = own_id
+    for look in range(KEEP_OLDEST_LOOKS):
         matches = find_same()
-        if len(matches) > 1:
-            oldest = oldest_of(kind, matches)[kind.id_field]
-            if oldest != own_id:
-                discard(own_id)
-                return oldest
-        if look == 0:
+        oldest = oldest_of(kind, matches)[kind.id_field] if matches else held
+        if oldest != own_id and held == own_id:
+            discard(own_id)
+        if look > 0 and oldest == held:
+            return held
+        held = oldest
+        if look < KEEP_OLDEST_LOOKS - 1:
             time.sleep(window)
-    return own_id
+    return held
 
 
 def create_once(create, find_existing):

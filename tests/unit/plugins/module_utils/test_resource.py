@@ -165,28 +165,40 @@ def no_create_window(monkeypatch):
 
 
 def test_keep_oldest_keeps_a_lone_object(server, no_create_window):
-    server.script((200, dated_hits(("mine", 5))))
+    server.script((200, dated_hits(("mine", 5))), (200, dated_hits(("mine", 5))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "mine"
     assert discarded == []
 
 
 def test_keep_oldest_discards_our_duplicate_and_adopts_the_oldest(server, no_create_window):
-    server.script((200, dated_hits(("theirs", 3), ("mine", 5))))
+    server.script((200, dated_hits(("theirs", 3), ("mine", 5))), (200, dated_hits(("theirs", 3))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "theirs"
+    assert discarded == ["mine"]
+    assert len(server.received) == 2  # the adopted object is looked at once more before it is returned
+
+
+def test_keep_oldest_does_not_return_an_adopted_object_its_own_run_then_discards(server, no_create_window):
+    """Three runs: ours adopts "theirs", whose run then sees the even older "first" (in flight until
+    then) and deletes "theirs"; ours must end on "first", not on the deleted ID."""
+    server.script((200, dated_hits(("theirs", 3), ("mine", 5))),
+                  (200, dated_hits(("first", 1), ("theirs", 3))),
+                  (200, dated_hits(("first", 1))))
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "first"
     assert discarded == ["mine"]
 
 
 def test_keep_oldest_leaves_younger_duplicates_to_their_own_runs(server, no_create_window):
-    server.script((200, dated_hits(("mine", 3), ("theirs", 5))))
+    server.script((200, dated_hits(("mine", 3), ("theirs", 5))), (200, dated_hits(("mine", 3), ("theirs", 5))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "mine"
     assert discarded == []
 
 
 def test_keep_oldest_sees_an_older_create_that_was_still_in_flight(server, no_create_window):
-    server.script((200, dated_hits(("mine", 5))), (200, dated_hits(("theirs", 3), ("mine", 5))))
+    server.script((200, dated_hits(("mine", 5))), (200, dated_hits(("theirs", 3), ("mine", 5))), (200, dated_hits(("theirs", 3))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "theirs"
     assert discarded == ["mine"]
@@ -211,7 +223,16 @@ def test_the_client_keeps_how_long_the_last_answer_took(server):
 
 
 def test_keep_oldest_breaks_ties_by_id(server, no_create_window):
-    server.script((200, dated_hits(("b", 3), ("a", 3))))
+    server.script((200, dated_hits(("b", 3), ("a", 3))), (200, dated_hits(("a", 3))))
     discarded = []
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "b", discarded.append) == "a"
     assert discarded == ["b"]
+
+
+def test_keep_oldest_settles_after_a_bounded_number_of_looks(server, no_create_window):
+    """Objects that keep changing (each look sees a new oldest) do not keep a run looking for ever."""
+    server.script(*[(200, dated_hits(("other%d" % look, 5 - look), ("mine", 9))) for look in range(resource.KEEP_OLDEST_LOOKS)])
+    discarded = []
+    assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "other%d" % (resource.KEEP_OLDEST_LOOKS - 1)
+    assert discarded == ["mine"]
+    assert len(server.received) == resource.KEEP_OLDEST_LOOKS
