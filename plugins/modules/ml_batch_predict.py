@@ -377,12 +377,15 @@ def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
     return None if oldest == task_id else oldest
 
 
-def follow_oldest(module, client, model_id, identity, task_id):
-    """Follow the oldest job of concurrent runs. Its own run can still cancel it, for an even older
-    job that this run's checks did not see yet (its provider answered later); when the job ends
-    cancelled, the job that stands is followed instead, a few times at most."""
+def follow_standing(module, client, model_id, identity, task_id, task, changed):
+    """Follow a job of ``identity`` (another run's, or one found again) as :func:`follow` does.
+
+    Concurrent runs converge on their oldest job, so the job followed can still be cancelled by
+    its own run, for an even older job that this run's checks did not see yet (its provider
+    answered later); and a run that starts a moment after them finds their jobs and takes the
+    newest, which may be one about to be cancelled. When the job followed ends cancelled, the job
+    that stands is followed instead, a few times at most."""
     params = module.params
-    task = read_task(client, task_id)
     for _attempt in range(FOLLOW_ATTEMPTS):
         if params["wait"] and (task is None or task.get("state") not in DONE_STATES):
             task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
@@ -393,7 +396,7 @@ def follow_oldest(module, client, model_id, identity, task_id):
             break
         task_id = oldest_of(TASK, standing)["task_id"]
         task = read_task(client, task_id)
-    return follow(module, client, task_id, task, True)
+    return follow(module, client, task_id, task, changed)
 
 
 def follow(module, client, task_id, task, changed, before=None):
@@ -441,7 +444,7 @@ def ensure_present(module, client):
     request_identity = job_identity_of_request(params["parameters"])
     known, existing = earlier_jobs(module, client, model_id, request_identity)
     if existing is not None:
-        return follow(module, client, existing["task_id"], existing, False)
+        return follow_standing(module, client, model_id, request_identity, existing["task_id"], existing, False)
 
     model, connector = load_model(client, model_id)
     if client.server_version < FIRST_TASK_VERSION:
@@ -458,7 +461,7 @@ def ensure_present(module, client):
     if identity != request_identity:
         known, existing = earlier_jobs(module, client, model_id, identity)
         if existing is not None:
-            return follow(module, client, existing["task_id"], existing, False)
+            return follow_standing(module, client, model_id, identity, existing["task_id"], existing, False)
 
     check_can_submit(module, client, model, connector)
     if module.check_mode:
@@ -477,7 +480,7 @@ def ensure_present(module, client):
             module.warn(warning)
     older = identity is not None and not params["force"] and older_job_of_concurrent_run(module, client, model_id, identity, task_id)
     if older:
-        return follow_oldest(module, client, model_id, identity, older)
+        return follow_standing(module, client, model_id, identity, older, read_task(client, older), True)
     if params["wait"]:
         return dict(follow(module, client, task_id, task, True), raw=answer)
     if task is not None:

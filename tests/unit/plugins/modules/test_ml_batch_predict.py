@@ -1,0 +1,46 @@
+"""ml_batch_predict following a job that concurrent runs converge away from."""
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.modules import ml_batch_predict
+
+
+class FakeModule:
+    def __init__(self, wait=True):
+        self.params = {"wait": wait, "wait_timeout": 60, "poll_interval": 1}
+
+
+def job(task_id, state, created):
+    return {"task_id": task_id, "state": state, "create_time": created, "remote_job": {"input_file_id": "file-1"}}
+
+
+@pytest.fixture
+def server_side(monkeypatch):
+    """Jobs as a dict the test changes; the module's reads and waits answer from it."""
+    jobs = {}
+    monkeypatch.setattr(ml_batch_predict, "read_task", lambda client, task_id: dict(jobs[task_id]))
+    monkeypatch.setattr(ml_batch_predict, "wait_for_job", lambda client, task_id, timeout, interval: dict(jobs[task_id]))
+    monkeypatch.setattr(ml_batch_predict, "standing_jobs", lambda client, model_id, identity: [
+        dict(found) for found in jobs.values() if found["state"] not in ("CANCELLED", "CANCELLING", "FAILED", "EXPIRED")])
+    return jobs
+
+
+def test_a_job_found_again_that_its_run_cancels_hands_over_to_the_job_that_stands(server_side):
+    """A run that starts a moment after concurrent runs takes the newest of their jobs; that one's
+    run cancels it for the older one, which is what this run must end with."""
+    server_side["older"] = job("older", "COMPLETED", 1)
+    server_side["newer"] = job("newer", "CANCELLED", 2)
+    outcome = ml_batch_predict.follow_standing(FakeModule(), None, "m1", None, "newer", job("newer", "RUNNING", 2), False)
+    assert (outcome["task_id"], outcome["status"], outcome["changed"]) == ("older", "COMPLETED", False)
+
+
+def test_a_job_cancelled_with_nothing_standing_fails_as_cancelled(server_side):
+    server_side["only"] = job("only", "CANCELLED", 1)
+    with pytest.raises(ml_batch_predict.MLCommonsError, match="ended CANCELLED"):
+        ml_batch_predict.follow_standing(FakeModule(), None, "m1", None, "only", job("only", "RUNNING", 1), False)
+
+
+def test_a_completed_job_is_returned_without_another_read(server_side):
+    outcome = ml_batch_predict.follow_standing(FakeModule(), None, "m1", None, "done", job("done", "COMPLETED", 1), False)
+    assert outcome["task_id"] == "done"
+    assert server_side == {}  # nothing was read: a KeyError would have said so
