@@ -94,7 +94,8 @@ notes:
     a job can be recognised only after ML Commons' next status read (2.19 and later poll running jobs every minute).
   - Two runs started at the same moment can both submit, because ML Commons has nothing that would make the second one fail.
     Right after submitting, each run looks again; the oldest job stands, and a run whose job is younger cancels it at once
-    and follows the oldest, with a warning. The provider may already have started the cancelled copy.
+    and follows the oldest, with a warning. The provider may already have started the cancelled copy. A job the module
+    follows (another run's, or one found again) that ends cancelled while it waits hands over to the job that stands.
   - ML Commons 2.16 ran batch jobs without tasks, so there it cannot recognise a re-run (the module warns and submits each
     time), cannot wait and cannot cancel. Its answer shape, and that of 2.17, are covered by unit tests only; the
     integration tests run against 2.19 and 3.x.
