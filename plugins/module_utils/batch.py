@@ -50,6 +50,8 @@ DONE_STATES = frozenset(("COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELL
 # not produce, its results. Every other state (created, running, completed, and unreachable, whose
 # job may well have run at the provider) counts as the job a re-run is asking for.
 NOT_REUSABLE_STATES = frozenset(("FAILED", "CANCELLING", "CANCELLED", "EXPIRED"))
+# A job cancelled, or on its way there.
+CANCELLED_STATES = frozenset(("CANCELLING", "CANCELLED"))
 UNSUCCESSFUL_STATES = frozenset(("FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"))
 # A job stored in one of these states has its results and never changes again, so a re-run takes
 # it as stored, without asking the provider.

@@ -50,13 +50,6 @@ def is_deployed(model):
     return model.get("model_state") in DEPLOYED_STATES
 
 
-def serving_nodes(client, model_id):
-    """IDs of the nodes that hold the model deployed in memory now (the profile API asks each node)."""
-    answer = client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id)))
-    nodes = answer.get("nodes") or {}
-    return sorted(node_id for node_id, node in nodes.items() if ((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED")
-
-
 def is_served(client, model):
     """Whether the model is DEPLOYED and a node really serves it.
 
@@ -66,7 +59,11 @@ def is_served(client, model):
     (seen on 2.19.6 and 3.6.0 by the reliability suite's restart scenarios). So a DEPLOYED model
     is believed only when a node's profile says so; any other state needs no request.
     """
-    return model.get("model_state") == "DEPLOYED" and bool(serving_nodes(client, model["model_id"]))
+    if model.get("model_state") != "DEPLOYED":
+        return False
+    model_id = model["model_id"]
+    nodes = client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id))).get("nodes") or {}
+    return any(((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED" for node in nodes.values())
 
 
 def model_state(client, model_id):

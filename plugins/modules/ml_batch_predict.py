@@ -193,6 +193,7 @@ diff:
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
     ACTIVE_STATES,
     BATCH_TASK_TYPE,
+    CANCELLED_STATES,
     DONE_STATES,
     FIRST_BATCH_VERSION,
     FIRST_TASK_VERSION,
@@ -390,7 +391,7 @@ def follow_standing(module, client, model_id, identity, task_id, task, changed):
     for _attempt in range(FOLLOW_ATTEMPTS):
         if params["wait"] and (task is None or task.get("state") not in DONE_STATES):
             task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
-        if task is None or task.get("state") not in ("CANCELLING", "CANCELLED"):
+        if task is None or task.get("state") not in CANCELLED_STATES:
             break
         standing = standing_jobs(client, model_id, identity)
         if not standing:
