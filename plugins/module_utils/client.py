@@ -45,6 +45,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
     TransportError,
     UncertainOutcomeError,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import CHUNK_SIZE
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
@@ -150,11 +151,12 @@ class Client(object):
             self._server_version = ServerVersion(info.get("version", {}).get("number", "0"))
         return self._server_version
 
-    def request(self, method, path, body=None, query=None, idempotent=None, files=None, raw=False):
+    def request(self, method, path, body=None, query=None, idempotent=None, upload=None, download=None):
         """Send one request, retrying as the module docstring says; return the decoded JSON answer.
 
-        ``files`` sends ``body`` as multipart form fields with those files; ``raw`` returns the
-        answer's bytes instead of decoding JSON.
+        ``upload`` (a :class:`files.MultipartFile`) is sent as the body, read from disk as it goes;
+        ``download`` (a :class:`files.DigestSink`) receives the answer's bytes as they arrive, and
+        the number of bytes is returned instead of JSON. Neither holds the content in memory.
         """
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
@@ -163,20 +165,25 @@ class Client(object):
         if query:
             url += "?" + urlencode(query)
         headers = None
-        if files is not None:
-            data = body
-            headers = {"Content-Type": None}  # let requests write the multipart boundary
-        else:
-            data = None if body is None else json.dumps(body)
+        if upload is not None:
+            headers = {"Content-Type": upload.content_type}
         attempt = 0
         master_key_deadline = None
         while True:
             attempt += 1
             self.stats["requests"] += 1
+            if upload is not None:
+                data = upload.open()
+            else:
+                data = None if body is None else json.dumps(body)
             try:
                 response = self.session.request(
-                    method, url, data=data, files=files, headers=headers, timeout=self.timeout, verify=self.verify, cert=self.cert
+                    method, url, data=data, headers=headers, timeout=self.timeout, verify=self.verify, cert=self.cert,
+                    stream=download is not None,
                 )
+                self.last_answer_seconds = response.elapsed.total_seconds()
+                if response.status_code < 400 and download is not None:
+                    return self._receive(response, download)
             except requests.exceptions.RequestException as error:
                 failure = self._transport_error(method, path, error)
                 retriable = idempotent or not isinstance(failure, UncertainOutcomeError)
@@ -184,9 +191,8 @@ class Client(object):
                     self._pause(attempt)
                     continue
                 raise failure
-            self.last_answer_seconds = response.elapsed.total_seconds()
             if response.status_code < 400:
-                return response.content if raw else self._decode(method, shown_path, response)
+                return self._decode(method, shown_path, response)
             error = self._http_error(method, shown_path, response)
             if any(answer in (error.reason or "") for answer in MASTER_KEY_UNAVAILABLE):
                 master_key_deadline = master_key_deadline or time.time() + MASTER_KEY_WAIT_SECONDS
@@ -206,6 +212,15 @@ class Client(object):
         if retry_after and retry_after.isdigit():
             delay = min(max(delay, float(retry_after)), MAX_BACKOFF_SECONDS)
         time.sleep(delay)
+
+    @staticmethod
+    def _receive(response, sink):
+        """Stream the answer's body into ``sink`` (from its first byte, should this be a retry)."""
+        with response:
+            sink.restart()
+            for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
+                sink.write(chunk)
+        return sink.size
 
     def _decode(self, method, path, response):
         if not response.content:

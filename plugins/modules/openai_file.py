@@ -14,10 +14,18 @@ version_added: 0.1.0
 description:
   - The provider-side file steps around offline batch inference with OpenAI. Upload the input JSONL before the batch
     job, and download its output and error files when the job has ended.
-  - With O(src), uploads the file unless one with the same content and O(purpose) is already there. Content is compared
-    byte for byte, so a re-run uploads nothing. Runs that upload the same file at the same moment keep one copy, the oldest;
-    each younger run deletes its own copy and returns the oldest, with a warning.
-  - With O(file_id) and O(dest), downloads the file to O(dest) unless O(dest) already holds the same content.
+  - Files of any size are streamed from and to disk, never held in memory, so memory stays flat from a few lines to
+    the Batch API's 200 MB inputs and gigabyte outputs.
+  - With O(src), uploads the file unless one with the same content and O(purpose) is already there. The upload is named
+    after the file and its SHA-256 (C(input.jsonl) becomes C(input.sha256-<hex>.jsonl)), so a re-run finds it from
+    the file list (one request, whatever the file's size) and uploads nothing. Runs that upload the same file at the
+    same moment keep one copy, the oldest; each younger run deletes its own copy and returns the oldest, with a warning.
+  - Before a batch input (O(purpose=batch)) is uploaded, it is checked line by line as OpenAI's batch validation
+    checks it (see O(check_input)), so an input that would fail the whole batch is refused before it is paid for,
+    naming the line.
+  - With O(file_id) and O(dest), downloads the file to O(dest) as M(ansible.builtin.get_url) does, into a
+    temporary file beside it that replaces O(dest) once complete. An existing O(dest) of the file's size is kept
+    without downloading anything unless O(force=true); with O(checksum) it must also have that checksum.
   - With O(state=absent), deletes the file given by O(file_id), or the uploaded copy of O(src).
 author:
   - opensearch.ml_commons maintainers (@opensearch-ml-commons)
@@ -46,26 +54,72 @@ options:
     type: str
   dest:
     description:
-      - Where to download O(file_id) to. Its directory must exist.
+      - Where to download O(file_id) to. Its directory must exist. When O(dest) is a directory, the file is saved
+        there under its name in the Files API.
     type: path
+  force:
+    description:
+      - For a download, whether to download the file even when O(dest) already holds a file of its size (and of
+        O(checksum), when given). O(dest) is replaced, and the task reports a change, only if the content differs.
+      - Applies to downloads only.
+    type: bool
+    default: false
+  checksum:
+    description:
+      - For a download, the checksum the file must have, as C(<algorithm>:<hex digest>), for example
+        C(sha256:b5bb9d80...). An existing O(dest) with this checksum is kept; a downloaded file with another one is
+        discarded and the task fails.
+      - The algorithm is one of Python's guaranteed C(hashlib) algorithms, such as C(sha1), C(sha256) or C(sha512).
+    type: str
   purpose:
     description:
       - The purpose of an uploaded file.
     type: str
     choices: [batch, assistants, fine-tune, vision, user_data, evals]
     default: batch
+  check_input:
+    description:
+      - Whether to check a batch input (O(purpose=batch)) before it is uploaded, reading it once, line by line.
+      - Every line must be a JSON object with a unique string C(custom_id), C(method) C(POST), the same C(url) (equal
+        to O(endpoint) when given), a C(body) object, and the same C(body.model); there must be at most
+        O(max_requests) lines and O(max_bytes) bytes. The first line that breaks a rule fails the task, named by its
+        number.
+      - An earlier upload of the same content is found without checking it again.
+    type: bool
+    default: true
+  endpoint:
+    description:
+      - The batch endpoint every line's C(url) must name, for example C(/v1/embeddings). When not given, every line
+        must name the first line's.
+    type: str
+  max_requests:
+    description:
+      - The most requests (lines) a batch input may hold. OpenAI's limit is 50,000; gateways and other providers
+        differ. V(0) checks no count.
+    type: int
+    default: 50000
+  max_bytes:
+    description:
+      - The largest batch input, in bytes. OpenAI's limit is 200 MB (209715200 bytes). V(0) checks no size.
+    type: int
+    default: 209715200
   state:
     description:
       - V(present) uploads O(src) or downloads O(file_id); V(absent) deletes the file in the Files API.
     type: str
     choices: [present, absent]
     default: present
+notes:
+  - The Files API keeps no checksum of a file, so an existing O(dest) is recognised by its size alone unless
+    O(checksum) is given. Files in the Files API never change, and the batch_inference role names each download
+    after its job.
 """
 
 EXAMPLES = r"""
 - name: Upload the batch input (once)
   opensearch.ml_commons.openai_file:
     src: files/embeddings.jsonl
+    endpoint: /v1/embeddings
     api_key: "{{ openai_api_key }}"
   register: input_file
 
@@ -74,6 +128,20 @@ EXAMPLES = r"""
     file_id: "{{ batch.job.output_file_id }}"
     dest: results/output.jsonl
     api_key: "{{ openai_api_key }}"
+
+- name: Download again, replacing the copy if its content differs
+  opensearch.ml_commons.openai_file:
+    file_id: "{{ batch.job.output_file_id }}"
+    dest: results/output.jsonl
+    force: true
+    api_key: "{{ openai_api_key }}"
+
+- name: Upload through a gateway that takes at most 10,000 requests per batch
+  opensearch.ml_commons.openai_file:
+    src: files/embeddings.jsonl
+    max_requests: 10000
+    api_base_url: https://gateway.example.com/v1
+    api_key: "{{ gateway_api_key }}"
 
 - name: Delete the input once it is no longer needed
   opensearch.ml_commons.openai_file:
@@ -96,40 +164,47 @@ file:
     id: file-YbowBByiyVJN89oSZo2Enu9W
     object: file
     bytes: 120000
-    filename: embeddings.jsonl
+    filename: embeddings.sha256-5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.jsonl
     purpose: batch
 dest:
   description: Where the file was downloaded to.
   returned: when O(dest) is given
   type: str
+  sample: results/output.jsonl
 sha256:
-  description: The SHA-256 of the file's content.
-  returned: when O(src) or O(dest) is given and the content was read
+  description:
+    - The SHA-256 of the file's content.
+    - For a download, returned when the content was read (downloaded, or an existing O(dest) checked against
+      O(checksum) or O(force)).
+  returned: when O(src) is uploaded or found, or O(dest) is given and the content was read
   type: str
+  sample: 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03
+requests:
+  description: How many requests the batch input holds, when it was checked (O(check_input)).
+  returned: when a batch input was checked before its upload
+  type: int
+  sample: 50000
 """
 
-import hashlib
 import os
 import tempfile
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import DigestSink, MultipartFile, file_digest, parse_checksum
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import OpenAIModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, keep_oldest_of, oldest_of
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
+# The Files API's largest page.
+LIST_PAGE_SIZE = 10000
 
 
-def sha256_of(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_local(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except (IOError, OSError) as error:
-        raise ConfigurationError("Cannot read %s: %s." % (path, error.strerror))
+def fingerprinted_name(path, sha256):
+    """The name an upload of ``path`` gets: its own, with the content's SHA-256 before the extension."""
+    stem, extension = os.path.splitext(os.path.basename(path))
+    return "%s.sha256-%s%s" % (stem, sha256, extension)
 
 
 def remote_file(client, file_id):
@@ -141,19 +216,37 @@ def remote_file(client, file_id):
         raise
 
 
-def uploaded_copies(client, content, purpose):
-    """The uploaded files with exactly ``content``: candidates of the same size are downloaded and compared."""
-    files = client.get("/files", query={"purpose": purpose}).get("data", [])
+def listed_files(client, purpose):
+    """Every file of ``purpose``, page after page."""
+    query = {"purpose": purpose, "limit": LIST_PAGE_SIZE}
+    files = []
+    while True:
+        page = client.get("/files", query=query)
+        files.extend(page.get("data") or [])
+        if not page.get("has_more") or not files:
+            return files
+        query["after"] = files[-1]["id"]
+
+
+def uploaded_copies(client, local):
+    """The uploaded files with the content of ``local``: its fingerprinted name and size, from the list alone."""
     return [
-        candidate for candidate in files
-        if candidate.get("bytes") == len(content) and client.request("GET", FILE.path(candidate["id"]) + "/content", raw=True) == content
+        listed for listed in listed_files(client, local["purpose"])
+        if listed.get("filename") == local["filename"] and listed.get("bytes") == local["bytes"]
     ]
 
 
-def uploaded_copy(client, content, purpose):
-    """The oldest uploaded file with exactly ``content``, or None."""
-    copies = uploaded_copies(client, content, purpose)
+def uploaded_copy(client, local):
+    """The oldest uploaded file with the content of ``local``, or None."""
+    copies = uploaded_copies(client, local)
     return oldest_of(FILE, copies) if copies else None
+
+
+def local_file(params):
+    """What is known of ``src`` before any request: its fingerprinted name, size, purpose and SHA-256."""
+    path = params["src"]
+    sha256 = file_digest(path)
+    return {"filename": fingerprinted_name(path, sha256), "bytes": os.path.getsize(path), "purpose": params["purpose"], "sha256": sha256}
 
 
 def file_result(changed, found, before=None, **extra):
@@ -163,52 +256,107 @@ def file_result(changed, found, before=None, **extra):
     return result
 
 
+def checked_input(params):
+    """The batch input's request count, after checking it; None when it is not a checked batch input."""
+    if params["purpose"] != "batch" or not params["check_input"]:
+        return None
+    return BatchInput(params["src"], params["endpoint"], params["max_requests"], params["max_bytes"]).check().requests
+
+
+def send_upload(module, client, local):
+    """POST the file, streamed from disk; an upload of content other than ``local``'s (the file changed
+    while it was read) is deleted again and fails the task, since its name would claim the wrong content."""
+    body = MultipartFile({"purpose": local["purpose"]}, "file", local["filename"], module.params["src"])
+    try:
+        uploaded = client.request("POST", "/files", upload=body)
+    finally:
+        body.close()
+    if body.sha256 != local["sha256"]:
+        client.delete(FILE.path(uploaded["id"]))
+        raise ConfigurationError("%s changed while it was uploaded; the upload was deleted. Run again once the file is complete." % module.params["src"])
+    return uploaded
+
+
 def upload(module, client):
-    params = module.params
-    content = read_local(params["src"])
-    existing = uploaded_copy(client, content, params["purpose"])
+    local = local_file(module.params)
+    existing = uploaded_copy(client, local)
     if existing is not None:
-        return file_result(False, existing, existing, sha256=sha256_of(content))
-    planned = {"filename": os.path.basename(params["src"]), "bytes": len(content), "purpose": params["purpose"]}
+        return file_result(False, existing, existing, sha256=local["sha256"])
+    extra = {"sha256": local["sha256"]}
+    request_count = checked_input(module.params)
+    if request_count is not None:
+        extra["requests"] = request_count
+    planned = dict((key, local[key]) for key in ("filename", "bytes", "purpose"))
     if module.check_mode:
-        return file_result(True, planned, sha256=sha256_of(content))
-
-    def send():
-        return client.request("POST", "/files", body={"purpose": params["purpose"]}, files={"file": (planned["filename"], content)})
-
-    uploaded = create_once(send, lambda: uploaded_copy(client, content, params["purpose"]))
+        return file_result(True, planned, **extra)
+    uploaded = create_once(lambda: send_upload(module, client, local), lambda: uploaded_copy(client, local))
     # Runs uploading the same file at once each make a copy, and then each a batch job of its own:
     # the oldest copy stands, as for ML Commons objects; a younger run deletes its copy.
-    kept = keep_oldest_of(client, FILE, uploaded["id"], lambda own_id: client.delete(FILE.path(own_id)),
-                          lambda: uploaded_copies(client, content, params["purpose"]))
+    kept = keep_oldest_of(client, FILE, uploaded["id"], lambda own_id: client.delete(FILE.path(own_id)), lambda: uploaded_copies(client, local))
     if kept != uploaded["id"]:
         module.warn("A run at the same moment uploaded this file first; this run deleted its own copy (%s)." % uploaded["id"])
         uploaded = remote_file(client, kept) or uploaded
-    return file_result(True, uploaded, sha256=sha256_of(content))
+    return file_result(True, uploaded, **extra)
+
+
+def download_target(dest, found):
+    """``dest``, or the file's own name inside it when ``dest`` is a directory; its directory must exist."""
+    if os.path.isdir(dest):
+        return os.path.join(dest, os.path.basename(found.get("filename") or found["id"]))
+    directory = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(directory):
+        raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
+    return dest
+
+
+def kept_without_download(params, dest, found, expected):
+    """Whether the existing ``dest`` stands for the file without reading it from the API: of its size,
+    and of ``expected`` (algorithm, digest) when a checksum is given."""
+    if params["force"] or not os.path.isfile(dest) or os.path.getsize(dest) != found.get("bytes"):
+        return False
+    return expected is None or file_digest(dest, expected[0]) == expected[1]
+
+
+def fetch(module, client, found, dest, expected):
+    """Stream the file into a temporary file beside ``dest``; return its path and SHA-256. The caller
+    moves it into place; a failure removes it."""
+    algorithms = ["sha256"] + ([expected[0]] if expected else [])
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".%s." % os.path.basename(dest), suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as partial:
+            sink = DigestSink(partial, algorithms)
+            client.request("GET", FILE.path(found["id"]) + "/content", download=sink)
+        if found.get("bytes") is not None and sink.size != found["bytes"]:
+            raise ConfigurationError("The download of %s ended after %d of its %d bytes; run again." % (found["id"], sink.size, found["bytes"]))
+        if expected and sink.hexdigest(expected[0]) != expected[1]:
+            raise ConfigurationError(
+                "The checksum of %s did not match: %s:%s was expected, the file has %s:%s. %s was not changed."
+                % (found["id"], expected[0], expected[1], expected[0], sink.hexdigest(expected[0]), dest)
+            )
+    except BaseException:
+        os.remove(temporary)
+        raise
+    return temporary, sink.hexdigest("sha256")
 
 
 def download(module, client):
     params = module.params
+    expected = parse_checksum(params["checksum"]) if params["checksum"] else None
     found = remote_file(client, params["file_id"])
     if found is None:
         raise ConfigurationError("The Files API has no file %s to download." % params["file_id"])
-    content = client.request("GET", FILE.path(params["file_id"]) + "/content", raw=True)
-    dest = params["dest"]
-    current = read_local(dest) if os.path.exists(dest) else None
-    extra = {"dest": dest, "sha256": sha256_of(content)}
-    if current == content:
-        return file_result(False, found, found, **extra)
-    if not module.check_mode:
-        directory = os.path.dirname(os.path.abspath(dest))
-        if not os.path.isdir(directory):
-            raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
-        handle, temporary = tempfile.mkstemp(dir=directory)
-        with os.fdopen(handle, "wb") as partial:
-            partial.write(content)
-        module.atomic_move(temporary, dest)
-    result = file_result(True, found, **extra)
-    result["diff"] = build_diff({"dest": dest, "sha256": current and sha256_of(current)}, {"dest": dest, "sha256": extra["sha256"]})
-    return result
+    dest = download_target(params["dest"], found)
+    before = {"dest": dest, "bytes": os.path.getsize(dest) if os.path.isfile(dest) else None}
+    if kept_without_download(params, dest, found, expected):
+        return file_result(False, found, found, dest=dest, diff=build_diff(before, before))
+    if module.check_mode:
+        return file_result(True, found, dest=dest, diff=build_diff(before, {"dest": dest, "bytes": found.get("bytes")}))
+    temporary, sha256 = fetch(module, client, found, dest, expected)
+    if before["bytes"] == found.get("bytes") and file_digest(dest) == sha256:
+        os.remove(temporary)
+        return file_result(False, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
+    module.atomic_move(temporary, dest)
+    return file_result(True, found, dest=dest, sha256=sha256, diff=build_diff(before, {"dest": dest, "bytes": found.get("bytes")}))
 
 
 def delete(module, client):
@@ -216,7 +364,7 @@ def delete(module, client):
     if params["file_id"]:
         found = remote_file(client, params["file_id"])
     else:
-        found = uploaded_copy(client, read_local(params["src"]), params["purpose"])
+        found = uploaded_copy(client, local_file(params))
     if found is None:
         return file_result(False, None)
     if not module.check_mode:
@@ -242,13 +390,20 @@ def main():
         src=dict(type="path"),
         file_id=dict(type="str"),
         dest=dict(type="path"),
+        force=dict(type="bool", default=False),
+        checksum=dict(type="str"),
         purpose=dict(type="str", choices=["batch", "assistants", "fine-tune", "vision", "user_data", "evals"], default="batch"),
+        check_input=dict(type="bool", default=True),
+        endpoint=dict(type="str"),
+        max_requests=dict(type="int", default=50000),
+        max_bytes=dict(type="int", default=209715200),
         state=dict(type="str", choices=["present", "absent"], default="present"),
     )
     module = OpenAIModule(
         argument_spec=argument_spec,
         required_one_of=[("src", "file_id")],
         mutually_exclusive=[("src", "file_id"), ("src", "dest")],
+        required_by={"checksum": "dest"},
     )
     module.execute(run)
 

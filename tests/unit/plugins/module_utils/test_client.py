@@ -3,6 +3,8 @@
 import base64
 import hashlib
 import datetime
+import email.parser
+import email.policy
 import json
 import ipaddress
 import socket
@@ -22,6 +24,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.client impor
     infer_auth_type,
     quote_id,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import DigestSink, MultipartFile
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     ConfigurationError,
     HTTPError,
@@ -371,14 +374,35 @@ def test_provider_apis_use_their_bearer_key_error_shape_and_name(server):
     assert SECRET not in str(caught.value)
 
 
-def test_multipart_uploads_and_raw_downloads(server):
-    server.script((200, {"id": "file-1"}), (200, {"line": 1}))
-    client = Client(server.url, service="OpenAI")
-    assert client.request("POST", "/files", body={"purpose": "batch"}, files={"file": ("in.jsonl", b'{"a": 1}\n')}) == {"id": "file-1"}
-    upload = server.received[0]
-    assert upload["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
-    assert b'name="purpose"' in upload["body"] and b'filename="in.jsonl"' in upload["body"]
-    assert client.request("GET", "/files/file-1/content", raw=True) == b'{"line": 1}'
+def test_uploads_stream_a_multipart_body_with_its_length(server, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"a": 1}\n' * 1000)
+    server.script((200, {"id": "file-1"}))
+    body = MultipartFile({"purpose": "batch"}, "file", "in.jsonl", str(source))
+    assert Client(server.url, service="OpenAI").request("POST", "/files", upload=body) == {"id": "file-1"}
+    sent = server.received[0]
+    assert sent["headers"]["Content-Type"] == body.content_type
+    assert int(sent["headers"]["Content-Length"]) == len(sent["body"])
+    assert "Transfer-Encoding" not in sent["headers"]
+    envelope = ("Content-Type: %s\r\n\r\n" % body.content_type).encode() + sent["body"]
+    parts = {part.get_param("name", header="content-disposition"): part
+             for part in email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(envelope).iter_parts()}
+    assert parts["purpose"].get_payload(decode=True) == b"batch"
+    assert parts["file"].get_filename() == "in.jsonl"
+    assert parts["file"].get_payload(decode=True) == source.read_bytes()
+    assert body.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def test_downloads_stream_into_the_sink_and_a_retry_starts_it_again(server, tmp_path):
+    server.script((503, {"error": "busy"}), (200, {"line": 1}))
+    target = tmp_path / "out"
+    with target.open("wb") as handle:
+        sink = DigestSink(handle)
+        handle.write(b"left over from an earlier attempt")
+        written = Client(server.url, service="OpenAI", backoff=0).request("GET", "/files/file-1/content", download=sink)
+    assert written == len(b'{"line": 1}') == sink.size
+    assert target.read_bytes() == b'{"line": 1}'
+    assert sink.hexdigest("sha256") == hashlib.sha256(b'{"line": 1}').hexdigest()
 
 
 def test_a_read_that_collides_with_a_concurrent_write_back_is_repeated(server):

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Local files at any size: read, hashed, sent and received in chunks, never whole in memory.
+
+Batch inputs reach 200 MB and outputs a gigabyte or more, and modules run in execution
+environments with a memory limit, so memory must stay flat whatever the size:
+
+* :class:`MultipartFile` is a ``multipart/form-data`` body of a few text fields and one file,
+  read from disk as it is sent, with its length known beforehand (so it goes out with a
+  ``Content-Length``, as OpenAI's Files API expects) and the file's SHA-256 computed on the way.
+* :class:`DigestSink` receives a download chunk by chunk into an open file, computing the
+  checksums on the way.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import uuid
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+
+CHUNK_SIZE = 1024 * 1024
+
+
+def open_local(path):
+    try:
+        return open(path, "rb")
+    except (IOError, OSError) as error:
+        raise ConfigurationError("Cannot read %s: %s." % (path, error.strerror))
+
+
+def file_digest(path, algorithm="sha256"):
+    """The hex digest of the file at ``path``, read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open_local(path) as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_checksum(checksum):
+    """``algorithm:hexdigest`` (as ``ansible.builtin.get_url`` takes it) as a pair, algorithm lower-cased."""
+    algorithm, separator, expected = (checksum or "").partition(":")
+    algorithm = algorithm.strip().lower()
+    if not separator or not expected.strip():
+        raise ConfigurationError("checksum must look like sha256:<hex digest>; got %r." % checksum)
+    if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake_"):
+        raise ConfigurationError(
+            "checksum names the algorithm %r; use one of %s." % (algorithm, ", ".join(sorted(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake_"))))
+        )
+    return algorithm, expected.strip().lower()
+
+
+def _quoted(value):
+    """A form-data parameter value, quoted as browsers and requests do (HTML5: CR, LF and quote escaped)."""
+    return '"%s"' % value.replace("\r", "%0D").replace("\n", "%0A").replace('"', "%22")
+
+
+class MultipartFile(object):
+    """A ``multipart/form-data`` body: ``fields`` (text) and the file at ``path`` under ``file_field``.
+
+    :meth:`open` returns a fresh reader each time (a request that is sent again reads the file
+    again); the last reader's :attr:`sha256` is the digest of the file bytes it sent.
+    """
+
+    def __init__(self, fields, file_field, filename, path, content_type="application/octet-stream"):
+        self.boundary = uuid.uuid4().hex
+        self.path = path
+        self.content_type = "multipart/form-data; boundary=%s" % self.boundary
+        head = b"".join(
+            self._part_header('form-data; name=%s' % _quoted(name)) + value.encode("utf-8") + b"\r\n"
+            for name, value in sorted(fields.items())
+        )
+        disposition = "form-data; name=%s; filename=%s" % (_quoted(file_field), _quoted(filename))
+        self.head = head + self._part_header(disposition, content_type)
+        self.tail = ("\r\n--%s--\r\n" % self.boundary).encode("ascii")
+        self.reader = None
+
+    def _part_header(self, disposition, content_type=None):
+        lines = ["--%s" % self.boundary, "Content-Disposition: %s" % disposition]
+        if content_type:
+            lines.append("Content-Type: %s" % content_type)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+    def open(self):
+        if self.reader is not None:
+            self.reader.close()
+        self.reader = _MultipartReader(self)
+        return self.reader
+
+    @property
+    def sha256(self):
+        return self.reader.digest.hexdigest() if self.reader else None
+
+    def close(self):
+        if self.reader is not None:
+            self.reader.close()
+
+
+class _MultipartReader(object):
+    """Reads head, file and tail in turn. requests takes its length from ``__len__`` and sends it
+    by calling :meth:`read`, so the body goes out in chunks with a ``Content-Length``. (No
+    ``tell`` and no ``__iter__``: with them, requests would send it chunked, without a length.)"""
+
+    def __init__(self, body):
+        self.digest = hashlib.sha256()
+        self._handle = open_local(body.path)
+        self._length = len(body.head) + os.fstat(self._handle.fileno()).st_size + len(body.tail)
+        self._pending = [body.head, self._handle, body.tail]
+
+    def __len__(self):
+        return self._length
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = CHUNK_SIZE
+        while self._pending:
+            source = self._pending[0]
+            if isinstance(source, bytes):
+                chunk, self._pending[0] = source[:size], source[size:]
+            else:
+                chunk = source.read(size)
+                self.digest.update(chunk)
+            if chunk:
+                return chunk
+            self._pending.pop(0)
+        return b""
+
+    def close(self):
+        self._handle.close()
+
+
+class DigestSink(object):
+    """Where a download goes: the open binary file ``handle``, with each ``algorithms``' digest kept."""
+
+    def __init__(self, handle, algorithms=("sha256",)):
+        self.handle = handle
+        self.algorithms = tuple(sorted(set(algorithms)))
+        self.restart()
+
+    def restart(self):
+        """Forget what was written (a download that is sent again starts from the first byte)."""
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.size = 0
+        self.digests = dict((algorithm, hashlib.new(algorithm)) for algorithm in self.algorithms)
+
+    def write(self, chunk):
+        self.handle.write(chunk)
+        self.size += len(chunk)
+        for digest in self.digests.values():
+            digest.update(chunk)
+
+    def hexdigest(self, algorithm):
+        return self.digests[algorithm].hexdigest()

@@ -1,0 +1,75 @@
+"""Batch inputs refused before upload, as OpenAI's batch validation would fail them, naming the line."""
+
+import json
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput, BatchInputError
+
+
+def request(custom_id, url="/v1/embeddings", model="text-embedding-3-small", **changes):
+    line = {"custom_id": custom_id, "method": "POST", "url": url, "body": {"model": model, "input": "text %s" % custom_id}}
+    line.update(changes)
+    return json.dumps(line)
+
+
+def write(tmp_path, lines):
+    path = tmp_path / "input.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def refusal(path, **options):
+    with pytest.raises(BatchInputError) as caught:
+        BatchInput(path, **options).check()
+    return caught.value
+
+
+def test_a_valid_input_is_counted(tmp_path):
+    path = write(tmp_path, [request("a"), "", request("b")])
+    checked = BatchInput(path, endpoint="/v1/embeddings").check()
+    assert (checked.requests, checked.url, checked.model) == (2, "/v1/embeddings", "text-embedding-3-small")
+
+
+@pytest.mark.parametrize("bad_line, problem", [
+    ('{"custom_id": "b", "method": "POST",', "is not valid JSON"),
+    ('["a list"]', "is not a JSON object"),
+    (json.dumps({"custom_id": "b", "method": "POST", "url": "/v1/embeddings"}), "lacks body"),
+    (request("b").replace('"custom_id": "b"', '"custom_id": 7'), "has a custom_id that is not a non-empty string"),
+    (request("b", method="GET"), "has method 'GET'; the Batch API takes only POST"),
+    (request("b", body="text"), "has a body that is not a JSON object"),
+    (request("a"), "repeats the custom_id 'a' of line 1"),
+    (request("b", url="/v1/chat/completions"), "has url '/v1/chat/completions', not the url of the lines before it '/v1/embeddings'"),
+    (request("b", model="text-embedding-3-large"), "names the model 'text-embedding-3-large', not 'text-embedding-3-small'"),
+])
+def test_the_first_bad_line_is_named_with_what_is_wrong(tmp_path, bad_line, problem):
+    path = write(tmp_path, [request("a"), bad_line, request("c")])
+    error = refusal(path)
+    assert str(error).startswith("Line 2 of %s %s" % (path, problem))
+    assert "fix the input and run again" in str(error)
+    assert error.details == {"line": 2}
+
+
+def test_a_url_other_than_the_endpoint_is_refused_on_the_first_line(tmp_path):
+    error = refusal(write(tmp_path, [request("a")]), endpoint="/v1/chat/completions")
+    assert "Line 1 of" in str(error) and "not the batch endpoint '/v1/chat/completions'" in str(error)
+
+
+def test_more_requests_than_the_limit_are_refused_at_the_first_one_too_many(tmp_path):
+    error = refusal(write(tmp_path, [request(str(n)) for n in range(4)]), max_requests=3)
+    assert "Line 4 of" in str(error) and "at most 3 (max_requests)" in str(error)
+    assert BatchInput(write(tmp_path, [request(str(n)) for n in range(4)]), max_requests=0).check().requests == 4
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(tmp_path):
+    path = write(tmp_path, [request("a"), "{not json"])
+    error = refusal(path, max_bytes=10)
+    assert "a batch input may hold at most 10 (max_bytes)" in str(error)
+    assert "line" not in error.details
+
+
+def test_an_empty_file_and_text_that_is_not_utf8_are_refused(tmp_path):
+    assert "holds no request" in str(refusal(write(tmp_path, ["", "  "])))
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(request("a").encode() + b"\n" + b'{"custom_id": "caf\xe9"}\n')
+    assert "Line 2 of %s is not UTF-8" % path in str(refusal(str(path)))
