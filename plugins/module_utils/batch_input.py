@@ -94,8 +94,8 @@ class BatchInput(object):
         request = _request(self.path, number, line)
         self.requests += 1
         if self.max_requests and self.requests > self.max_requests:
-            raise _refusal(self.path, number, "is request %d; a batch input may hold at most %d (max_requests). Split it into several inputs"
-                    % (self.requests, self.max_requests))
+            problem = "is request %d; a batch input may hold at most %d (max_requests). Split it into several inputs" % (self.requests, self.max_requests)
+            raise _refusal(self.path, number, problem)
         earlier = self._custom_ids.setdefault(request["custom_id"], number)
         if earlier != number:
             raise _refusal(self.path, number, "repeats the custom_id %r of line %d; every custom_id must be unique" % (request["custom_id"], earlier))
