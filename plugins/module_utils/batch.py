@@ -25,6 +25,7 @@ __metaclass__ = type
 
 import json
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     HTTPError,
@@ -63,15 +64,6 @@ ML_COMMONS_JOB_KEYS = ("dlq", "num_of_retries")
 
 # How long a run that submitted a job waits, at most, for the new task to be searchable.
 VISIBILITY_TIMEOUT = 10
-
-DISABLED_MESSAGE = "Offline Batch Inference is currently disabled"
-LIMIT_MESSAGE = "Exceeded maximum limit for BATCH_PREDICTION tasks"
-REMOTE_ERROR_PREFIX = "Error from remote service:"
-PRIVATE_IP_MESSAGE = "private ip address"
-NOT_DEPLOYED_MESSAGE = "Model not ready yet"
-NO_ACTION_MESSAGE = "no BATCH_PREDICT action found"
-NO_JOB_MESSAGE = "Unable to create batch transform job"
-MODEL_GONE_MESSAGE = "Failed to retrieve the ML model for the given task ID"
 
 
 # -- one result shape -----------------------------------------------------------------------
@@ -302,29 +294,29 @@ def explain(error, doing, model_id=None):
         return error
     reason = redact_secrets(error.reason or "")
     details = dict(status=error.status, error_type=error.error_type, reason=reason)
-    if DISABLED_MESSAGE in reason:
+    if answers.is_batch_disabled(error):
         message = ("Batch inference is disabled on this cluster, so ML Commons refused to %s. Set the cluster setting "
                    "plugins.ml_commons.offline_batch_inference_enabled to true." % doing)
-    elif LIMIT_MESSAGE in reason:
+    elif answers.is_batch_task_limit(error):
         message = ("ML Commons refused to %s: as many batch jobs as plugins.ml_commons.max_batch_inference_tasks allows are "
                    "already created or running (HTTP %s). Wait for some to finish or cancel them, or raise that setting."
                    % (doing, error.status))
-    elif reason.startswith(REMOTE_ERROR_PREFIX):
+    elif answers.is_from_remote_service(reason):
         message = "The provider refused to %s (HTTP %s): %s" % (doing, error.status, provider_reason(reason))
-    elif PRIVATE_IP_MESSAGE in reason:
+    elif answers.is_private_ip_refused(error):
         message = ("ML Commons could not %s: %s. ML Commons reads and cancels batch jobs without honouring "
                    "plugins.ml_commons.connector.private_ip_enabled, so the provider must be at a public address." % (doing, reason))
-    elif NOT_DEPLOYED_MESSAGE in reason:
+    elif answers.is_model_not_ready(error):
         message = ("Model %s is not deployed, and ML Commons did not deploy it for the batch job "
                    "(plugins.ml_commons.model_auto_deploy.enable is off). Deploy it first (opensearch.ml_commons.ml_model, "
                    "state: deployed)." % model_id)
-    elif NO_ACTION_MESSAGE in reason:
+    elif answers.is_batch_action_missing(error):
         message = ("Model %s's connector has no batch_predict action, so ML Commons cannot submit a batch job for it. "
                    "Add one (opensearch.ml_commons.ml_connector)." % model_id)
-    elif NO_JOB_MESSAGE in reason:
+    elif answers.is_job_undescribed(error):
         message = ("ML Commons could not %s: the provider's answer did not describe a batch job (%s). ML Commons 2.17.0 "
                    "expects an id (OpenAI) or TransformJobArn (SageMaker) in it." % (doing, reason))
-    elif MODEL_GONE_MESSAGE in reason:
+    elif answers.is_task_model_gone(error):
         message = ("ML Commons could not %s: the task's model no longer exists, and ML Commons needs it (and its "
                    "connector) to ask the provider." % doing)
     else:
@@ -334,7 +326,7 @@ def explain(error, doing, model_id=None):
 
 def provider_reason(reason):
     """The provider's own message out of ML Commons' "Error from remote service: <body>"."""
-    body = reason[len(REMOTE_ERROR_PREFIX):].strip()
+    body = answers.remote_service_body(reason)
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -356,7 +348,7 @@ def read_task(client, task_id, doing="read the batch job's status"):
     try:
         task = client.get(TASK.path(task_id))
     except HTTPError as error:
-        if error.is_not_found and MODEL_GONE_MESSAGE not in (error.reason or ""):
+        if error.is_not_found and not answers.is_task_model_gone(error):
             return None
         raise explain(error, doing)
     task["task_id"] = task_id

@@ -39,6 +39,7 @@ except ImportError as import_error:  # pragma: no cover - exercised by the sanit
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit, urlencode, quote
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     ConfigurationError,
     HTTPError,
@@ -49,11 +50,6 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
-# How ML Commons begins the reason of an error it passes on from a model provider.
-REMOTE_SERVICE_ERROR = "Error from remote service"
-# ML Commons' answers while its encryption master key cannot be had yet (right after a start):
-# given before anything is encrypted, decrypted or written, so any request may be sent again.
-MASTER_KEY_UNAVAILABLE = ("encryption master key has not been initialized yet", "Fetching master key timed out")
 MASTER_KEY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
 BROKEN_CONNECTION_SETTLE_SECONDS = 5.0
@@ -194,7 +190,7 @@ class Client(object):
             if response.status_code < 400:
                 return self._decode(method, shown_path, response)
             error = self._http_error(method, shown_path, response)
-            if any(answer in (error.reason or "") for answer in MASTER_KEY_UNAVAILABLE):
+            if answers.is_master_key_unavailable(error):
                 master_key_deadline = master_key_deadline or time.time() + MASTER_KEY_WAIT_SECONDS
                 if time.time() < master_key_deadline:
                     self._pause(min(attempt, 3))
@@ -247,7 +243,7 @@ class Client(object):
             reason = response.text.strip()[:500]
         if response.status_code == 401 and not reason:
             reason = "authentication failed: check the credentials"
-        elif response.status_code == 401 and self.service == "OpenSearch" and not reason.startswith(REMOTE_SERVICE_ERROR):
+        elif response.status_code == 401 and self.service == "OpenSearch" and not answers.is_from_remote_service(reason):
             # (A 401 that ML Commons passes on from a model provider is about the connector's key, not ours.)
             reason = "%s. Check username and password (or the client certificate)" % reason.rstrip(".")
         return HTTPError(method, path, response.status_code, error_type, reason or response.reason, service=self.service)
@@ -298,7 +294,7 @@ def _retriable(status, error):
     (A GET of a batch task also writes the task back, so two reads at once can collide.)"""
     if status in RETRY_STATUSES:
         return True
-    return status == 409 and "version conflict" in ("%s %s" % (error.error_type, error.reason)).lower()
+    return answers.is_version_conflict(error)
 
 
 def _not_tls(error):

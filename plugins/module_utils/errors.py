@@ -18,6 +18,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
+
 # What a remote provider may echo back in an error that ML Commons passes on: the key it was
 # given (OpenAI masks most of it, "Incorrect API key provided: sk-ab***wxyz", other services may
 # not), a bearer token, or a named secret. Replaced before any such text reaches a message.
@@ -89,15 +91,8 @@ class HTTPError(MLCommonsError):
 
     @property
     def is_not_found(self):
-        """True when the answer means "no such object", across ML Commons versions.
-
-        2.19+ answers 404; 2.12-2.18 answered some missing objects (or missing system indices)
-        with a 500 ``m_l_resource_not_found_exception`` or a "Fail to find" reason.
-        """
-        if self.status == 404:
-            return True
-        reason = self.reason or ""
-        return self.error_type == "m_l_resource_not_found_exception" or reason.startswith(("Fail to find", "Failed to find"))
+        """True when the answer means "no such object", across ML Commons versions."""
+        return answers.is_not_found(self)
 
 
 class AmbiguousLookupError(MLCommonsError):

@@ -10,10 +10,11 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
 
 # States in which a node holds the model; the pre-2.7 names still appear on upgraded clusters.
 DEPLOYED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
@@ -23,10 +24,7 @@ DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
 # (make bench); the pause still grows by half each time, so a long deploy costs only a few reads more.
 STATE_POLL_INTERVAL = 0.2
 DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
-# What ML Commons says when two deploys of a model collide (the second fails as a duplicate, or on
-# the model's seqNo, or leaves no reason in its task at times), or when a deploy right after a restart could not read the encryption
-# key yet; how often to try then.
-DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
+# How often a deploy is tried when deploys of the model collide (answers.is_deploy_collision).
 DEPLOY_ATTEMPTS = 5
 # Each node's answer about the models it holds in memory, whatever the model index says.
 PROFILE_PATH = "/_plugins/_ml/profile/models"
@@ -97,13 +95,6 @@ def wait_until_deployed(client, model_id, timeout):
     return model
 
 
-def deploy_collided(error):
-    """True when a deploy failed only because another deploy of the same model got in its way."""
-    if isinstance(error, HTTPError):
-        return error.status == 409 and "version conflict" in (error.reason or "").lower()
-    return any(text in str(error) for text in DEPLOY_COLLISIONS)
-
-
 def deploy(client, model_id, timeout):
     """Deploy and wait until DEPLOYED.
 
@@ -119,25 +110,22 @@ def deploy(client, model_id, timeout):
     collisions go on while the model's state says no deploy runs: see below).
     """
     deadline = time.monotonic() + timeout
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            if model_state(client, model_id).get("model_state") not in DEPLOYING_STATES:
-                client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
-            return wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
-        except MLCommonsError as error:
-            if not deploy_collided(error) or attempt >= DEPLOY_ATTEMPTS or time.monotonic() >= deadline:
-                raise
-        time.sleep(min(attempt * 2, max(deadline - time.monotonic(), 0)))
-        model = model_state(client, model_id)
-        if model.get("model_state") == "DEPLOYED":
-            return model
-        if attempt >= 2 and model.get("model_state") in DEPLOY_FAILED_STATES:
-            # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
-            # timed out" following a restart) and refuse every later deploy as a duplicate; no deploy
-            # is under way by the model's state, and undeploying clears the node's stale entry.
-            client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
+
+    def attempt(number):
+        if number > 1:
+            model = model_state(client, model_id)
+            if model.get("model_state") == "DEPLOYED":
+                return model
+            if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES:
+                # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
+                # timed out" following a restart) and refuse every later deploy as a duplicate; no deploy
+                # is under way by the model's state, and undeploying clears the node's stale entry.
+                client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
+        if model_state(client, model_id).get("model_state") not in DEPLOYING_STATES:
+            client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
+        return wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
+
+    return retry(attempt, answers.is_deploy_collision, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline)
 
 
 def undeploy(client, model_id, timeout):

@@ -14,17 +14,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import time
-
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     AmbiguousLookupError,
     HTTPError,
     UncertainOutcomeError,
+    WaitTimeoutError,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import spaced, wait_until
 
-# How long duplicates made by concurrent runs may take to disappear (each run deletes its own).
+# How long duplicates made by concurrent runs may take to disappear (each run deletes its own),
+# and how often to look meanwhile.
 DUPLICATE_SETTLE_SECONDS = 3.0
+DUPLICATE_POLL_SECONDS = 0.5
 # How long after a create a concurrent, older create may still become searchable: a multiple of
 # how long the server took to answer ours (see keep_oldest), within these bounds.
 CREATE_WINDOW_FACTOR = 2.0
@@ -105,11 +107,11 @@ def settled_matches(client, kind, query):
     """Objects matching ``query``; several are looked at again for a few seconds first, because
     concurrent runs that created the same object delete their extra copies within moments
     (see :func:`keep_oldest`)."""
-    deadline = time.monotonic() + DUPLICATE_SETTLE_SECONDS
-    matches = search(client, kind, query, size=20)
-    while len(matches) > 1 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        matches = search(client, kind, query, size=20)
+    try:
+        matches, _polls = wait_until(lambda: search(client, kind, query, size=20), lambda found: len(found) <= 1,
+                                     DUPLICATE_SETTLE_SECONDS, interval=DUPLICATE_POLL_SECONDS, factor=1)
+    except WaitTimeoutError as error:
+        matches = error.last
     return matches
 
 
@@ -185,7 +187,7 @@ def keep_oldest_of(client, kind, own_id, discard, find_same):
     """
     window = min(MAX_CREATE_WINDOW, max(MIN_CREATE_WINDOW, CREATE_WINDOW_FACTOR * client.last_answer_seconds))
     held = own_id
-    for look in range(KEEP_OLDEST_LOOKS):
+    for look in spaced(KEEP_OLDEST_LOOKS, window):
         matches = find_same()
         oldest = oldest_of(kind, matches)[kind.id_field] if matches else held
         if oldest != own_id and held == own_id:
@@ -193,8 +195,6 @@ def keep_oldest_of(client, kind, own_id, discard, find_same):
         if look > 0 and oldest == held:
             return held
         held = oldest
-        if look < KEEP_OLDEST_LOOKS - 1:
-            time.sleep(window)
     return held
 
 
@@ -212,11 +212,9 @@ def create_once(create, find_existing):
     try:
         return create()
     except UncertainOutcomeError as error:
-        deadline = time.monotonic() + getattr(error, "settle_seconds", 0)
-        while True:
-            existing = find_existing()
-            if existing is not None:
-                return existing
-            if time.monotonic() >= deadline:
-                return create()
-            time.sleep(SETTLE_POLL_SECONDS)
+        settle_seconds = getattr(error, "settle_seconds", 0)
+    try:
+        existing, _polls = wait_until(find_existing, lambda found: found is not None, settle_seconds, interval=SETTLE_POLL_SECONDS, factor=1)
+    except WaitTimeoutError:
+        return create()
+    return existing

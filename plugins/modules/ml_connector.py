@@ -251,8 +251,7 @@ diff:
 """
 
 import json
-import re
-
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields, is_empty
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
@@ -269,8 +268,6 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation i
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
 COMPARED_FIELDS = ("name", "description", "version", "protocol", "parameters", "actions", "client_config", "access_mode", "backend_roles")
-# ML Commons' answer when models block an update or a delete: "1 models are still using this connector, ...: [id]".
-IN_USE_PATTERN = re.compile(r"models are still using this connector.*\[([^\]]*)\]")
 ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function", "post_process_function")
 
 
@@ -425,12 +422,6 @@ def create(module, client, wanted):
     return get_by_id(client, CONNECTOR, winner)
 
 
-def models_named_in(error):
-    """The model IDs in ML Commons' "N models are still using this connector ...: [id1, id2]" answer."""
-    match = IN_USE_PATTERN.search(error.reason or "")
-    return [model_id.strip() for model_id in match.group(1).split(",") if model_id.strip()] if match else []
-
-
 def blocked_update(connector, deployed):
     return MLCommonsError(
         "Connector %r (%s) cannot be updated while %d deployed model(s) use it: %s. Undeploy them first, or set "
@@ -457,7 +448,7 @@ def update_in_place(module, client, connector, changes):
         client.put(path, body=changes)
         return []
     except HTTPError as error:
-        blocking_ids = models_named_in(error)
+        blocking_ids = answers.models_blocking_connector_change(error)
         if not blocking_ids:
             raise
     deployed = [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in blocking_ids]
@@ -559,7 +550,7 @@ def ensure_absent(module, client, connector):
     try:
         client.delete(CONNECTOR.path(connector["connector_id"]))
     except HTTPError as error:
-        user_ids = models_named_in(error)
+        user_ids = answers.models_blocking_connector_change(error)
         if not user_ids:
             raise
         raise in_use_error(connector, [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in user_ids])

@@ -152,8 +152,8 @@ diff:
 """
 
 import random
-import time
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
@@ -173,10 +173,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     keep_oldest,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry
 
 UPDATABLE_FIELDS = ("name", "description", "model_group_id", "connector_id", "rate_limiter", "interface", "guardrails", "is_enabled")
-# ML Commons answers an update this way when it stored the change but could not refresh a node's copy of the model.
-CACHE_NOT_UPDATED = "update model cache was failed"
 SERVING_PROTOCOLS = ("http", "aws_sigv4")
 SERVING_ACTIONS = ("PREDICT", "BATCH_PREDICT")
 
@@ -242,14 +241,10 @@ def register(module, client, wanted):
 
     def register_model():
         # Each register bumps the group's latest_version under optimistic locking: concurrent registers
-        # into one group get a 409 before anything is written, and may simply try again.
-        for attempt in range(1, REGISTER_CONFLICT_ATTEMPTS + 1):
-            try:
-                return client.post(MODEL.base_path + "/_register", body=body)
-            except HTTPError as error:
-                if not (error.status == 409 and "version conflict" in (error.reason or "").lower()) or attempt == REGISTER_CONFLICT_ATTEMPTS:
-                    raise
-                time.sleep(random.uniform(0.2, 0.6) * attempt)
+        # into one group get a 409 before anything is written, and may simply try again (at spread
+        # moments, so that they do not collide again).
+        return retry(lambda _number: client.post(MODEL.base_path + "/_register", body=body), answers.is_version_conflict,
+                     REGISTER_CONFLICT_ATTEMPTS, lambda number: random.uniform(0.2, 0.6) * number)
 
     def registered_meanwhile():
         found = find_by_name(client, MODEL, params["name"], in_group)
@@ -267,7 +262,7 @@ def update(module, client, model, changes):
     try:
         client.put(path, body=changes)
     except HTTPError as error:
-        if CACHE_NOT_UPDATED not in (error.reason or ""):
+        if not answers.is_model_cache_not_updated(error):
             raise
         # Stored, but a node still serves the old version: a redeploy makes every node load the new one.
         timeout = module.params["wait_timeout"]

@@ -109,8 +109,7 @@ diff:
   type: dict
 """
 
-import re
-
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff, changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
@@ -125,9 +124,6 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     search,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
-
-# ML Commons' answer to a register whose name is taken: "... used by a model group with ID: <id>."
-NAME_TAKEN_PATTERN = re.compile(r"already being used by a model group with ID: ([^.\s]+)")
 
 
 def desired_fields(params):
@@ -176,9 +172,9 @@ def create(module, client, wanted):
             return client.post(MODEL_GROUP.base_path + "/_register", body=wanted)["model_group_id"]
         except HTTPError as error:
             # A concurrent run registered the name between our lookup and this request.
-            taken = NAME_TAKEN_PATTERN.search(error.reason or "")
-            if error.status == 400 and taken:
-                return taken.group(1)
+            taken_by = answers.model_group_taking_name(error)
+            if taken_by:
+                return taken_by
             raise
 
     def registered_meanwhile():

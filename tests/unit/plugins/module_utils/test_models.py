@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import models
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, WaitTimeoutError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import wait_until_deployed
 
 
@@ -31,7 +31,6 @@ class FakeClient:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(models.time, "sleep", lambda seconds: None)
     monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.wait.time.sleep", lambda seconds: None)
 
 
@@ -70,11 +69,6 @@ def test_a_deploy_that_lost_the_race_for_the_model_is_tried_again():
                         task_error="[m1]: version conflict, required seqNo [353], primary term [17]")
     assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy", "_deploy"]
-
-
-def test_a_version_conflict_is_a_collision():
-    assert models.deploy_collided(HTTPError("POST", "/x", 409, "status_exception", "Document version conflict updating m1"))
-    assert not models.deploy_collided(HTTPError("POST", "/x", 400, "illegal_argument_exception", "bad"))
 
 
 def test_a_deploy_that_does_not_finish_times_out_naming_the_state(server):

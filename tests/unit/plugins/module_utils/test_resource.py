@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource, wait
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import AmbiguousLookupError, HTTPError, UncertainOutcomeError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
@@ -124,9 +124,9 @@ def test_create_once_creates_again_when_nothing_was_made():
 
 def test_create_once_waits_for_a_timed_out_create_that_lands_late(monkeypatch):
     """A create that timed out can still be queued on the server: look again before creating anew."""
-    monkeypatch.setattr(resource.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(wait.time, "sleep", lambda seconds: None)
     clock = iter(range(100))
-    monkeypatch.setattr(resource.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(wait.time, "monotonic", lambda: next(clock))
     lookups = iter([None, None, "landed-late"])
     calls = []
 
@@ -139,9 +139,9 @@ def test_create_once_waits_for_a_timed_out_create_that_lands_late(monkeypatch):
 
 
 def test_create_once_creates_again_after_the_settle_time(monkeypatch):
-    monkeypatch.setattr(resource.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(wait.time, "sleep", lambda seconds: None)
     clock = iter(range(100))
-    monkeypatch.setattr(resource.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(wait.time, "monotonic", lambda: next(clock))
     attempts = iter([UncertainOutcomeError("timed out", settle_seconds=3), "new-id"])
     lookups = []
 
@@ -207,7 +207,7 @@ def test_keep_oldest_sees_an_older_create_that_was_still_in_flight(server, no_cr
 @pytest.mark.parametrize("answer_seconds, window", [(0.01, 0.25), (0.3, 0.6), (10, 3.0)])
 def test_keep_oldest_waits_twice_as_long_as_the_create_took_within_bounds(server, monkeypatch, answer_seconds, window):
     slept = []
-    monkeypatch.setattr(resource.time, "sleep", slept.append)
+    monkeypatch.setattr(wait.time, "sleep", slept.append)
     server.script((200, dated_hits(("mine", 5))), (200, dated_hits(("mine", 5))))
     client = Client(server.url)
     client.last_answer_seconds = answer_seconds

@@ -1,9 +1,9 @@
-"""Polling with backoff up to a deadline."""
+"""Polling with backoff up to a deadline, retries of what failed for a passing reason, looks spaced apart."""
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import WaitTimeoutError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, spaced, wait_until
 
 
 class FakeClock:
@@ -42,3 +42,38 @@ def test_never_sleeps_past_the_deadline_and_reports_the_last_state():
     assert clock.sleeps == [2, 1]
     assert str(caught.value) == "Gave up waiting after 3s (3 checks); last state seen: RUNNING."
     assert caught.value.details == {"polls": 3}
+
+
+def test_retry_tries_again_only_what_passes_and_at_most_so_often():
+    slept, calls = [], []
+
+    def attempt(number):
+        calls.append(number)
+        if number < 3:
+            raise MLCommonsError("busy")
+        return "done"
+
+    assert retry(attempt, lambda error: "busy" in str(error), 5, lambda number: number * 2, sleep=slept.append) == "done"
+    assert (calls, slept) == ([1, 2, 3], [2, 4])
+    with pytest.raises(MLCommonsError, match="busy"):
+        retry(lambda number: attempt(1), lambda error: True, 2, lambda number: 0, sleep=slept.append)
+    with pytest.raises(MLCommonsError, match="busy"):
+        retry(lambda number: attempt(1), lambda error: False, 9, lambda number: 0, sleep=slept.append)
+
+
+def test_retry_never_pauses_past_its_deadline():
+    slept = []
+    clock = iter([0, 0, 9, 9, 11]).__next__
+
+    def attempt(number):
+        raise MLCommonsError("busy")
+
+    with pytest.raises(MLCommonsError):
+        retry(attempt, lambda error: True, 9, lambda number: 5, deadline=10, sleep=slept.append, clock=clock)
+    assert slept == [5, 1]
+
+
+def test_spaced_looks_pause_between_two_only():
+    slept = []
+    assert list(spaced(3, 0.5, sleep=slept.append)) == [0, 1, 2]
+    assert slept == [0.5, 0.5]

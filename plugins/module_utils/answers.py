@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What ML Commons answers, recognised in one place.
+
+ML Commons tells most of its refusals apart only by their text, so each text the collection acts
+on is here once, with a predicate named for what the answer means. The texts are those of the
+ML Commons sources at the tags the collection is tested on (2.19 and 3.x) and, where they
+differ, of the earlier ones the contract tests cover. The predicates take an
+:class:`errors.HTTPError` (anything with ``status``, ``error_type`` and ``reason``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+# How ML Commons begins the reason of an error it passes on from a model provider.
+REMOTE_SERVICE_ERROR = "Error from remote service:"
+# Refused while the encryption master key cannot be had yet (right after a start): given before
+# anything is encrypted, decrypted or written, so any request may be sent again.
+MASTER_KEY_UNAVAILABLE = ("encryption master key has not been initialized yet", "Fetching master key timed out")
+# A register whose name another group has: "... already being used by a model group with ID: <id>."
+MODEL_GROUP_NAME_TAKEN = re.compile(r"already being used by a model group with ID: ([^.\s]+)")
+# A connector update or delete refused: "N models are still using this connector, please ... first: [id1, id2]".
+CONNECTOR_IN_USE = re.compile(r"models are still using this connector.*\[([^\]]*)\]")
+# An update that was stored, but whose refresh of a node's copy of the model failed.
+MODEL_CACHE_NOT_UPDATED = "update model cache was failed"
+# Two deploys of one model that got in each other's way (the second fails as a duplicate, or on the
+# model's seqNo, or leaves no reason in its task at times), or a deploy right after a restart that
+# could not read the encryption key yet.
+DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
+BATCH_DISABLED = "Offline Batch Inference is currently disabled"
+BATCH_TASK_LIMIT = "Exceeded maximum limit for BATCH_PREDICTION tasks"
+PRIVATE_IP_REFUSED = "private ip address"
+MODEL_NOT_READY = "Model not ready yet"
+NO_BATCH_ACTION = "no BATCH_PREDICT action found"
+NO_JOB_DESCRIBED = "Unable to create batch transform job"
+TASK_MODEL_GONE = "Failed to retrieve the ML model for the given task ID"
+# 2.12-2.18 answered some missing objects (or missing system indices) with a 500 and these.
+NOT_FOUND_TYPE = "m_l_resource_not_found_exception"
+NOT_FOUND_REASONS = ("Fail to find", "Failed to find")
+
+
+def _reason(error):
+    return getattr(error, "reason", None) or ""
+
+
+def is_not_found(error):
+    """The object does not exist: 404 on 2.19+, and the older versions' 500s that say so."""
+    return error.status == 404 or error.error_type == NOT_FOUND_TYPE or _reason(error).startswith(NOT_FOUND_REASONS)
+
+
+def is_version_conflict(error):
+    """ML Commons refused a whole write because another one changed the object first (optimistic
+    locking): nothing was written, and the request may be sent again."""
+    return error.status == 409 and "version conflict" in ("%s %s" % (error.error_type or "", _reason(error))).lower()
+
+
+def is_master_key_unavailable(error):
+    return any(answer in _reason(error) for answer in MASTER_KEY_UNAVAILABLE)
+
+
+def is_from_remote_service(reason):
+    """Whether ``reason`` is a model provider's error that ML Commons passes on."""
+    return (reason or "").startswith(REMOTE_SERVICE_ERROR)
+
+
+def remote_service_body(reason):
+    """The provider's own answer out of ML Commons' "Error from remote service: <body>"."""
+    return reason[len(REMOTE_SERVICE_ERROR):].strip()
+
+
+def model_group_taking_name(error):
+    """The ID of the model group that has the name a register asked for, or None for other answers."""
+    taken = MODEL_GROUP_NAME_TAKEN.search(_reason(error))
+    return taken.group(1) if error.status == 400 and taken else None
+
+
+def models_blocking_connector_change(error):
+    """The model IDs a refused connector update or delete names (empty for other answers)."""
+    match = CONNECTOR_IN_USE.search(_reason(error))
+    return [model_id.strip() for model_id in match.group(1).split(",") if model_id.strip()] if match else []
+
+
+def is_model_cache_not_updated(error):
+    return MODEL_CACHE_NOT_UPDATED in _reason(error)
+
+
+def is_deploy_collision(error):
+    """A deploy that failed only because another deploy of the same model got in its way: an HTTP
+    answer of version conflict, or a failed deploy task (or wait) whose message says so."""
+    if hasattr(error, "status"):
+        return is_version_conflict(error)
+    return any(text in str(error) for text in DEPLOY_COLLISIONS)
+
+
+def is_batch_disabled(error):
+    return BATCH_DISABLED in _reason(error)
+
+
+def is_batch_task_limit(error):
+    """As many batch jobs as plugins.ml_commons.max_batch_inference_tasks allows are created or running."""
+    return BATCH_TASK_LIMIT in _reason(error)
+
+
+def is_private_ip_refused(error):
+    return PRIVATE_IP_REFUSED in _reason(error)
+
+
+def is_model_not_ready(error):
+    return MODEL_NOT_READY in _reason(error)
+
+
+def is_batch_action_missing(error):
+    return NO_BATCH_ACTION in _reason(error)
+
+
+def is_job_undescribed(error):
+    """The provider's answer to a submit did not describe a job ML Commons could track."""
+    return NO_JOB_DESCRIBED in _reason(error)
+
+
+def is_task_model_gone(error):
+    """A batch task's model no longer exists, so ML Commons cannot ask the provider about it."""
+    return TASK_MODEL_GONE in _reason(error)
