@@ -36,13 +36,18 @@ emulator = load_emulator_module()
 
 
 class FakeClock:
+    """A clock the test moves; before each move it lets the batch workers finish, so that, as for small batches
+    on the real clock, what a status read shows depends on the clock alone."""
+
     def __init__(self, now):
         self.now = now
+        self.emulator = None
 
     def __call__(self):
         return self.now
 
     def advance(self, seconds):
+        self.emulator.wait_for_workers()
         self.now += seconds
 
 
@@ -102,6 +107,7 @@ def client():
     clock = FakeClock(START_TIME)
     timings = emulator.Timings(validating=1, in_progress=10, finalizing=1, cancelling=1)
     server = emulator.make_server("127.0.0.1", 0, API_KEY, timings=timings, dimensions=8, clock=clock)
+    clock.emulator = server.emulator
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -680,7 +686,9 @@ def test_reset_clears_all_state(client):
     file_id = client.upload_lines([embedding_line("a")])
     batch = client.create_batch(file_id)
     assert client.admin("POST", "reset").status_code == 200
-    assert client.admin("GET", "stats").json() == {"batches_created": 0, "files_uploaded": 0, "requests": {}}
+    assert client.admin("GET", "stats").json() == {
+        "batches_created": 0, "files_uploaded": 0, "file_bytes_uploaded": 0, "file_bytes_downloaded": 0, "requests": {},
+    }
     assert_error(client.get(f"/batches/{batch['id']}"), 404)
     assert_error(client.get(f"/files/{file_id}"), 404)
 
