@@ -362,9 +362,9 @@ def test_files_live_in_the_data_dir(client):
     assert sorted(path.read_bytes() for path in data_dir.iterdir()) == [b"[]\n", b"{}\n"]
     client.delete(f"/files/{deleted}")
     assert [path.read_bytes() for path in data_dir.iterdir()] == [b"{}\n"]
+    assert client.get(f"/files/{kept}/content").content == b"{}\n"
     client.admin("POST", "reset")
     assert list(data_dir.iterdir()) == []
-    assert kept
 
 
 def test_an_own_temporary_data_dir_is_removed_on_close(tmp_path):
@@ -895,6 +895,33 @@ def test_reset_clears_all_state(client):
 def test_admin_routes_check_method(client):
     assert client.admin("POST", "stats").status_code == 405
     assert client.admin("GET", "reset").status_code == 405
+
+
+# --------------------------------------------------------------------------- the official SDK
+
+def test_the_official_sdk_uploads_lists_runs_and_downloads(client):
+    import openai  # pylint: disable=import-outside-toplevel  # only this test needs it
+
+    sdk = openai.OpenAI(api_key=API_KEY, base_url=client.base, max_retries=0)
+    content = "".join(json.dumps(line) + "\n" for line in wide_embedding_lines(3, dimensions=16)).encode()
+    first = sdk.files.create(file=("input.sha256-" + "0" * 64 + ".jsonl", content), purpose="batch")
+    second = sdk.files.create(file=("input.sha256-" + "1" * 64 + ".jsonl", content), purpose="batch")
+    assert (first.bytes, first.purpose) == (len(content), "batch")
+    assert [listed.id for listed in sdk.files.list(purpose="batch", limit=1)] == [second.id, first.id]  # follows has_more/after
+
+    batch = sdk.batches.create(input_file_id=first.id, endpoint="/v1/embeddings", completion_window="24h")
+    client.clock.advance(12)
+    done = sdk.batches.retrieve(batch.id)
+    assert (done.status, done.request_counts.completed, done.error_file_id) == ("completed", 3, None)
+    output = [json.loads(line) for line in sdk.files.content(done.output_file_id).text.splitlines()]
+    batch_vector = {line["custom_id"]: line["response"]["body"]["data"][0]["embedding"] for line in output}["r0"]
+    # The SDK asks for base64 and decodes the float32s itself: the same numbers as the batch's printed floats.
+    direct = sdk.embeddings.create(model="text-embedding-3-small", input="text 0", dimensions=16).data[0].embedding
+    assert [float("%.9g" % component) for component in direct] == batch_vector
+
+    notes = sdk.files.create(file=("notes.txt", b"private"), purpose="user_data")
+    with pytest.raises(openai.BadRequestError, match="Not allowed to download files of purpose: user_data"):
+        sdk.files.content(notes.id)
 
 
 # --------------------------------------------------------------------------- CLI
