@@ -699,14 +699,14 @@ NO_WAIT = {"emulator_validating_seconds": "0", "emulator_in_progress_seconds": "
 def test_status_reads_stay_fast_while_a_big_batch_runs(client):
     batch = client.create_batch(client.upload_lines(wide_embedding_lines(1500)), metadata=NO_WAIT)
     job = client.server.emulator.batches[batch["id"]]
-    reads = []
-    while job.worker is not None:
+    reads, deadline = [], time.monotonic() + 60
+    while job.worker is not None and time.monotonic() < deadline:
         started = time.monotonic()
         status = client.batch(batch["id"])
         reads.append((time.monotonic() - started, status["status"], status["request_counts"]["completed"]))
         time.sleep(0.02)
     assert len(reads) >= 5, "the batch ran too fast to be read while it ran"
-    assert max(seconds for seconds, _status, _completed in reads) < 0.25
+    assert max(seconds for seconds, _status, _completed in reads) < 0.5  # running the batch inside a read took seconds
     # The status never runs ahead of the work: in_progress (not done) until the last request ran, counts growing.
     assert all(status in ("validating", "in_progress") for _seconds, status, _completed in reads[:-1])
     completed = [count for _seconds, _status, count in reads]
@@ -719,8 +719,9 @@ def test_status_reads_stay_fast_while_a_big_batch_runs(client):
 
 def test_cancel_while_the_worker_runs_keeps_exactly_the_requests_shown_as_run(client):
     batch = client.create_batch(client.upload_lines(wide_embedding_lines(1500)), metadata=NO_WAIT)
+    deadline = time.monotonic() + 60
     while (running := client.batch(batch["id"]))["request_counts"]["completed"] < 10:
-        assert running["status"] in ("validating", "in_progress")
+        assert running["status"] in ("validating", "in_progress") and time.monotonic() < deadline
         time.sleep(0.01)
     cancelling = client.post(f"/batches/{batch['id']}/cancel").json()
     shown = cancelling["request_counts"]["completed"]
