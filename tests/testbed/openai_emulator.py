@@ -864,7 +864,7 @@ def read_form(body, content_type, open_upload):
             upload = open_upload(filename, fields)
             reader.read_content(upload.write)
         elif filename is not None:
-            reader.read_content(lambda _piece: None)  # a file under another name: OpenAI ignores it
+            reader.read_content(lambda _piece: None)  # a file under another name is not the upload: skipped
         else:
             value = bytearray()
             reader.read_content(value.extend, limit=MAX_FORM_FIELD_BYTES)
