@@ -16,15 +16,30 @@ The default prefix is ``/openai`` because ML Commons recognises the provider by 
 "openai" in the batch_predict URL; without it, Get Task and cancel fail for body-less actions.
 
 Emulator-only admin routes (no auth, not part of OpenAI):
-    GET  <prefix>/_emulator/stats  -> {"batches_created", "files_uploaded", "requests": {"POST /v1/batches": n, ...}}
-    POST <prefix>/_emulator/reset  -> forget every file, batch and counter
+    GET  <prefix>/_emulator/stats  -> {"batches_created", "files_uploaded", "file_bytes_uploaded", "file_bytes_downloaded",
+                                       "requests": {"POST /v1/batches": n, ...}}
+        file_bytes_uploaded    content bytes of the files POST /v1/files stored
+        file_bytes_downloaded  content bytes GET /v1/files/{id}/content sent
+    POST <prefix>/_emulator/reset  -> forget every file, batch and counter (and delete the files from disk)
 
-Batch lifecycle: computed lazily from the clock whenever a batch is read, so no background thread.
+Files at real size: contents live on disk in --data-dir (default: a new temporary directory, removed at exit),
+never in memory. Uploads are parsed as they stream in (Content-Length or chunked) and downloads are sent from
+disk, so memory stays flat whatever the size. Limits as OpenAI's: 512 MB per file, 200 MB for purpose batch
+("File is too large."), 50,000 requests per batch input; content of purpose assistants or user_data cannot be
+downloaded.
+
+Batch lifecycle: each batch has a worker thread that validates the input file and runs its requests line by
+line from disk, writing the output and error JSONL files as it goes. A status read only compares the clock
+with how far the worker got, so it stays fast while a big batch runs.
     validating (--validating-seconds) -> input file checked -> failed (errors.data[]) or
     in_progress (--in-progress-seconds; request_counts grow with elapsed time) ->
     finalizing (--finalizing-seconds) -> completed (output/error JSONL files written).
     POST .../cancel moves validating/in_progress/finalizing to cancelling (--cancelling-seconds),
     then cancelled; requests that had not run go to the error file as batch_cancelled.
+A status is left once its seconds have passed and the worker has done what the status stands for, at the
+later of the two (so a batch bigger than its in_progress seconds allow stays in_progress until its last
+request ran, and no status claims results before their files are complete). The worker runs ahead of the
+clock; what a status read shows of its work is capped by the clock, so small batches keep exact timings.
 
 Per-batch knobs, set in the batch's metadata (string values):
     emulator_validating_seconds, emulator_in_progress_seconds, emulator_finalizing_seconds,
@@ -32,16 +47,19 @@ Per-batch knobs, set in the batch's metadata (string values):
     emulator_expire = "true"     -- the batch runs the first half of its requests, then expires;
                                     the rest appear in the error file as batch_expired
 
-Request execution: embeddings return deterministic unit vectors seeded by sha256 of the input
-(length --dimensions unless the request sets ``dimensions``); chat completions answer
-"echo: <last user message>". Batch lines for other endpoints fail with a 400 line in the error file.
+Request execution: embeddings return deterministic unit vectors derived from SHAKE-256 of the input
+(length --dimensions unless the request sets ``dimensions``), float32 components printed with 9 significant
+digits as OpenAI prints them; chat completions answer "echo: <last user message>". Batch lines for other
+endpoints fail with a 400 line in the error file.
 
 Usage:
     python tests/testbed/openai_emulator.py --host 127.0.0.1 --port 8089 --api-key KEY [--prefix /openai]
         [--validating-seconds 1] [--in-progress-seconds 2] [--finalizing-seconds 1] [--cancelling-seconds 1] [--dimensions 8]
+        [--data-dir DIR]
 """
 
 import argparse
+import array
 import base64
 import collections
 import dataclasses
@@ -52,12 +70,15 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import secrets
+import shutil
+import signal
+import statistics
 import string
 import struct
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -76,7 +97,12 @@ EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions",
 EMBEDDING_ENCODINGS = ("float", "base64")
 
 MAX_BATCH_TASKS = 50_000
+MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_BATCH_FILE_BYTES = 200 * 1024 * 1024
+MAX_FORM_FIELD_BYTES = 65_536  # text fields of an upload (purpose, expires_after[...]) are short
+UNDOWNLOADABLE_PURPOSES = ("assistants", "user_data")
+TRANSFER_CHUNK_BYTES = 1024 * 1024  # large pieces keep per-piece Python work negligible next to the copying
+GAUSSIAN_LEVELS = 65_536  # one per 16-bit index, so two bytes of hash output pick a component
 MAX_EMBEDDING_INPUTS = 2048
 MAX_EMBEDDING_DIMENSIONS = 3072  # text-embedding-3-large, the widest OpenAI embedding model
 FILE_LIST_LIMITS = (1, 10_000)
@@ -97,6 +123,8 @@ INVALID_JSON_MESSAGE = (
     "The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+FILE_TOO_LARGE_MESSAGE = "File is too large."
+MALFORMED_FORM_MESSAGE = "Could not parse the multipart/form-data body."
 ID_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -313,13 +341,27 @@ def embedding_dimensions(body, default_dimensions):
     return dimensions
 
 
+@functools.cache
+def gaussian_quantiles():
+    """Standard normal quantiles at GAUSSIAN_LEVELS evenly spaced probabilities: a lookup table of Gaussian values."""
+    normal = statistics.NormalDist()
+    return tuple(normal.inv_cdf((level + 0.5) / GAUSSIAN_LEVELS) for level in range(GAUSSIAN_LEVELS))
+
+
 def deterministic_vector(seed_text, dimensions):
-    """Unit vector seeded by sha256(seed_text): the same input gives the same vector on every run and machine."""
-    digest = hashlib.sha256(seed_text.encode("utf-8", "surrogatepass")).digest()
-    generator = random.Random(int.from_bytes(digest, "big"))
-    components = [generator.gauss(0.0, 1.0) for _dimension in range(dimensions)]  # Gaussian components: a uniformly random direction
-    norm = math.sqrt(sum(component * component for component in components)) or 1.0
-    return [component / norm for component in components]
+    """Unit vector derived from SHAKE-256 of seed_text: the same input gives the same vector on every run and machine.
+
+    Gaussian components give a uniformly random direction; they come from a table lookup per two bytes of hash
+    output because drawing them one by one in Python would dominate a batch of 50,000 x 1,536 components.
+    Components are float32, printed with 9 significant digits (enough to give back the float32 exactly) like
+    OpenAI's, so output files have OpenAI's size and the float and base64 encodings carry the same numbers.
+    """
+    digest = hashlib.shake_256(seed_text.encode("utf-8", "surrogatepass")).digest(2 * dimensions)
+    quantiles = gaussian_quantiles()
+    components = [quantiles[index] for index in struct.unpack(f"<{dimensions}H", digest)]
+    scale = 1.0 / math.hypot(*components)
+    float32 = struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *[component * scale for component in components]))
+    return list(map(float, (",".join(["%.9g"] * dimensions) % float32).split(",")))
 
 
 def encode_vector(vector, encoding_format):
@@ -408,37 +450,37 @@ class BatchInputValidator:
     def __init__(self, endpoint):
         self.endpoint = endpoint
         self.seen_custom_ids = set()
+        self.custom_ids = []  # of the valid lines, in input order: the worker needs them for lines it never runs
         self.batch_model = None
 
-    def validate(self, content):
-        """Return (errors, tasks): BatchError dicts, or the parsed input lines when there are none."""
-        numbered_lines = [(number, line) for number, line in enumerate(content.split(b"\n"), start=1) if line.strip()]
-        if not numbered_lines:
-            return [batch_error("empty_file", "The batch input file is empty.")], []
-        if len(numbered_lines) > MAX_BATCH_TASKS:
-            message = f"The batch input file has {len(numbered_lines)} requests; the maximum is {MAX_BATCH_TASKS}."
-            return [batch_error("too_many_tasks", message)], []
-        errors, tasks = [], []
-        for number, line in numbered_lines:
-            task, error = self._check_line(line, number)
-            if error:
+    def validate(self, lines):
+        """Check the input line by line (an iterable of bytes, such as an open file); return BatchError dicts, none if valid."""
+        errors, count = [], 0
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            count += 1
+            if count <= MAX_BATCH_TASKS and (error := self._line_error(line, number)):
                 errors.append(error)
-            else:
-                tasks.append(task)
-        return errors, tasks
+        if count == 0:
+            return [batch_error("empty_file", "The batch input file is empty.")]
+        if count > MAX_BATCH_TASKS:
+            return [batch_error("too_many_tasks", f"The batch input file has {count} requests; the maximum is {MAX_BATCH_TASKS}.")]
+        return errors
 
-    def _check_line(self, line, number):
+    def _line_error(self, line, number):
         try:
             task = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             task = None
         if not isinstance(task, dict):
-            return None, batch_error("invalid_json_line", "This line is not parseable as valid JSON.", line=number)
+            return batch_error("invalid_json_line", "This line is not parseable as valid JSON.", line=number)
         error = self._shape_error(task) or self._consistency_error(task)
         if error:
             code, message, param = error
-            return None, batch_error(code, message, param, number)
-        return task, None
+            return batch_error(code, message, param, number)
+        self.custom_ids.append(task["custom_id"])
+        return None
 
     def _shape_error(self, task):
         for key in self.REQUIRED_KEYS:
@@ -505,11 +547,8 @@ def run_task(handler, endpoint, task):
         return TaskOutcome(task["custom_id"], error.status, error.body())
 
 
-def batch_usage(outcomes):
+def batch_usage(input_tokens, output_tokens):
     """The Batch object's usage block, summed over the requests that succeeded."""
-    usages = [outcome.body.get("usage", {}) for outcome in outcomes]
-    input_tokens = sum(usage.get("prompt_tokens", 0) for usage in usages)
-    output_tokens = sum(usage.get("completion_tokens", 0) for usage in usages)
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": 0},
@@ -549,17 +588,53 @@ def new_batch_object(endpoint, input_file_id, completion_window, metadata, creat
 
 @dataclasses.dataclass
 class BatchJob:
-    """A Batch object plus the private bookkeeping its lazy lifecycle needs."""
+    """A Batch object, the files its worker reads and writes, and how far the worker got.
+
+    The worker writes its progress and the lifecycle reads it, both under the emulator's lock. Result files
+    are described by a plan, (requests that ran, reason for the rest or None): the worker runs ahead of the
+    clock, so a cancel can want fewer requests than it ran; it then cuts the files back to that many.
+    """
 
     batch: dict
     timings: Timings
-    input_content: bytes  # snapshot at creation, so deleting the input file later cannot break the batch
     expires: bool
     output_lifetime: int
     status_entered: float  # precise clock time of the current status; the *_at fields are whole seconds
-    outcomes: list = dataclasses.field(default_factory=list)  # one TaskOutcome per input line, input order
-    runnable: int = 0  # requests that run before the batch ends: all, or half of them when it will expire
-    ran: int = 0  # requests run so far; frozen when the batch is cancelled
+    input_path: str  # a hard link to the input file's content, so deleting that file later cannot break the batch
+    output_path: str
+    error_path: str
+    # Written by the worker:
+    validated_at: float = None
+    validation_errors: list = dataclasses.field(default_factory=list)
+    custom_ids: list = dataclasses.field(default_factory=list)  # of the input lines, in order (valid input only)
+    model: str = None
+    executed: int = 0  # requests run so far, in input order
+    succeeded: bytearray = dataclasses.field(default_factory=bytearray)  # per request run: 1 if it answered 200
+    input_tokens: array.array = dataclasses.field(default_factory=lambda: array.array("Q"))  # per request run, 0 if it failed
+    output_tokens: array.array = dataclasses.field(default_factory=lambda: array.array("Q"))
+    output_ends: array.array = dataclasses.field(default_factory=lambda: array.array("Q"))  # output file size after each request
+    error_ends: array.array = dataclasses.field(default_factory=lambda: array.array("Q"))  # error file size after each request
+    written_plan: tuple = None  # what the result files hold
+    result_sizes: tuple = (0, 0)  # output and error file sizes for written_plan
+    results_ready_at: float = None
+    worker: threading.Thread = None
+    # Written by the lifecycle:
+    ran: int = 0  # requests a status read has shown as run; frozen when the batch is cancelled
+    cancel_plan: tuple = None
+    abandoned: bool = False  # the emulator was reset or closed: the worker stops and keeps no files
+
+    @property
+    def runnable(self):
+        """Requests that run before the batch ends: all, or half of them when it will expire."""
+        return len(self.custom_ids) // 2 if self.expires else len(self.custom_ids)
+
+    def wanted_plan(self):
+        """The result files the lifecycle needs next, or None when the batch will have none."""
+        if self.cancel_plan is not None:
+            return self.cancel_plan
+        if self.validated_at is None or self.validation_errors:
+            return None
+        return self.runnable, "expired" if self.expires else None
 
     def enter(self, status, at):
         self.batch["status"] = status
@@ -567,7 +642,81 @@ class BatchJob:
         self.status_entered = at
 
 
+@dataclasses.dataclass
+class StoredFile:
+    file_object: dict
+    path: str
+
+
+def remove_file(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
 # --------------------------------------------------------------------------- HTTP-independent request/response
+
+class ContentLengthBody:
+    """A request body of known length; never reads past it, so the next request on the connection stays intact."""
+
+    def __init__(self, stream, length):
+        self.stream = stream
+        self.remaining = length
+
+    def read(self, size=-1):
+        size = self.remaining if size < 0 else min(size, self.remaining)
+        data = self.stream.read(size) if size else b""
+        if len(data) < size:
+            raise ApiError(400, "The request body ended before its Content-Length.")
+        self.remaining -= size
+        return data
+
+    def drain(self):
+        while self.read(TRANSFER_CHUNK_BYTES):
+            pass
+
+
+class ChunkedBody:
+    """A request body in chunked transfer encoding, decoded as it is read."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.chunk_left = 0
+        self.chunks_read = 0
+        self.finished = False
+
+    def read(self, size=-1):
+        pieces, wanted = [], math.inf if size < 0 else size
+        while wanted and not self.finished:
+            if not self.chunk_left:
+                self._start_chunk()
+                continue
+            piece = self.stream.read(min(self.chunk_left, wanted, TRANSFER_CHUNK_BYTES))
+            if not piece:
+                raise ApiError(400, "Invalid chunked request body.")
+            pieces.append(piece)
+            self.chunk_left -= len(piece)
+            wanted -= len(piece)
+        return b"".join(pieces)
+
+    def _start_chunk(self):
+        if self.chunks_read:
+            self.stream.readline(MAX_HEADER_LINE)  # the CRLF that ends each chunk
+        try:
+            self.chunk_left = int(self.stream.readline(MAX_HEADER_LINE).split(b";")[0].strip(), 16)
+        except ValueError:
+            raise ApiError(400, "Invalid chunked request body.") from None
+        self.chunks_read += 1
+        if not self.chunk_left:
+            while self.stream.readline(MAX_HEADER_LINE).strip():  # optional trailer headers, up to the blank line
+                pass
+            self.finished = True
+
+    def drain(self):
+        while self.read(TRANSFER_CHUNK_BYTES):
+            pass
+
 
 @dataclasses.dataclass
 class Request:
@@ -575,13 +724,29 @@ class Request:
     path: str
     query: dict
     headers: object  # anything with .get(name); http.server passes an email.message.Message
-    body: bytes
+    body: object  # ContentLengthBody or ChunkedBody: read(size) as the handler needs it
+
+
+@dataclasses.dataclass
+class FileBody:
+    """A response body sent from an open file; on_sent(byte count) is called once it has gone out."""
+
+    file: object
+    length: int
+    on_sent: object
+
+    def send(self, connection):
+        try:
+            connection.sendfile(self.file, 0, self.length)
+        finally:
+            self.on_sent(self.file.tell())  # sendfile leaves the position after the last byte sent, even on error
+            self.file.close()
 
 
 @dataclasses.dataclass
 class Response:
     status: int
-    body: bytes
+    body: object  # bytes or FileBody
     content_type: str = "application/json"
     headers: dict = dataclasses.field(default_factory=dict)
 
@@ -598,7 +763,7 @@ def error_response(error):
 
 def json_object_body(request):
     try:
-        body = json.loads(request.body or b"")
+        body = json.loads(request.body.read() or b"")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, INVALID_JSON_MESSAGE) from None
     if not isinstance(body, dict):
@@ -606,34 +771,115 @@ def json_object_body(request):
     return body
 
 
-@dataclasses.dataclass
-class FormPart:
-    filename: str
-    data: bytes
+# --------------------------------------------------------------------------- streamed multipart/form-data
 
-
-def parse_multipart(content_type, body):
-    """Parse multipart/form-data with the email package (the cgi module is deprecated); name -> FormPart."""
-    if not content_type.lower().startswith("multipart/form-data"):
+def multipart_boundary(content_type):
+    header = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n")
+    boundary = header.get_boundary()
+    if header.get_content_type() != "multipart/form-data" or not boundary:
         raise ApiError(400, "Invalid Content-Type header, expected multipart/form-data.")
-    envelope = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(envelope)
-    if not message.is_multipart():
-        raise ApiError(400, "Could not parse the multipart/form-data body.")
-    return {
-        part.get_param("name", header="content-disposition"): FormPart(part.get_filename(), part.get_payload(decode=True) or b"")
-        for part in message.iter_parts()
-    }
+    return boundary.encode("latin-1")
 
 
-def form_text(form, name):
-    part = form.get(name)
-    return part.data.decode("utf-8", "replace") if part else None
+class MultipartReader:
+    """Reads a multipart/form-data body part by part, passing each part's content on in pieces as it arrives.
+
+    The email package would need the whole body in memory first; a 200 MB upload must not.
+    """
+
+    def __init__(self, body, boundary):
+        self.body = body
+        self.delimiter = b"\r\n--" + boundary
+        self.buffer = b"\r\n"  # every delimiter but the first follows a CRLF; this one makes the first alike
+
+    def next_part_headers(self):
+        """Move to the next part and return its headers (an email Message), or None after the last part."""
+        self._fill(2)
+        if self.buffer.startswith(b"--"):
+            return None  # the closing delimiter; the epilogue is left for the request's drain
+        # The CRLF ending the delimiter line stays, so a part without headers is just an empty header block.
+        header_block = bytearray()
+        self.read_content(header_block.extend, until=b"\r\n\r\n", limit=MAX_HEADER_LINE)
+        return email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(bytes(header_block).lstrip() + b"\r\n\r\n")
+
+    def skip_preamble(self):
+        self.read_content(lambda _piece: None)
+
+    def read_content(self, sink, until=None, limit=math.inf):
+        """Pass everything up to the next `until` (default: the next delimiter) to sink in pieces; consume the marker."""
+        marker = until or self.delimiter
+        passed = 0
+        while (index := self.buffer.find(marker)) < 0:
+            keep = len(marker) - 1  # the start of a marker that the next read completes
+            if len(self.buffer) > keep:
+                passed += len(self.buffer) - keep
+                if passed > limit:
+                    raise ApiError(400, MALFORMED_FORM_MESSAGE)
+                sink(memoryview(self.buffer)[:-keep])
+                self.buffer = self.buffer[-keep:]
+            self._read_more()
+        if passed + index > limit:
+            raise ApiError(400, MALFORMED_FORM_MESSAGE)
+        sink(memoryview(self.buffer)[:index])
+        self.buffer = self.buffer[index + len(marker):]
+
+    def _fill(self, size):
+        while len(self.buffer) < size:
+            self._read_more()
+
+    def _read_more(self):
+        piece = self.body.read(TRANSFER_CHUNK_BYTES)
+        if not piece:
+            raise ApiError(400, MALFORMED_FORM_MESSAGE)
+        self.buffer += piece
 
 
-def requested_file_lifetime(form):
+class UploadSink:
+    """Writes an uploaded file part to disk as it arrives, refusing it as soon as it passes `limit` bytes."""
+
+    def __init__(self, file, filename, limit):
+        self.file = file
+        self.filename = filename
+        self.limit = limit
+        self.size = 0
+
+    def write(self, piece):
+        self.size += len(piece)
+        if self.size > self.limit:
+            raise ApiError(400, FILE_TOO_LARGE_MESSAGE)
+        self.file.write(piece)
+
+
+def read_form(body, content_type, open_upload):
+    """Parse a streamed multipart/form-data body: text fields into a dict (name -> bytes), the part named `file`
+    into open_upload(filename, fields read so far), whose UploadSink is returned (None without such a part)."""
+    reader = MultipartReader(body, multipart_boundary(content_type))
+    reader.skip_preamble()
+    fields, upload = {}, None
+    while (headers := reader.next_part_headers()) is not None:
+        name = headers.get_param("name", header="content-disposition")
+        filename = headers.get_filename()
+        if name == "file" and filename is not None and upload is None:
+            upload = open_upload(filename, fields)
+            reader.read_content(upload.write)
+        elif filename is not None:
+            reader.read_content(lambda _piece: None)  # a file under another name is not the upload: skipped
+        else:
+            value = bytearray()
+            reader.read_content(value.extend, limit=MAX_FORM_FIELD_BYTES)
+            fields[name] = bytes(value)
+    return fields, upload
+
+
+def form_text(fields, name):
+    value = fields.get(name)
+    return value.decode("utf-8", "replace") if value is not None else None
+
+
+def requested_file_lifetime(fields):
     """The optional expires_after[anchor]/expires_after[seconds] fields of a file upload."""
-    anchor, seconds = form_text(form, "expires_after[anchor]"), form_text(form, "expires_after[seconds]")
+    anchor, seconds = form_text(fields, "expires_after[anchor]"), form_text(fields, "expires_after[seconds]")
     if anchor is None and seconds is None:
         return None
     return validated_expiry_seconds(anchor, seconds, "expires_after")
@@ -642,8 +888,8 @@ def requested_file_lifetime(form):
 def check_batch_upload(upload):
     if not upload.filename.lower().endswith(".jsonl"):
         raise ApiError(400, "Invalid file format for Batch API. Must be .jsonl", param="file")
-    if len(upload.data) > MAX_BATCH_FILE_BYTES:
-        raise ApiError(400, f"File is too large for the Batch API: {len(upload.data)} bytes, the maximum is {MAX_BATCH_FILE_BYTES}.", param="file")
+    if upload.size > MAX_BATCH_FILE_BYTES:
+        raise ApiError(400, FILE_TOO_LARGE_MESSAGE)
 
 
 # --------------------------------------------------------------------------- the emulator
@@ -680,14 +926,22 @@ class Route:
         return self.template.startswith("/v1/")
 
 
-class OpenAIEmulator:
-    """Routing, auth and all state; one lock serialises every request so the state stays consistent."""
+# Handlers that move file content or compute answers without shared state: they take the lock only around the
+# state they touch, so one long upload, download or embeddings call does not hold up every other request.
+UNLOCKED_HANDLERS = frozenset({"create_file", "download_file", "embeddings", "chat_completions"})
 
-    def __init__(self, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time):
+
+class OpenAIEmulator:
+    """Routing, auth and all state; one lock keeps the state consistent, held only briefly by each request and worker."""
+
+    def __init__(self, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None):
         self.api_key = api_key
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.timings = timings or Timings()
         self.clock = clock
+        self.owns_data_dir = data_dir is None
+        self.data_dir = tempfile.mkdtemp(prefix="openai-emulator-") if data_dir is None else os.fspath(data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
         self.routes = [Route(*route) for route in ROUTES]
         self.endpoint_handlers = {
             "/v1/embeddings": functools.partial(create_embedding, default_dimensions=dimensions),
@@ -700,6 +954,7 @@ class OpenAIEmulator:
             "cancelling": self._finish_cancelling,
         }
         self._lock = threading.Lock()
+        self.files, self.batches = {}, {}
         self._clear_state()
 
     # ----- dispatch
@@ -707,12 +962,17 @@ class OpenAIEmulator:
     def handle(self, request):
         try:
             route, ids = self._match_route(request)
-            with self._lock:
-                if route.is_api:
+            if route.is_api:
+                with self._lock:
                     self.request_counts[f"{route.method} {route.template}"] += 1
-                    self._check_auth(request.headers)
-                result = getattr(self, route.handler_name)(request, *ids)
-                return result if isinstance(result, Response) else json_response(result)
+                self._check_auth(request.headers)
+            handler = getattr(self, route.handler_name)
+            if route.handler_name in UNLOCKED_HANDLERS:
+                result = handler(request, *ids)
+            else:
+                with self._lock:
+                    result = handler(request, *ids)
+            return result if isinstance(result, Response) else json_response(result)
         except ApiError as error:
             return error_response(error)
 
@@ -739,46 +999,90 @@ class OpenAIEmulator:
             raise ApiError(401, f"Incorrect API key provided: {mask_api_key(key)}. You can find your API key at https://platform.openai.com/account/api-keys.",
                            code="invalid_api_key")
 
-    # ----- admin routes
+    # ----- admin routes and lifetime
 
     def stats(self, _request):
-        return {"batches_created": self.batches_created, "files_uploaded": self.files_uploaded, "requests": dict(self.request_counts)}
+        return {"batches_created": self.batches_created, "files_uploaded": self.files_uploaded,
+                "file_bytes_uploaded": self.file_bytes_uploaded, "file_bytes_downloaded": self.file_bytes_downloaded,
+                "requests": dict(self.request_counts)}
 
     def reset(self, _request):
         self._clear_state()
         return {"reset": True}
 
     def _clear_state(self):
-        self.files = {}  # file id -> (File object, content bytes)
+        """Forget every file and batch, deleting their files from disk; batch workers stop and keep nothing."""
+        for job in self.batches.values():
+            job.abandoned = True
+            for path in (job.input_path, job.output_path, job.error_path):
+                remove_file(path)
+        for stored in self.files.values():
+            remove_file(stored.path)
+        self.files = {}  # file id -> StoredFile
         self.batches = {}  # batch id -> BatchJob, in creation order
         self.batches_created = 0
         self.files_uploaded = 0
+        self.file_bytes_uploaded = 0
+        self.file_bytes_downloaded = 0
         self.request_counts = collections.Counter()  # "METHOD /v1/route/{id}" -> requests received, authenticated or not
+
+    def close(self):
+        """Delete every stored file, and the data directory if the emulator made it."""
+        with self._lock:
+            self._clear_state()
+        if self.owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)  # a stopping worker may still leave a file behind
+
+    def wait_for_workers(self):
+        """Block until no batch worker runs. Tests with a fake clock call this before moving the clock, so that
+        what a status read shows depends on the clock alone, as it does for small batches on the real clock."""
+        while True:
+            with self._lock:
+                workers = [job.worker for job in self.batches.values() if job.worker is not None]
+            if not workers:
+                return
+            for worker in workers:
+                worker.join()
 
     # ----- files
 
     def create_file(self, request):
-        form = parse_multipart(request.headers.get("Content-Type", ""), request.body)
-        upload = form.get("file")
-        if upload is None or upload.filename is None:
+        with tempfile.NamedTemporaryFile(dir=self.data_dir, prefix="upload-", delete=False) as content:
+            try:
+                return self._store_upload(request, content)
+            except BaseException:
+                remove_file(content.name)
+                raise
+
+    def _store_upload(self, request, content):
+        def open_upload(filename, fields_before):
+            # With purpose batch already read, the 200 MB limit stops the upload early; otherwise it is checked at the end.
+            limit = MAX_BATCH_FILE_BYTES if form_text(fields_before, "purpose") == "batch" else MAX_FILE_BYTES
+            return UploadSink(content, filename, limit)
+
+        fields, upload = read_form(request.body, request.headers.get("Content-Type", ""), open_upload)
+        if upload is None:
             raise missing_parameter("file")
-        purpose = form_text(form, "purpose")
+        purpose = form_text(fields, "purpose")
         if purpose is None:
             raise missing_parameter("purpose")
         if purpose not in FILE_PURPOSES:
             raise invalid_value("purpose", purpose, FILE_PURPOSES)
         if purpose == "batch":
             check_batch_upload(upload)
-        lifetime = requested_file_lifetime(form) or (BATCH_FILE_LIFETIME_SECONDS if purpose == "batch" else None)
-        self.files_uploaded += 1
-        return self._store_file(upload.filename, purpose, upload.data, lifetime, self.clock())
+        lifetime = requested_file_lifetime(fields) or (BATCH_FILE_LIFETIME_SECONDS if purpose == "batch" else None)
+        content.close()  # flushed before anyone can download it
+        with self._lock:
+            self.files_uploaded += 1
+            self.file_bytes_uploaded += upload.size
+            return self._store_file(upload.filename, purpose, content.name, upload.size, lifetime, self.clock())
 
-    def _store_file(self, filename, purpose, content, lifetime, at):
+    def _store_file(self, filename, purpose, path, size, lifetime, at):
         created_at = int(at)
         file_object = {
             "id": new_file_id(),
             "object": "file",
-            "bytes": len(content),
+            "bytes": size,
             "created_at": created_at,
             "expires_at": created_at + lifetime if lifetime else None,
             "filename": filename,
@@ -786,7 +1090,7 @@ class OpenAIEmulator:
             "status": "processed",
             "status_details": None,
         }
-        self.files[file_object["id"]] = (file_object, content)
+        self.files[file_object["id"]] = StoredFile(file_object, path)
         return file_object
 
     def _file(self, file_id):
@@ -800,19 +1104,30 @@ class OpenAIEmulator:
         if order not in ("asc", "desc"):
             raise invalid_value("order", order, ("asc", "desc"))
         purpose = request.query.get("purpose")
-        files = [file_object for file_object, _content in self.files.values() if purpose in (None, file_object["purpose"])]
+        files = [stored.file_object for stored in self.files.values() if purpose in (None, stored.file_object["purpose"])]
         if order == "desc":
             files.reverse()
         return paginate(files, request.query.get("after"), limit)
 
     def retrieve_file(self, _request, file_id):
-        return self._file(file_id)[0]
+        return self._file(file_id).file_object
 
     def download_file(self, _request, file_id):
-        return Response(200, self._file(file_id)[1], content_type="application/octet-stream")
+        with self._lock:
+            stored = self._file(file_id)
+            purpose = stored.file_object["purpose"]
+            if purpose in UNDOWNLOADABLE_PURPOSES:
+                raise ApiError(400, f"Not allowed to download files of purpose: {purpose}")
+            # Opened under the lock, so a concurrent delete cannot pull the file away before the download starts.
+            content = open(stored.path, "rb")  # pylint: disable=consider-using-with  # closed by FileBody.send
+        return Response(200, FileBody(content, stored.file_object["bytes"], self._count_download), content_type="application/octet-stream")
+
+    def _count_download(self, sent):
+        with self._lock:
+            self.file_bytes_downloaded += sent
 
     def delete_file(self, _request, file_id):
-        self._file(file_id)
+        remove_file(self._file(file_id).path)
         del self.files[file_id]
         return {"id": file_id, "object": "file", "deleted": True}
 
@@ -830,14 +1145,19 @@ class OpenAIEmulator:
         metadata = validated_metadata(body.get("metadata"))
         output_lifetime = self._output_lifetime(body.get("output_expires_after"))
         timings = self.timings.overridden_by(metadata)
-        input_file, content = self._batch_input_file(input_file_id)
+        input_file = self._batch_input_file(input_file_id)
         now = self.clock()
-        batch = new_batch_object(endpoint, input_file["id"], completion_window, metadata, int(now))
-        self.batches[batch["id"]] = BatchJob(
-            batch=batch, timings=timings, input_content=content, output_lifetime=output_lifetime,
-            expires=(metadata or {}).get("emulator_expire") == "true", status_entered=now,
+        batch = new_batch_object(endpoint, input_file_id, completion_window, metadata, int(now))
+        work_path = os.path.join(self.data_dir, batch["id"])
+        job = BatchJob(
+            batch=batch, timings=timings, expires=(metadata or {}).get("emulator_expire") == "true", output_lifetime=output_lifetime,
+            status_entered=now, input_path=work_path + "_input.jsonl", output_path=work_path + "_output.jsonl",
+            error_path=work_path + "_error.jsonl",
         )
+        os.link(input_file.path, job.input_path)
+        self.batches[batch["id"]] = job
         self.batches_created += 1
+        self._start_worker(job, self._work_on_batch)
         return batch
 
     def _output_lifetime(self, output_expires_after):
@@ -853,11 +1173,11 @@ class OpenAIEmulator:
     def _batch_input_file(self, file_id):
         if file_id not in self.files:
             raise ApiError(400, f"No such File object: {file_id}", param="input_file_id")
-        file_object, content = self.files[file_id]
-        if file_object["purpose"] != "batch":
-            raise ApiError(400, f"File {file_id} has purpose {file_object['purpose']!r}; a batch input file must have purpose 'batch'.",
-                           param="input_file_id")
-        return file_object, content
+        stored = self.files[file_id]
+        purpose = stored.file_object["purpose"]
+        if purpose != "batch":
+            raise ApiError(400, f"File {file_id} has purpose {purpose!r}; a batch input file must have purpose 'batch'.", param="input_file_id")
+        return stored
 
     def _job(self, batch_id):
         if batch_id not in self.batches:
@@ -878,49 +1198,54 @@ class OpenAIEmulator:
         job = self._job(batch_id)
         status = job.batch["status"]
         if status in CANCELLABLE_STATUSES:
-            job.enter("cancelling", self.clock())  # job.ran stays at the progress _job() just computed
+            # Requests a status read has shown as run stay run (job.ran, just computed by _job); a batch cancelled
+            # while validating never ran any, and has no result files.
+            job.cancel_plan = (0, None) if status == "validating" else (job.ran, "cancelled")
+            job.enter("cancelling", self.clock())
+            if job.worker is None:
+                self._start_worker(job, self._settle_results)
         elif status != "cancelling":
             raise ApiError(400, f"Cannot cancel a batch with status '{status}'.")
         return job.batch
 
-    # ----- batches: lazy lifecycle
+    # ----- batches: lifecycle, from the clock and the worker's progress
 
     def _advance(self, job):
-        """Apply every status change that is due by now, then the in-progress request counts."""
+        """Apply every status change that is due by now and whose work is done, then the in-progress request counts."""
         now = self.clock()
         while (finish := self.status_exits.get(job.batch["status"])) is not None:
             due = job.status_entered + getattr(job.timings, job.batch["status"])
-            if now < due:
+            done_at = job.validated_at if job.batch["status"] == "validating" else self._results_ready_at(job)
+            if now < due or done_at is None:
                 break
-            finish(job, due)  # at the due time, not now, so the *_at timestamps are what a real poller would have seen
+            # At the due time (or when the work got done, if later), not now: the *_at timestamps are what a real poller would have seen.
+            finish(job, max(due, done_at))
         if job.batch["status"] == "in_progress":
             self._record_progress(job, now)
 
+    @staticmethod
+    def _results_ready_at(job):
+        return job.results_ready_at if job.written_plan is not None and job.written_plan == job.wanted_plan() else None
+
     def _finish_validating(self, job, at):
-        endpoint = job.batch["endpoint"]
-        errors, tasks = BatchInputValidator(endpoint).validate(job.input_content)
-        if errors:
-            job.batch["errors"] = {"object": "list", "data": errors}
+        if job.validation_errors:
+            job.batch["errors"] = {"object": "list", "data": job.validation_errors}
             job.enter("failed", at)
             return
-        handler = self.endpoint_handlers.get(endpoint)
-        job.outcomes = [run_task(handler, endpoint, task) for task in tasks]
-        job.runnable = len(tasks) // 2 if job.expires else len(tasks)
-        job.batch["model"] = tasks[0]["body"].get("model")
-        job.batch["request_counts"]["total"] = len(tasks)
+        job.batch["model"] = job.model
+        job.batch["request_counts"]["total"] = len(job.custom_ids)
         job.enter("in_progress", at)
 
     def _record_progress(self, job, now):
-        """Requests complete in proportion to the time spent in_progress, so pollers see the counts grow."""
+        """Requests complete in proportion to the time spent in_progress (and no faster than the worker runs them)."""
         duration = job.timings.in_progress
         fraction = 1.0 if duration <= 0 else min(1.0, (now - job.status_entered) / duration)
-        self._record_ran(job, int(job.runnable * fraction))
+        self._record_ran(job, min(job.executed, int(job.runnable * fraction)))
 
     def _record_ran(self, job, count):
         job.ran = count
-        ran = job.outcomes[:count]
-        succeeded = sum(outcome.succeeded for outcome in ran)
-        job.batch["request_counts"].update(completed=succeeded, failed=len(ran) - succeeded)
+        succeeded = job.succeeded[:count].count(1)
+        job.batch["request_counts"].update(completed=succeeded, failed=count - succeeded)
 
     def _finish_in_progress(self, job, at):
         self._record_ran(job, job.runnable)  # not via the time fraction, which float rounding can leave just below 1
@@ -936,25 +1261,122 @@ class OpenAIEmulator:
         self._close(job, "cancelled", at)
 
     def _close(self, job, status, at):
-        """Enter a terminal status that has results: write the output and error files, final counts and usage."""
-        ran, unrun = job.outcomes[:job.ran], job.outcomes[job.ran:]
-        successes = [outcome for outcome in ran if outcome.succeeded]
-        error_lines = [outcome.output_line() for outcome in ran if not outcome.succeeded]
-        if unrun:
-            code, message = UNRUN_REASONS[status]
-            error_lines += [unrun_output_line(outcome.custom_id, code, message) for outcome in unrun]
+        """Enter a terminal status that has results: publish the output and error files, final counts and usage."""
+        ran, unrun_reason = job.written_plan
+        output_size, error_size = job.result_sizes
         batch_id = job.batch["id"]
-        job.batch["output_file_id"] = self._store_result_file(f"{batch_id}_output.jsonl", [outcome.output_line() for outcome in successes], job, at)
-        job.batch["error_file_id"] = self._store_result_file(f"{batch_id}_error.jsonl", error_lines, job, at)
-        job.batch["request_counts"].update(completed=len(successes), failed=len(error_lines))
-        job.batch["usage"] = batch_usage(successes)
+        job.batch["output_file_id"] = self._publish_result_file(job.output_path, f"{batch_id}_output.jsonl", output_size, job, at)
+        job.batch["error_file_id"] = self._publish_result_file(job.error_path, f"{batch_id}_error.jsonl", error_size, job, at)
+        succeeded = job.succeeded[:ran].count(1)
+        unrun = len(job.custom_ids) - ran if unrun_reason else 0
+        job.batch["request_counts"].update(completed=succeeded, failed=ran - succeeded + unrun)
+        job.batch["usage"] = batch_usage(sum(job.input_tokens[:ran]), sum(job.output_tokens[:ran]))
         job.enter(status, at)
 
-    def _store_result_file(self, filename, lines, job, at):
-        if not lines:
+    def _publish_result_file(self, path, filename, size, job, at):
+        if not size:
+            remove_file(path)
             return None
-        content = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
-        return self._store_file(filename, "batch_output", content, job.output_lifetime, at)["id"]
+        return self._store_file(filename, "batch_output", path, size, job.output_lifetime, at)["id"]
+
+    # ----- batches: the worker (runs outside the lock, takes it to publish progress)
+
+    def _start_worker(self, job, work):
+        job.worker = threading.Thread(target=self._run_worker, args=(job, work), name=f"worker-{job.batch['id']}", daemon=True)
+        job.worker.start()
+
+    def _run_worker(self, job, work):
+        try:
+            work(job)
+        except Exception:  # a bug: say so; the batch then stays in its status
+            traceback.print_exc()
+        finally:
+            with self._lock:
+                if job.worker is threading.current_thread():
+                    job.worker = None
+
+    def _work_on_batch(self, job):
+        """Validate the input, run the requests in order, then write the result files the lifecycle wants."""
+        try:
+            if self._validate_input(job) and job.cancel_plan is None:
+                self._execute(job)
+        finally:
+            remove_file(job.input_path)
+        self._settle_results(job)
+
+    def _validate_input(self, job):
+        validator = BatchInputValidator(job.batch["endpoint"])
+        with open(job.input_path, "rb") as lines:
+            errors = validator.validate(lines)
+        with self._lock:
+            job.validation_errors = errors
+            job.custom_ids = [] if errors else validator.custom_ids
+            job.model = validator.batch_model
+            job.validated_at = self.clock()
+        return not errors
+
+    def _execute(self, job):
+        """Run requests in input order, appending each result line to the output or error file as it comes."""
+        endpoint = job.batch["endpoint"]
+        handler = self.endpoint_handlers.get(endpoint)
+        output_size = error_size = 0
+        with open(job.input_path, "rb") as lines, open(job.output_path, "wb") as output, open(job.error_path, "wb") as errors:
+            for line in lines:
+                if job.executed >= job.runnable or job.cancel_plan is not None or job.abandoned:
+                    break
+                if not line.strip():
+                    continue
+                outcome = run_task(handler, endpoint, json.loads(line))
+                text = (json.dumps(outcome.output_line()) + "\n").encode("utf-8")
+                usage = outcome.body.get("usage", {}) if outcome.succeeded else {}
+                if outcome.succeeded:
+                    output.write(text)
+                    output_size += len(text)
+                else:
+                    errors.write(text)
+                    error_size += len(text)
+                with self._lock:
+                    job.succeeded.append(outcome.succeeded)
+                    job.input_tokens.append(usage.get("prompt_tokens", 0))
+                    job.output_tokens.append(usage.get("completion_tokens", 0))
+                    job.output_ends.append(output_size)
+                    job.error_ends.append(error_size)
+                    job.executed += 1
+
+    def _settle_results(self, job):
+        """Write the result files the lifecycle wants until that stops changing (a cancel can change it at any time)."""
+        while True:
+            with self._lock:
+                plan = job.wanted_plan()
+                if job.abandoned or plan is None or plan == job.written_plan:
+                    if job.worker is threading.current_thread():
+                        job.worker = None  # under the lock, so a cancel from now on starts a new worker
+                    break
+            sizes = self._write_results(job, plan)
+            with self._lock:
+                job.written_plan, job.result_sizes, job.results_ready_at = plan, sizes, self.clock()
+        if job.abandoned:
+            remove_file(job.output_path)
+            remove_file(job.error_path)
+
+    def _write_results(self, job, plan):
+        """Cut the result files back to the first `ran` requests and add a line for every request that did not run."""
+        ran, unrun_reason = plan
+        with self._lock:
+            output_size = job.output_ends[ran - 1] if ran else 0
+            error_size = job.error_ends[ran - 1] if ran else 0
+            unrun_ids = job.custom_ids[ran:] if unrun_reason else []
+        with open(job.output_path, "ab") as output:
+            output.truncate(output_size)
+        with open(job.error_path, "ab") as errors:
+            errors.truncate(error_size)
+            if unrun_ids:
+                code, message = UNRUN_REASONS[unrun_reason]
+                for custom_id in unrun_ids:
+                    text = (json.dumps(unrun_output_line(custom_id, code, message)) + "\n").encode("utf-8")
+                    errors.write(text)
+                    error_size += len(text)
+        return output_size, error_size
 
     # ----- synchronous endpoints
 
@@ -982,45 +1404,47 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
     def _serve(self):
         url = urlsplit(self.path)
         try:
-            request = Request(self.command, url.path, dict(parse_qsl(url.query)), self.headers, self._read_body())
-            response = self.server.emulator.handle(request)
+            body = self._request_body()
         except ApiError as error:
-            self.close_connection = True  # the body was not read cleanly, so the stream position is unknown
-            response = error_response(error)
+            self.close_connection = True  # where the body ends is unknown
+            self._send(error_response(error))
+            return
+        try:
+            response = self.server.emulator.handle(Request(self.command, url.path, dict(parse_qsl(url.query)), self.headers, body))
         except Exception:  # a bug must still produce an OpenAI-shaped 500 rather than a dropped connection
             traceback.print_exc()
             response = error_response(ApiError(500, SERVER_ERROR_MESSAGE, error_type="server_error"))
+        try:
+            # Read what the handler left (e.g. the rest of a refused upload), so that a client still sending gets
+            # the answer instead of a reset connection, and the connection stays usable.
+            body.drain()
+        except (ApiError, OSError):
+            self.close_connection = True
         self._send(response)
 
-    def _read_body(self):
+    def _request_body(self):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked_body()
+            return ChunkedBody(self.rfile)
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
-            raise ApiError(400, "Invalid Content-Length header.") from None
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _read_chunked_body(self):
-        chunks = []
-        try:
-            while size := int(self.rfile.readline(MAX_HEADER_LINE).split(b";")[0].strip(), 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(MAX_HEADER_LINE)  # the CRLF that ends each chunk
-        except ValueError:
-            raise ApiError(400, "Invalid chunked request body.") from None
-        while self.rfile.readline(MAX_HEADER_LINE).strip():  # optional trailer headers, up to the blank line
-            pass
-        return b"".join(chunks)
+            length = -1
+        if length < 0:
+            raise ApiError(400, "Invalid Content-Length header.")
+        return ContentLengthBody(self.rfile, length)
 
     def _send(self, response):
+        body = response.body
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Content-Length", str(body.length if isinstance(body, FileBody) else len(body)))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(response.body)
+        if isinstance(body, FileBody):
+            body.send(self.connection)  # kernel to kernel: wfile is unbuffered, so the headers are already out
+        else:
+            self.wfile.write(body)
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -1030,13 +1454,18 @@ class EmulatorServer(ThreadingHTTPServer):
         super().__init__(address, EmulatorRequestHandler)
         self.emulator = emulator
 
+    def server_close(self):
+        super().server_close()
+        self.emulator.close()
 
-def make_server(host, port, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time):
-    """A bound, not yet serving, emulator server; call .serve_forever() (e.g. in a thread) and .shutdown().
+
+def make_server(host, port, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None):
+    """A bound, not yet serving, emulator server; call .serve_forever() (e.g. in a thread), .shutdown() and .server_close().
 
     `clock` returns Unix seconds; tests pass a fake one to step through the batch lifecycle instantly.
+    `data_dir` holds the file contents; None makes a temporary directory that server_close() removes.
     """
-    return EmulatorServer((host, port), OpenAIEmulator(api_key, prefix, timings, dimensions, clock))
+    return EmulatorServer((host, port), OpenAIEmulator(api_key, prefix, timings, dimensions, clock, data_dir))
 
 
 def parse_args(argv):
@@ -1051,6 +1480,8 @@ def parse_args(argv):
     parser.add_argument("--finalizing-seconds", type=float, default=Timings.finalizing)
     parser.add_argument("--cancelling-seconds", type=float, default=Timings.cancelling)
     parser.add_argument("--dimensions", type=int, default=8, help="embedding length when a request does not set 'dimensions'")
+    parser.add_argument("--data-dir", help="directory for file contents (default: a new temporary directory, removed at exit); "
+                                           "the files the emulator stored there are deleted at exit")
     args = parser.parse_args(argv)
     if not args.api_key:
         parser.error("--api-key (or $OPENAI_EMULATOR_API_KEY) is required")
@@ -1059,10 +1490,15 @@ def parse_args(argv):
     return args
 
 
+def exit_on_sigterm(_signal_number, _frame):
+    raise SystemExit(0)  # unwinds serve_forever, so server_close() deletes the data files as on Ctrl-C
+
+
 def main(argv=None):
     args = parse_args(argv)
     timings = Timings(args.validating_seconds, args.in_progress_seconds, args.finalizing_seconds, args.cancelling_seconds)
-    server = make_server(args.host, args.port, args.api_key, args.prefix, timings, args.dimensions)
+    server = make_server(args.host, args.port, args.api_key, args.prefix, timings, args.dimensions, data_dir=args.data_dir)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     host, port = server.server_address[:2]
     print(f"OpenAI emulator listening on http://{host}:{port}{server.emulator.prefix}/v1", file=sys.stderr, flush=True)
     try:

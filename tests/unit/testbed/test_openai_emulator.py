@@ -6,6 +6,7 @@ batch statuses instantly; one test runs the real CLI with real (tiny) timings.
 
 import base64
 import http.client
+import io
 import importlib.util
 import json
 import math
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 
 import pytest
 import requests
@@ -36,13 +38,18 @@ emulator = load_emulator_module()
 
 
 class FakeClock:
+    """A clock the test moves; before each move it lets the batch workers finish, so that, as for small batches
+    on the real clock, what a status read shows depends on the clock alone."""
+
     def __init__(self, now):
         self.now = now
+        self.emulator = None
 
     def __call__(self):
         return self.now
 
     def advance(self, seconds):
+        self.emulator.wait_for_workers()
         self.now += seconds
 
 
@@ -102,6 +109,7 @@ def client():
     clock = FakeClock(START_TIME)
     timings = emulator.Timings(validating=1, in_progress=10, finalizing=1, cancelling=1)
     server = emulator.make_server("127.0.0.1", 0, API_KEY, timings=timings, dimensions=8, clock=clock)
+    clock.emulator = server.emulator
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -238,7 +246,134 @@ def test_batch_upload_must_be_jsonl(client):
 
 def test_batch_upload_size_limit(client, monkeypatch):
     monkeypatch.setattr(emulator, "MAX_BATCH_FILE_BYTES", 4)
-    assert_error(client.upload(b"12345"), 400)
+    assert assert_error(client.upload(b"12345"), 400)["message"] == "File is too large."
+    assert client.upload(b"1234").status_code == 200
+
+
+def multipart_body(boundary, parts):
+    """A multipart/form-data body from (name, filename or None, content) parts, in the order given."""
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def post_multipart(client, parts, boundary="b0undary"):
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return client.post("/files", data=multipart_body(boundary, parts), headers=headers)
+
+
+def test_batch_size_limit_stops_a_streamed_upload_whichever_field_comes_first(client, monkeypatch):
+    monkeypatch.setattr(emulator, "MAX_BATCH_FILE_BYTES", 1024 * 1024)
+    too_large = b"x" * (3 * 1024 * 1024)
+    purpose_first = [("purpose", None, b"batch"), ("file", "input.jsonl", too_large)]
+    # Also sent as a stream of unknown length (chunked): refused as soon as the file part passes the limit.
+    body = multipart_body("b0undary", purpose_first)
+    pieces = iter([body[start:start + 65_536] for start in range(0, len(body), 65_536)])
+    response = client.post("/files", data=pieces, headers={"Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert assert_error(response, 400)["message"] == "File is too large."
+    for parts in (purpose_first, list(reversed(purpose_first))):
+        error = assert_error(post_multipart(client, parts), 400)
+        assert (error["message"], error["param"], error["code"]) == ("File is too large.", None, None)
+    assert list(pathlib.Path(client.server.emulator.data_dir).iterdir()) == []
+    assert client.upload(b"{}\n").status_code == 200  # the connection (and server) still work
+
+
+def test_any_upload_is_limited_to_512_mb(client, monkeypatch):
+    monkeypatch.setattr(emulator, "MAX_FILE_BYTES", 10)
+    assert assert_error(client.upload(b"x" * 11, filename="a.txt", purpose="user_data"), 400)["message"] == "File is too large."
+
+
+def test_streamed_upload_and_download_round_trip_a_large_file(client):
+    # Several MB with bytes that look like the start of a multipart delimiter, spread over many reads.
+    content = (b"\r\n--b0undar" + bytes(range(256)) + b"\r\n-") * 30_000
+    response = post_multipart(client, [("purpose", None, b"batch"), ("file", "input.sha256-" + "a" * 64 + ".jsonl", content)])
+    assert response.status_code == 200, response.text
+    file_object = response.json()
+    assert file_object["bytes"] == len(content)
+    download = client.get(f"/files/{file_object['id']}/content", stream=True)
+    assert download.headers["Content-Length"] == str(len(content))
+    assert b"".join(download.iter_content(1024 * 1024)) == content
+
+
+def test_memory_stays_flat_while_a_file_streams_up_and_down(client):
+    size, piece = 32 * 1024 * 1024, b"0123456789abcdef" * 4096
+    head = b'--flat\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n' \
+           b'--flat\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
+
+    def body():  # made as it is sent, so only the emulator could hold the whole file
+        yield head
+        for _piece in range(size // len(piece)):
+            yield piece
+        yield b"\r\n--flat--\r\n"
+
+    tracemalloc.start()
+    try:
+        response = client.post("/files", data=body(), headers={"Content-Type": "multipart/form-data; boundary=flat"})
+        assert response.status_code == 200, response.text
+        download = client.get(f"/files/{response.json()['id']}/content", stream=True)
+        assert sum(len(chunk) for chunk in download.iter_content(1024 * 1024)) == size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 4
+
+
+def test_chunked_upload_is_streamed_to_disk(client):
+    host, port = client.server.server_address[:2]
+    content = b'{"chunk": "ed"}\n' * 100_000
+    body = multipart_body("chunky", [("purpose", None, b"batch"), ("file", "in.jsonl", content)])
+    pieces = [body[start:start + 65_537] for start in range(0, len(body), 65_537)]
+    connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+    connection.request("POST", "/openai/v1/files", body=iter(pieces), encode_chunked=True,
+                       headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "multipart/form-data; boundary=chunky"})
+    response = connection.getresponse()
+    file_object = json.loads(response.read())
+    connection.close()
+    assert response.status == 200, file_object
+    assert file_object["bytes"] == len(content)
+    assert client.get(f"/files/{file_object['id']}/content").content == content
+
+
+def test_multipart_reader_finds_delimiters_split_across_reads(monkeypatch):
+    monkeypatch.setattr(emulator, "TRANSFER_CHUNK_BYTES", 7)
+    content = b"line one\r\n--bound but not the boundary\r\n--boundar\r\n"
+    body = multipart_body("boundary", [("purpose", None, b"batch"), ("other", "skip.bin", b"ignored"), ("file", "f.jsonl", content)])
+    sink = io.BytesIO()
+    fields, upload = emulator.read_form(emulator.ContentLengthBody(io.BytesIO(body), len(body)), "multipart/form-data; boundary=boundary",
+                                        lambda filename, _fields: emulator.UploadSink(sink, filename, 1000))
+    assert fields == {"purpose": b"batch"}
+    assert (upload.filename, upload.size, sink.getvalue()) == ("f.jsonl", len(content), content)
+
+
+@pytest.mark.parametrize("purpose", ["assistants", "user_data"])
+def test_content_of_some_purposes_cannot_be_downloaded(client, purpose):
+    file_id = client.upload(b"secret", filename="notes.txt", purpose=purpose).json()["id"]
+    error = assert_error(client.get(f"/files/{file_id}/content"), 400)
+    assert (error["message"], error["param"], error["code"]) == (f"Not allowed to download files of purpose: {purpose}", None, None)
+    assert client.get(f"/files/{file_id}").status_code == 200
+
+
+def test_files_live_in_the_data_dir(client):
+    data_dir = pathlib.Path(client.server.emulator.data_dir)
+    kept = client.upload(b"{}\n").json()["id"]
+    deleted = client.upload(b"[]\n").json()["id"]
+    assert sorted(path.read_bytes() for path in data_dir.iterdir()) == [b"[]\n", b"{}\n"]
+    client.delete(f"/files/{deleted}")
+    assert [path.read_bytes() for path in data_dir.iterdir()] == [b"{}\n"]
+    assert client.get(f"/files/{kept}/content").content == b"{}\n"
+    client.admin("POST", "reset")
+    assert list(data_dir.iterdir()) == []
+
+
+def test_an_own_temporary_data_dir_is_removed_on_close(tmp_path):
+    own = emulator.OpenAIEmulator(API_KEY)
+    given = emulator.OpenAIEmulator(API_KEY, data_dir=tmp_path)
+    own.close()
+    given.close()
+    assert not pathlib.Path(own.data_dir).exists()
+    assert tmp_path.exists()
 
 
 def test_file_content_round_trips_bytes(client):
@@ -553,6 +688,54 @@ def test_cancel_of_a_finished_batch_is_400(client):
     assert error["message"] == "Cannot cancel a batch with status 'completed'."
 
 
+def wide_embedding_lines(count, dimensions=1536):
+    return [{**embedding_line(f"r{n}"), "body": {"model": "text-embedding-3-small", "input": f"text {n}", "dimensions": dimensions}}
+            for n in range(count)]
+
+
+NO_WAIT = {"emulator_validating_seconds": "0", "emulator_in_progress_seconds": "0", "emulator_finalizing_seconds": "0"}
+
+
+def test_status_reads_stay_fast_while_a_big_batch_runs(client):
+    batch = client.create_batch(client.upload_lines(wide_embedding_lines(1500)), metadata=NO_WAIT)
+    job = client.server.emulator.batches[batch["id"]]
+    reads, deadline = [], time.monotonic() + 60
+    while job.worker is not None and time.monotonic() < deadline:
+        started = time.monotonic()
+        status = client.batch(batch["id"])
+        reads.append((time.monotonic() - started, status["status"], status["request_counts"]["completed"]))
+        time.sleep(0.02)
+    assert len(reads) >= 5, "the batch ran too fast to be read while it ran"
+    assert max(seconds for seconds, _status, _completed in reads) < 0.5  # running the batch inside a read took seconds
+    # The status never runs ahead of the work: in_progress (not done) until the last request ran, counts growing.
+    assert all(status in ("validating", "in_progress") for _seconds, status, _completed in reads[:-1])
+    completed = [count for _seconds, _status, count in reads]
+    assert completed == sorted(completed) and 0 < completed[len(completed) // 2] < 1500
+    done = client.batch(batch["id"])
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 1500, "completed": 1500, "failed": 0}
+    assert len(client.jsonl(done["output_file_id"])) == 1500
+
+
+def test_cancel_while_the_worker_runs_keeps_exactly_the_requests_shown_as_run(client):
+    batch = client.create_batch(client.upload_lines(wide_embedding_lines(1500)), metadata=NO_WAIT)
+    deadline = time.monotonic() + 60
+    while (running := client.batch(batch["id"]))["request_counts"]["completed"] < 10:
+        assert running["status"] in ("validating", "in_progress") and time.monotonic() < deadline
+        time.sleep(0.01)
+    cancelling = client.post(f"/batches/{batch['id']}/cancel").json()
+    shown = cancelling["request_counts"]["completed"]
+    assert cancelling["status"] == "cancelling" and 10 <= shown < 1500
+    client.clock.advance(1)
+    cancelled = client.batch(batch["id"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["request_counts"] == {"total": 1500, "completed": shown, "failed": 1500 - shown}
+    assert [line["custom_id"] for line in client.jsonl(cancelled["output_file_id"])] == [f"r{n}" for n in range(shown)]
+    errors = client.jsonl(cancelled["error_file_id"])
+    assert [line["custom_id"] for line in errors] == [f"r{n}" for n in range(shown, 1500)]
+    assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+
+
 def test_batch_survives_deletion_of_its_input_file(client):
     file_id = client.upload_lines([embedding_line("a")])
     batch = client.create_batch(file_id)
@@ -579,7 +762,7 @@ def test_embeddings_are_deterministic_unit_vectors(client):
     assert first["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
 
 
-def test_embedding_vector_is_seeded_by_sha256_of_the_text(client):
+def test_embedding_vector_is_derived_from_the_text(client):
     response = client.post("/embeddings", json={"model": "m", "input": "same text"}).json()
     assert response["data"][0]["embedding"] == emulator.deterministic_vector("same text", 8)
 
@@ -594,7 +777,21 @@ def test_embeddings_base64_encoding_is_little_endian_float32(client):
     floats = client.post("/embeddings", json=body).json()["data"][0]["embedding"]
     encoded = client.post("/embeddings", json={**body, "encoding_format": "base64"}).json()["data"][0]["embedding"]
     decoded = struct.unpack("<8f", base64.b64decode(encoded))
-    assert decoded == pytest.approx(floats, abs=1e-6)
+    assert [float("%.9g" % component) for component in decoded] == floats  # the same float32 numbers
+
+
+def significant_digits(number):
+    mantissa = repr(abs(number)).split("e")[0].replace(".", "").lstrip("0")
+    return len(mantissa)
+
+
+def test_embedding_floats_have_openai_precision(client):
+    body = {"model": "text-embedding-3-small", "input": "precise", "dimensions": 1536}
+    response = client.post("/embeddings", json=body)
+    vector = response.json()["data"][0]["embedding"]
+    assert max(significant_digits(component) for component in vector) == 9
+    assert all(float("%.9g" % struct.unpack("<f", struct.pack("<f", component))[0]) == component for component in vector)
+    assert len(json.dumps(vector)) < 1536 * 16  # about 1 GB for 50,000 of them, as OpenAI's output files
 
 
 def test_embeddings_accept_token_inputs(client):
@@ -671,6 +868,15 @@ def test_stats_count_batches_uploads_and_requests(client):
     assert stats["requests"] == {"POST /v1/files": 1, "POST /v1/batches": 1, "GET /v1/batches/{id}": 2, "GET /v1/batches": 1}
 
 
+def test_stats_count_file_content_bytes(client):
+    file_id = client.upload(b"0123456789").json()["id"]
+    assert_error(client.upload(b"x", purpose="training"), 400)  # refused: not counted
+    client.get(f"/files/{file_id}/content")
+    client.get(f"/files/{file_id}/content")
+    stats = client.admin("GET", "stats").json()
+    assert (stats["file_bytes_uploaded"], stats["file_bytes_downloaded"]) == (10, 20)
+
+
 def test_failed_batch_creation_is_not_counted_as_created(client):
     client.post("/batches", json={"input_file_id": "file-x", "endpoint": "/v1/embeddings", "completion_window": "24h"})
     assert client.admin("GET", "stats").json()["batches_created"] == 0
@@ -680,7 +886,9 @@ def test_reset_clears_all_state(client):
     file_id = client.upload_lines([embedding_line("a")])
     batch = client.create_batch(file_id)
     assert client.admin("POST", "reset").status_code == 200
-    assert client.admin("GET", "stats").json() == {"batches_created": 0, "files_uploaded": 0, "requests": {}}
+    assert client.admin("GET", "stats").json() == {
+        "batches_created": 0, "files_uploaded": 0, "file_bytes_uploaded": 0, "file_bytes_downloaded": 0, "requests": {},
+    }
     assert_error(client.get(f"/batches/{batch['id']}"), 404)
     assert_error(client.get(f"/files/{file_id}"), 404)
 
@@ -688,6 +896,33 @@ def test_reset_clears_all_state(client):
 def test_admin_routes_check_method(client):
     assert client.admin("POST", "stats").status_code == 405
     assert client.admin("GET", "reset").status_code == 405
+
+
+# --------------------------------------------------------------------------- the official SDK
+
+def test_the_official_sdk_uploads_lists_runs_and_downloads(client):
+    import openai  # pylint: disable=import-outside-toplevel  # only this test needs it
+
+    sdk = openai.OpenAI(api_key=API_KEY, base_url=client.base, max_retries=0)
+    content = "".join(json.dumps(line) + "\n" for line in wide_embedding_lines(3, dimensions=16)).encode()
+    first = sdk.files.create(file=("input.sha256-" + "0" * 64 + ".jsonl", content), purpose="batch")
+    second = sdk.files.create(file=("input.sha256-" + "1" * 64 + ".jsonl", content), purpose="batch")
+    assert (first.bytes, first.purpose) == (len(content), "batch")
+    assert [listed.id for listed in sdk.files.list(purpose="batch", limit=1)] == [second.id, first.id]  # follows has_more/after
+
+    batch = sdk.batches.create(input_file_id=first.id, endpoint="/v1/embeddings", completion_window="24h")
+    client.clock.advance(12)
+    done = sdk.batches.retrieve(batch.id)
+    assert (done.status, done.request_counts.completed, done.error_file_id) == ("completed", 3, None)
+    output = [json.loads(line) for line in sdk.files.content(done.output_file_id).text.splitlines()]
+    batch_vector = {line["custom_id"]: line["response"]["body"]["data"][0]["embedding"] for line in output}["r0"]
+    # The SDK asks for base64 and decodes the float32s itself: the same numbers as the batch's printed floats.
+    direct = sdk.embeddings.create(model="text-embedding-3-small", input="text 0", dimensions=16).data[0].embedding
+    assert [float("%.9g" % component) for component in direct] == batch_vector
+
+    notes = sdk.files.create(file=("notes.txt", b"private"), purpose="user_data")
+    with pytest.raises(openai.BadRequestError, match="Not allowed to download files of purpose: user_data"):
+        sdk.files.content(notes.id)
 
 
 # --------------------------------------------------------------------------- CLI
