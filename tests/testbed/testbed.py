@@ -184,7 +184,9 @@ class Config:
 
     @property
     def run_dir(self) -> Path:
-        return self.cache / "run" / self.version
+        # One per version and port: test beds on other ports (another worktree's) keep their own
+        # data and configuration, and a `down` here cannot remove theirs.
+        return self.cache / "run" / f"{self.version}-{self.port}"
 
 
 def port_from_environment(name: str, default: int) -> int:
@@ -401,7 +403,10 @@ def java_environment(java_home: Path) -> dict[str, str]:
 
 
 def write_node_config(cfg: Config, home: Path, java_home: Path) -> None:
-    config_dir = home / "config"
+    """The node's configuration, in its run directory: the installed one, with ours written over it."""
+    config_dir = cfg.run_dir / "config"
+    shutil.rmtree(config_dir, ignore_errors=True)
+    shutil.copytree(home / "config", config_dir, symlinks=True)
     (config_dir / "opensearch.yml").write_text(opensearch_yml(cfg))
     (config_dir / "jvm.options.d" / "testbed.options").write_text(f"-Xms{HEAP}\n-Xmx{HEAP}\n")
     (config_dir / "jvm.options").write_text(jvm_options_for(home, java_home))
@@ -473,7 +478,7 @@ def check_ports_free(*ports: int, host: str = "127.0.0.1") -> None:
 def start_node(cfg: Config, home: Path, java_home: Path) -> subprocess.Popen:
     env = java_environment(java_home) | {
         "HOME": str(cfg.run_dir),
-        "OPENSEARCH_PATH_CONF": str(home / "config"),
+        "OPENSEARCH_PATH_CONF": str(cfg.run_dir / "config"),
         "OPENSEARCH_TMPDIR": str(cfg.run_dir / "tmp"),
     }
     with (cfg.run_dir / "stdout.log").open("wb") as stdout:
@@ -546,8 +551,8 @@ def provision_and_start_node(cfg: Config) -> dict:
     java_home = choose_java_home(cfg)
     say(f"Java: {java_home}")
     home = install_opensearch(cfg, java_home)
-    write_node_config(cfg, home, java_home)
     prepare_run_dir(cfg)
+    write_node_config(cfg, home, java_home)
     check_run_user_can_execute(java_home / "bin" / "java", home / "bin" / "opensearch")
     say(f"starting OpenSearch {cfg.version} on port {cfg.port} as user {RUN_USER}")
     started = time.monotonic()
