@@ -386,7 +386,7 @@ def reusable_job(client, candidates):
     return None
 
 
-def make_searchable(client, task_id):
+def read_new_task(client, task_id):
     """Read a task just created, so that a re-run right after this one finds it; returns
     ``(task or None, warning or None)``.
 

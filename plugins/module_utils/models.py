@@ -16,8 +16,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
 
-# States in which a node holds the model; the pre-2.7 names still appear on upgraded clusters.
-DEPLOYED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
+# States in which a node holds the model or is loading it; the pre-2.7 names still appear on upgraded clusters.
+DEPLOYED_OR_DEPLOYING_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
 DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
 # First pause between two reads of a model's state while it deploys or undeploys. A remote model is
 # deployed within a few hundred milliseconds, so a first pause of a whole second was mostly idle
@@ -44,8 +44,9 @@ def models_using_connector(client, connector_id):
     return [model for model in candidates if model.get("connector_id") == connector_id]
 
 
-def is_deployed(model):
-    return model.get("model_state") in DEPLOYED_STATES
+def is_deployed_or_deploying(model):
+    """Whether a node holds the model, or is loading it, by the stored state (see :func:`is_served`)."""
+    return model.get("model_state") in DEPLOYED_OR_DEPLOYING_STATES
 
 
 def is_served(client, model):
@@ -64,7 +65,8 @@ def is_served(client, model):
     return any(((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED" for node in nodes.values())
 
 
-def model_state(client, model_id):
+def current_model(client, model_id):
+    """The model as stored now; one that is gone fails the wait that asked for it."""
     model = get_by_id(client, MODEL, model_id)
     if model is None:
         raise MLCommonsError("Model %s disappeared while waiting for it." % model_id)
@@ -81,7 +83,7 @@ def deploy_failure_reason(client, model_id):
 def wait_until_deployed(client, model_id, timeout):
     """Wait until the model is DEPLOYED; DEPLOY_FAILED or the timeout fail with the model's state and the reason."""
     model, _polls = wait_until(
-        lambda: model_state(client, model_id),
+        lambda: current_model(client, model_id),
         lambda model: model.get("model_state") == "DEPLOYED" or model.get("model_state") in DEPLOY_FAILED_STATES,
         timeout,
         interval=STATE_POLL_INTERVAL,
@@ -113,7 +115,7 @@ def deploy(client, model_id, timeout):
 
     def attempt(number):
         if number > 1:
-            model = model_state(client, model_id)
+            model = current_model(client, model_id)
             if model.get("model_state") == "DEPLOYED":
                 return model
             if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES:
@@ -121,7 +123,7 @@ def deploy(client, model_id, timeout):
                 # timed out" following a restart) and refuse every later deploy as a duplicate; no deploy
                 # is under way by the model's state, and undeploying clears the node's stale entry.
                 client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
-        if model_state(client, model_id).get("model_state") not in DEPLOYING_STATES:
+        if current_model(client, model_id).get("model_state") not in DEPLOYING_STATES:
             client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
         return wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
 
@@ -136,8 +138,8 @@ def undeploy(client, model_id, timeout):
     """
     client.post(MODEL.path(model_id) + "/_undeploy")
     model, _polls = wait_until(
-        lambda: model_state(client, model_id),
-        lambda model: not is_deployed(model),
+        lambda: current_model(client, model_id),
+        lambda model: not is_deployed_or_deploying(model),
         timeout,
         interval=STATE_POLL_INTERVAL,
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),

@@ -2,12 +2,28 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Finding ML Commons objects: by ID, by exact name, or all of them, the same way for every kind.
+"""Finding ML Commons objects: by ID, by exact name, or all of them, the same way for every kind;
+and creating one once, however many runs try at the same moment.
 
 Lookups go through the ML ``_search`` APIs (never the system indices directly): they apply
 access control and strip credentials. Exact names use a ``term`` query on ``name.keyword``,
 the query ML Commons itself uses for its uniqueness check, so a lookup costs one request
 whatever the number of objects.
+
+The words used for convergence here and in the modules:
+
+* earlier: made by a run before this one (an earlier job, an earlier upload); a re-run looks for
+  it first and, when it finds it, writes nothing.
+* known: what a run had seen before it created anything, so that what appears afterwards can be
+  told apart as its own (a create whose answer was lost) or another run's.
+* existing: found by a lookup, as opposed to created by this run.
+* reusable: an earlier batch job that still counts, so a re-run returns it instead of paying for
+  another (created, running, completed, or unreachable); see ``batch.reusable_job``.
+* standing: of the copies concurrent runs made of the same thing, the ones that were not
+  discarded or cancelled; the oldest standing copy wins.
+* held: the object a run currently means to return while it looks again (keep_oldest_of).
+* adopt: to return another run's older copy instead of one's own, after discarding one's own.
+* settled: looked at again until duplicates made by concurrent runs have disappeared.
 """
 
 from __future__ import absolute_import, division, print_function

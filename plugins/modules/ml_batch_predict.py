@@ -209,7 +209,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     from_task,
     job_identity,
     job_identity_of_request,
-    make_searchable,
+    read_new_task,
     read_task,
     reusable_job,
     summary,
@@ -218,7 +218,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed_or_deploying
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
     CONNECTOR,
@@ -288,7 +288,7 @@ def check_can_submit(module, client, model, connector):
         raise MLCommonsError(
             "Batch inference is disabled on this cluster: set the cluster setting %s to true." % BATCH_ENABLED_SETTING
         )
-    if not is_deployed(model):
+    if not is_deployed_or_deploying(model):
         if str(settings.get(AUTO_DEPLOY_SETTING, "true")).lower() == "false":
             raise MLCommonsError(
                 "Model %s is not deployed (%s), and ML Commons deploys models on first use only when %s is true. "
@@ -423,52 +423,67 @@ def present_without_tasks(module, client):
     return result(True, from_batch_answer(answer))
 
 
-def earlier_jobs(module, client, model_id, identity):
-    """``(tasks, reusable)``: the model's tasks of the job ``identity`` names, and the one a re-run
-    gets back (None when it must submit, or with force)."""
-    if identity is None:
-        return [], None
-    known = find_jobs(client, model_id, identity)
-    return known, None if module.params["force"] else reusable_job(client, known)
+class EarlierJobs(object):
+    """What a run looks up before it submits: the ``identity`` its job is recognised by, the model's
+    tasks of that identity (``known``), the one to return instead of submitting (``reusable``:
+    None when there is none, or with force), and the model and its connector once they were read."""
+
+    def __init__(self, identity, known, reusable, model=None, connector=None):
+        self.identity = identity
+        self.known = known
+        self.reusable = reusable
+        self.model = model
+        self.connector = connector
 
 
-def ensure_present(module, client):
+def jobs_of(module, client, model_id, identity, model=None, connector=None):
+    """The model's tasks of ``identity``, and the one a re-run gets back."""
+    known = [] if identity is None else find_jobs(client, model_id, identity)
+    reusable = None if identity is None or module.params["force"] else reusable_job(client, known)
+    return EarlierJobs(identity, known, reusable, model, connector)
+
+
+def find_earlier_jobs(module, client):
+    """Look for the job before submitting it.
+
+    The request's own parameters come first: when the job is there, nothing else needs reading
+    (see job_identity_of_request). Otherwise the connector decides which provider's identity
+    counts, and its parameters join the request's; that identity is searched for too when it
+    differs. On ML Commons 2.16, which keeps no tasks, nothing can be found.
+    """
     params = module.params
     model_id = params["model_id"]
-    if params["task_id"]:
-        load_model(client, model_id)
-        task = read_task(client, params["task_id"])
-        check_is_batch_task_of(task, params["task_id"], model_id)
-        return follow(module, client, params["task_id"], task, False)
-
-    # A re-run looks for its job first, by the request's own parameters: when the job is there,
-    # nothing else needs reading (see job_identity_of_request).
     request_identity = job_identity_of_request(params["parameters"])
-    known, existing = earlier_jobs(module, client, model_id, request_identity)
-    if existing is not None:
-        return follow_standing(module, client, model_id, request_identity, existing["task_id"], existing, False)
-
+    earlier = jobs_of(module, client, model_id, request_identity)
+    if earlier.reusable is not None:
+        return earlier
     model, connector = load_model(client, model_id)
     if client.server_version < FIRST_TASK_VERSION:
-        check_can_submit(module, client, model, connector)
-        return present_without_tasks(module, client)
-
-    # The connector decides which provider's identity counts, and its parameters join the request's.
+        return EarlierJobs(None, [], None, model, connector)
     identity = job_identity(connector, params["parameters"])
     if identity is None:
         module.warn(
             "The module cannot tell this batch job from others of model %s (it recognises OpenAI's input_file_id, SageMaker's "
             "TransformJobName and Bedrock's jobName or input S3 URI), so every run submits a new job." % model_id
         )
-    if identity != request_identity:
-        known, existing = earlier_jobs(module, client, model_id, identity)
-        if existing is not None:
-            return follow_standing(module, client, model_id, identity, existing["task_id"], existing, False)
+    if identity == request_identity:
+        earlier.model, earlier.connector = model, connector
+        return earlier
+    return jobs_of(module, client, model_id, identity, model, connector)
 
-    check_can_submit(module, client, model, connector)
+
+def submit_job(module, client, earlier):
+    """Submit the job once and return the module's result: the job this run submitted, or, when a
+    concurrent run submitted the same job first, that one (see older_job_of_concurrent_run)."""
+    params = module.params
+    model_id = params["model_id"]
+    identity = earlier.identity
+    check_can_submit(module, client, earlier.model, earlier.connector)
+    if client.server_version < FIRST_TASK_VERSION:
+        return present_without_tasks(module, client)
     if module.check_mode:
         return result(True, {"task_id": None, "job": {}, "status": "CREATED", "raw": {}})
-    answer = submit(client, model_id, params["parameters"], identity, set(task["task_id"] for task in known))
+    answer = submit(client, model_id, params["parameters"], identity, set(task["task_id"] for task in earlier.known))
     submitted = from_batch_answer(answer)
     task_id = submitted["task_id"]
     if not task_id:
@@ -477,7 +492,7 @@ def ensure_present(module, client):
     if identity is None or not identity.matches(submitted["job"]):
         # The answer lacks what a re-run searches for (SageMaker's and Bedrock's job names come
         # with the first status read); OpenAI's answer carries input_file_id and needs no read.
-        task, warning = make_searchable(client, task_id)
+        task, warning = read_new_task(client, task_id)
         if warning:
             module.warn(warning)
     older = identity is not None and not params["force"] and older_job_of_concurrent_run(module, client, model_id, identity, task_id)
@@ -488,6 +503,26 @@ def ensure_present(module, client):
     if task is not None:
         submitted = dict(from_task(task_id, task), raw=answer)
     return result(True, submitted)
+
+
+def follow_named_job(module, client):
+    """With task_id: only read that job (and wait for it), submitting nothing."""
+    params = module.params
+    load_model(client, params["model_id"])
+    task = read_task(client, params["task_id"])
+    check_is_batch_task_of(task, params["task_id"], params["model_id"])
+    return follow(module, client, params["task_id"], task, False)
+
+
+def ensure_present(module, client):
+    """Find the job, else submit it; then follow it (see follow_standing and follow)."""
+    if module.params["task_id"]:
+        return follow_named_job(module, client)
+    earlier = find_earlier_jobs(module, client)
+    if earlier.reusable is not None:
+        job = earlier.reusable
+        return follow_standing(module, client, module.params["model_id"], earlier.identity, job["task_id"], job, False)
+    return submit_job(module, client, earlier)
 
 
 # -- state: cancelled ------------------------------------------------------------------------

@@ -258,7 +258,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
     describe_models,
-    is_deployed,
+    is_deployed_or_deploying,
     models_using_connector,
     undeploy,
 )
@@ -439,7 +439,7 @@ def update_in_place(module, client, connector, changes):
     """
     redeploy = module.params["redeploy_models"]
     if module.check_mode:
-        deployed = [model for model in models_using_connector(client, connector["connector_id"]) if is_deployed(model)]
+        deployed = [model for model in models_using_connector(client, connector["connector_id"]) if is_deployed_or_deploying(model)]
         if deployed and not redeploy:
             raise blocked_update(connector, deployed)
         return [model["model_id"] for model in deployed]

@@ -158,7 +158,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
-    is_deployed,
+    is_deployed_or_deploying,
     is_served,
     undeploy,
 )
@@ -277,7 +277,7 @@ def converge_deployment(module, client, model):
     state = module.params["state"]
     if state == "deployed" and not is_served(client, model):
         action, settled, deploy_or_undeploy = "_deploy", "DEPLOYED", deploy
-    elif state == "undeployed" and is_deployed(model):
+    elif state == "undeployed" and is_deployed_or_deploying(model):
         action, settled, deploy_or_undeploy = "_undeploy", "UNDEPLOYED", undeploy
     else:
         return model, False
@@ -306,7 +306,7 @@ def ensure_absent(module, client, model):
     if model is None:
         return result(False, None, {})
     if not module.check_mode:
-        if is_deployed(model):
+        if is_deployed_or_deploying(model):
             undeploy(client, model["model_id"], module.params["wait_timeout"])
         client.delete(MODEL.path(model["model_id"]))
     return result(True, None, model)

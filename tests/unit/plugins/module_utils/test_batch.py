@@ -21,7 +21,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     integral_numbers,
     job_identity,
     job_identity_of_request,
-    make_searchable,
+    read_new_task,
     provider_of,
     provider_reason,
     read_task,
@@ -399,7 +399,7 @@ def test_wait_for_job_fails_when_the_task_disappears(server):
 
 def test_make_searchable_reads_the_new_task_once(server):
     server.script((200, {"state": "RUNNING", "remote_job": {"id": "batch_1"}}))
-    task, warning = make_searchable(Client(server.url), "t1")
+    task, warning = read_new_task(Client(server.url), "t1")
     assert task["task_id"] == "t1" and warning is None
     assert [request["path"] for request in server.received] == ["/_plugins/_ml/tasks/t1"]
 
@@ -410,7 +410,7 @@ def test_make_searchable_polls_the_search_when_the_read_fails(server):
         (200, {"hits": {"hits": []}}),
         (200, hits({"_id": "t1", "state": "RUNNING"})),
     )
-    task, warning = make_searchable(Client(server.url), "t1")
+    task, warning = read_new_task(Client(server.url), "t1")
     assert task is None
     assert "Submitted batch job t1, but could not read its status yet" in warning
     assert "private_ip_enabled" in warning

@@ -14,14 +14,29 @@ def job(task_id, state, created):
     return {"task_id": task_id, "state": state, "create_time": created, "remote_job": {"input_file_id": "file-1"}}
 
 
+class ServerSide(dict):
+    """Jobs by task ID, which the test sets; the module's reads, waits and searches answer from
+    them and are recorded in ``calls``."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def read(self, what, task_id):
+        self.calls.append((what, task_id))
+        return dict(self[task_id])
+
+    def standing(self):
+        self.calls.append(("standing", None))
+        return [dict(found) for found in self.values() if found["state"] not in ("CANCELLED", "CANCELLING", "FAILED", "EXPIRED")]
+
+
 @pytest.fixture
 def server_side(monkeypatch):
-    """Jobs as a dict the test changes; the module's reads and waits answer from it."""
-    jobs = {}
-    monkeypatch.setattr(ml_batch_predict, "read_task", lambda client, task_id: dict(jobs[task_id]))
-    monkeypatch.setattr(ml_batch_predict, "wait_for_job", lambda client, task_id, timeout, interval: dict(jobs[task_id]))
-    monkeypatch.setattr(ml_batch_predict, "standing_jobs", lambda client, model_id, identity: [
-        dict(found) for found in jobs.values() if found["state"] not in ("CANCELLED", "CANCELLING", "FAILED", "EXPIRED")])
+    jobs = ServerSide()
+    monkeypatch.setattr(ml_batch_predict, "read_task", lambda client, task_id: jobs.read("read", task_id))
+    monkeypatch.setattr(ml_batch_predict, "wait_for_job", lambda client, task_id, timeout, interval: jobs.read("wait", task_id))
+    monkeypatch.setattr(ml_batch_predict, "standing_jobs", lambda client, model_id, identity: jobs.standing())
     return jobs
 
 
@@ -42,5 +57,12 @@ def test_a_job_cancelled_with_nothing_standing_fails_as_cancelled(server_side):
 
 def test_a_completed_job_is_returned_without_another_read(server_side):
     outcome = ml_batch_predict.follow_standing(FakeModule(), None, "m1", None, "done", job("done", "COMPLETED", 1), False)
-    assert outcome["task_id"] == "done"
-    assert server_side == {}  # nothing was read: a KeyError would have said so
+    assert (outcome["task_id"], outcome["status"]) == ("done", "COMPLETED")
+    assert server_side.calls == []
+
+
+def test_a_running_job_is_waited_for_once(server_side):
+    server_side["running"] = job("running", "COMPLETED", 1)
+    outcome = ml_batch_predict.follow_standing(FakeModule(), None, "m1", None, "running", job("running", "RUNNING", 1), False)
+    assert outcome["status"] == "COMPLETED"
+    assert server_side.calls == [("wait", "running")]
