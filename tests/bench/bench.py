@@ -27,8 +27,8 @@ Keys (targets in TARGETS):
                                    how long after that ml_batch_predict returns, and how many status
                                    reads reached OpenSearch
     volume_upload_ratio_vs_curl    a 190 MB batch input of 50,000 embeddings requests uploaded by openai_file
-                                   (ansible-playbook) over the same upload by curl -F; each on an emptied
-                                   emulator. The module's time is its task's time (bench_timer callback) less
+                                   (ansible-playbook) over the same upload by curl -F, each on an emptied
+                                   emulator, fastest of BENCH_ROUNDS alternating rounds. The module's time is its task's time (bench_timer callback) less
                                    that of a no-op task of the same module just before it in the same playbook
                                    (state absent of a missing file): Ansible's fixed cost for one task
     volume_download_ratio_vs_curl  the same for the output of a batch of that input run by the emulator,
@@ -626,8 +626,9 @@ def run_openai_file(runner, label, fixed_cost, **target):
     run_dir.mkdir()
     run = runner.run("volume_file.yml", label, bench_volume_run_dir=str(run_dir), bench_volume_fixed_cost=fixed_cost, **target)
     moved = task_seconds(run, "File moved")
-    changed = json.loads((run_dir / "moved.json").read_text())["changed"]
-    step = {"task_s": round(moved, 3), "rss_mb": peak_rss_mb(run_dir / "moved.rss"), "changed": changed, "wall_s": run["wall_s"]}
+    returned = json.loads((run_dir / "moved.json").read_text())
+    step = {"task_s": round(moved, 3), "rss_mb": peak_rss_mb(run_dir / "moved.rss"), "changed": returned["changed"],
+            "file_id": returned["file_id"], "wall_s": run["wall_s"]}
     if fixed_cost:
         fixed = task_seconds(run, "Fixed cost")
         step.update(fixed_cost_s=round(fixed, 3), seconds=round(moved - fixed, 3), noop_rss_mb=peak_rss_mb(run_dir / "fixed-cost.rss"))
@@ -696,6 +697,16 @@ def measure_volume(runner, env, settings):
             shutil.rmtree(VOLUME_DIR, ignore_errors=True)
 
 
+def alternating(rounds, module_side, curl_side):
+    """Each side run ``rounds`` times, the module first in even rounds and curl first in odd ones; each side's runs."""
+    runs = {"module": [], "curl": []}
+    for round_number in range(rounds):
+        order = [("module", module_side), ("curl", curl_side)]
+        for side, measure in order if round_number % 2 == 0 else reversed(order):
+            runs[side].append(measure(round_number))
+    return runs
+
+
 def volume_steps(runner, emulator, settings):
     lines = settings["lines"]
     emulator.reset()
@@ -710,57 +721,81 @@ def volume_steps(runner, emulator, settings):
     input_bytes = write_volume_input(input_path, lines, dimensions)
     say("volume: %d lines, %.1f MB, %d dimensions (%.1f s)" % (lines, input_bytes / 1e6, dimensions, time.monotonic() - started))
     module_vars = {"bench_volume_interpreter": str(peak_rss_interpreter())}
+    reruns = {}
+    last_upload = {}  # the emulator holds this file alone after the uploads: the batch's input
 
-    # Each timed upload on an empty emulator: today's module finds an upload of the same content and does not upload.
-    emulator.reset()
-    upload = run_openai_file(runner, "volume-upload", True, bench_volume_src=str(input_path), **module_vars)
-    before = emulator.stats()
-    upload_rerun = run_openai_file(runner, "volume-upload-rerun", False, bench_volume_src=str(input_path), **module_vars)
-    upload_rerun.update(rerun_traffic(before, emulator.stats(), input_bytes))
-    emulator.reset()
-    curl_upload_s, answer = curl(emulator, "-F", "purpose=batch", "-F", "file=@%s" % input_path, emulator.base_url + "/files")
-    input_file_id = json.loads(answer)["id"]
+    # Each upload on an empty emulator: today's module finds an upload of the same content and does not upload.
+    def module_upload(round_number):
+        emulator.reset()
+        step = run_openai_file(runner, "volume-upload-%d" % round_number, True, bench_volume_src=str(input_path), **module_vars)
+        if round_number == 0:  # the re-run, while the emulator holds the module's own upload
+            before = emulator.stats()
+            reruns["upload"] = run_openai_file(runner, "volume-upload-rerun", False, bench_volume_src=str(input_path), **module_vars)
+            reruns["upload"].update(rerun_traffic(before, emulator.stats(), input_bytes))
+        last_upload["id"] = step["file_id"]
+        return step
+
+    def curl_upload(_round_number):
+        emulator.reset()
+        seconds, answer = curl(emulator, "-F", "purpose=batch", "-F", "file=@%s" % input_path, emulator.base_url + "/files")
+        last_upload["id"] = json.loads(answer)["id"]
+        return seconds
+
+    uploads = alternating(settings["rounds"], module_upload, curl_upload)
 
     started = time.monotonic()
-    batch = completed_batch(emulator, input_file_id, settings["batch_timeout_s"])
+    batch = completed_batch(emulator, last_upload["id"], settings["batch_timeout_s"])
     batch_s = round(time.monotonic() - started, 1)
     output_file_id = batch["output_file_id"]
     output_bytes = emulator.api("GET", "/files/" + output_file_id)["bytes"]
     say("volume: batch completed in %.1f s, output %.2f GB" % (batch_s, output_bytes / 1e9))
     check_free_space(3 * output_bytes, "three copies of the output")
-
     module_dest, curl_dest = VOLUME_DIR / "output-module.jsonl", VOLUME_DIR / "output-curl.jsonl"
-    download = run_openai_file(runner, "volume-download", True, bench_volume_file_id=output_file_id,
+
+    def module_download(round_number):
+        if module_dest.exists():
+            module_dest.unlink()  # else the module's re-run, which may keep it, would be timed
+        return run_openai_file(runner, "volume-download-%d" % round_number, True, bench_volume_file_id=output_file_id,
                                bench_volume_dest=str(module_dest), **module_vars)
-    curl_download_s, _output = curl(emulator, "-o", str(curl_dest), emulator.base_url + "/files/%s/content" % output_file_id)
+
+    def curl_download(_round_number):
+        return curl(emulator, "-o", str(curl_dest), emulator.base_url + "/files/%s/content" % output_file_id)[0]
+
+    downloads = alternating(settings["rounds"], module_download, curl_download)
     identical = filecmp.cmp(module_dest, curl_dest, shallow=False)
     curl_dest.unlink()
     before = emulator.stats()
-    download_rerun = run_openai_file(runner, "volume-download-rerun", False, bench_volume_file_id=output_file_id,
-                                     bench_volume_dest=str(module_dest), **module_vars)
-    download_rerun.update(rerun_traffic(before, emulator.stats(), output_bytes))
+    reruns["download"] = run_openai_file(runner, "volume-download-rerun", False, bench_volume_file_id=output_file_id,
+                                         bench_volume_dest=str(module_dest), **module_vars)
+    reruns["download"].update(rerun_traffic(before, emulator.stats(), output_bytes))
 
-    module_steps = {"upload": upload, "upload_rerun": upload_rerun, "download": download, "download_rerun": download_rerun}
+    upload = min(uploads["module"], key=lambda step: step["seconds"])
+    download = min(downloads["module"], key=lambda step: step["seconds"])
+    module_runs = uploads["module"] + downloads["module"] + list(reruns.values())
     return {
-        "volume_upload_ratio_vs_curl": round(upload["seconds"] / curl_upload_s, 3),
-        "volume_download_ratio_vs_curl": round(download["seconds"] / curl_download_s, 3),
-        "volume_peak_rss_mb": max(step["rss_mb"] for step in module_steps.values()),
-        "volume_rerun_content_bytes": upload_rerun["content_bytes"] + download_rerun["content_bytes"],
-        "volume_rerun_requests_per_file": max(upload_rerun["requests"], download_rerun["requests"]),
+        "volume_upload_ratio_vs_curl": round(upload["seconds"] / min(uploads["curl"]), 3),
+        "volume_download_ratio_vs_curl": round(download["seconds"] / min(downloads["curl"]), 3),
+        "volume_peak_rss_mb": max(step["rss_mb"] for step in module_runs),
+        "volume_rerun_content_bytes": sum(rerun["content_bytes"] for rerun in reruns.values()),
+        "volume_rerun_requests_per_file": max(rerun["requests"] for rerun in reruns.values()),
         "volume_output_bytes": output_bytes,
         "volume_input_bytes": input_bytes,
         "volume_lines": lines,
         "volume_dimensions": dimensions,
-        "volume_curl_upload_s": curl_upload_s,
-        "volume_curl_download_s": curl_download_s,
+        "volume_rounds": settings["rounds"],
+        "volume_curl_upload_s": min(uploads["curl"]),
+        "volume_curl_download_s": min(downloads["curl"]),
+        "volume_upload_s": {"module": [step["seconds"] for step in uploads["module"]], "curl": uploads["curl"]},
+        "volume_download_s": {"module": [step["seconds"] for step in downloads["module"]], "curl": downloads["curl"]},
         "volume_batch_s": batch_s,
         "volume_download_identical_to_curl": identical,
-        "volume_module": module_steps,
+        "volume_module": {"upload": upload, "upload_rerun": reruns["upload"], "download": download, "download_rerun": reruns["download"]},
         "volume_method": (
             "module time: the openai_file task's time (bench_timer callback, task start to end) less that of a no-op "
             "task of the same module just before it in the same playbook (state absent of a missing file: one GET), "
-            "which is Ansible's fixed cost for one task; curl: the wall time of its process; each timed upload on an "
-            "empty emulator; peak RSS: GNU time around the module's process, max of the upload, the download and their re-runs"
+            "which is Ansible's fixed cost for one task; curl: the wall time of its process; fastest of %d alternating "
+            "rounds each, every upload on an empty emulator; peak RSS: GNU time around the module's process, the "
+            "largest of every upload, download and re-run" % settings["rounds"]
         ),
     }
 
@@ -895,7 +930,7 @@ def main():
             results.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason,
                            wait_poll_interval_s=poll_interval)
         # Last: it empties the emulator, which forgets the input file of the phases above.
-        phases.append(("volume", lambda: measure_volume(runner, env, volume)))
+        phases.append(("volume", lambda: measure_volume(runner, env, dict(volume, rounds=rounds))))
         for name, measure in phases:
             if only and name not in only:
                 continue
