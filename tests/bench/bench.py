@@ -28,9 +28,10 @@ Keys (targets in TARGETS):
                                    reads reached OpenSearch
     volume_upload_ratio_vs_curl    a 190 MB batch input of 50,000 embeddings requests uploaded by openai_file
                                    (ansible-playbook) over the same upload by curl -F, each on an emptied
-                                   emulator, fastest of BENCH_ROUNDS alternating rounds. The module's time is its task's time (bench_timer callback) less
-                                   that of a no-op task of the same module just before it in the same playbook
-                                   (state absent of a missing file): Ansible's fixed cost for one task
+                                   emulator, fastest of BENCH_ROUNDS alternating rounds. The module's time
+                                   is its task's time (bench_timer callback) less that of a no-op task of
+                                   the same module just before it in the same playbook (state absent of a
+                                   missing file): Ansible's fixed cost for one task
     volume_download_ratio_vs_curl  the same for the output of a batch of that input run by the emulator,
                                    downloaded by openai_file (dest) and by curl -o
     volume_output_bytes            that output's size: 1 GB or more, from embeddings as long as needed (at
@@ -551,10 +552,10 @@ class Emulator:
         self.base_url = env["OPENAI_BASE_URL"]
         self.api_key = env["OPENAI_API_KEY"]
         self.admin_url = self.base_url.rsplit("/v1", 1)[0] + "/_emulator"
-        self.authorization = "Authorization: Bearer " + self.api_key
+        self.headers = {"Authorization": "Bearer " + self.api_key}
 
     def api(self, method, path, body=None, timeout=HTTP_TIMEOUT_S):
-        return http(method, self.base_url + path, body, headers={"Authorization": "Bearer " + self.api_key}, timeout=timeout)
+        return http(method, self.base_url + path, body, headers=self.headers, timeout=timeout)
 
     def reset(self):
         http("POST", self.admin_url + "/reset")
@@ -589,7 +590,7 @@ def volume_dimensions(emulator, lines):
     at least the default, at most VOLUME_MAX_DIMENSIONS."""
     body = json.dumps(volume_request("r-0", "x" * (VOLUME_LINE_BYTES - 200), VOLUME_DEFAULT_DIMENSIONS)["body"]).encode()
     request = urllib.request.Request(emulator.base_url + "/embeddings", data=body, method="POST",
-                                     headers={"Authorization": "Bearer " + emulator.api_key, "Content-Type": "application/json"})
+                                     headers=dict(emulator.headers, **{"Content-Type": "application/json"}))
     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:
         line_bytes = len(answer.read()) + VOLUME_OUTPUT_ENVELOPE_BYTES
     wanted = VOLUME_DEFAULT_DIMENSIONS * 1.02 * VOLUME_OUTPUT_GOAL_BYTES / (line_bytes * lines)
@@ -639,7 +640,7 @@ def rerun_traffic(before, after, file_bytes):
     """Requests and content bytes between two emulator stats. Content bytes come from the emulator's counters
     (file_bytes_uploaded, file_bytes_downloaded); an emulator without them has them counted from the requests that
     move a file's content whole (uploads, content downloads), each as ``file_bytes``, the size of the one file that
-    the re-run is about (the only size that today's module downloads when it compares)."""
+    the re-run is about (openai_file before its streaming rewrite compared by downloading files of that size)."""
     routes = {route: count - before["requests"].get(route, 0) for route, count in after["requests"].items()}
     routes = {route: count for route, count in routes.items() if count}
     if "file_bytes_uploaded" in after and "file_bytes_downloaded" in after:
@@ -654,8 +655,8 @@ def rerun_traffic(before, after, file_bytes):
 def curl(emulator, *arguments):
     """curl's wall time and output; its command line is the one a user would type."""
     started = time.monotonic()
-    completed = subprocess.run(["curl", "-sS", "-H", emulator.authorization] + list(arguments), capture_output=True,
-                               stdin=subprocess.DEVNULL, timeout=PLAYBOOK_TIMEOUT_S, check=False)
+    command = ["curl", "-sS", "-H", "Authorization: " + emulator.headers["Authorization"]] + list(arguments)
+    completed = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, timeout=PLAYBOOK_TIMEOUT_S, check=False)
     seconds = time.monotonic() - started
     if completed.returncode != 0:
         raise BenchError("curl %s failed: %s" % (arguments[-1], completed.stderr.decode(errors="replace").strip()))
@@ -664,18 +665,21 @@ def curl(emulator, *arguments):
 
 def completed_batch(emulator, input_file_id, timeout_s):
     """A batch of the whole input, with the emulator's timings set to 0 in its metadata, polled until it ends.
-    Today's emulator runs the whole batch inside one status read, hence the read timeout as long as the wait."""
+    The emulator before its files-on-disk rewrite ran a whole batch inside one status read, hence a read timeout
+    as long as the wait."""
     zero = {"emulator_validating_seconds": "0", "emulator_in_progress_seconds": "0", "emulator_finalizing_seconds": "0"}
     batch = emulator.api("POST", "/batches", {"input_file_id": input_file_id, "endpoint": "/v1/embeddings",
                                               "completion_window": "24h", "metadata": zero})
     deadline = time.monotonic() + timeout_s
     while batch["status"] not in ("completed", "failed", "expired", "cancelled"):
         if time.monotonic() > deadline:
-            raise BenchError("the volume batch %s is still %s after %d s (BENCH_VOLUME_BATCH_TIMEOUT)" % (batch["id"], batch["status"], timeout_s))
+            raise BenchError("the volume batch %s is still %s after %d s (BENCH_VOLUME_BATCH_TIMEOUT)"
+                             % (batch["id"], batch["status"], timeout_s))
         time.sleep(VOLUME_POLL_INTERVAL_S)
         batch = emulator.api("GET", "/batches/" + batch["id"], timeout=timeout_s)
     if batch["status"] != "completed" or not batch.get("output_file_id"):
-        raise BenchError("the volume batch ended %s: %s" % (batch["status"], json.dumps(batch.get("errors") or batch.get("request_counts"))))
+        raise BenchError("the volume batch ended %s: %s"
+                         % (batch["status"], json.dumps(batch.get("errors") or batch.get("request_counts"))))
     return batch
 
 
@@ -724,7 +728,7 @@ def volume_steps(runner, emulator, settings):
     reruns = {}
     last_upload = {}  # the emulator holds this file alone after the uploads: the batch's input
 
-    # Each upload on an empty emulator: today's module finds an upload of the same content and does not upload.
+    # Each upload on an empty emulator: openai_file finds an earlier upload of the same content and does not upload.
     def module_upload(round_number):
         emulator.reset()
         step = run_openai_file(runner, "volume-upload-%d" % round_number, True, bench_volume_src=str(input_path), **module_vars)
