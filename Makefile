@@ -16,7 +16,7 @@ export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo bench clean reliability reliability-quick
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo bench bench-volume gnu-time clean reliability reliability-quick
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
@@ -109,8 +109,17 @@ demo: up collection
 # The benchmark against a hand-written ansible.builtin.uri playbook (README, "Benchmark"): brings the
 # test bed up (and down again if it was not running), prints a markdown table, writes
 # tests/output/bench/results.json. BENCH_SIZES="10 50 200" sets the scale sizes.
-bench: venv collection
+bench: venv collection gnu-time
 	$(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
+
+# Only the bench's volume phase: a 190 MB batch input and an output of 1 GB or more moved by openai_file and by
+# curl, and their re-runs (BENCH_VOLUME_LINES=2000 for a quick run).
+bench-volume: venv collection gnu-time
+	BENCH_PHASES=volume $(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
+
+# The volume phase reads the module process's peak RSS from GNU time.
+gnu-time:
+	test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq time; }
 
 clean: down
 	rm -rf $(VENV) $(COLLECTIONS) tests/output
