@@ -117,8 +117,9 @@ class _MultipartReader(object):
         return self._length
 
     def read(self, size=-1):
-        if size is None or size < 0:
-            size = CHUNK_SIZE
+        # A whole chunk whatever is asked: urllib3 asks for 16 KiB at a time, and one send per
+        # 16 KiB made the transfer of a 191 MB input take twice as long as curl's.
+        size = CHUNK_SIZE if size is None or size < CHUNK_SIZE else size
         while self._pending:
             source = self._pending[0]
             if isinstance(source, bytes):
