@@ -1,0 +1,95 @@
+"""ml_model_group_info through run(): by ID, by name, all, nothing; every group found is read again by ID."""
+
+import json
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model_group_info
+
+GROUPS = "/_plugins/_ml/model_groups"
+DEFAULTS = dict(model_group_id=None, name=None)
+NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find model group with the provided model group id: g9"},
+                   "status": 404})
+
+UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
+
+
+class FakeModule:
+    def __init__(self, check_mode=False, **params):
+        self.params = dict(DEFAULTS, **params)
+        self.check_mode = check_mode
+        self._diff = False
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def hits(*found):
+    return {"hits": {"total": {"value": len(found), "relation": "eq"},
+                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
+
+
+def group(name, description="d", version=0):
+    return {"name": name, "description": description, "latest_version": version, "access": "public", "created_time": 1722037257000}
+
+
+@pytest.fixture(autouse=True)
+def unscripted_fails(server):
+    """A request nothing was scripted for fails instead of getting the server's default answer."""
+    server.default = UNSCRIPTED
+
+
+def run(server, **params):
+    return ml_model_group_info.run(FakeModule(**params), Client(server.url, backoff=0))
+
+
+def requests_sent(server):
+    return [(request["method"], request["path"]) for request in server.received]
+
+
+def search_query(server):
+    return json.loads(server.received[0]["body"])["query"]
+
+
+def test_by_id_is_one_read(server):
+    server.script((200, group("team_group")))
+    result = run(server, model_group_id="g1")
+    assert result == {"changed": False, "model_groups": [dict(group("team_group"), model_group_id="g1")]}
+    assert requests_sent(server) == [("GET", GROUPS + "/g1")]
+
+
+def test_an_unknown_id_is_an_empty_list(server):
+    server.script(NOT_FOUND)
+    assert run(server, model_group_id="g9") == {"changed": False, "model_groups": []}
+
+
+def test_an_id_whose_group_has_another_name_is_an_empty_list(server):
+    server.script((200, group("other_group")))
+    assert run(server, model_group_id="g1", name="team_group")["model_groups"] == []
+
+
+def test_by_name_returns_the_current_copy_of_what_the_search_found(server):
+    """The search copy lags behind (latest_version 0); the group returned is the one read by ID (1)."""
+    server.script((200, hits(("g1", group("team_group", version=0)))), (200, group("team_group", version=1)))
+    result = run(server, name="team_group")
+    assert result["model_groups"] == [dict(group("team_group", version=1), model_group_id="g1")]
+    assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "team_group"}}]}}
+    assert requests_sent(server) == [("POST", GROUPS + "/_search"), ("GET", GROUPS + "/g1")]
+
+
+def test_all_groups_are_each_read_by_id_oldest_first_and_one_deleted_meanwhile_is_left_out(server):
+    server.script((200, hits(("g1", group("a")), ("g2", group("b")), ("g3", group("c")))),
+                  (200, group("a", "now")), NOT_FOUND, (200, group("c", "now")))
+    result = run(server)
+    assert result["model_groups"] == [dict(group("a", "now"), model_group_id="g1"), dict(group("c", "now"), model_group_id="g3")]
+    assert search_query(server) == {"match_all": {}}
+    assert json.loads(server.received[0]["body"])["sort"] == [{"created_time": {"order": "asc", "unmapped_type": "long"}}]
+    assert requests_sent(server)[1:] == [("GET", GROUPS + "/g1"), ("GET", GROUPS + "/g2"), ("GET", GROUPS + "/g3")]
+
+
+def test_nothing_found_is_an_empty_list_after_one_search(server):
+    server.script((200, hits()))
+    assert run(server, name="nobody") == {"changed": False, "model_groups": []}
+    assert requests_sent(server) == [("POST", GROUPS + "/_search")]

@@ -1,0 +1,111 @@
+"""ml_model_info through run(): by ID, name, group and connector, all, nothing; read again by ID, with the state."""
+
+import json
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model_info
+
+MODELS = "/_plugins/_ml/models"
+DEFAULTS = dict(model_id=None, name=None, model_group_id=None, connector_id=None)
+NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find model with the provided model id: m9"}, "status": 404})
+
+UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
+
+
+class FakeModule:
+    def __init__(self, check_mode=False, **params):
+        self.params = dict(DEFAULTS, **params)
+        self.check_mode = check_mode
+        self._diff = False
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def hits(*found):
+    return {"hits": {"total": {"value": len(found), "relation": "eq"},
+                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
+
+
+def model(name, state="DEPLOYED", group="g1", connector="c1"):
+    return {"name": name, "algorithm": "REMOTE", "model_group_id": group, "connector_id": connector, "model_state": state,
+            "created_time": 1722037257000}
+
+
+@pytest.fixture(autouse=True)
+def unscripted_fails(server):
+    """A request nothing was scripted for fails instead of getting the server's default answer."""
+    server.default = UNSCRIPTED
+
+
+def run(server, **params):
+    return ml_model_info.run(FakeModule(**params), Client(server.url, backoff=0))
+
+
+def requests_sent(server):
+    return [(request["method"], request["path"]) for request in server.received]
+
+
+def search_query(server):
+    return json.loads(server.received[0]["body"])["query"]
+
+
+def test_by_id_is_one_read_with_the_models_state(server):
+    server.script((200, model("embedder")))
+    result = run(server, model_id="m1")
+    assert result == {"changed": False, "models": [dict(model("embedder"), model_id="m1")]}
+    assert result["models"][0]["model_state"] == "DEPLOYED"
+    assert requests_sent(server) == [("GET", MODELS + "/m1")]
+
+
+def test_an_unknown_id_is_an_empty_list(server):
+    server.script(NOT_FOUND)
+    assert run(server, model_id="m9") == {"changed": False, "models": []}
+
+
+def test_an_id_outside_the_group_asked_for_is_an_empty_list(server):
+    server.script((200, model("embedder", group="g2")))
+    assert run(server, model_id="m1", model_group_id="g1")["models"] == []
+
+
+def test_by_name_returns_the_state_read_by_id_not_the_lagging_search_copy(server):
+    """Just deployed: the search copy still says DEPLOYING, the model itself DEPLOYED."""
+    server.script((200, hits(("m1", model("embedder", "DEPLOYING")))), (200, model("embedder", "DEPLOYED")))
+    result = run(server, name="embedder")
+    assert result["models"] == [dict(model("embedder", "DEPLOYED"), model_id="m1")]
+    assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "embedder"}}]}}
+    assert requests_sent(server) == [("POST", MODELS + "/_search"), ("GET", MODELS + "/m1")]
+
+
+def test_the_filters_combine_and_the_connector_must_match_exactly(server):
+    """connector_id is a text field: the search matches on its words, only an exact match is returned."""
+    server.script((200, hits(("m1", model("embedder")), ("m2", model("embedder", connector="c1 c2")))),
+                  (200, model("embedder")), (200, model("embedder", connector="c1 c2")))
+    result = run(server, name="embedder", model_group_id="g1", connector_id="c1")
+    assert result["models"] == [dict(model("embedder"), model_id="m1")]
+    assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "embedder"}}, {"term": {"model_group_id": "g1"}},
+                                                        {"match": {"connector_id": "c1"}}]}}
+    assert requests_sent(server)[1:] == [("GET", MODELS + "/m1"), ("GET", MODELS + "/m2")]
+
+
+def test_a_model_moved_to_another_group_since_the_search_is_left_out(server):
+    server.script((200, hits(("m1", model("a")), ("m2", model("b")))), (200, model("a")), (200, model("b", group="g2")))
+    assert [found["model_id"] for found in run(server, model_group_id="g1")["models"]] == ["m1"]
+
+
+def test_all_models_are_each_read_by_id_and_one_deleted_meanwhile_is_left_out(server):
+    server.script((200, hits(("m1", model("a")), ("m2", model("b")), ("m3", model("c")))),
+                  (200, model("a", "UNDEPLOYED")), NOT_FOUND, (200, model("c", "REGISTERED")))
+    result = run(server)
+    assert result["models"] == [dict(model("a", "UNDEPLOYED"), model_id="m1"), dict(model("c", "REGISTERED"), model_id="m3")]
+    assert search_query(server) == {"match_all": {}}
+    assert requests_sent(server)[1:] == [("GET", MODELS + "/m1"), ("GET", MODELS + "/m2"), ("GET", MODELS + "/m3")]
+
+
+def test_nothing_found_is_an_empty_list_after_one_search(server):
+    server.script((200, hits()))
+    assert run(server, connector_id="c1") == {"changed": False, "models": []}
+    assert requests_sent(server) == [("POST", MODELS + "/_search")]

@@ -1,0 +1,112 @@
+"""ml_task_info through run(): one task read fresh by ID, or tasks as stored by a search; whole numbers as integers."""
+
+import json
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.modules import ml_task_info
+
+TASKS = "/_plugins/_ml/tasks"
+DEFAULTS = dict(task_id=None, model_id=None, task_type=None, state=None)
+NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find task"}, "status": 404})
+
+UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
+
+
+class FakeModule:
+    def __init__(self, check_mode=False, **params):
+        self.params = dict(DEFAULTS, **params)
+        self.check_mode = check_mode
+        self._diff = False
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def hits(*found):
+    return {"hits": {"total": {"value": len(found), "relation": "eq"},
+                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
+
+
+def batch_task(state="RUNNING", status="in_progress", completed=1.0):
+    """A BATCH_PREDICTION task as ML Commons answers it: the provider's numbers turned into floats."""
+    return {"model_id": "m1", "task_type": "BATCH_PREDICTION", "function_name": "REMOTE", "state": state, "create_time": 1714000000000,
+            "remote_job": {"id": "batch_1", "status": status, "input_file_id": "file-in", "created_at": 1714000000.0,
+                           "request_counts": {"total": 3.0, "completed": completed, "failed": 0.0}}}
+
+
+@pytest.fixture(autouse=True)
+def unscripted_fails(server):
+    """A request nothing was scripted for fails instead of getting the server's default answer."""
+    server.default = UNSCRIPTED
+
+
+def run(server, **params):
+    module = FakeModule(**params)
+    return module, ml_task_info.run(module, Client(server.url, backoff=0))
+
+
+def requests_sent(server):
+    return [(request["method"], request["path"]) for request in server.received]
+
+
+def test_by_id_reads_the_task_with_whole_numbers_as_integers(server):
+    server.script((200, batch_task()))
+    _module, result = run(server, task_id="t1")
+    assert result["changed"] is False
+    [task] = result["tasks"]
+    assert task["task_id"] == "t1" and task["state"] == "RUNNING"
+    assert task["remote_job"]["request_counts"] == {"total": 3, "completed": 1, "failed": 0}
+    assert isinstance(task["remote_job"]["request_counts"]["total"], int) and isinstance(task["remote_job"]["created_at"], int)
+    assert requests_sent(server) == [("GET", TASKS + "/t1")]
+
+
+def test_an_unknown_id_is_an_empty_list(server):
+    server.script(NOT_FOUND)
+    assert run(server, task_id="t9")[1] == {"changed": False, "tasks": []}
+
+
+def test_when_the_provider_cannot_be_asked_the_stored_task_is_returned_with_a_warning(server):
+    unreachable = (500, {"error": {"type": "status_exception", "reason": "Error from remote service: connection refused"}, "status": 500})
+    server.script(unreachable, (200, hits(("t1", batch_task()))))
+    module, result = run(server, task_id="t1")
+    assert [task["task_id"] for task in result["tasks"]] == ["t1"]
+    assert result["tasks"][0]["remote_job"]["request_counts"]["total"] == 3
+    assert len(module.warnings) == 1 and module.warnings[0].startswith("Returning task t1 as last stored")
+    assert requests_sent(server) == [("GET", TASKS + "/t1"), ("POST", TASKS + "/_search")]
+    assert json.loads(server.received[1]["body"])["query"] == {"bool": {"filter": [{"ids": {"values": ["t1"]}}]}}
+
+
+def test_an_id_with_filters_it_does_not_meet_is_an_empty_list(server):
+    server.script((200, batch_task(state="RUNNING")))
+    assert run(server, task_id="t1", state="completed")[1]["tasks"] == []
+
+
+def test_filters_are_searched_in_upper_case_and_tasks_returned_as_stored(server):
+    """A search returns tasks as last stored: no task is read again (that would ask the provider for each)."""
+    server.script((200, hits(("t1", batch_task("COMPLETED", "completed", 3.0)), ("t2", batch_task("COMPLETED", "completed", 2.0)))))
+    _module, result = run(server, model_id="m1", task_type="batch_prediction", state="completed")
+    assert [task["task_id"] for task in result["tasks"]] == ["t1", "t2"]
+    assert result["tasks"][1]["remote_job"]["request_counts"] == {"total": 3, "completed": 2, "failed": 0}
+    sent = json.loads(server.received[0]["body"])
+    assert sent["query"] == {"bool": {"filter": [{"term": {"model_id": "m1"}}, {"term": {"state": "COMPLETED"}},
+                                                 {"term": {"task_type": "BATCH_PREDICTION"}}]}}
+    assert sent["sort"] == [{"create_time": {"order": "asc", "unmapped_type": "long"}}]
+    assert requests_sent(server) == [("POST", TASKS + "/_search")]
+
+
+def test_all_tasks_are_one_search_and_a_task_without_a_remote_job_is_returned_as_it_is(server):
+    register = {"model_id": "m1", "task_type": "REGISTER_MODEL", "state": "COMPLETED", "create_time": 1714000000000}
+    server.script((200, hits(("t0", register), ("t1", batch_task()))))
+    _module, result = run(server)
+    assert result["tasks"] == [dict(register, task_id="t0"), dict(batch_task(), task_id="t1", remote_job=result["tasks"][1]["remote_job"])]
+    assert "remote_job" not in result["tasks"][0]
+    assert json.loads(server.received[0]["body"])["query"] == {"match_all": {}}
+
+
+def test_nothing_found_is_an_empty_list(server):
+    server.script((200, hits()))
+    assert run(server, model_id="m9")[1] == {"changed": False, "tasks": []}
+    assert requests_sent(server) == [("POST", TASKS + "/_search")]
