@@ -17,6 +17,7 @@ NAME = "OpenAI embeddings"
 WANTED = dict(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds text")
 GROUP = {"name": "team_group", "latest_version": 0, "access": "public"}
 CONNECTOR = {"name": "OpenAI", "protocol": "http", "actions": [{"action_type": "PREDICT", "method": "POST", "url": "https://api.openai.com"}]}
+UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
 
 
 def stored(state, **fields):
@@ -33,8 +34,6 @@ def with_id(model, model_id="m1"):
 
 def profile(model_id, node_state):
     return {"nodes": {"n1": {"models": {model_id: {"model_state": node_state, "worker_nodes": ["n1"]}}}}}
-
-UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
 
 
 class FakeModule:
@@ -188,7 +187,7 @@ def test_only_the_changed_field_is_sent_to_a_deployed_model(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
                   (200, {"result": "updated"}), (200, stored("DEPLOYED", description="Embeds more text")),
                   (200, profile("m1", "DEPLOYED")))
-    result = ml_model.run(FakeModule(**dict(WANTED, description="Embeds more text")), client(server))
+    result = ml_model.run(FakeModule(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds more text"), client(server))
     assert result["changed"] is True and result["redeployed"] is False
     assert writes(server) == [("PUT", MODELS + "/m1", {"description": "Embeds more text"})]
     assert result["model"] == with_id(stored("DEPLOYED", description="Embeds more text"))
