@@ -180,6 +180,12 @@ def list_objects(client, kind, object_id=None, name=None, filters=()):
     return [found for found in current if found is not None]
 
 
+def with_values(objects, wanted):
+    """The ``objects`` whose fields equal every value in ``wanted`` exactly (a text field's ``match``
+    query, or a search copy, can let others through)."""
+    return [found for found in objects if all(found.get(name) == value for name, value in wanted.items())]
+
+
 def oldest_of(kind, matches):
     """The oldest of ``matches``: by creation time, then by ID, so every run picks the same one."""
     return min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))

@@ -18,6 +18,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     keep_oldest,
     list_objects,
     search,
+    with_values,
 )
 
 
@@ -268,3 +269,9 @@ def test_the_writer_updates_and_deletes_by_id_and_shapes_the_result(server):
     assert writer.result(True, {"name": "n"}, updated, extra=1) == {
         "changed": True, "model_group_id": "g/1", "model_group": updated, "diff": {"before": {"name": "n"}, "after": updated}, "extra": 1}
     assert writer.result(True, updated, None)["model_group"] == {}
+
+
+def test_with_values_keeps_only_exact_equals():
+    found = [{"connector_id": "abc"}, {"connector_id": "abc-2"}, {"connector_id": "abc", "state": "x"}]
+    assert with_values(found, {"connector_id": "abc"}) == [found[0], found[2]]
+    assert with_values(found, {}) == found
