@@ -7,8 +7,9 @@
 ML Commons tells most of its refusals apart only by their text, so each text the collection acts
 on is here once, with a predicate named for what the answer means. The texts are those of the
 ML Commons sources at the tags the collection is tested on (2.19 and 3.x) and, where they
-differ, of the earlier ones the contract tests cover. The predicates take an
-:class:`errors.HTTPError` (anything with ``status``, ``error_type`` and ``reason``).
+differ, of the earlier ones the contract tests cover. The predicates take any failure of the
+collection (:mod:`errors`): an answer's ``status``, ``error_type`` and ``reason`` are read when it
+has them, so a failure that got no answer (a transport error) is simply none of these answers.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -48,15 +49,20 @@ def _reason(error):
     return getattr(error, "reason", None) or ""
 
 
+def _status(error):
+    """The HTTP status of an answer; None for a failure that got none (a transport error)."""
+    return getattr(error, "status", None)
+
+
 def is_not_found(error):
     """The object does not exist: 404 on 2.19+, and the older versions' 500s that say so."""
-    return error.status == 404 or error.error_type == NOT_FOUND_TYPE or _reason(error).startswith(NOT_FOUND_REASONS)
+    return _status(error) == 404 or getattr(error, "error_type", None) == NOT_FOUND_TYPE or _reason(error).startswith(NOT_FOUND_REASONS)
 
 
 def is_version_conflict(error):
     """ML Commons refused a whole write because another one changed the object first (optimistic
     locking): nothing was written, and the request may be sent again."""
-    return error.status == 409 and "version conflict" in ("%s %s" % (error.error_type or "", _reason(error))).lower()
+    return _status(error) == 409 and "version conflict" in ("%s %s" % (getattr(error, "error_type", None) or "", _reason(error))).lower()
 
 
 def is_master_key_unavailable(error):
@@ -76,7 +82,7 @@ def remote_service_body(reason):
 def model_group_taking_name(error):
     """The ID of the model group that has the name a register asked for, or None for other answers."""
     taken = MODEL_GROUP_NAME_TAKEN.search(_reason(error))
-    return taken.group(1) if error.status == 400 and taken else None
+    return taken.group(1) if _status(error) == 400 and taken else None
 
 
 def models_blocking_connector_change(error):
@@ -92,7 +98,7 @@ def is_model_cache_not_updated(error):
 def is_deploy_collision(error):
     """A deploy that failed only because another deploy of the same model got in its way: an HTTP
     answer of version conflict, or a failed deploy task (or wait) whose message says so."""
-    if hasattr(error, "status"):
+    if _status(error) is not None:
         return is_version_conflict(error)
     return any(text in str(error) for text in DEPLOY_COLLISIONS)
 

@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     AmbiguousLookupError,
     HTTPError,
@@ -58,26 +59,37 @@ MAX_RESULTS = 10000
 
 
 class Kind(object):
-    """One kind of ML Commons object: where it lives, what it is called in messages, and which
-    field holds its creation time (tasks call it ``create_time``, everything else ``created_time``)."""
+    """One kind of ML Commons object: where it lives and is created (``create_action`` under its
+    base path), what it is called in messages and in module results, and which field holds its
+    creation time (tasks call it ``create_time``, everything else ``created_time``)."""
 
-    def __init__(self, label, base_path, id_field, created_field="created_time"):
+    def __init__(self, label, base_path, id_field, created_field="created_time", create_action=None):
         self.label = label
         self.base_path = base_path
         self.id_field = id_field
         self.created_field = created_field
+        self.create_action = create_action
 
     def path(self, object_id):
         return "%s/%s" % (self.base_path, quote_id(object_id))
+
+    @property
+    def create_path(self):
+        return "%s/%s" % (self.base_path, self.create_action)
+
+    @property
+    def result_key(self):
+        """The name of the object in a module's result (``model_group``, ``connector``, ...)."""
+        return self.label.replace(" ", "_")
 
     @property
     def search_path(self):
         return self.base_path + "/_search"
 
 
-MODEL_GROUP = Kind("model group", "/_plugins/_ml/model_groups", "model_group_id")
-CONNECTOR = Kind("connector", "/_plugins/_ml/connectors", "connector_id")
-MODEL = Kind("model", "/_plugins/_ml/models", "model_id")
+MODEL_GROUP = Kind("model group", "/_plugins/_ml/model_groups", "model_group_id", create_action="_register")
+CONNECTOR = Kind("connector", "/_plugins/_ml/connectors", "connector_id", create_action="_create")
+MODEL = Kind("model", "/_plugins/_ml/models", "model_id", create_action="_register")
 TASK = Kind("task", "/_plugins/_ml/tasks", "task_id", created_field="create_time")
 
 
@@ -168,6 +180,12 @@ def list_objects(client, kind, object_id=None, name=None, filters=()):
     return [found for found in current if found is not None]
 
 
+def with_values(objects, wanted):
+    """The ``objects`` whose fields equal every value in ``wanted`` exactly (a text field's ``match``
+    query, or a search copy, can let others through)."""
+    return [found for found in objects if all(found.get(name) == value for name, value in wanted.items())]
+
+
 def oldest_of(kind, matches):
     """The oldest of ``matches``: by creation time, then by ID, so every run picks the same one."""
     return min(matches, key=lambda found: (found.get(kind.created_field) or 0, found[kind.id_field]))
@@ -234,3 +252,80 @@ def create_once(create, find_existing):
     except WaitTimeoutError:
         return create()
     return existing
+
+
+def not_the_object(object_id):
+    """A filter clause for every object but ``object_id`` (a replacement called like the original)."""
+    return {"bool": {"must_not": [{"ids": {"values": [object_id]}}]}}
+
+
+class Writer(object):
+    """Every write of one module run to one kind of object, and the result it returns.
+
+    Creates, updates and deletes are read back as the server stores them and, in check mode,
+    predicted instead of sent, so a module states what it wants and this class carries it out.
+    ``answer`` is the last create's own answer (a model register's carries its task ID), or None
+    when the create's answer was lost and the object was found by name instead.
+    """
+
+    def __init__(self, client, kind, check_mode=False):
+        self.client = client
+        self.kind = kind
+        self.check_mode = check_mode
+        self.answer = None
+
+    def create(self, body, name, filters=(), send=None, predicted=None):
+        """The object created with ``body`` and called ``name`` (unique within ``filters``), as
+        stored; in check mode ``predicted`` (``body`` by default), without an ID.
+
+        ``send()`` posts it (by default to the kind's create path) and returns the answer, which
+        holds the new ID. A create whose answer was lost is looked for by name before it is sent
+        again (:func:`create_once`); when concurrent runs each created it, the oldest copy
+        stands and the younger ones are deleted (:func:`keep_oldest`).
+        """
+        kind = self.kind
+        if self.check_mode:
+            return dict(body if predicted is None else predicted, **{kind.id_field: None})
+        send = send or (lambda: self.client.post(kind.create_path, body=body))
+        self.answer = None
+
+        def sent():
+            self.answer = send()
+            return self.answer[kind.id_field]
+
+        def created_meanwhile():
+            found = find_by_name(self.client, kind, name, filters)
+            return found and found[kind.id_field]
+
+        own_id = create_once(sent, created_meanwhile)
+        kept = keep_oldest(self.client, kind, name, own_id, self.delete_id, filters)
+        return get_by_id(self.client, kind, kept)
+
+    def update(self, current, changes, predicted=None):
+        """``current`` after ``changes`` (sent to its path), as stored; in check mode ``predicted``
+        (``current`` with ``changes``, by default)."""
+        if self.check_mode:
+            return dict(current, **changes) if predicted is None else predicted
+        object_id = current[self.kind.id_field]
+        self.client.put(self.kind.path(object_id), body=changes)
+        return get_by_id(self.client, self.kind, object_id)
+
+    def delete(self, current):
+        if not self.check_mode:
+            self.delete_id(current[self.kind.id_field])
+
+    def delete_id(self, object_id):
+        self.client.delete(self.kind.path(object_id))
+
+    def result(self, changed, before, after, **extra):
+        """A resource module's result: whether it changed anything, the object's ID and the object
+        after the run (empty when it does not exist), the diff, and ``extra``."""
+        after = after or {}
+        result = {
+            "changed": changed,
+            self.kind.id_field: after.get(self.kind.id_field),
+            self.kind.result_key: after,
+            "diff": build_diff(before or {}, after),
+        }
+        result.update(extra)
+        return result

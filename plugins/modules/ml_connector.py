@@ -253,7 +253,7 @@ diff:
 import json
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields, is_empty
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, changed_fields, is_empty
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
@@ -263,7 +263,14 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.models impor
     undeploy,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, MODEL, create_once, find_by_name, get_by_id, keep_oldest
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+    CONNECTOR,
+    MODEL,
+    Writer,
+    find_by_name,
+    get_by_id,
+    not_the_object,
+)
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_connector_actions, check_name, check_safe_text
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
@@ -384,16 +391,8 @@ def find_connector(client, params):
     return find_by_name(client, CONNECTOR, params["name"])
 
 
-def result(changed, connector, before, redeployed=(), repointed=()):
-    after = connector or {}
-    return {
-        "changed": changed,
-        "connector_id": after.get("connector_id"),
-        "connector": after,
-        "redeployed_models": list(redeployed),
-        "repointed_models": list(repointed),
-        "diff": build_diff(before, after),
-    }
+def result(writer, changed, before, connector, redeployed=(), repointed=()):
+    return writer.result(changed, before, connector, redeployed_models=list(redeployed), repointed_models=list(repointed))
 
 
 def create_body(params, wanted):
@@ -405,23 +404,6 @@ def create_body(params, wanted):
     return body
 
 
-def create(module, client, wanted):
-    body = create_body(module.params, wanted)
-    if module.check_mode:
-        return None
-
-    def create_connector():
-        return client.post(CONNECTOR.base_path + "/_create", body=body)["connector_id"]
-
-    def created_meanwhile():
-        found = find_by_name(client, CONNECTOR, wanted["name"])
-        return found and found["connector_id"]
-
-    own_id = create_once(create_connector, created_meanwhile)
-    winner = keep_oldest(client, CONNECTOR, wanted["name"], own_id, lambda duplicate: client.delete(CONNECTOR.path(duplicate)))
-    return get_by_id(client, CONNECTOR, winner)
-
-
 def blocked_update(connector, deployed):
     return MLCommonsError(
         "Connector %r (%s) cannot be updated while %d deployed model(s) use it: %s. Undeploy them first, or set "
@@ -431,22 +413,22 @@ def blocked_update(connector, deployed):
     )
 
 
-def update_in_place(module, client, connector, changes):
-    """PUT the changes; when deployed models block it, cycle them around it if allowed, else fail naming them.
+def update_in_place(module, writer, connector, changes, predicted):
+    """Send the changes; when deployed models block them, cycle the models around the update if
+    allowed, else fail naming them. Returns the connector after it and the models redeployed.
 
     The server's own answer decides which models block the update: a search could miss a model
     deployed a moment ago (search is near-real-time), ML Commons' check cannot.
     """
+    client = writer.client
     redeploy = module.params["redeploy_models"]
     if module.check_mode:
         deployed = [model for model in models_using_connector(client, connector["connector_id"]) if is_deployed_or_deploying(model)]
         if deployed and not redeploy:
             raise blocked_update(connector, deployed)
-        return [model["model_id"] for model in deployed]
-    path = CONNECTOR.path(connector["connector_id"])
+        return writer.update(connector, changes, predicted), [model["model_id"] for model in deployed]
     try:
-        client.put(path, body=changes)
-        return []
+        return writer.update(connector, changes), []
     except HTTPError as error:
         blocking_ids = answers.models_blocking_connector_change(error)
         if not blocking_ids:
@@ -457,13 +439,13 @@ def update_in_place(module, client, connector, changes):
     timeout = module.params["wait_timeout"]
     for model_id in blocking_ids:
         undeploy(client, model_id, timeout)
-    client.put(path, body=changes)
+    updated = writer.update(connector, changes)
     for model_id in blocking_ids:
         deploy(client, model_id, timeout)
-    return blocking_ids
+    return updated, blocking_ids
 
 
-def delete_when_unused(client, connector_id, timeout):
+def delete_when_unused(writer, connector, timeout):
     """Delete a connector whose models were just moved away.
 
     ML Commons finds a connector's users with a search, which sees the models' new connector only
@@ -471,42 +453,46 @@ def delete_when_unused(client, connector_id, timeout):
     """
     def try_delete():
         try:
-            client.delete(CONNECTOR.path(connector_id))
+            writer.delete(connector)
         except HTTPError as error:
             if error.status != 409:
                 raise
             return False
         return True
 
-    wait_until(try_delete, bool, timeout, describe=lambda deleted: "connector %s still reported in use" % connector_id)
+    wait_until(try_delete, bool, timeout, describe=lambda deleted: "connector %s still reported in use" % connector["connector_id"])
 
 
-def recreate(module, client, connector, wanted):
-    """Replace a connector whose parameters lost keys: new connector, models re-pointed, old one deleted."""
+def recreate(module, writer, connector, wanted, predicted):
+    """Replace a connector whose parameters lost keys: a new connector of the same name, its
+    models re-pointed, the old one deleted. Returns the new connector and the models moved.
+
+    The new connector is created as any other, so concurrent runs that replace the same connector
+    keep one replacement; the original, called the same, is left out of that comparison."""
+    client = writer.client
     body = dict((name, value) for name, value in connector.items() if name in COMPARED_FIELDS and name not in ("access_mode",))
     body.update(wanted)
     users = models_using_connector(client, connector["connector_id"])
-    if module.check_mode:
-        return None, [model["model_id"] for model in users]
-    if not module.params["credential"]:
+    if not module.check_mode and not module.params["credential"]:
         raise ConfigurationError(
             "Recreating connector %r needs credential: ML Commons never returns the old one." % connector.get("name")
         )
     body["credential"] = module.params["credential"]
-    new_id = client.post(CONNECTOR.base_path + "/_create", body=body)["connector_id"]
+    replacement = writer.create(body, body["name"], [not_the_object(connector["connector_id"])], predicted=predicted)
+    models = Writer(client, MODEL, module.check_mode)
     for model in users:
-        client.put(MODEL.path(model["model_id"]), body={"connector_id": new_id})
-    delete_when_unused(client, connector["connector_id"], module.params["wait_timeout"])
-    return get_by_id(client, CONNECTOR, new_id), [model["model_id"] for model in users]
+        models.update(model, {"connector_id": replacement["connector_id"]})
+    if not module.check_mode:
+        delete_when_unused(writer, connector, module.params["wait_timeout"])
+    return replacement, [model["model_id"] for model in users]
 
 
-def ensure_present(module, client, connector):
+def ensure_present(module, writer, connector):
     params = module.params
     wanted = desired_fields(params)
-    require_access_control(client, wanted, "connector")
+    require_access_control(writer.client, wanted, "connector")
     if connector is None:
-        created = create(module, client, wanted)
-        return result(True, created or dict(wanted, connector_id=None), {})
+        return result(writer, True, None, writer.create(create_body(params, wanted), wanted["name"], predicted=wanted))
 
     removed = removed_parameters(connector, wanted)
     if removed and not params["recreate_on_parameter_removal"]:
@@ -521,14 +507,13 @@ def ensure_present(module, client, connector):
     if params["update_credential"] == "always" and params["credential"]:
         changes["credential"] = params["credential"]
     if not changes:
-        return result(False, connector, connector)
+        return result(writer, False, connector, connector)
     predicted = dict(connector, **dict((name, value) for name, value in changes.items() if name != "credential"))
     if removed:
-        replaced, repointed = recreate(module, client, connector, wanted)
-        return result(True, replaced or dict(predicted, connector_id=None), connector, repointed=repointed)
-    redeployed = update_in_place(module, client, connector, changes)
-    updated = predicted if module.check_mode else get_by_id(client, CONNECTOR, connector["connector_id"])
-    return result(True, updated, connector, redeployed=redeployed)
+        replaced, repointed = recreate(module, writer, connector, wanted, predicted)
+        return result(writer, True, connector, replaced, repointed=repointed)
+    updated, redeployed = update_in_place(module, writer, connector, changes, predicted)
+    return result(writer, True, connector, updated, redeployed=redeployed)
 
 
 def in_use_error(connector, users):
@@ -539,30 +524,32 @@ def in_use_error(connector, users):
     )
 
 
-def ensure_absent(module, client, connector):
+def ensure_absent(module, writer, connector):
+    client = writer.client
     if connector is None:
-        return result(False, None, {})
+        return result(writer, False, None, None)
     if module.check_mode:
         users = models_using_connector(client, connector["connector_id"])
         if users:
             raise in_use_error(connector, users)
-        return result(True, None, connector)
+        return result(writer, True, connector, None)
     try:
-        client.delete(CONNECTOR.path(connector["connector_id"]))
+        writer.delete(connector)
     except HTTPError as error:
         user_ids = answers.models_blocking_connector_change(error)
         if not user_ids:
             raise
         raise in_use_error(connector, [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in user_ids])
-    return result(True, None, connector)
+    return result(writer, True, connector, None)
 
 
 def run(module, client):
     validate(module.params)
     connector = find_connector(client, module.params)
+    writer = Writer(client, CONNECTOR, module.check_mode)
     if module.params["state"] == "absent":
-        return ensure_absent(module, client, connector)
-    return ensure_present(module, client, connector)
+        return ensure_absent(module, writer, connector)
+    return ensure_present(module, writer, connector)
 
 
 def main():

@@ -154,7 +154,7 @@ diff:
 import random
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
@@ -167,10 +167,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     CONNECTOR,
     MODEL,
     MODEL_GROUP,
-    create_once,
+    Writer,
     find_by_name,
     get_by_id,
-    keep_oldest,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry
@@ -232,44 +231,39 @@ def check_connector_serves_models(client, connector_id):
         )
 
 
-def register(module, client, wanted):
-    """Register (never with ?deploy=true: a duplicate from a concurrent run must be deletable), keep
-    the oldest of concurrent registrations, then deploy as ``state`` asks."""
+def register(module, writer, wanted):
+    """Register (never with ?deploy=true: a duplicate from a concurrent run must be deletable), once
+    however many runs register it at the same moment; returns the model and the register's task ID
+    (None when another run's model stands)."""
+    client = writer.client
     params = module.params
     body = dict(wanted, function_name=params["function_name"])
-    in_group = [{"term": {"model_group_id": params["model_group_id"]}}]
 
     def register_model():
         # Each register bumps the group's latest_version under optimistic locking: concurrent registers
         # into one group get a 409 before anything is written, and may simply try again (at spread
         # moments, so that they do not collide again).
-        return retry(lambda _number: client.post(MODEL.base_path + "/_register", body=body), answers.is_version_conflict,
+        return retry(lambda _number: client.post(MODEL.create_path, body=body), answers.is_version_conflict,
                      REGISTER_CONFLICT_ATTEMPTS, lambda number: random.uniform(0.2, 0.6) * number)
 
-    def registered_meanwhile():
-        found = find_by_name(client, MODEL, params["name"], in_group)
-        return found and {"model_id": found["model_id"]}
-
-    answer = create_once(register_model, registered_meanwhile)
-    model_id = keep_oldest(client, MODEL, params["name"], answer["model_id"], lambda duplicate: client.delete(MODEL.path(duplicate)), in_group)
-    model, _deployed = converge_deployment(module, client, get_by_id(client, MODEL, model_id))
-    return model, answer.get("task_id") if model_id == answer["model_id"] else None
+    model = writer.create(body, params["name"], [{"term": {"model_group_id": params["model_group_id"]}}], send=register_model)
+    answer = writer.answer or {}
+    return model, answer.get("task_id") if answer.get("model_id") == model["model_id"] else None
 
 
-def update(module, client, model, changes):
-    """Apply the changes; returns whether the model had to be redeployed for them to take effect."""
-    path = MODEL.path(model["model_id"])
+def update(module, writer, model, changes):
+    """Apply the changes; returns the model after them and whether it had to be redeployed for them
+    to take effect."""
     try:
-        client.put(path, body=changes)
+        return writer.update(model, changes), False
     except HTTPError as error:
         if not answers.is_model_cache_not_updated(error):
             raise
-        # Stored, but a node still serves the old version: a redeploy makes every node load the new one.
-        timeout = module.params["wait_timeout"]
-        undeploy(client, model["model_id"], timeout)
-        deploy(client, model["model_id"], timeout)
-        return True
-    return False
+    # Stored, but a node still serves the old version: a redeploy makes every node load the new one.
+    timeout = module.params["wait_timeout"]
+    undeploy(writer.client, model["model_id"], timeout)
+    deploy(writer.client, model["model_id"], timeout)
+    return get_by_id(writer.client, MODEL, model["model_id"]), True
 
 
 def converge_deployment(module, client, model):
@@ -289,30 +283,21 @@ def converge_deployment(module, client, model):
     return get_by_id(client, MODEL, model["model_id"]), True
 
 
-def result(changed, model, before, task_id=None, redeployed=False):
-    after = model or {}
-    return {
-        "changed": changed,
-        "model_id": after.get("model_id"),
-        "model": after,
-        "model_state": after.get("model_state"),
-        "task_id": task_id,
-        "redeployed": redeployed,
-        "diff": build_diff(before, after),
-    }
+def result(writer, changed, before, model, task_id=None, redeployed=False):
+    return writer.result(changed, before, model, model_state=(model or {}).get("model_state"), task_id=task_id, redeployed=redeployed)
 
 
-def ensure_absent(module, client, model):
+def ensure_absent(module, writer, model):
     if model is None:
-        return result(False, None, {})
-    if not module.check_mode:
-        if is_deployed_or_deploying(model):
-            undeploy(client, model["model_id"], module.params["wait_timeout"])
-        client.delete(MODEL.path(model["model_id"]))
-    return result(True, None, model)
+        return result(writer, False, None, None)
+    if not module.check_mode and is_deployed_or_deploying(model):
+        undeploy(writer.client, model["model_id"], module.params["wait_timeout"])
+    writer.delete(model)
+    return result(writer, True, model, None)
 
 
-def ensure_present(module, client, model):
+def ensure_present(module, writer, model):
+    client = writer.client
     wanted = desired_fields(module.params)
     if model is None:
         # In check mode the group or connector may be one an earlier task only predicted (no ID yet).
@@ -321,9 +306,10 @@ def ensure_present(module, client, model):
             check_can_register(client, module.params)
         if module.check_mode:
             state = "DEPLOYED" if module.params["state"] == "deployed" else "REGISTERED"
-            return result(True, dict(wanted, model_id=None, model_state=state), {})
-        created, task_id = register(module, client, wanted)
-        return result(True, created, {}, task_id=task_id)
+            return result(writer, True, None, dict(wanted, model_id=None, model_state=state))
+        registered, task_id = register(module, writer, wanted)
+        created, _deployed = converge_deployment(module, client, registered)
+        return result(writer, True, None, created, task_id=task_id)
 
     changes = dict((name, wanted[name]) for name in changed_fields(wanted, model, normalize))
     if "connector_id" in changes:
@@ -331,12 +317,9 @@ def ensure_present(module, client, model):
     redeployed = False
     after = model
     if changes:
-        after = dict(model, **changes)
-        if not module.check_mode:
-            redeployed = update(module, client, model, changes)
-            after = get_by_id(client, MODEL, model["model_id"])
+        after, redeployed = update(module, writer, model, changes)
     after, deployment_changed = converge_deployment(module, client, after)
-    return result(bool(changes) or deployment_changed, after, model, redeployed=redeployed)
+    return result(writer, bool(changes) or deployment_changed, model, after, redeployed=redeployed)
 
 
 def validate(params):
@@ -348,9 +331,10 @@ def validate(params):
 def run(module, client):
     validate(module.params)
     model = find_model(client, module.params)
+    writer = Writer(client, MODEL, module.check_mode)
     if module.params["state"] == "absent":
-        return ensure_absent(module, client, model)
-    return ensure_present(module, client, model)
+        return ensure_absent(module, writer, model)
+    return ensure_present(module, writer, model)
 
 
 def main():

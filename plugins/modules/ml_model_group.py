@@ -111,18 +111,10 @@ diff:
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff, changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
-    MODEL,
-    MODEL_GROUP,
-    create_once,
-    find_by_name,
-    get_by_id,
-    keep_oldest,
-    search,
-)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, MODEL_GROUP, Writer, find_by_name, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
 
 
@@ -146,11 +138,11 @@ def models_in_group(client, model_group_id):
     return search(client, MODEL, [{"term": {"model_group_id": model_group_id}}])
 
 
-def ensure_absent(module, client, group):
+def ensure_absent(writer, group):
     if group is None:
-        return {"changed": False, "model_group_id": None, "model_group": {}, "diff": build_diff({}, {})}
+        return writer.result(False, None, None)
     group_id = group["model_group_id"]
-    models = models_in_group(client, group_id)
+    models = models_in_group(writer.client, group_id)
     if models:
         listed = ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
         raise MLCommonsError(
@@ -158,42 +150,31 @@ def ensure_absent(module, client, group):
             "state: absent), then the group." % (group["name"], group_id, len(models), listed),
             model_ids=[model["model_id"] for model in models],
         )
-    if not module.check_mode:
-        client.delete(MODEL_GROUP.path(group_id))
-    return {"changed": True, "model_group_id": None, "model_group": {}, "diff": build_diff(group, {})}
+    writer.delete(group)
+    return writer.result(True, group, None)
 
 
-def create(module, client, wanted):
-    if module.check_mode:
-        return {"changed": True, "model_group_id": None, "model_group": dict(wanted), "diff": build_diff({}, wanted)}
-
+def create(writer, wanted):
     def register():
         try:
-            return client.post(MODEL_GROUP.base_path + "/_register", body=wanted)["model_group_id"]
+            return writer.client.post(MODEL_GROUP.create_path, body=wanted)
         except HTTPError as error:
             # A concurrent run registered the name between our lookup and this request.
             taken_by = answers.model_group_taking_name(error)
             if taken_by:
-                return taken_by
+                return {"model_group_id": taken_by}
             raise
 
-    def registered_meanwhile():
-        found = find_by_name(client, MODEL_GROUP, wanted["name"])
-        return found and found["model_group_id"]
-
-    own_id = create_once(register, registered_meanwhile)
-    # ML Commons' own name check is not atomic: runs that raced past it keep only the oldest group.
-    group_id = keep_oldest(client, MODEL_GROUP, wanted["name"], own_id, lambda duplicate: client.delete(MODEL_GROUP.path(duplicate)))
-    group = get_by_id(client, MODEL_GROUP, group_id)
-    return {"changed": True, "model_group_id": group_id, "model_group": group, "diff": build_diff({}, group)}
+    group = writer.create(wanted, wanted["name"], send=register)
+    return writer.result(True, None, group)
 
 
-def update(module, client, group, wanted):
+def update(writer, group, wanted):
     # add_all_backend_roles is an instruction applied at creation, not a stored field: it cannot drift.
     comparable = dict((name, value) for name, value in wanted.items() if name != "add_all_backend_roles")
     changes = dict((name, wanted[name]) for name in changed_fields(comparable, with_access_mode(group), normalize))
     if not changes:
-        return {"changed": False, "model_group_id": group["model_group_id"], "model_group": group, "diff": build_diff(group, group)}
+        return writer.result(False, group, group)
     if changes.get("description") == "":
         raise ConfigurationError(
             "ML Commons cannot clear the description of model group %r; set a new description instead." % group["name"]
@@ -201,24 +182,21 @@ def update(module, client, group, wanted):
     predicted = dict(group, **changes)
     if "access_mode" in changes:
         predicted["access"] = predicted.pop("access_mode")
-    if module.check_mode:
-        return {"changed": True, "model_group_id": group["model_group_id"], "model_group": predicted, "diff": build_diff(group, predicted)}
-    client.put(MODEL_GROUP.path(group["model_group_id"]), body=changes)
-    updated = get_by_id(client, MODEL_GROUP, group["model_group_id"])
-    return {"changed": True, "model_group_id": group["model_group_id"], "model_group": updated, "diff": build_diff(group, updated)}
+    return writer.result(True, group, writer.update(group, changes, predicted))
 
 
 def run(module, client):
     params = module.params
     validate(params)
+    writer = Writer(client, MODEL_GROUP, module.check_mode)
     group = find_by_name(client, MODEL_GROUP, params["name"])
     if params["state"] == "absent":
-        return ensure_absent(module, client, group)
+        return ensure_absent(writer, group)
     wanted = desired_fields(params)
     require_access_control(client, wanted, "model")
     if group is None:
-        return create(module, client, wanted)
-    return update(module, client, group, wanted)
+        return create(writer, wanted)
+    return update(writer, group, wanted)
 
 
 def main():

@@ -73,7 +73,7 @@ models:
 """
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, list_objects
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, list_objects, with_values
 
 
 def run(module, client):
@@ -86,7 +86,7 @@ def run(module, client):
         filters.append({"match": {"connector_id": params["connector_id"]}})
     models = list_objects(client, MODEL, params["model_id"], params["name"], filters)
     wanted = dict((name, params[name]) for name in ("model_group_id", "connector_id") if params[name])
-    matching = [model for model in models if all(model.get(name) == value for name, value in wanted.items())]
+    matching = with_values(models, wanted)
     return {"changed": False, "models": matching}
 
 

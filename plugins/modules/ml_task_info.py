@@ -90,7 +90,7 @@ tasks:
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import integral_numbers, read_task, stored_task
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import TASK, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import TASK, search, with_values
 
 FILTERS = ("model_id", "task_type", "state")
 
@@ -123,7 +123,7 @@ def run(module, client):
         tasks = [task] if task is not None else []
     else:
         tasks = search(client, TASK, [{"term": {name: value}} for name, value in sorted(wanted.items())])
-    matching = [task for task in tasks if all(task.get(name) == value for name, value in wanted.items())]
+    matching = with_values(tasks, wanted)
     for task in matching:
         if "remote_job" in task:
             task["remote_job"] = integral_numbers(task["remote_job"])

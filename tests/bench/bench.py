@@ -5,8 +5,8 @@
 
 Brings the test bed up (``make up``; and down again at the end when it was not running before),
 puts the counting fault proxy (tests/testbed/fault_proxy.py) between every playbook and OpenSearch,
-runs every measurement in this one run and writes a markdown table to stdout and the full results
-to tests/output/bench/results.json. Results are ratios of two things measured side by side, so a
+runs every measurement in this one run and writes a markdown table to stdout (and, after a full
+run, to docs/benchmark-results.md) and the full results to tests/output/bench/results.json. Results are ratios of two things measured side by side, so a
 slow or busy machine moves both. HTTP requests are the ones the proxy forwarded, never the
 client's own count.
 
@@ -78,6 +78,12 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The latest full run's table, written by the bench itself (a partial run, BENCH_PHASES, leaves it alone).
+RESULTS_PAGE = REPO_ROOT / "docs" / "benchmark-results.md"
+RESULTS_PAGE_HEAD = (
+    "# Benchmark: the latest full run\n\n"
+    "Written by `make bench` from `tests/output/bench/results.json`; what each key measures is in [the benchmark page](benchmark.md).\n\n"
+)
 BENCH_DIR = Path(__file__).resolve().parent
 PLAYBOOKS = BENCH_DIR / "playbooks"
 OUTPUT_DIR = REPO_ROOT / "tests" / "output" / "bench"
@@ -954,8 +960,12 @@ def main():
         if not was_up:
             make("down", make_env)
     (OUTPUT_DIR / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(markdown_table(results))
+    table = markdown_table(results)
+    print(table)
     say("results in %s" % (OUTPUT_DIR / "results.json"))
+    if not only:
+        RESULTS_PAGE.write_text(RESULTS_PAGE_HEAD + table + "\n")
+        say("the table is in %s" % RESULTS_PAGE.relative_to(REPO_ROOT))
     return 0
 
 

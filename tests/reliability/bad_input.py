@@ -112,6 +112,9 @@ def cases(names: dict, suite) -> list[tuple[str, str, dict, str]]:
         ("openai_file: unreachable api", "openai_file",
          dict(openai, api_base_url="http://127.0.0.1:9/v1", file_id="f", dest="/tmp/x", retries=0), "Could not connect"),
         ("openai_file: unknown purpose", "openai_file", dict(openai, src="/etc/hostname", purpose="training"), "value of purpose must be one of"),
+        ("openai_file: not a batch input", "openai_file", dict(openai, src="/etc/passwd"), "Line 1 of /etc/passwd is not valid JSON"),
+        ("openai_file: checksum without its algorithm", "openai_file", dict(openai, file_id="file-x", dest="/tmp/x", checksum="abc"),
+         "checksum must look like sha256:<hex digest>"),
     ]
 
 

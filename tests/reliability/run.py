@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -390,12 +391,14 @@ class RoleWorkload:
     def __init__(self, workdir: Path, tag: str):
         self.tag, self.names = tag, chain_names(tag)
         token = secrets.token_hex(6)
-        self.filename = f"{PREFIX}{tag}-{token}.jsonl"
-        self.input = workdir / self.filename
+        stem = f"{PREFIX}{tag}-{token}"
+        self.input = workdir / f"{stem}.jsonl"
         self.input.write_text("".join(
             json.dumps({"custom_id": f"{tag}-{number}", "method": "POST", "url": "/v1/embeddings",
                         "body": {"model": "text-embedding-ada-002", "input": f"reliability {tag} {token} line {number}"}}) + "\n"
             for number in range(3)))
+        # The name openai_file uploads it under: its own, with the content's SHA-256.
+        self.filename = f"{stem}.sha256-{hashlib.sha256(self.input.read_bytes()).hexdigest()}.jsonl"
         self.download_dir = workdir / f"results-{tag}-{token}"
         self.leaks = 0
 

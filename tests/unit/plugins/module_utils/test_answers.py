@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError, UncertainOutcomeError
 
 
 def answer(status, reason, error_type="status_exception"):
@@ -67,3 +67,10 @@ def test_a_providers_error_and_its_body():
     assert answers.is_from_remote_service(reason)
     assert answers.remote_service_body(reason) == '{"error": {"message": "bad"}}'
     assert not answers.is_from_remote_service("Remote service error")
+
+
+@pytest.mark.parametrize("predicate", [answers.is_version_conflict, answers.is_not_found, answers.is_deploy_collision,
+                                       answers.model_group_taking_name, answers.is_batch_task_limit])
+def test_a_failure_without_an_answer_is_none_of_them(predicate):
+    """A register retried on version conflicts can also fail with no answer at all (a timeout)."""
+    assert not predicate(UncertainOutcomeError("No answer to POST /x within 30s"))

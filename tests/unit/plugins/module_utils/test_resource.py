@@ -1,4 +1,4 @@
-"""Lookups by ID and exact name, and the create that never duplicates."""
+"""Lookups by ID and exact name, the create that never duplicates, and the writer every resource module writes through."""
 
 import json
 
@@ -11,12 +11,14 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     CONNECTOR,
     MODEL_GROUP,
     TASK,
+    Writer,
     create_once,
     find_by_name,
     get_by_id,
     keep_oldest,
     list_objects,
     search,
+    with_values,
 )
 
 
@@ -236,3 +238,40 @@ def test_keep_oldest_settles_after_a_bounded_number_of_looks(server, no_create_w
     assert keep_oldest(Client(server.url), CONNECTOR, "n", "mine", discarded.append) == "other%d" % (resource.KEEP_OLDEST_LOOKS - 1)
     assert discarded == ["mine"]
     assert len(server.received) == resource.KEEP_OLDEST_LOOKS
+
+
+def test_the_writer_predicts_in_check_mode_and_sends_nothing(server):
+    writer = Writer(Client(server.url), CONNECTOR, check_mode=True)
+    assert writer.create({"name": "n", "credential": {"key": "s"}}, "n", predicted={"name": "n"}) == {"name": "n", "connector_id": None}
+    assert writer.update({"connector_id": "c1", "name": "n"}, {"description": "d"}) == {"connector_id": "c1", "name": "n", "description": "d"}
+    writer.delete({"connector_id": "c1"})
+    assert server.received == []
+
+
+def test_the_writer_creates_at_the_kinds_create_path_and_reads_the_survivor_back(server, no_create_window):
+    server.script((200, {"connector_id": "mine"}), (200, dated_hits(("mine", 5))), (200, dated_hits(("mine", 5))),
+                  (200, {"name": "n", "created_time": 5}))
+    writer = Writer(Client(server.url), CONNECTOR)
+    assert writer.create({"name": "n"}, "n") == {"name": "n", "created_time": 5, "connector_id": "mine"}
+    assert writer.answer == {"connector_id": "mine"}
+    assert [(request["method"], request["path"]) for request in server.received] == [
+        ("POST", "/_plugins/_ml/connectors/_create"), ("POST", "/_plugins/_ml/connectors/_search"),
+        ("POST", "/_plugins/_ml/connectors/_search"), ("GET", "/_plugins/_ml/connectors/mine")]
+
+
+def test_the_writer_updates_and_deletes_by_id_and_shapes_the_result(server):
+    server.script((200, {"result": "updated"}), (200, {"name": "n", "description": "d"}), (200, {"result": "deleted"}))
+    writer = Writer(Client(server.url), MODEL_GROUP)
+    updated = writer.update({"model_group_id": "g/1", "name": "n"}, {"description": "d"})
+    writer.delete(updated)
+    assert [(request["method"], request["path"]) for request in server.received] == [
+        ("PUT", "/_plugins/_ml/model_groups/g%2F1"), ("GET", "/_plugins/_ml/model_groups/g%2F1"), ("DELETE", "/_plugins/_ml/model_groups/g%2F1")]
+    assert writer.result(True, {"name": "n"}, updated, extra=1) == {
+        "changed": True, "model_group_id": "g/1", "model_group": updated, "diff": {"before": {"name": "n"}, "after": updated}, "extra": 1}
+    assert writer.result(True, updated, None)["model_group"] == {}
+
+
+def test_with_values_keeps_only_exact_equals():
+    found = [{"connector_id": "abc"}, {"connector_id": "abc-2"}, {"connector_id": "abc", "state": "x"}]
+    assert with_values(found, {"connector_id": "abc"}) == [found[0], found[2]]
+    assert with_values(found, {}) == found
