@@ -80,8 +80,9 @@ def test_check_mode_predicts_the_create_without_writing(server):
     server.script((200, hits()))
     result = ml_model_group.run(FakeModule(check_mode=True, name="team_group", description="d"), client(server))
     assert result["changed"] is True and result["model_group_id"] is None
-    assert result["model_group"] == {"name": "team_group", "description": "d", "model_group_id": None}
-    assert result["diff"] == {"before": {}, "after": {"name": "team_group", "description": "d"}}
+    predicted = {"name": "team_group", "description": "d", "model_group_id": None}
+    assert result["model_group"] == predicted
+    assert result["diff"] == {"before": {}, "after": predicted}
     assert requests_sent(server) == [("POST", GROUPS + "/_search")]
 
 
