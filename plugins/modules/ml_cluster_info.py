@@ -87,17 +87,24 @@ ml_settings:
 """
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ML_PLUGIN, effective_ml_settings, installed_plugins
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 
 
 def run(module, client):
     info = client.get("/")
+    version = info.get("version") if isinstance(info, dict) else None
+    if not isinstance(version, dict) or not version.get("number"):
+        raise MLCommonsError(
+            "%s/ answered without a version, so it is not OpenSearch (a proxy or another service at that URL?). "
+            "Check url." % client.public_url
+        )
     plugins = installed_plugins(client)
     ml_versions = [plugin["version"] for plugin in plugins if plugin["component"] == ML_PLUGIN]
     return {
         "changed": False,
-        "version": info["version"]["number"],
-        "distribution": info["version"].get("distribution", "elasticsearch"),
+        "version": version["number"],
+        "distribution": version.get("distribution", "elasticsearch"),
         "cluster_name": info.get("cluster_name"),
         "ml_commons_version": ml_versions[0] if ml_versions else None,
         "plugins": plugins,

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_cluster_info
 
 ROOT = {"name": "node-1", "cluster_name": "ml-testbed", "cluster_uuid": "u",
@@ -89,3 +89,10 @@ def test_an_error_answer_fails_with_the_servers_reason(server):
                                       "status": 403}))
     with pytest.raises(HTTPError, match=r"OpenSearch answered 403 to GET /_cat/plugins.*no permissions"):
         run(server)
+
+
+def test_a_url_that_is_not_opensearch_fails_clearly(server):
+    server.script((200, {"status": "ok"}))
+    with pytest.raises(MLCommonsError, match=r"/ answered without a version, so it is not OpenSearch .* Check url\."):
+        run(server)
+    assert len(server.received) == 1
