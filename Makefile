@@ -20,7 +20,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
-	@echo "make test   - sanity, unit tests, ansible-lint, and integration tests on OpenSearch $(TEST_VERSIONS)"
+	@echo "make test   - sanity, unit tests, ansible-lint, release-check, docs, sanity and units on ansible-core $(MATRIX_OLDEST) and"
+	@echo "              $(MATRIX_NEWEST), integration tests on OpenSearch $(TEST_VERSIONS), reliability-quick, awx-runner"
+	@echo "make matrix - sanity and units on every ansible-core of MATRIX, module units on Python $(MODULE_PYTHON), integration on the oldest and newest"
+	@echo "make docs   - the HTML docs site in build/docs/html; make release-check - the tarball through galaxy-importer"
 	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION))"
 
 $(BIN)/.installed: requirements-dev.txt
@@ -77,8 +80,9 @@ integration-all: venv
 	  $(MAKE) --no-print-directory integration; \
 	done
 
-test: sanity units lint integration-all
-	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick
+test: sanity units lint release-check docs matrix-quick integration-all
+	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick; \
+	    $(MAKE) --no-print-directory awx-runner
 
 # The reliability and security suite (tests/reliability): faults through a fault-injecting proxy,
 # OpenSearch killed mid-role, concurrent runs (those three run the batch_inference role, batch job
@@ -183,6 +187,6 @@ matrix-integration: venv collection
 
 # AWX's path: the batch_inference playbook through ansible-runner, with the environment that
 # docs/awx-credential-type.yml's injectors produce, on the running test bed (.testbed/env).
-awx-runner: venv collection
+awx-runner: up collection
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/tools/awx_runner_test.py --collections $(COLLECTIONS)
 # ---- end of publishing block ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ Prints "N passed, N failed". Needs the test bed of `make up` (.testbed/env).
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -184,6 +185,8 @@ def main():
     checks.check("the teardown removed what the first run made",
                  runs["teardown"].status == "successful" and teardown_stats.get("changed", {}).get("localhost", 0) > 0, json.dumps(teardown_stats))
 
+    # The private data directories hold the credential's secrets in env/envvars, as AWX's do.
+    shutil.rmtree(workdir, ignore_errors=True)
     print("awx-runner: %d passed, %d failed" % (checks.passed, checks.failed))
     return 1 if checks.failed else 0
 
