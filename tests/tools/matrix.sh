@@ -76,7 +76,7 @@ if [ "${1:-}" = "--module-units" ]; then
         venv="$MATRIX_VENVS/modules-$core-py$py"
         # ansible-core's controller refuses Pythons older than it supports, but the modules and
         # module_utils it ships run on older managed hosts: install it without that check.
-        setup "venv modules $core py$py" make_venv "$venv" "$(python_of "$py")" "pytest<9" $(pinned requests) $(pinned botocore) pyyaml cryptography \
+        setup "venv modules $core py$py" make_venv "$venv" "$(python_of "$py")" "pytest<9" -r "$ROOT/requirements.txt" pyyaml cryptography \
             && setup "ansible-core $core on py$py" "$venv/bin/pip" install --quiet --no-deps --ignore-requires-python "ansible-core==$core" \
             && step "module units ansible-core $core on Python $py" module_units "$venv"
     done
