@@ -20,7 +20,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
-	@echo "make test   - sanity, unit tests, ansible-lint, and integration tests on OpenSearch $(TEST_VERSIONS)"
+	@echo "make test   - sanity, unit tests, ansible-lint, release-check, docs, sanity and units on ansible-core $(MATRIX_OLDEST) and"
+	@echo "              $(MATRIX_NEWEST), integration tests on OpenSearch $(TEST_VERSIONS), reliability-quick, awx-runner"
+	@echo "make matrix - sanity and units on every ansible-core of MATRIX, module units on Python $(MODULE_PYTHON), integration on the oldest and newest"
+	@echo "make docs   - the HTML docs site in build/docs/html; make release-check - the tarball through galaxy-importer"
 	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION))"
 
 $(BIN)/.installed: requirements-dev.txt
@@ -77,8 +80,9 @@ integration-all: venv
 	  $(MAKE) --no-print-directory integration; \
 	done
 
-test: sanity units lint integration-all
-	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick
+test: sanity units lint release-check docs matrix-quick integration-all
+	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick; \
+	    $(MAKE) --no-print-directory awx-runner
 
 # The reliability and security suite (tests/reliability): faults through a fault-injecting proxy,
 # OpenSearch killed mid-role, concurrent runs (those three run the batch_inference role, batch job
@@ -123,3 +127,75 @@ gnu-time:
 
 clean: down
 	rm -rf $(VENV) $(COLLECTIONS) tests/output
+
+# ---- Publishing (issue #16): release-check, changelog-release, docs, matrix, awx-runner --------
+# Kept in one block so merges with other targets stay easy.
+
+# The ansible-core matrix: each CORE:PYTHON pair gets a virtualenv of its own under .venv/matrix
+# (pyenv's Pythons). From the oldest core meta/runtime.yml admits to the newest, each on a Python it
+# supports as a controller.
+MATRIX ?= 2.16.19:3.10 2.17.14:3.12 2.18.19:3.11 2.19.14:3.13 2.20.10:3.12 2.21.5:3.13
+MATRIX_OLDEST := $(firstword $(MATRIX))
+MATRIX_NEWEST := $(lastword $(MATRIX))
+# The Python the README promises for the host that runs the modules, with the module_utils of the
+# oldest and newest core.
+MODULE_PYTHON ?= 3.9
+MATRIX_RUN = COLLECTION_DIR=$(COLLECTION_DIR) tests/tools/matrix.sh
+GALAXY_BUILD := $(CURDIR)/build/galaxy
+GALAXY_IMPORTER_ENV := GALAXY_IMPORTER_RUN_ANSIBLE_LINT=true GALAXY_IMPORTER_RUN_ANSIBLE_TEST=false \
+    GALAXY_IMPORTER_CHECK_REQUIRED_TAGS=true GALAXY_IMPORTER_RUN_FLAKE8=true GALAXY_IMPORTER_TMP_ROOT_DIR=$(GALAXY_BUILD)
+# What must never be in the tarball: developer tooling and the scripts that provision the test bed.
+TARBALL_FORBIDDEN := ^(tests/(bench|reliability|tools|output)/|tests/testbed/(testbed|integration_config|reset_ml)\.py$$|requirements-dev\.txt$$|\.ansible-lint$$|Makefile$$|demo/|\.ci/|\.venv|\.testbed/|build/)
+
+.PHONY: release-check changelog-release docs matrix matrix-quick matrix-integration module-units awx-runner
+
+# Builds the tarball as `ansible-galaxy collection build` does, checks it holds no developer
+# tooling, imports it with galaxy-importer as Galaxy does (ansible-lint on; ansible-test off: it
+# needs containers) and fails on any ERROR or WARNING line, then lints the docs with antsibull-docs.
+release-check: venv collection
+	rm -rf $(GALAXY_BUILD) && mkdir -p $(GALAXY_BUILD)
+	$(BIN)/ansible-galaxy collection build --output-path $(GALAXY_BUILD) .
+	tarball=$$(ls $(GALAXY_BUILD)/opensearch-ml_commons-*.tar.gz); \
+	if tar -tzf $$tarball | grep -E '$(TARBALL_FORBIDDEN)'; then echo "release-check: developer tooling in $$tarball"; exit 1; fi; \
+	echo "release-check: $$(tar -tzf $$tarball | grep -vc '/$$') files, $$(du -k $$tarball | cut -f1) KiB, no developer tooling"; \
+	cd $(GALAXY_BUILD) && env $(GALAXY_IMPORTER_ENV) $(CURDIR)/$(BIN)/python -m galaxy_importer.main $$tarball > importer.log 2>&1 \
+	    || { cat importer.log; echo "release-check: galaxy-importer failed"; exit 1; }; \
+	if grep -E '^(ERROR|WARNING)' importer.log; then echo "release-check: galaxy-importer reported the lines above"; exit 1; fi; \
+	tail -1 importer.log
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs $(COLLECTION_DIR)
+	@echo "release-check: galaxy-importer and antsibull-docs lint clean"
+
+# Releases the changelog as the version of galaxy.yml. Run again after merging branches that added
+# fragments: --update-existing folds them into the same release (the fragments are then removed).
+changelog-release: venv
+	$(BIN)/antsibull-changelog release --version $$(sed -n 's/^version: *//p' galaxy.yml) --update-existing
+	$(BIN)/antsibull-changelog lint
+
+# The HTML docs site with antsibull-docs (every module, the role and its argument specs, the guides
+# of docs/docsite/), built offline (no intersphinx download) with Sphinx warnings as errors, in build/docs/html.
+docs: venv collection
+	tests/tools/build_docs.sh $(COLLECTIONS) $(CURDIR)/build/docs
+
+# Sanity and unit tests on every core of MATRIX, integration on the oldest and newest (against one
+# test bed it brings up and down), and the modules' unit tests on Python $(MODULE_PYTHON).
+matrix: venv collection
+	$(MATRIX_RUN) --sanity --units $(MATRIX)
+	$(MAKE) --no-print-directory module-units
+	$(MAKE) --no-print-directory matrix-integration
+
+# What `make test` runs of the matrix: sanity and units on the oldest and newest core.
+matrix-quick: venv collection
+	$(MATRIX_RUN) --sanity --units $(MATRIX_OLDEST) $(MATRIX_NEWEST)
+
+module-units: venv collection
+	$(MATRIX_RUN) --module-units $(MODULE_PYTHON) $(firstword $(subst :, ,$(MATRIX_OLDEST))) $(firstword $(subst :, ,$(MATRIX_NEWEST)))
+
+matrix-integration: venv collection
+	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory up; \
+	$(MATRIX_RUN) --integration $(MATRIX_OLDEST) $(MATRIX_NEWEST)
+
+# AWX's path: the batch_inference playbook through ansible-runner, with the environment that
+# docs/awx-credential-type.yml's injectors produce, on the running test bed (.testbed/env).
+awx-runner: up collection
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/tools/awx_runner_test.py --collections $(COLLECTIONS)
+# ---- end of publishing block ----------------------------------------------------------------------

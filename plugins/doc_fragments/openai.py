@@ -16,6 +16,7 @@ options:
     description:
       - Base URL of the OpenAI API, or of an OpenAI-compatible gateway, ending in C(/v1).
       - If not set, the value of the E(OPENAI_BASE_URL) environment variable is used, else C(https://api.openai.com/v1).
+      - An empty value (as AWX injects an unset credential field) means C(https://api.openai.com/v1) too.
     type: str
     default: https://api.openai.com/v1
   api_key:

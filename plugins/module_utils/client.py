@@ -84,6 +84,13 @@ def _public_url(url):
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+# What a good base URL looks like, per service, for the message that refuses a bad one.
+URL_SHAPES = {
+    "OpenSearch": "url must look like https://host:9200",
+    "OpenAI": "api_base_url must look like https://api.openai.com/v1",
+}
+
+
 class Client(object):
     """A connection to one OpenSearch cluster.
 
@@ -96,7 +103,7 @@ class Client(object):
             raise ConfigurationError("The Python library requests is required: pip install requests (%s)." % REQUESTS_IMPORT_ERROR)
         parts = urlsplit(url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError("url must look like https://host:9200; got %r." % _public_url(url or ""))
+            raise ConfigurationError("%s; got %r." % (URL_SHAPES.get(service, "url must be an http or https URL"), _public_url(url or "")))
         if parts.username or parts.password:
             raise ConfigurationError("Put credentials in username and password, not in url.")
         # Named in messages: the same client also talks to model providers' APIs (openai_file).

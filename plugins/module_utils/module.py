@@ -39,8 +39,9 @@ CONNECTION_ARGUMENT_SPEC = dict(
 
 # The options of modules that talk to OpenAI's API (or a compatible one) instead of OpenSearch;
 # documented in the opensearch.ml_commons.openai doc fragment.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OPENAI_ARGUMENT_SPEC = dict(
-    api_base_url=dict(type="str", default="https://api.openai.com/v1", fallback=(env_fallback, ["OPENAI_BASE_URL"])),
+    api_base_url=dict(type="str", default=OPENAI_DEFAULT_BASE_URL, fallback=(env_fallback, ["OPENAI_BASE_URL"])),
     api_key=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["OPENAI_API_KEY"])),
     validate_certs=dict(type="bool", default=True),
     timeout=dict(type="float", default=60),
@@ -105,6 +106,11 @@ class MLCommonsModule(AnsibleModule):
         self.exit_json(**result)
 
 
+def openai_base_url(params):
+    """The API base URL to use: an empty one (as AWX injects an unset credential field) means the default."""
+    return params.get("api_base_url") or OPENAI_DEFAULT_BASE_URL
+
+
 class OpenAIModule(MLCommonsModule):
     """A module that talks to OpenAI's API, or one that follows it, with the same client and failures."""
 
@@ -113,6 +119,6 @@ class OpenAIModule(MLCommonsModule):
     def build_client(self):
         params = self.params
         return Client(
-            params["api_base_url"], auth=BearerAuth(params["api_key"]), verify=params["validate_certs"],
+            openai_base_url(params), auth=BearerAuth(params["api_key"]), verify=params["validate_certs"],
             timeout=params["timeout"], retries=params["retries"], service="OpenAI",
         )

@@ -31,6 +31,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
     TransportError,
     UncertainOutcomeError,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import openai_base_url
 
 SECRET = "s3cr3t-Pa55word"
 UNAVAILABLE = (503, {"error": {"type": "unavailable", "reason": "try later"}, "status": 503})
@@ -332,12 +333,19 @@ def tls_server(tmp_path, scripted_server):
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
     ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
                .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               # Python 3.13 verifies strictly (VERIFY_X509_STRICT): key usage and key identifiers, as real CAs have them.
+               .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                            key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                            encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+               .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -439,3 +447,19 @@ def test_a_providers_401_passed_on_by_ml_commons_gets_no_opensearch_login_hint(s
         client.get("/")
     assert provider.value.reason == reason
     assert ours.value.reason == "Unauthorized. Check username and password (or the client certificate)"
+
+
+@pytest.mark.parametrize("url", ["api.openai.com/v1", ""])
+def test_a_bad_openai_base_url_is_named_as_such_without_opensearch_port(url):
+    with pytest.raises(ConfigurationError) as caught:
+        Client(url, service="OpenAI")
+    message = str(caught.value)
+    assert "api_base_url must look like https://api.openai.com/v1" in message
+    assert "9200" not in message and "OpenSearch" not in message
+
+
+def test_an_empty_openai_base_url_means_the_default():
+    # AWX injects an unset credential field as an empty OPENAI_BASE_URL.
+    assert openai_base_url({"api_base_url": ""}) == "https://api.openai.com/v1"
+    assert openai_base_url({"api_base_url": None}) == "https://api.openai.com/v1"
+    assert openai_base_url({"api_base_url": "http://gateway:8080/v1"}) == "http://gateway:8080/v1"

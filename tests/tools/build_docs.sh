@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make docs`: the HTML docs site with antsibull-docs (every module, the role with its argument
+# specs, the guides of docs/docsite/), offline and warning-free.
+#   tests/tools/build_docs.sh COLLECTIONS_PATH DEST_DIR    -> DEST_DIR/html/index.html
+set -euo pipefail
+collections=$1 dest=$2
+bin=$(cd "$(dirname "$0")/../../.venv/bin" && pwd)
+export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$collections"
+rm -rf "$dest" && mkdir -p "$dest/site"
+cd "$dest/site"
+antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error --dest-dir . \
+    --project opensearch.ml_commons --title "opensearch.ml_commons" --copyright "opensearch.ml_commons contributors" \
+    opensearch.ml_commons > /dev/null
+# Offline: Sphinx fetches no intersphinx inventory. The generated conf.py maps docs.python.org and
+# docs.ansible.com; instead, the few ansible-core labels the plugin pages refer to come from a local
+# inventory that points at the same pages of docs.ansible.com.
+python - <<'PY'
+import os
+import re
+import zlib
+
+BASE = "https://docs.ansible.com/projects/ansible/devel/"
+LABELS = {  # label: (page under BASE, title)
+    "common_return_values": ("reference_appendices/common_return_values.html#common-return-values", "Return Values"),
+    "ansible_configuration_settings": ("reference_appendices/config.html#ansible-configuration-settings", "Ansible Configuration Settings"),
+}
+lines = "".join("%s std:label -1 %s %s\n" % (label, page, title) for label, (page, title) in sorted(LABELS.items()))
+with open("ansible_devel.inv", "wb") as f:
+    f.write(b"# Sphinx inventory version 2\n# Project: Ansible\n# Version: devel\n"
+            b"# The remainder of this file is compressed using zlib.\n" + zlib.compress(lines.encode()))
+with open("conf.py") as f:
+    conf = f.read()
+mapping = "intersphinx_mapping = {'ansible_devel': (%r, %r)}" % (BASE, os.path.abspath("ansible_devel.inv"))
+conf, count = re.subn(r"(?ms)^intersphinx_mapping = \{.*?^\}", lambda _: mapping, conf)
+assert count == 1, "conf.py has no intersphinx_mapping to replace"
+with open("conf.py", "w") as f:
+    f.write(conf)
+PY
+# build.sh runs antsibull-docs collection --fail-on-error, then sphinx-build -W (warnings are errors).
+./build.sh
+mv build/html "$dest/html"
+echo "docs: $(find "$dest/html" -name '*.html' | wc -l) HTML pages in $dest/html (index.html)"
