@@ -23,6 +23,8 @@ BASE = "https://docs.ansible.com/projects/ansible/devel/"
 LABELS = {  # label: (page under BASE, title)
     "common_return_values": ("reference_appendices/common_return_values.html#common-return-values", "Return Values"),
     "ansible_configuration_settings": ("reference_appendices/config.html#ansible-configuration-settings", "Ansible Configuration Settings"),
+    "ansible_collections.ansible.builtin.get_url_module": ("collections/ansible/builtin/get_url_module.html#ansible-collections-ansible-builtin-get-url-module",
+                                                           "ansible.builtin.get_url module"),
 }
 lines = "".join("%s std:label -1 %s %s\n" % (label, page, title) for label, (page, title) in sorted(LABELS.items()))
 with open("ansible_devel.inv", "wb") as f:

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import UNSCRIPTED
+
 
 class ScriptedServer:
     """Answers each request with the next scripted reply and records what it received."""
@@ -87,3 +89,13 @@ def scripted_server():
 @pytest.fixture
 def server(scripted_server):
     return scripted_server()
+
+
+@pytest.fixture
+def module_test_server(server, monkeypatch):
+    """The scripted server as the module tests use it: a request nothing was scripted for fails at once
+    (instead of an answer that could keep a wait going until its timeout), and no wait pauses."""
+    server.default = UNSCRIPTED
+    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.wait.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.resource.MIN_CREATE_WINDOW", 0)
+    return server

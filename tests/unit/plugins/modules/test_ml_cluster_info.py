@@ -7,6 +7,11 @@ import pytest
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_cluster_info
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
+
+# A request nothing was scripted for fails at once, and no wait pauses (see tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("module_test_server")
+
 
 ROOT = {"name": "node-1", "cluster_name": "ml-testbed", "cluster_uuid": "u",
         "version": {"distribution": "opensearch", "number": "2.19.6", "build_type": "tar"}, "tagline": "The OpenSearch Project"}
@@ -22,28 +27,16 @@ SETTINGS = {
     "transient": {"plugins.ml_commons.only_run_on_ml_node": "true"},
 }
 
-UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
+
+DEFAULTS = {}
 
 
-class FakeModule:
-    def __init__(self, check_mode=False):
-        self.params = {}
-        self.check_mode = check_mode
-        self._diff = False
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-
-@pytest.fixture(autouse=True)
-def unscripted_fails(server):
-    """A request nothing was scripted for fails instead of getting the server's default answer."""
-    server.default = UNSCRIPTED
+def fake_module(check_mode=False, **params):
+    return FakeModule(DEFAULTS, check_mode, **params)
 
 
 def run(server):
-    return ml_cluster_info.run(FakeModule(), Client(server.url, backoff=0))
+    return ml_cluster_info.run(fake_module(), Client(server.url, backoff=0))
 
 
 def sent(request):

@@ -1,13 +1,15 @@
 """ml_model through run(): register, deploy, update, undeploy and delete against a scripted OpenSearch."""
 
-import json
-
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, body, requests_sent, writes
+
+# A request nothing was scripted for fails at once, and no wait pauses (see tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("module_test_server")
+
 
 MODELS = "/_plugins/_ml/models"
 PROFILE = "/_plugins/_ml/profile/models"
@@ -17,7 +19,10 @@ NAME = "OpenAI embeddings"
 WANTED = dict(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds text")
 GROUP = {"name": "team_group", "latest_version": 0, "access": "public"}
 CONNECTOR = {"name": "OpenAI", "protocol": "http", "actions": [{"action_type": "PREDICT", "method": "POST", "url": "https://api.openai.com"}]}
-UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
+
+
+def fake_module(check_mode=False, **params):
+    return FakeModule(DEFAULTS, check_mode, **params)
 
 
 def stored(state, **fields):
@@ -36,46 +41,8 @@ def profile(model_id, node_state):
     return {"nodes": {"n1": {"models": {model_id: {"model_state": node_state, "worker_nodes": ["n1"]}}}}}
 
 
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = True
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-
-@pytest.fixture(autouse=True)
-def no_waiting(monkeypatch, server):
-    """No real pauses; and a request nothing was scripted for fails at once, instead of a wait going on until its timeout."""
-    server.default = UNSCRIPTED
-    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.wait.time.sleep", lambda seconds: None)
-    monkeypatch.setattr(resource, "MIN_CREATE_WINDOW", 0)
-
-
-def hits(*found):
-    return {"hits": {"total": {"value": len(found), "relation": "eq"},
-                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
-
-
 def client(server):
     return Client(server.url, backoff=0)
-
-
-def body(request):
-    return json.loads(request["body"]) if request["body"] else None
-
-
-def requests_sent(server):
-    return [(request["method"], request["path"]) for request in server.received]
-
-
-def writes(server):
-    """Every request that is neither a GET nor a search, with its body."""
-    return [(request["method"], request["path"], body(request)) for request in server.received
-            if request["method"] != "GET" and not request["path"].endswith("/_search")]
 
 
 def register_replies(model_state="REGISTERED"):
@@ -91,7 +58,7 @@ def test_a_missing_model_is_registered_in_its_group_then_deployed(server):
                   (200, stored("REGISTERED")),  # deploy: read before deploying
                   (200, {"task_id": "t2", "task_type": "DEPLOY_MODEL", "status": "COMPLETED"}),
                   (200, stored("DEPLOYING")), (200, stored("DEPLOYED")))  # wait: read until DEPLOYED
-    result = ml_model.run(FakeModule(**WANTED), client(server))
+    result = ml_model.run(fake_module(**WANTED), client(server))
     assert result["changed"] is True
     assert (result["model_id"], result["model_state"], result["task_id"], result["redeployed"]) == ("m1", "DEPLOYED", "t1", False)
     assert result["model"] == with_id(stored("DEPLOYED"))
@@ -109,14 +76,14 @@ def test_a_missing_model_is_registered_in_its_group_then_deployed(server):
 def test_state_present_registers_without_deploying(server):
     server.script(*register_replies())
     server.script((200, stored("REGISTERED")))
-    result = ml_model.run(FakeModule(state="present", **WANTED), client(server))
+    result = ml_model.run(fake_module(state="present", **WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "REGISTERED" and result["model_id"] == "m1"
     assert [write[:2] for write in writes(server)] == [("POST", MODELS + "/_register")]
 
 
 def test_check_mode_predicts_the_register_and_deploy_without_writing(server):
     server.script((200, hits()), (200, GROUP), (200, CONNECTOR))
-    result = ml_model.run(FakeModule(check_mode=True, **WANTED), client(server))
+    result = ml_model.run(fake_module(check_mode=True, **WANTED), client(server))
     assert result["changed"] is True
     assert result["model_id"] is None and result["model_state"] == "DEPLOYED"
     assert result["model"] == dict(WANTED, model_id=None, model_state="DEPLOYED")
@@ -127,14 +94,14 @@ def test_a_model_registered_without_a_group_fails_before_writing(server):
     """ML Commons would create a group named after the model on its own; the module refuses instead."""
     server.script((200, hits()))
     with pytest.raises(ConfigurationError, match="Registering model 'OpenAI embeddings' needs model_group_id"):
-        ml_model.run(FakeModule(name=NAME, connector_id="c1"), client(server))
+        ml_model.run(fake_module(name=NAME, connector_id="c1"), client(server))
     assert writes(server) == []
 
 
 def test_a_group_that_does_not_exist_fails_before_writing(server):
     server.script((200, hits()), (404, {"error": {"type": "status_exception", "reason": "Failed to find model group"}, "status": 404}))
     with pytest.raises(MLCommonsError, match="No model group has the ID g1"):
-        ml_model.run(FakeModule(**WANTED), client(server))
+        ml_model.run(fake_module(**WANTED), client(server))
     assert writes(server) == []
 
 
@@ -142,7 +109,7 @@ def test_a_connector_without_a_predict_action_fails_before_writing(server):
     cancel_only = dict(CONNECTOR, actions=[{"action_type": "CANCEL_BATCH_PREDICT", "method": "POST", "url": "https://x"}])
     server.script((200, hits()), (200, GROUP), (200, cancel_only))
     with pytest.raises(MLCommonsError, match="Connector c1 has no predict or batch_predict action"):
-        ml_model.run(FakeModule(**WANTED), client(server))
+        ml_model.run(fake_module(**WANTED), client(server))
     assert writes(server) == []
 
 
@@ -152,14 +119,14 @@ def test_a_connector_without_a_predict_action_fails_before_writing(server):
 ])
 def test_bad_characters_fail_before_any_request(server, params, complaint):
     with pytest.raises(ConfigurationError, match=complaint):
-        ml_model.run(FakeModule(**params), client(server))
+        ml_model.run(fake_module(**params), client(server))
     assert server.received == []
 
 
 def test_a_rerun_on_a_served_model_only_reads(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED", rate_limiter={"limit": "4", "unit": "MINUTES"})),
                   (200, profile("m1", "DEPLOYED")))
-    result = ml_model.run(FakeModule(rate_limiter={"limit": 4, "unit": "MINUTES"}, **WANTED), client(server))
+    result = ml_model.run(fake_module(rate_limiter={"limit": 4, "unit": "MINUTES"}, **WANTED), client(server))
     assert result["changed"] is False
     assert (result["model_id"], result["model_state"], result["task_id"], result["redeployed"]) == ("m1", "DEPLOYED", None, False)
     assert requests_sent(server) == [("POST", MODELS + "/_search"), ("GET", MODELS + "/m1"), ("GET", PROFILE + "/m1")]
@@ -170,7 +137,7 @@ def test_a_deployed_model_no_node_serves_is_deployed_again(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
                   (200, {}),  # the profile: no node holds it
                   (200, stored("DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, stored("DEPLOYED")))
-    result = ml_model.run(FakeModule(**WANTED), client(server))
+    result = ml_model.run(fake_module(**WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert requests_sent(server)[2] == ("GET", PROFILE + "/m1")
     assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
@@ -178,7 +145,7 @@ def test_a_deployed_model_no_node_serves_is_deployed_again(server):
 
 def test_a_deployed_model_no_node_serves_in_check_mode_is_a_change_without_writing(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")), (200, profile("m1", "DEPLOYING")))
-    result = ml_model.run(FakeModule(check_mode=True, **WANTED), client(server))
+    result = ml_model.run(fake_module(check_mode=True, **WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert writes(server) == []
 
@@ -187,7 +154,7 @@ def test_only_the_changed_field_is_sent_to_a_deployed_model(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
                   (200, {"result": "updated"}), (200, stored("DEPLOYED", description="Embeds more text")),
                   (200, profile("m1", "DEPLOYED")))
-    result = ml_model.run(FakeModule(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds more text"), client(server))
+    result = ml_model.run(fake_module(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds more text"), client(server))
     assert result["changed"] is True and result["redeployed"] is False
     assert writes(server) == [("PUT", MODELS + "/m1", {"description": "Embeds more text"})]
     assert result["model"] == with_id(stored("DEPLOYED", description="Embeds more text"))
@@ -202,7 +169,7 @@ def test_an_update_whose_cache_refresh_failed_redeploys_the_model(server):
                   (200, {}), (200, stored("UNDEPLOYED")),  # undeploy, read back
                   (200, stored("UNDEPLOYED")), (200, {"status": "COMPLETED"}), (200, stored("DEPLOYED")),  # deploy
                   (200, stored("DEPLOYED", is_enabled=False)), (200, profile("m1", "DEPLOYED")))
-    result = ml_model.run(FakeModule(is_enabled=False, **WANTED), client(server))
+    result = ml_model.run(fake_module(is_enabled=False, **WANTED), client(server))
     assert result["changed"] is True and result["redeployed"] is True
     assert writes(server) == [("PUT", MODELS + "/m1", {"is_enabled": False}), ("POST", MODELS + "/m1/_undeploy", None),
                               ("POST", MODELS + "/m1/_deploy", None)]
@@ -210,7 +177,7 @@ def test_an_update_whose_cache_refresh_failed_redeploys_the_model(server):
 
 def test_state_undeployed_undeploys_and_waits_until_no_node_holds_it(server):
     server.script((200, stored("DEPLOYED")), (200, {}), (200, stored("DEPLOYED")), (200, stored("UNDEPLOYED")))
-    result = ml_model.run(FakeModule(model_id="m1", state="undeployed"), client(server))
+    result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
     assert result["changed"] is True and result["model_state"] == "UNDEPLOYED"
     assert result["model"] == with_id(stored("UNDEPLOYED"))
     assert writes(server) == [("POST", MODELS + "/m1/_undeploy", None)]
@@ -220,14 +187,14 @@ def test_state_undeployed_undeploys_and_waits_until_no_node_holds_it(server):
 
 def test_state_undeployed_leaves_an_undeployed_model_alone(server):
     server.script((200, stored("UNDEPLOYED")))
-    result = ml_model.run(FakeModule(model_id="m1", state="undeployed"), client(server))
+    result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
     assert result["changed"] is False and result["model_state"] == "UNDEPLOYED"
     assert requests_sent(server) == [("GET", MODELS + "/m1")]
 
 
 def test_deploy_without_wait_sends_the_deploy_and_returns_the_state_read_after_it(server):
     server.script((200, stored("REGISTERED")), (200, {"task_id": "t2", "status": "CREATED"}), (200, stored("DEPLOYING")))
-    result = ml_model.run(FakeModule(model_id="m1", wait=False), client(server))
+    result = ml_model.run(fake_module(model_id="m1", wait=False), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYING"
     assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
 
@@ -237,13 +204,13 @@ def test_a_failed_deploy_fails_with_the_reason_of_its_task(server):
                   (200, stored("REGISTERED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, stored("DEPLOY_FAILED")),
                   (200, hits(("t2", {"task_type": "DEPLOY_MODEL", "model_id": "m1", "state": "FAILED", "error": "no eligible node found"}))))
     with pytest.raises(MLCommonsError, match=r"Deploying model m1 failed \(DEPLOY_FAILED\): no eligible node found"):
-        ml_model.run(FakeModule(model_id="m1"), client(server))
+        ml_model.run(fake_module(model_id="m1"), client(server))
     assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]  # a real failure is not retried
 
 
 def test_absent_undeploys_a_deployed_model_then_deletes_it(server):
     server.script((200, stored("DEPLOYED")), (200, {}), (200, stored("UNDEPLOYED")), (200, {"result": "deleted"}))
-    result = ml_model.run(FakeModule(model_id="m1", state="absent"), client(server))
+    result = ml_model.run(fake_module(model_id="m1", state="absent"), client(server))
     assert result["changed"] is True
     assert (result["model_id"], result["model"], result["model_state"]) == (None, {}, None)
     assert result["diff"] == {"before": with_id(stored("DEPLOYED")), "after": {}}
@@ -252,28 +219,28 @@ def test_absent_undeploys_a_deployed_model_then_deletes_it(server):
 
 def test_absent_deletes_a_registered_model_by_name_without_undeploying(server):
     server.script((200, hits(("m1", stored("REGISTERED")))), (200, stored("REGISTERED")), (200, {"result": "deleted"}))
-    result = ml_model.run(FakeModule(name=NAME, model_group_id="g1", state="absent"), client(server))
+    result = ml_model.run(fake_module(name=NAME, model_group_id="g1", state="absent"), client(server))
     assert result["changed"] is True and result["model_id"] is None
     assert writes(server) == [("DELETE", MODELS + "/m1", None)]
 
 
 def test_absent_in_check_mode_writes_nothing(server):
     server.script((200, stored("DEPLOYED")))
-    result = ml_model.run(FakeModule(check_mode=True, model_id="m1", state="absent"), client(server))
+    result = ml_model.run(fake_module(check_mode=True, model_id="m1", state="absent"), client(server))
     assert result["changed"] is True and result["model_id"] is None
     assert writes(server) == []
 
 
 def test_absent_when_the_model_is_gone_changes_nothing(server):
     server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find model with the provided model id: m1"}, "status": 404}))
-    result = ml_model.run(FakeModule(model_id="m1", state="absent"), client(server))
+    result = ml_model.run(fake_module(model_id="m1", state="absent"), client(server))
     assert result["changed"] is False and result["model_id"] is None and result["model"] == {}
     assert requests_sent(server) == [("GET", MODELS + "/m1")]
 
 
 def test_absent_when_no_model_has_the_name_changes_nothing(server):
     server.script((200, hits()))
-    result = ml_model.run(FakeModule(name=NAME, model_group_id="g1", state="absent"), client(server))
+    result = ml_model.run(fake_module(name=NAME, model_group_id="g1", state="absent"), client(server))
     assert result["changed"] is False and result["model_id"] is None
     assert requests_sent(server) == [("POST", MODELS + "/_search")]
 
@@ -281,5 +248,5 @@ def test_absent_when_no_model_has_the_name_changes_nothing(server):
 def test_an_unknown_model_id_fails_unless_absent_is_wanted(server):
     server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find model"}, "status": 404}))
     with pytest.raises(MLCommonsError, match="No model has the ID m9. Leave model_id out to register a model by name."):
-        ml_model.run(FakeModule(model_id="m9", state="present"), client(server))
+        ml_model.run(fake_module(model_id="m9", state="present"), client(server))
     assert writes(server) == []

@@ -1,70 +1,35 @@
 """ml_model_group through run(): the requests it sends to a scripted OpenSearch and what it returns."""
 
-import json
-
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model_group
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, body, requests_sent, writes
+
+# A request nothing was scripted for fails at once, and no wait pauses (see tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("module_test_server")
+
 
 GROUPS = "/_plugins/_ml/model_groups"
 DEFAULTS = dict(name=None, description=None, access_mode=None, backend_roles=None, add_all_backend_roles=None, state="present")
 STORED = {"name": "team_group", "description": "The team's models", "latest_version": 0, "access": "public",
           "created_time": 1722037257000, "last_updated_time": 1722037257000}
 
-UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
 
-
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = True
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-
-@pytest.fixture(autouse=True)
-def no_waiting(monkeypatch, server):
-    """No real pauses; and a request nothing was scripted for fails at once, instead of a wait going on until its timeout."""
-    server.default = UNSCRIPTED
-    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.wait.time.sleep", lambda seconds: None)
-    monkeypatch.setattr(resource, "MIN_CREATE_WINDOW", 0)
-
-
-def hits(*found):
-    """A search answer holding ``found``: (ID, source) pairs."""
-    return {"hits": {"total": {"value": len(found), "relation": "eq"},
-                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
+def fake_module(check_mode=False, **params):
+    return FakeModule(DEFAULTS, check_mode, **params)
 
 
 def client(server):
     return Client(server.url, backoff=0)
 
 
-def body(request):
-    return json.loads(request["body"]) if request["body"] else None
-
-
-def requests_sent(server):
-    return [(request["method"], request["path"]) for request in server.received]
-
-
-def writes(server):
-    """Every request that is neither a GET nor a search, with its body."""
-    return [(request["method"], request["path"], body(request)) for request in server.received
-            if request["method"] != "GET" and not request["path"].endswith("/_search")]
-
-
 def test_a_missing_group_is_registered_and_returned_as_stored(server):
     created = dict(STORED, latest_version=0)
     server.script((200, hits()), (200, {"model_group_id": "g1", "status": "CREATED"}),
                   (200, hits(("g1", created))), (200, hits(("g1", created))), (200, created))
-    result = ml_model_group.run(FakeModule(name="team_group", description="The team's models"), client(server))
+    result = ml_model_group.run(fake_module(name="team_group", description="The team's models"), client(server))
     assert result["changed"] is True
     assert result["model_group_id"] == "g1"
     assert result["model_group"] == dict(created, model_group_id="g1")
@@ -78,7 +43,7 @@ def test_a_missing_group_is_registered_and_returned_as_stored(server):
 
 def test_check_mode_predicts_the_create_without_writing(server):
     server.script((200, hits()))
-    result = ml_model_group.run(FakeModule(check_mode=True, name="team_group", description="d"), client(server))
+    result = ml_model_group.run(fake_module(check_mode=True, name="team_group", description="d"), client(server))
     assert result["changed"] is True and result["model_group_id"] is None
     predicted = {"name": "team_group", "description": "d", "model_group_id": None}
     assert result["model_group"] == predicted
@@ -90,14 +55,14 @@ def test_a_register_refused_because_a_concurrent_run_took_the_name_returns_that_
     taken = (400, {"error": {"type": "illegal_argument_exception",
                              "reason": "The name you provided is already being used by a model group with ID: g0."}, "status": 400})
     server.script((200, hits()), taken, (200, hits(("g0", STORED))), (200, hits(("g0", STORED))), (200, STORED))
-    result = ml_model_group.run(FakeModule(name="team_group"), client(server))
+    result = ml_model_group.run(fake_module(name="team_group"), client(server))
     assert result["changed"] is True and result["model_group_id"] == "g0"
     assert [write[:2] for write in writes(server)] == [("POST", GROUPS + "/_register")]  # nothing deleted, nothing registered again
 
 
 def test_a_rerun_that_finds_the_group_as_wanted_only_reads(server):
     server.script((200, hits(("g1", STORED))), (200, STORED))
-    result = ml_model_group.run(FakeModule(name="team_group", description="The team's models"), client(server))
+    result = ml_model_group.run(fake_module(name="team_group", description="The team's models"), client(server))
     assert result["changed"] is False
     assert result["model_group_id"] == "g1" and result["model_group"] == dict(STORED, model_group_id="g1")
     assert requests_sent(server) == [("POST", GROUPS + "/_search"), ("GET", GROUPS + "/g1")]
@@ -107,7 +72,7 @@ def test_a_rerun_that_finds_the_group_as_wanted_only_reads(server):
 def test_only_the_changed_field_is_sent_and_the_group_is_read_back(server):
     updated = dict(STORED, description="New text", last_updated_time=1722037999000)
     server.script((200, hits(("g1", STORED))), (200, STORED), (200, {"status": "Updated"}), (200, updated))
-    result = ml_model_group.run(FakeModule(name="team_group", description="New text"), client(server))
+    result = ml_model_group.run(fake_module(name="team_group", description="New text"), client(server))
     assert result["changed"] is True and result["model_group_id"] == "g1"
     assert writes(server) == [("PUT", GROUPS + "/g1", {"description": "New text"})]
     assert result["model_group"] == dict(updated, model_group_id="g1")
@@ -116,7 +81,7 @@ def test_only_the_changed_field_is_sent_and_the_group_is_read_back(server):
 
 def test_check_mode_predicts_the_update_without_writing(server):
     server.script((200, hits(("g1", STORED))), (200, STORED))
-    result = ml_model_group.run(FakeModule(check_mode=True, name="team_group", description="New text"), client(server))
+    result = ml_model_group.run(fake_module(check_mode=True, name="team_group", description="New text"), client(server))
     assert result["changed"] is True
     assert result["model_group"]["description"] == "New text"
     assert result["diff"]["before"]["description"] == "The team's models"
@@ -126,20 +91,20 @@ def test_check_mode_predicts_the_update_without_writing(server):
 def test_clearing_the_description_fails_before_writing(server):
     server.script((200, hits(("g1", STORED))), (200, STORED))
     with pytest.raises(ConfigurationError, match="cannot clear the description of model group 'team_group'"):
-        ml_model_group.run(FakeModule(name="team_group", description=""), client(server))
+        ml_model_group.run(fake_module(name="team_group", description=""), client(server))
     assert writes(server) == []
 
 
 def test_access_fields_fail_before_writing_when_access_control_is_off(server):
     server.script((200, hits()), (200, [{"component": "opensearch-ml", "version": "2.19.6.0"}]))
     with pytest.raises(ConfigurationError, match="need model access control, which is off"):
-        ml_model_group.run(FakeModule(name="team_group", access_mode="private"), client(server))
+        ml_model_group.run(fake_module(name="team_group", access_mode="private"), client(server))
     assert writes(server) == []
 
 
 def test_absent_deletes_an_empty_group(server):
     server.script((200, hits(("g1", STORED))), (200, STORED), (200, hits()), (200, {"result": "deleted"}))
-    result = ml_model_group.run(FakeModule(name="team_group", state="absent"), client(server))
+    result = ml_model_group.run(fake_module(name="team_group", state="absent"), client(server))
     assert result["changed"] is True
     assert result["model_group_id"] is None and result["model_group"] == {}
     assert result["diff"] == {"before": dict(STORED, model_group_id="g1"), "after": {}}
@@ -151,14 +116,14 @@ def test_absent_deletes_an_empty_group(server):
 
 def test_absent_in_check_mode_deletes_nothing(server):
     server.script((200, hits(("g1", STORED))), (200, STORED), (200, hits()))
-    result = ml_model_group.run(FakeModule(check_mode=True, name="team_group", state="absent"), client(server))
+    result = ml_model_group.run(fake_module(check_mode=True, name="team_group", state="absent"), client(server))
     assert result["changed"] is True and result["model_group_id"] is None
     assert writes(server) == []
 
 
 def test_absent_when_no_group_has_the_name_changes_nothing(server):
     server.script((200, hits()))
-    result = ml_model_group.run(FakeModule(name="team_group", state="absent"), client(server))
+    result = ml_model_group.run(fake_module(name="team_group", state="absent"), client(server))
     assert result["changed"] is False
     assert result["model_group_id"] is None and result["model_group"] == {}
     assert requests_sent(server) == [("POST", GROUPS + "/_search")]
@@ -168,7 +133,7 @@ def test_a_group_that_still_holds_models_fails_listing_them_and_is_kept(server):
     server.script((200, hits(("g1", STORED))), (200, STORED),
                   (200, hits(("m1", {"name": "embedder", "model_group_id": "g1"}), ("m2", {"name": "chat", "model_group_id": "g1"}))))
     with pytest.raises(MLCommonsError) as caught:
-        ml_model_group.run(FakeModule(name="team_group", state="absent"), client(server))
+        ml_model_group.run(fake_module(name="team_group", state="absent"), client(server))
     message = str(caught.value)
     assert "Model group 'team_group' (g1) still holds 2 model(s): m1 (embedder), m2 (chat)." in message
     assert "state: absent" in message
@@ -184,5 +149,5 @@ def test_a_group_that_still_holds_models_fails_listing_them_and_is_kept(server):
 ])
 def test_bad_input_fails_before_any_request(server, params, complaint):
     with pytest.raises(ConfigurationError, match=complaint):
-        ml_model_group.run(FakeModule(**params), client(server))
+        ml_model_group.run(fake_module(**params), client(server))
     assert server.received == []

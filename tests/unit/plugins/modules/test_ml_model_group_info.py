@@ -6,47 +6,28 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model_group_info
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, requests_sent
+
+# A request nothing was scripted for fails at once, and no wait pauses (see tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("module_test_server")
+
 
 GROUPS = "/_plugins/_ml/model_groups"
 DEFAULTS = dict(model_group_id=None, name=None)
 NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find model group with the provided model group id: g9"},
                    "status": 404})
 
-UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
 
-
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = False
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-
-def hits(*found):
-    return {"hits": {"total": {"value": len(found), "relation": "eq"},
-                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
+def fake_module(check_mode=False, **params):
+    return FakeModule(DEFAULTS, check_mode, **params)
 
 
 def group(name, description="d", version=0):
     return {"name": name, "description": description, "latest_version": version, "access": "public", "created_time": 1722037257000}
 
 
-@pytest.fixture(autouse=True)
-def unscripted_fails(server):
-    """A request nothing was scripted for fails instead of getting the server's default answer."""
-    server.default = UNSCRIPTED
-
-
 def run(server, **params):
-    return ml_model_group_info.run(FakeModule(**params), Client(server.url, backoff=0))
-
-
-def requests_sent(server):
-    return [(request["method"], request["path"]) for request in server.received]
+    return ml_model_group_info.run(fake_module(**params), Client(server.url, backoff=0))
 
 
 def search_query(server):

@@ -6,28 +6,19 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_task_info
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, requests_sent
+
+# A request nothing was scripted for fails at once, and no wait pauses (see tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("module_test_server")
+
 
 TASKS = "/_plugins/_ml/tasks"
 DEFAULTS = dict(task_id=None, model_id=None, task_type=None, state=None)
 NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find task"}, "status": 404})
 
-UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
 
-
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = False
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-
-def hits(*found):
-    return {"hits": {"total": {"value": len(found), "relation": "eq"},
-                     "hits": [{"_id": object_id, "_source": source} for object_id, source in found]}}
+def fake_module(check_mode=False, **params):
+    return FakeModule(DEFAULTS, check_mode, **params)
 
 
 def batch_task(state="RUNNING", status="in_progress", completed=1.0):
@@ -37,19 +28,9 @@ def batch_task(state="RUNNING", status="in_progress", completed=1.0):
                            "request_counts": {"total": 3.0, "completed": completed, "failed": 0.0}}}
 
 
-@pytest.fixture(autouse=True)
-def unscripted_fails(server):
-    """A request nothing was scripted for fails instead of getting the server's default answer."""
-    server.default = UNSCRIPTED
-
-
 def run(server, **params):
-    module = FakeModule(**params)
+    module = fake_module(**params)
     return module, ml_task_info.run(module, Client(server.url, backoff=0))
-
-
-def requests_sent(server):
-    return [(request["method"], request["path"]) for request in server.received]
 
 
 def test_by_id_reads_the_task_with_whole_numbers_as_integers(server):

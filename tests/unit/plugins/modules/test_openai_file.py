@@ -9,23 +9,15 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import BearerAuth, Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.modules import openai_file
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 
 LINE = b'{"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": "x"}}\n'
 DEFAULTS = dict(src=None, file_id=None, dest=None, force=False, checksum=None, purpose="batch", check_input=True,
                 endpoint=None, max_requests=50000, max_bytes=209715200, state="present")
 
 
-class FakeModule:
-    def __init__(self, check_mode=False, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self.warnings = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-    def atomic_move(self, source, dest):
-        os.rename(source, dest)
+def fake_module(check_mode=False, **params):
+    return FakeModule(DEFAULTS, check_mode, **params)
 
 
 def listed(file_id, filename, size, created_at=1):
@@ -52,7 +44,7 @@ def test_a_rerun_finds_the_upload_from_the_list_alone_across_pages(server, tmp_p
         (200, {"object": "list", "data": [listed("file-other", name, len(LINE) + 1)], "has_more": True}),
         (200, {"object": "list", "data": [listed("file-mine", name, len(LINE))], "has_more": False}),
     )
-    result = openai_file.run(FakeModule(src=str(source)), openai(server))
+    result = openai_file.run(fake_module(src=str(source)), openai(server))
     assert not result["changed"] and result["file_id"] == "file-mine"
     assert paths(server) == [("GET", "/v1/files?purpose=batch&limit=10000"),
                              ("GET", "/v1/files?purpose=batch&limit=10000&after=file-other")]
@@ -65,7 +57,7 @@ def test_a_new_upload_sends_the_file_under_its_fingerprinted_name(server, tmp_pa
     mine = listed("file-new", name, len(LINE))
     server.script((200, {"data": [], "has_more": False}), (200, mine),
                   (200, {"data": [mine], "has_more": False}), (200, {"data": [mine], "has_more": False}))
-    result = openai_file.run(FakeModule(src=str(source)), openai(server))
+    result = openai_file.run(fake_module(src=str(source)), openai(server))
     assert result["changed"] and result["file_id"] == "file-new" and result["requests"] == 1
     upload = server.received[1]
     assert (upload["method"], upload["path"]) == ("POST", "/v1/files")
@@ -77,7 +69,7 @@ def test_an_input_openai_would_fail_is_refused_before_any_upload(server, tmp_pat
     source.write_bytes(LINE + LINE)
     server.script((200, {"data": [], "has_more": False}))
     with pytest.raises(BatchInputError, match="Line 2 of .* repeats the custom_id 'a' of line 1"):
-        openai_file.run(FakeModule(src=str(source)), openai(server))
+        openai_file.run(fake_module(src=str(source)), openai(server))
     assert paths(server) == [("GET", "/v1/files?purpose=batch&limit=10000")]
 
 
@@ -85,7 +77,7 @@ def test_an_existing_dest_of_the_files_size_is_kept_without_reading_the_content(
     dest = tmp_path / "out.jsonl"
     dest.write_bytes(b"12345")
     server.script((200, listed("file-out", "out.jsonl", 5)))
-    result = openai_file.run(FakeModule(file_id="file-out", dest=str(dest)), openai(server))
+    result = openai_file.run(fake_module(file_id="file-out", dest=str(dest)), openai(server))
     assert not result["changed"] and "sha256" not in result
     assert paths(server) == [("GET", "/v1/files/file-out")]
 
@@ -94,7 +86,7 @@ def test_a_download_replaces_dest_and_leaves_no_partial_file(server, tmp_path):
     dest = tmp_path / "out.jsonl"
     dest.write_bytes(b"old")
     server.script((200, listed("file-out", "out.jsonl", 11)), (200, {"line": 1}))
-    result = openai_file.run(FakeModule(file_id="file-out", dest=str(dest)), openai(server))
+    result = openai_file.run(fake_module(file_id="file-out", dest=str(dest)), openai(server))
     assert result["changed"] and dest.read_bytes() == b'{"line": 1}'
     assert result["sha256"] == hashlib.sha256(dest.read_bytes()).hexdigest()
     assert result["diff"] == {"before": {"dest": str(dest), "bytes": 3}, "after": {"dest": str(dest), "bytes": 11}}
@@ -106,7 +98,7 @@ def test_force_downloads_again_but_an_identical_dest_is_no_change(server, tmp_pa
     dest = tmp_path / "out.jsonl"
     dest.write_bytes(content)
     server.script((200, listed("file-out", "out.jsonl", len(content))), (200, {"line": 1}))
-    result = openai_file.run(FakeModule(file_id="file-out", dest=str(dest), force=True), openai(server))
+    result = openai_file.run(fake_module(file_id="file-out", dest=str(dest), force=True), openai(server))
     assert not result["changed"] and result["sha256"] == hashlib.sha256(content).hexdigest()
     assert len(server.received) == 2 and os.listdir(str(tmp_path)) == ["out.jsonl"]
 
@@ -116,18 +108,18 @@ def test_a_checksum_mismatch_fails_and_keeps_dest(server, tmp_path):
     dest.write_bytes(b"old")
     server.script((200, listed("file-out", "out.jsonl", 11)), (200, {"line": 1}))
     with pytest.raises(ConfigurationError, match="The checksum of file-out did not match: sha256:00 was expected"):
-        openai_file.run(FakeModule(file_id="file-out", dest=str(dest), checksum="sha256:00"), openai(server))
+        openai_file.run(fake_module(file_id="file-out", dest=str(dest), checksum="sha256:00"), openai(server))
     assert dest.read_bytes() == b"old" and os.listdir(str(tmp_path)) == ["out.jsonl"]
 
 
 def test_a_dest_directory_takes_the_files_name(server, tmp_path):
     server.script((200, listed("file-out", "batch_1_output.jsonl", 11)), (200, {"line": 1}))
-    result = openai_file.run(FakeModule(file_id="file-out", dest=str(tmp_path)), openai(server))
+    result = openai_file.run(fake_module(file_id="file-out", dest=str(tmp_path)), openai(server))
     assert result["dest"] == str(tmp_path / "batch_1_output.jsonl")
     assert (tmp_path / "batch_1_output.jsonl").read_bytes() == b'{"line": 1}'
 
 
 def test_check_mode_downloads_nothing(server, tmp_path):
     server.script((200, listed("file-out", "out.jsonl", 11)))
-    result = openai_file.run(FakeModule(check_mode=True, file_id="file-out", dest=str(tmp_path / "out.jsonl")), openai(server))
+    result = openai_file.run(fake_module(check_mode=True, file_id="file-out", dest=str(tmp_path / "out.jsonl")), openai(server))
     assert result["changed"] and len(server.received) == 1 and os.listdir(str(tmp_path)) == []
