@@ -27,7 +27,8 @@ class ScriptedServer:
             self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
             scheme = "https"
         self.url = "%s://127.0.0.1:%d" % (scheme, self.httpd.server_address[1])
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # A short poll interval: close() waits for the serving loop to notice, once per test.
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def script(self, *replies):
         """Each reply: (status, json_body) or (status, json_body, {"delay": seconds, "headers": {...}})."""
