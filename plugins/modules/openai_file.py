@@ -191,10 +191,10 @@ import tempfile
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import DigestSink, MultipartFile, file_digest, parse_checksum
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import OpenAIModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, keep_oldest_of, oldest_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, get_by_id, keep_oldest_of, oldest_of
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
 # The Files API's largest page.
@@ -205,15 +205,6 @@ def fingerprinted_name(path, sha256):
     """The name an upload of ``path`` gets: its own, with the content's SHA-256 before the extension."""
     stem, extension = os.path.splitext(os.path.basename(path))
     return "%s.sha256-%s%s" % (stem, sha256, extension)
-
-
-def remote_file(client, file_id):
-    try:
-        return client.get(FILE.path(file_id))
-    except HTTPError as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def listed_files(client, purpose):
@@ -295,7 +286,7 @@ def upload(module, client):
     kept = keep_oldest_of(client, FILE, uploaded["id"], lambda own_id: client.delete(FILE.path(own_id)), lambda: uploaded_copies(client, local))
     if kept != uploaded["id"]:
         module.warn("A run at the same moment uploaded this file first; this run deleted its own copy (%s)." % uploaded["id"])
-        uploaded = remote_file(client, kept) or uploaded
+        uploaded = get_by_id(client, FILE, kept) or uploaded
     return file_result(True, uploaded, **extra)
 
 
@@ -317,7 +308,7 @@ def kept_without_download(params, dest, found, expected):
     return expected is None or file_digest(dest, expected[0]) == expected[1]
 
 
-def fetch(module, client, found, dest, expected):
+def fetch(client, found, dest, expected):
     """Stream the file into a temporary file beside ``dest``; return its path and SHA-256. The caller
     moves it into place; a failure removes it."""
     algorithms = ["sha256"] + ([expected[0]] if expected else [])
@@ -342,7 +333,7 @@ def fetch(module, client, found, dest, expected):
 def download(module, client):
     params = module.params
     expected = parse_checksum(params["checksum"]) if params["checksum"] else None
-    found = remote_file(client, params["file_id"])
+    found = get_by_id(client, FILE, params["file_id"])
     if found is None:
         raise ConfigurationError("The Files API has no file %s to download." % params["file_id"])
     dest = download_target(params["dest"], found)
@@ -351,7 +342,7 @@ def download(module, client):
         return file_result(False, found, found, dest=dest, diff=build_diff(before, before))
     if module.check_mode:
         return file_result(True, found, dest=dest, diff=build_diff(before, {"dest": dest, "bytes": found.get("bytes")}))
-    temporary, sha256 = fetch(module, client, found, dest, expected)
+    temporary, sha256 = fetch(client, found, dest, expected)
     if before["bytes"] == found.get("bytes") and file_digest(dest) == sha256:
         os.remove(temporary)
         return file_result(False, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
@@ -362,7 +353,7 @@ def download(module, client):
 def delete(module, client):
     params = module.params
     if params["file_id"]:
-        found = remote_file(client, params["file_id"])
+        found = get_by_id(client, FILE, params["file_id"])
     else:
         found = uploaded_copy(client, local_file(params))
     if found is None:

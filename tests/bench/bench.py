@@ -145,15 +145,6 @@ def wait_for(url, what, timeout_s=30):
     raise BenchError("%s did not answer at %s within %s s" % (what, url, timeout_s))
 
 
-def read_env(path):
-    values = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            values[key] = value.strip("'\"")
-    return values
-
-
 # -- the cluster ----------------------------------------------------------------------------------
 
 
@@ -898,7 +889,10 @@ def main():
     make("up", make_env)
     proxy = None
     try:
-        env = read_env(ENV_FILE)
+        sys.path.insert(0, str(REPO_ROOT / "tests" / "testbed"))
+        from testbed import read_env_file  # pylint: disable=import-outside-toplevel
+
+        env = read_env_file(ENV_FILE)
         opensearch_url = env["OPENSEARCH_URL"]
         proxy = Proxy(int(os.environ.get("FAULT_PROXY_PORT", "9290")), opensearch_url)
         module_dir = collections / "ansible_collections" / "opensearch" / "ml_commons"

@@ -34,7 +34,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import signal
 import socket
 import subprocess
@@ -80,11 +79,10 @@ class ScenarioFailed(Exception):
 def read_env_file() -> dict:
     if not ENV_FILE.exists():
         sys.exit(f"reliability: {ENV_FILE} is missing: run `make up` first")
-    values = {}
-    for line in ENV_FILE.read_text().splitlines():
-        key, _equals, value = line.partition("=")
-        values[key] = shlex.split(value)[0] if value else ""
-    return values
+    sys.path.insert(0, str(REPO / "tests" / "testbed"))
+    from testbed import read_env_file as read_testbed_env  # pylint: disable=import-outside-toplevel
+
+    return read_testbed_env(ENV_FILE)
 
 
 ENV: dict = {}

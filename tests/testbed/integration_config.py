@@ -8,15 +8,11 @@ import json
 import os
 import sys
 
+from testbed import read_env_file
+
 
 def main(env_path):
-    values = {}
-    with open(env_path) as env_file:
-        for line in env_file:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                values[key.lower()] = value.strip("'\"")
+    values = dict((key.lower(), value) for key, value in read_env_file(env_path).items())
     # Targets start the test bed's helpers (the fault proxy) from here, on a port that two
     # checkouts testing side by side can set apart.
     values["testbed_dir"] = os.path.dirname(os.path.abspath(__file__))

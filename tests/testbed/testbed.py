@@ -736,6 +736,16 @@ def write_env_file(cfg: Config, api_key: str) -> None:
     ENV_FILE.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()))
 
 
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """The values write_env_file wrote (tests, the benchmark and the reliability suite read them)."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        key, equals, value = line.partition("=")
+        if equals and not key.startswith("#"):
+            values[key.strip()] = "".join(shlex.split(value))
+    return values
+
+
 def forget_stale(state: dict, key: str, what: str) -> None:
     if state.get(key) and not is_running(state[key]):
         say(f"{what} (pid {state[key]['pid']}) is no longer running; forgetting it")

@@ -30,17 +30,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def read_env_file(path):
-    values = {}
-    with open(path) as env_file:
-        for line in env_file:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                values[key] = value.strip("'\"")
-    return values
-
-
 def injected_env(credential_type, inputs):
     """The environment AWX injects for a credential of this type with these inputs."""
     namespace = dict(inputs)
@@ -110,6 +99,9 @@ def main():
     parser.add_argument("--collections", required=True, help="the collections path holding ansible_collections/opensearch/ml_commons")
     parser.add_argument("--env-file", default=os.path.join(ROOT, ".testbed", "env"))
     args = parser.parse_args()
+
+    sys.path.insert(0, os.path.join(ROOT, "tests", "testbed"))
+    from testbed import read_env_file  # pylint: disable=import-outside-toplevel
 
     testbed = read_env_file(args.env_file)
     project_dir = os.path.join(args.collections, "ansible_collections", "opensearch", "ml_commons")
