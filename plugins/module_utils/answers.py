@@ -40,6 +40,9 @@ MODEL_NOT_READY = "Model not ready yet"
 NO_BATCH_ACTION = "no BATCH_PREDICT action found"
 NO_JOB_DESCRIBED = "Unable to create batch transform job"
 TASK_MODEL_GONE = "Failed to retrieve the ML model for the given task ID"
+# A provider refusing a job only because its queue or quota is full for now: OpenAI fails the batch
+# in validation with this error code (enqueued tokens), Bedrock and SageMaker refuse the create.
+PROVIDER_QUEUE_FULL = ("token_limit_exceeded", "Enqueued token limit reached", "ServiceQuotaExceededException", "ResourceLimitExceeded")
 # 2.12-2.18 answered some missing objects (or missing system indices) with a 500 and these.
 NOT_FOUND_TYPE = "m_l_resource_not_found_exception"
 NOT_FOUND_REASONS = ("Fail to find", "Failed to find")
@@ -127,6 +130,12 @@ def is_batch_action_missing(error):
 def is_job_undescribed(error):
     """The provider's answer to a submit did not describe a job ML Commons could track."""
     return NO_JOB_DESCRIBED in _reason(error)
+
+
+def is_provider_queue_full(text):
+    """Whether a provider's refusal or failure reason (``text``) only says that its queue or quota
+    of batch jobs is full for now: the same job may be submitted again once others have ended."""
+    return any(code in (text or "") for code in PROVIDER_QUEUE_FULL)
 
 
 def is_task_model_gone(error):

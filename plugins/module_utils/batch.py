@@ -285,6 +285,11 @@ def job_identity_of_request(parameters):
 # -- reading and finding batch tasks --------------------------------------------------------
 
 
+class TaskLimitReached(MLCommonsError):
+    """ML Commons refused a job because as many batch tasks as it allows are created or running;
+    nothing was created, so the same request may be sent again once some have ended."""
+
+
 def explain(error, doing, model_id=None):
     """An :class:`HTTPError` from a batch call as one clear, secret-free :class:`MLCommonsError`.
 
@@ -298,9 +303,10 @@ def explain(error, doing, model_id=None):
         message = ("Batch inference is disabled on this cluster, so ML Commons refused to %s. Set the cluster setting "
                    "plugins.ml_commons.offline_batch_inference_enabled to true." % doing)
     elif answers.is_batch_task_limit(error):
-        message = ("ML Commons refused to %s: as many batch jobs as plugins.ml_commons.max_batch_inference_tasks allows are "
-                   "already created or running (HTTP %s). Wait for some to finish or cancel them, or raise that setting."
-                   % (doing, error.status))
+        return TaskLimitReached(
+            "ML Commons refused to %s: as many batch jobs as plugins.ml_commons.max_batch_inference_tasks allows are "
+            "already created or running (HTTP %s). Wait for some to finish or cancel them, or raise that setting."
+            % (doing, error.status), **details)
     elif answers.is_from_remote_service(reason):
         message = "The provider refused to %s (HTTP %s): %s" % (doing, error.status, provider_reason(reason))
     elif answers.is_private_ip_refused(error):

@@ -26,6 +26,13 @@ description:
     unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
   - O(state=cancelled) cancels the job named by O(task_id), or the running job with the same input, through ML Commons.
     A job that has already ended, or is being cancelled, is left as it is.
+  - With O(jobs), runs several jobs of the model at once, each found again or submitted once as a single job is, for
+    example one per part of an input too large for one job. They are submitted in order while ML Commons has room for
+    them: when C(plugins.ml_commons.max_batch_inference_tasks) jobs are already created or running (ML Commons answers 429),
+    or the provider refuses or fails a job only because its queue is full (OpenAI's C(token_limit_exceeded)), the rest
+    wait and are submitted as jobs end, never failing the task. O(wait=true) waits for all of them on one poll schedule;
+    O(wait=false) submits what there is room for and returns, and a later run with the same jobs picks up from there. A
+    job that ends failed, cancelled or expired does not fail the task: its entry of RV(jobs) says how and why.
   - Every ML Commons version gets the same result shape, RV(task_id), RV(job), RV(status) and RV(raw), although the
     server's answer changed in 2.17 and 2.18.
 author:
@@ -46,6 +53,19 @@ options:
         action, over the connector's own parameters; for OpenAI typically C(input_file_id), C(endpoint) and C(model).
       - Values that are not strings are sent as JSON text, the way ML Commons stores connector parameters.
     type: dict
+  jobs:
+    description:
+      - Several jobs to run at once, instead of one: each entry's C(parameters) go over O(parameters), which then holds
+        what the jobs share. Each job must be recognisable (see the notes), for OpenAI by its C(input_file_id).
+      - With O(state=cancelled), every created or running job of the list is cancelled.
+      - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id).
+    type: list
+    elements: dict
+    suboptions:
+      parameters:
+        description: The job's own parameters.
+        type: dict
+        required: true
   state:
     description:
       - V(present) submits the job, or finds the same job submitted before.
@@ -139,6 +159,19 @@ EXAMPLES = r"""
     task_id: "{{ submitted.task_id }}"
     wait: true
 
+- name: Run a job per part of a large input, at most as many at once as ML Commons allows, and wait for all
+  opensearch.ml_commons.ml_batch_predict:
+    model_id: "{{ model.model_id }}"
+    parameters:
+      endpoint: /v1/embeddings
+    jobs:
+      - parameters:
+          input_file_id: "{{ part_1.file_id }}"
+      - parameters:
+          input_file_id: "{{ part_2.file_id }}"
+    wait: true
+  register: parts
+
 - name: Cancel it and wait until it is cancelled
   opensearch.ml_commons.ml_batch_predict:
     model_id: "{{ model.model_id }}"
@@ -184,20 +217,48 @@ raw:
   description: The server's answer as it came, the C(_batch_predict) answer when this run submitted the job, else the task.
   returned: always
   type: dict
+jobs:
+  description:
+    - With O(jobs), one entry per job in the same order, each with C(task_id), C(status), C(job) and C(raw) as for a
+      single job (C(task_id) and C(status) are null while the job waits to be submitted), and C(reason), why a job
+      ended failed, cancelled, expired or unreachable (else null).
+    - RV(status) is then the least advanced of their states (null while one waits to be submitted, then that of a
+      running job, then C(COMPLETED) when all completed, else the first other end); RV(task_id) is null, RV(job) and
+      RV(raw) are empty.
+  returned: when O(jobs) is given
+  type: list
+  elements: dict
+  sample:
+    - task_id: Mz3FEY8Bz9_1t9trBeKO
+      status: COMPLETED
+      reason: null
+      job:
+        id: batch_6751fc3b4dfc8190abc85e87a2b62b1e
+        status: completed
+        input_file_id: file-YbowBByiyVJN89oSZo2Enu9W
+        output_file_id: file-9R5a1qUeYhqS3Jx9BT8hPxjd
+        request_counts:
+          total: 50000
+          completed: 50000
+          failed: 0
 diff:
   description: The job's task and states before and after, in diff mode.
   returned: when diff mode is on
   type: dict
 """
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
     ACTIVE_STATES,
     BATCH_TASK_TYPE,
     CANCELLED_STATES,
     DONE_STATES,
     FIRST_BATCH_VERSION,
+    FINISHED_STATES,
     FIRST_TASK_VERSION,
+    MAX_POLL_INTERVAL,
     NOT_REUSABLE_STATES,
+    POLL_FRACTION_OF_WAIT,
     UNSUCCESSFUL_STATES,
     cancel_path,
     connector_action,
@@ -213,11 +274,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     read_task,
     reusable_job,
     summary,
+    TaskLimitReached,
     wait_for_job,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError, WaitTimeoutError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed_or_deploying
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
@@ -229,6 +291,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     keep_oldest_of,
     oldest_of,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
 AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
@@ -379,7 +442,7 @@ def older_job_of_concurrent_run(module, client, model_id, identity, task_id):
     return None if oldest == task_id else oldest
 
 
-def follow_standing(module, client, model_id, identity, task_id, task, changed):
+def follow_standing(module, client, model_id, identity, task_id, task, changed, wait):
     """Follow a job of ``identity`` (another run's, or one found again) as :func:`follow` does.
 
     Concurrent runs converge on their oldest job, so the job followed can still be cancelled by
@@ -389,7 +452,7 @@ def follow_standing(module, client, model_id, identity, task_id, task, changed):
     that stands is followed instead, a few times at most."""
     params = module.params
     for _attempt in range(FOLLOW_ATTEMPTS):
-        if params["wait"] and (task is None or task.get("state") not in DONE_STATES):
+        if wait and (task is None or task.get("state") not in DONE_STATES):
             task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
         if task is None or task.get("state") not in CANCELLED_STATES:
             break
@@ -398,20 +461,20 @@ def follow_standing(module, client, model_id, identity, task_id, task, changed):
             break
         task_id = oldest_of(TASK, standing)["task_id"]
         task = read_task(client, task_id)
-    return follow(module, client, task_id, task, changed)
+    return follow(module, client, task_id, task, changed, wait)
 
 
-def follow(module, client, task_id, task, changed, before=None):
-    """Wait for the job if asked to, and return the module's result for it."""
+def follow(module, client, task_id, task, changed, wait, before=None):
+    """Wait for the job if ``wait``, and return the module's result for it."""
     params = module.params
-    if params["wait"]:
+    if wait:
         if task is None or task.get("state") not in DONE_STATES:
             task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
         check_outcome(task_id, task)
     return result(changed, from_task(task_id, task), before)
 
 
-def present_without_tasks(module, client):
+def present_without_tasks(module, client, parameters):
     """ML Commons 2.16: the job is submitted synchronously and no task tracks it."""
     module.warn(
         "ML Commons %s keeps no task for batch jobs, so the module cannot tell whether this job was submitted before "
@@ -419,7 +482,7 @@ def present_without_tasks(module, client):
     )
     if module.check_mode:
         return result(True, {"task_id": None, "job": {}, "status": None, "raw": {}})
-    answer = submit(client, module.params["model_id"], module.params["parameters"], None, ())
+    answer = submit(client, module.params["model_id"], parameters, None, ())
     return result(True, from_batch_answer(answer))
 
 
@@ -443,24 +506,25 @@ def jobs_of(module, client, model_id, identity, model=None, connector=None):
     return EarlierJobs(identity, known, reusable, model, connector)
 
 
-def find_earlier_jobs(module, client):
-    """Look for the job before submitting it.
+def find_earlier_jobs(module, client, parameters, model=None, connector=None):
+    """Look for the job of ``parameters`` before submitting it.
 
     The request's own parameters come first: when the job is there, nothing else needs reading
     (see job_identity_of_request). Otherwise the connector decides which provider's identity
     counts, and its parameters join the request's; that identity is searched for too when it
-    differs. On ML Commons 2.16, which keeps no tasks, nothing can be found.
+    differs. On ML Commons 2.16, which keeps no tasks, nothing can be found. The model and its
+    connector, when the caller has read them already, are not read again.
     """
-    params = module.params
-    model_id = params["model_id"]
-    request_identity = job_identity_of_request(params["parameters"])
+    model_id = module.params["model_id"]
+    request_identity = job_identity_of_request(parameters)
     earlier = jobs_of(module, client, model_id, request_identity)
     if earlier.reusable is not None:
         return earlier
-    model, connector = load_model(client, model_id)
+    if model is None:
+        model, connector = load_model(client, model_id)
     if client.server_version < FIRST_TASK_VERSION:
         return EarlierJobs(None, [], None, model, connector)
-    identity = job_identity(connector, params["parameters"])
+    identity = job_identity(connector, parameters)
     if identity is None:
         module.warn(
             "The module cannot tell this batch job from others of model %s (it recognises OpenAI's input_file_id, SageMaker's "
@@ -472,18 +536,18 @@ def find_earlier_jobs(module, client):
     return jobs_of(module, client, model_id, identity, model, connector)
 
 
-def submit_job(module, client, earlier):
-    """Submit the job once and return the module's result: the job this run submitted, or, when a
-    concurrent run submitted the same job first, that one (see older_job_of_concurrent_run)."""
+def submit_job(module, client, earlier, parameters, wait):
+    """Submit the job of ``parameters`` once and return the module's result: the job this run
+    submitted, or, when a concurrent run submitted the same job first, that one (see
+    older_job_of_concurrent_run); waited for when ``wait``."""
     params = module.params
     model_id = params["model_id"]
     identity = earlier.identity
-    check_can_submit(module, client, earlier.model, earlier.connector)
     if client.server_version < FIRST_TASK_VERSION:
-        return present_without_tasks(module, client)
+        return present_without_tasks(module, client, parameters)
     if module.check_mode:
         return result(True, {"task_id": None, "job": {}, "status": "CREATED", "raw": {}})
-    answer = submit(client, model_id, params["parameters"], identity, set(task["task_id"] for task in earlier.known))
+    answer = submit(client, model_id, parameters, identity, set(task["task_id"] for task in earlier.known))
     submitted = from_batch_answer(answer)
     task_id = submitted["task_id"]
     if not task_id:
@@ -497,9 +561,9 @@ def submit_job(module, client, earlier):
             module.warn(warning)
     older = identity is not None and not params["force"] and older_job_of_concurrent_run(module, client, model_id, identity, task_id)
     if older:
-        return follow_standing(module, client, model_id, identity, older, read_task(client, older), True)
-    if params["wait"]:
-        return dict(follow(module, client, task_id, task, True), raw=answer)
+        return follow_standing(module, client, model_id, identity, older, read_task(client, older), True, wait)
+    if wait:
+        return dict(follow(module, client, task_id, task, True, wait), raw=answer)
     if task is not None:
         submitted = dict(from_task(task_id, task), raw=answer)
     return result(True, submitted)
@@ -511,31 +575,223 @@ def follow_named_job(module, client):
     load_model(client, params["model_id"])
     task = read_task(client, params["task_id"])
     check_is_batch_task_of(task, params["task_id"], params["model_id"])
-    return follow(module, client, params["task_id"], task, False)
+    return follow(module, client, params["task_id"], task, False, params["wait"])
 
 
 def ensure_present(module, client):
     """Find the job, else submit it; then follow it (see follow_standing and follow)."""
     if module.params["task_id"]:
         return follow_named_job(module, client)
-    earlier = find_earlier_jobs(module, client)
+    earlier = find_earlier_jobs(module, client, module.params["parameters"])
     if earlier.reusable is not None:
         job = earlier.reusable
-        return follow_standing(module, client, module.params["model_id"], earlier.identity, job["task_id"], job, False)
-    return submit_job(module, client, earlier)
+        return follow_standing(module, client, module.params["model_id"], earlier.identity, job["task_id"], job, False,
+                               module.params["wait"])
+    check_can_submit(module, client, earlier.model, earlier.connector)
+    return submit_job(module, client, earlier, module.params["parameters"], module.params["wait"])
+
+
+# -- jobs: several jobs at once --------------------------------------------------------------
+
+
+class Job(object):
+    """One entry of O(jobs): its ``parameters``, what was found of it before submitting
+    (``earlier``: an :class:`EarlierJobs`, looked up again after a provider refused it for a full
+    queue) and its ``task`` as last read; ``task_id`` is None while it waits to be submitted."""
+
+    def __init__(self, number, parameters, identity):
+        self.number = number
+        self.parameters = parameters
+        self.identity = identity
+        self.earlier = None
+        self.task_id = None
+        self.task = None
+        self.raw = {}
+        self.handovers = 0
+
+    @property
+    def state(self):
+        return (self.task or {}).get("state")
+
+    def follow(self, task_id, task, raw=None):
+        self.task_id, self.task, self.raw = task_id, task, raw or {}
+
+    def describe(self):
+        if self.task_id is None:
+            return "job %d waits to be submitted" % self.number
+        return "job %d: %s" % (self.number, describe_task(self.task_id, self.task))
+
+    def outcome(self):
+        entry = from_task(self.task_id, self.task or {}) if self.task_id else {"task_id": None, "job": {}, "status": None, "raw": {}}
+        entry["raw"] = self.raw or entry["raw"]
+        entry["reason"] = failure_reason(self.task) if self.state in UNSUCCESSFUL_STATES else None
+        return entry
+
+
+def jobs_of_request(module, connector):
+    """The entries of O(jobs), each with O(parameters) under its own, and what recognises its job."""
+    params = module.params
+    jobs = []
+    for number, entry in enumerate(params["jobs"], start=1):
+        parameters = dict(params["parameters"] or {}, **entry["parameters"])
+        identity = job_identity(connector, parameters)
+        if identity is None:
+            raise ConfigurationError(
+                "jobs[%d]: the module cannot tell this job from the model's others (it recognises OpenAI's input_file_id, "
+                "SageMaker's TransformJobName and Bedrock's jobName or input S3 URI), so it could not run it once only, nor "
+                "wait for it among others. Give each job those parameters." % (number - 1)
+            )
+        jobs.append(Job(number, parameters, identity))
+    return jobs
+
+
+def queued_again(job):
+    """A job the provider failed only because its queue was full is submitted again later."""
+    if job.state == "FAILED" and answers.is_provider_queue_full(failure_reason(job.task)):
+        job.follow(None, None)
+        job.earlier = None
+        return True
+    return False
+
+
+def submit_what_fits(module, client, model, connector, jobs):
+    """Submit, in order, the jobs that wait to be, until ML Commons' task limit or the provider's
+    queue refuses one: the rest wait until jobs end. Returns whether anything was submitted."""
+    submitted = False
+    for job in jobs:
+        if job.task_id is not None:
+            continue
+        if job.earlier is None:
+            job.earlier = find_earlier_jobs(module, client, job.parameters, model, connector)
+            if job.earlier.reusable is not None:
+                job.follow(job.earlier.reusable["task_id"], job.earlier.reusable)
+                continue
+        if module.check_mode:
+            submitted = True
+            continue
+        try:
+            outcome = submit_job(module, client, job.earlier, job.parameters, wait=False)
+        except MLCommonsError as error:
+            if not isinstance(error, TaskLimitReached) and not answers.is_provider_queue_full(str(error)):
+                raise
+            # Until there is room, a concurrent run may submit these jobs: look for them again then.
+            for waiting in jobs:
+                if waiting.task_id is None:
+                    waiting.earlier = None
+            break
+        task = {"task_id": outcome["task_id"], "state": outcome["status"], "remote_job": outcome["job"]}
+        job.follow(outcome["task_id"], task, outcome["raw"])
+        submitted = True
+    return submitted
+
+
+def refresh(module, client, job):
+    """Read a running job; one that ended cancelled, because a concurrent run converged on an older
+    copy of it, is replaced by the copy that stands (see follow_standing)."""
+    job.task = read_task(client, job.task_id)
+    if job.task is None:
+        raise MLCommonsError("Batch task %s (job %d) disappeared while waiting for it." % (job.task_id, job.number), task_id=job.task_id)
+    if job.state in CANCELLED_STATES and job.handovers < FOLLOW_ATTEMPTS:
+        standing = standing_jobs(client, module.params["model_id"], job.identity)
+        if standing:
+            job.handovers += 1
+            oldest = oldest_of(TASK, standing)
+            job.follow(oldest["task_id"], read_task(client, oldest["task_id"]) or oldest)
+
+
+def wait_for_jobs(module, client, model, connector, jobs):
+    """One poll schedule for every job (as wait_for_job's): read those that run, submit those that
+    wait as room frees up, until every job has ended. Returns whether anything was submitted."""
+    params = module.params
+    submitted = [False]
+
+    def poll():
+        for job in jobs:
+            if job.task_id is not None and job.state not in DONE_STATES:
+                refresh(module, client, job)
+        if any([queued_again(job) for job in jobs]) or any(job.task_id is None for job in jobs):
+            submitted[0] = submit_what_fits(module, client, model, connector, jobs) or submitted[0]
+        return jobs
+
+    def all_ended(_jobs):
+        return all(job.task_id is not None and job.state in DONE_STATES for job in jobs)
+
+    try:
+        wait_until(poll, all_ended, params["wait_timeout"], interval=params["poll_interval"],
+                   max_interval=max(params["poll_interval"], MAX_POLL_INTERVAL), elapsed_fraction=POLL_FRACTION_OF_WAIT,
+                   describe=lambda _jobs: "; ".join(job.describe() for job in jobs if job.state not in DONE_STATES))
+    except WaitTimeoutError as error:
+        raise WaitTimeoutError(
+            "%s The jobs go on, and those that wait are submitted by a later run with the same jobs, which waits for "
+            "them all again." % error, jobs=[job.outcome() for job in jobs], **error.details
+        )
+    return submitted[0]
+
+
+def overall_status(entries):
+    """The least advanced of the jobs' states: null while one waits to be submitted, then the state
+    of a job that runs, then COMPLETED when all completed, else the first other end."""
+    states = [entry["status"] for entry in entries]
+    if None in states:
+        return None
+    for state in states:
+        if state not in DONE_STATES:
+            return state
+    for state in states:
+        if state not in FINISHED_STATES:
+            return state
+    return "COMPLETED"
+
+
+def jobs_result(changed, jobs, before):
+    entries = [job.outcome() for job in jobs]
+    after = [summary(entry) or {"status": entry["status"]} for entry in entries]
+    diff = build_diff({"jobs": before}, {"jobs": after})
+    return dict(task_id=None, job={}, status=overall_status(entries), raw={}, jobs=entries, changed=changed, diff=diff)
+
+
+def ensure_jobs_present(module, client):
+    """Each job of O(jobs) found or submitted, as for one job, within ML Commons' task limit; with
+    wait, all of them waited for together."""
+    model, connector = load_model(client, module.params["model_id"])
+    check_keeps_tasks(client)
+    jobs = jobs_of_request(module, connector)
+    for job in jobs:
+        job.earlier = find_earlier_jobs(module, client, job.parameters, model, connector)
+        if job.earlier.reusable is not None:
+            job.follow(job.earlier.reusable["task_id"], job.earlier.reusable)
+    before = [summary(job.outcome()) or {"status": None} for job in jobs]
+    if any(job.task_id is None for job in jobs):
+        check_can_submit(module, client, model, connector)
+    changed = submit_what_fits(module, client, model, connector, jobs)
+    if module.params["wait"] and not module.check_mode:
+        changed = wait_for_jobs(module, client, model, connector, jobs) or changed
+    return jobs_result(changed, jobs, before)
+
+
+def ensure_jobs_cancelled(module, client):
+    """Every created or running job of O(jobs) cancelled (each as for one job)."""
+    model, connector = load_model(client, module.params["model_id"])
+    check_keeps_tasks(client)
+    outcomes = [ensure_cancelled(module, client, model, job_to_cancel(module, client, model["model_id"], connector, job.parameters))
+                for job in jobs_of_request(module, connector)]
+    entries = [dict((key, outcome[key]) for key in ("task_id", "job", "status", "raw")) for outcome in outcomes]
+    diff = build_diff({"jobs": [outcome["diff"]["before"] for outcome in outcomes]}, {"jobs": [outcome["diff"]["after"] for outcome in outcomes]})
+    return dict(task_id=None, job={}, status=overall_status(entries), raw={}, jobs=entries,
+                changed=any(outcome["changed"] for outcome in outcomes), diff=diff)
 
 
 # -- state: cancelled ------------------------------------------------------------------------
 
 
-def job_to_cancel(module, client, model_id, connector):
-    """The task to cancel: the one named, else the newest created or running job with the same input."""
+def job_to_cancel(module, client, model_id, connector, parameters):
+    """The task to cancel: the one named by task_id, else the newest created or running job of ``parameters``."""
     params = module.params
     if params["task_id"]:
         task = read_task(client, params["task_id"])
         check_is_batch_task_of(task, params["task_id"], model_id)
         return task
-    identity = job_identity(connector, params["parameters"])
+    identity = job_identity(connector, parameters)
     if identity is None:
         raise ConfigurationError(
             "state: cancelled needs task_id here: the module cannot tell which job of model %s to cancel from its parameters "
@@ -549,13 +805,17 @@ def job_to_cancel(module, client, model_id, connector):
     return None
 
 
-def ensure_cancelled(module, client, model, connector):
-    params = module.params
+def check_keeps_tasks(client):
     if client.server_version < FIRST_TASK_VERSION:
         raise ConfigurationError(
-            "ML Commons %s keeps no task for batch jobs, so it cannot cancel them: cancel the job at the provider." % client.server_version
+            "ML Commons %s keeps no task for batch jobs, so it cannot tell them apart, wait for them or cancel them: use "
+            "task-less single jobs, and cancel them at the provider." % client.server_version
         )
-    task = job_to_cancel(module, client, model["model_id"], connector)
+
+
+def ensure_cancelled(module, client, model, task):
+    """Cancel ``task`` (None: nothing to cancel) unless it has ended, and wait for the cancel with wait."""
+    params = module.params
     if task is None:
         return result(False, None)
     task_id = task["task_id"]
@@ -597,9 +857,13 @@ def ensure_cancelled(module, client, model, connector):
 
 
 def run(module, client):
-    if module.params["state"] == "cancelled":
-        model, connector = load_model(client, module.params["model_id"])
-        return ensure_cancelled(module, client, model, connector)
+    params = module.params
+    if params["jobs"] is not None:
+        return ensure_jobs_cancelled(module, client) if params["state"] == "cancelled" else ensure_jobs_present(module, client)
+    if params["state"] == "cancelled":
+        model, connector = load_model(client, params["model_id"])
+        check_keeps_tasks(client)
+        return ensure_cancelled(module, client, model, job_to_cancel(module, client, model["model_id"], connector, params["parameters"]))
     return ensure_present(module, client)
 
 
@@ -613,8 +877,9 @@ def main():
         wait=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=3600),
         poll_interval=dict(type="float", default=10),
+        jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
     )
-    MLCommonsModule(argument_spec=argument_spec).execute(run)
+    MLCommonsModule(argument_spec=argument_spec, mutually_exclusive=[("jobs", "task_id")]).execute(run)
 
 
 if __name__ == "__main__":

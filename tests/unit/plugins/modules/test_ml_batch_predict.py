@@ -48,24 +48,24 @@ def test_a_job_found_again_that_its_run_cancels_hands_over_to_the_job_that_stand
     run cancels it for the older one, which is what this run must end with."""
     server_side["older"] = job("older", "COMPLETED", 1)
     server_side["newer"] = job("newer", "CANCELLED", 2)
-    outcome = ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "newer", job("newer", "RUNNING", 2), False)
+    outcome = ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "newer", job("newer", "RUNNING", 2), False, True)
     assert (outcome["task_id"], outcome["status"], outcome["changed"]) == ("older", "COMPLETED", False)
 
 
 def test_a_job_cancelled_with_nothing_standing_fails_as_cancelled(server_side):
     server_side["only"] = job("only", "CANCELLED", 1)
     with pytest.raises(ml_batch_predict.MLCommonsError, match="ended CANCELLED"):
-        ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "only", job("only", "RUNNING", 1), False)
+        ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "only", job("only", "RUNNING", 1), False, True)
 
 
 def test_a_completed_job_is_returned_without_another_read(server_side):
-    outcome = ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "done", job("done", "COMPLETED", 1), False)
+    outcome = ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "done", job("done", "COMPLETED", 1), False, True)
     assert (outcome["task_id"], outcome["status"]) == ("done", "COMPLETED")
     assert server_side.calls == []
 
 
 def test_a_running_job_is_waited_for_once(server_side):
     server_side["running"] = job("running", "COMPLETED", 1)
-    outcome = ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "running", job("running", "RUNNING", 1), False)
+    outcome = ml_batch_predict.follow_standing(fake_module(), None, "m1", None, "running", job("running", "RUNNING", 1), False, True)
     assert outcome["status"] == "COMPLETED"
     assert server_side.calls == [("wait", "running")]

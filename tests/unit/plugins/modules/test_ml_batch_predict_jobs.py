@@ -1,0 +1,198 @@
+"""ml_batch_predict with jobs: several jobs at once, within ML Commons' task limit, waited for together.
+
+ML Commons is played by ``Cluster``, at the level of the module's own helpers (find, submit, read,
+cancel), so the tests can count what the module asked for and hold it to the task limit; the
+integration tests run the same against a real ML Commons."""
+
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import batch, wait
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.modules import ml_batch_predict
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
+
+DEFAULTS = dict(model_id="m1", parameters={"endpoint": "/v1/embeddings"}, state="present", task_id=None, force=False, wait=True,
+                wait_timeout=60, poll_interval=1)
+OPENAI_CONNECTOR = {"connector_id": "c1", "actions": [{"action_type": "BATCH_PREDICT", "url": "https://api.openai.com/v1/batches"}]}
+
+
+def fake_module(files, check_mode=False, **params):
+    jobs = [{"parameters": {"input_file_id": file_id}} for file_id in files]
+    return FakeModule(DEFAULTS, check_mode, jobs=jobs, **params)
+
+
+class Client:
+    server_version = (2, 19, 6)
+
+
+class Cluster:
+    """Batch tasks by ID. A job runs for ``reads_to_finish`` status reads, then ends as ``ends``
+    says for its input file (COMPLETED by default); at most ``limit`` jobs may be created or running."""
+
+    def __init__(self, limit=2, reads_to_finish=2):
+        self.limit = limit
+        self.reads_to_finish = reads_to_finish
+        self.tasks = {}
+        self.ends = {}
+        self.submits = []
+        self.refusals = 0
+        self.reads = 0
+        self.most_active = 0
+        self.cancels = []
+
+    def active(self):
+        return [task for task in self.tasks.values() if task["state"] in batch.ACTIVE_STATES]
+
+    def submit(self, client, model_id, parameters, identity, known_ids):
+        if len(self.active()) >= self.limit:
+            self.refusals += 1
+            raise batch.TaskLimitReached("Exceeded maximum limit for BATCH_PREDICTION tasks", status=429)
+        task_id = "t%d" % (len(self.tasks) + 1)
+        job = {"id": "batch_%s" % task_id, "status": "validating", "input_file_id": parameters["input_file_id"]}
+        self.tasks[task_id] = {"task_id": task_id, "state": "RUNNING", "create_time": len(self.tasks), "remote_job": job, "reads": 0}
+        self.submits.append(parameters["input_file_id"])
+        self.most_active = max(self.most_active, len(self.active()))
+        return {"task_id": task_id, "status": "CREATED", "remote_job": dict(job)}
+
+    def read(self, client, task_id, doing=None):
+        self.reads += 1
+        task = self.tasks.get(task_id)
+        if task is None:
+            return None
+        if task["state"] == "RUNNING":
+            task["reads"] += 1
+            if task["reads"] >= self.reads_to_finish:
+                end = self.ends.get(task["remote_job"]["input_file_id"], ("COMPLETED", None))
+                task["state"], task["remote_job"]["status"] = end[0], end[0].lower()
+                if end[1]:
+                    task["remote_job"]["errors"] = {"data": [{"code": end[1], "message": end[1]}]}
+                if end[0] == "COMPLETED":
+                    task["remote_job"]["output_file_id"] = "out-" + task_id
+        return dict(task)
+
+    def find(self, client, model_id, identity):
+        found = [dict(task) for task in self.tasks.values() if identity.matches(task["remote_job"])]
+        return sorted(found, key=lambda task: task["create_time"], reverse=True)
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    fake = Cluster()
+    monkeypatch.setattr(ml_batch_predict, "load_model", lambda client, model_id: ({"model_id": model_id}, OPENAI_CONNECTOR))
+    monkeypatch.setattr(ml_batch_predict, "check_can_submit", lambda module, client, model, connector: None)
+    monkeypatch.setattr(ml_batch_predict, "submit", fake.submit)
+    monkeypatch.setattr(ml_batch_predict, "read_task", fake.read)
+    monkeypatch.setattr(batch, "read_task", fake.read)
+    monkeypatch.setattr(ml_batch_predict, "find_jobs", fake.find)
+    monkeypatch.setattr(ml_batch_predict, "older_job_of_concurrent_run", lambda *args: None)
+    monkeypatch.setattr(ml_batch_predict, "cancel_path", lambda version, task_id: task_id)
+    monkeypatch.setattr(wait.time, "sleep", lambda seconds: None)
+    return fake
+
+
+def run(module):
+    return ml_batch_predict.run(module, Client())
+
+
+FILES = ["file-a", "file-b", "file-c", "file-d", "file-e"]
+
+
+def test_each_job_is_submitted_once_never_more_at_once_than_the_limit_and_all_are_waited_for(cluster):
+    outcome = run(fake_module(FILES))
+    assert cluster.submits == FILES
+    assert cluster.most_active == 2
+    assert cluster.refusals >= 1
+    assert [entry["job"]["input_file_id"] for entry in outcome["jobs"]] == FILES
+    assert [entry["status"] for entry in outcome["jobs"]] == ["COMPLETED"] * 5
+    assert (outcome["status"], outcome["changed"]) == ("COMPLETED", True)
+
+
+def test_a_rerun_submits_nothing_and_does_not_read_completed_jobs_again(cluster):
+    run(fake_module(FILES))
+    submits, reads = len(cluster.submits), cluster.reads
+    outcome = run(fake_module(FILES))
+    assert (len(cluster.submits), cluster.reads) == (submits, reads)
+    assert (outcome["changed"], outcome["status"]) == (False, "COMPLETED")
+    assert outcome["diff"]["before"] == outcome["diff"]["after"]
+
+
+def test_without_wait_what_fits_is_submitted_and_a_later_run_goes_on_from_there(cluster):
+    first = run(fake_module(FILES, wait=False))
+    assert cluster.submits == FILES[:2]
+    assert [entry["status"] for entry in first["jobs"]] == ["CREATED", "CREATED", None, None, None]
+    assert (first["status"], first["changed"]) == (None, True)
+    second = run(fake_module(FILES, wait=False))  # the first two are read, finish, and make room
+    third = run(fake_module(FILES, wait=False))
+    assert cluster.submits[:2] == FILES[:2] and sorted(cluster.submits) == sorted(set(cluster.submits))
+    assert second["changed"] or third["changed"]
+    final = run(fake_module(FILES))
+    assert sorted(cluster.submits) == FILES
+    assert final["status"] == "COMPLETED"
+
+
+def test_a_queue_full_failure_is_retried_and_then_completes(cluster):
+    cluster.limit = 5
+    cluster.ends["file-b"] = ("FAILED", "token_limit_exceeded")
+    original_read = cluster.read
+
+    def read_then_allow(client, task_id, doing=None):
+        task = original_read(client, task_id, doing)
+        if task is not None and task["state"] == "FAILED":
+            cluster.ends.pop("file-b", None)  # the queue has room from now on
+        return task
+
+    ml_batch_predict.read_task = read_then_allow
+    try:
+        outcome = run(fake_module(FILES[:3]))
+    finally:
+        ml_batch_predict.read_task = original_read
+    assert cluster.submits.count("file-b") == 2
+    assert [entry["status"] for entry in outcome["jobs"]] == ["COMPLETED"] * 3
+
+
+def test_a_job_that_ends_expired_is_reported_with_its_reason_and_does_not_fail_the_task(cluster):
+    cluster.ends["file-b"] = ("EXPIRED", "the batch expired before it was done")
+    outcome = run(fake_module(FILES[:3]))
+    assert [entry["status"] for entry in outcome["jobs"]] == ["COMPLETED", "EXPIRED", "COMPLETED"]
+    assert "expired before it was done" in outcome["jobs"][1]["reason"]
+    assert outcome["jobs"][0]["reason"] is None
+    assert outcome["status"] == "EXPIRED"
+
+
+def test_check_mode_submits_nothing(cluster):
+    outcome = run(fake_module(FILES, check_mode=True))
+    assert cluster.submits == []
+    assert outcome["changed"] is True
+
+
+def test_a_job_the_module_cannot_recognise_is_refused_before_anything_is_sent(cluster):
+    module = FakeModule(DEFAULTS, jobs=[{"parameters": {"input_file_id": "file-a"}}, {"parameters": {"model": "x"}}], parameters={})
+    with pytest.raises(ConfigurationError, match=r"jobs\[1\]"):
+        run(module)
+    assert cluster.submits == []
+
+
+def test_the_wait_timeout_names_every_job_that_has_not_ended(cluster):
+    cluster.reads_to_finish = 10 ** 6
+    with pytest.raises(WaitTimeoutError) as raised:
+        run(fake_module(FILES[:3], wait_timeout=0))
+    assert "job 1: task t1 is RUNNING" in str(raised.value)
+    assert "job 3 waits to be submitted" in str(raised.value)
+    assert [entry["task_id"] for entry in raised.value.details["jobs"]] == ["t1", "t2", None]
+
+
+def test_cancelled_cancels_every_running_job_and_leaves_ended_ones(cluster, monkeypatch):
+    run(fake_module(FILES[:2], wait=False))
+    cluster.tasks["t1"]["state"] = "COMPLETED"
+    monkeypatch.setattr(ml_batch_predict, "create_once", lambda send, meanwhile: send())
+
+    class CancellingClient(Client):
+        def post(self, path):
+            cluster.cancels.append(path)
+            cluster.tasks[path]["state"] = "CANCELLING"
+
+    outcome = ml_batch_predict.run(fake_module(FILES[:2], state="cancelled", wait=False), CancellingClient())
+    assert cluster.cancels == ["t2"]
+    # As for one job: an ended job is not a job to cancel, so its entry is empty.
+    assert [entry["status"] for entry in outcome["jobs"]] == [None, "CANCELLING"]
+    assert outcome["changed"] is True
