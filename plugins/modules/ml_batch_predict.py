@@ -57,6 +57,8 @@ options:
     description:
       - Several jobs to run at once, instead of one: each entry's C(parameters) go over O(parameters), which then holds
         what the jobs share. Each job must be recognisable (see the notes), for OpenAI by its C(input_file_id).
+      - A job that expired is got back by a re-run, not submitted again as a single job would be: the provider has run,
+        and charged for, part of its requests, whose results are in its output file; submit the others on their own.
       - With O(state=cancelled), every created or running job of the list is cancelled.
       - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id).
     type: list
@@ -645,6 +647,27 @@ def jobs_of_request(module, connector):
     return jobs
 
 
+def earlier_job_with_results(earlier):
+    """The job a part gets back: the one a single job would, else its newest expired job, whose
+    results of the requests that ran are there to be had (the lines it did not run are retried on
+    their own, not the part again, which would pay for those that ran twice)."""
+    if earlier.reusable is not None:
+        return earlier.reusable
+    for task in earlier.known:
+        if task.get("state") == "EXPIRED":
+            return task
+    return None
+
+
+def take_earlier(module, client, model, connector, job):
+    """Look for the job's earlier runs; follow the one it gets back, if any (returns whether)."""
+    job.earlier = find_earlier_jobs(module, client, job.parameters, model, connector)
+    found = None if module.params["force"] else earlier_job_with_results(job.earlier)
+    if found is not None:
+        job.follow(found["task_id"], found)
+    return found is not None
+
+
 def queued_again(job):
     """A job the provider failed only because its queue was full is submitted again later."""
     if job.state == "FAILED" and answers.is_provider_queue_full(failure_reason(job.task)):
@@ -662,9 +685,7 @@ def submit_what_fits(module, client, model, connector, jobs):
         if job.task_id is not None:
             continue
         if job.earlier is None:
-            job.earlier = find_earlier_jobs(module, client, job.parameters, model, connector)
-            if job.earlier.reusable is not None:
-                job.follow(job.earlier.reusable["task_id"], job.earlier.reusable)
+            if take_earlier(module, client, model, connector, job):
                 continue
         if module.check_mode:
             submitted = True
@@ -757,9 +778,7 @@ def ensure_jobs_present(module, client):
     check_keeps_tasks(client)
     jobs = jobs_of_request(module, connector)
     for job in jobs:
-        job.earlier = find_earlier_jobs(module, client, job.parameters, model, connector)
-        if job.earlier.reusable is not None:
-            job.follow(job.earlier.reusable["task_id"], job.earlier.reusable)
+        take_earlier(module, client, model, connector, job)
     before = [summary(job.outcome()) or {"status": None} for job in jobs]
     if any(job.task_id is None for job in jobs):
         check_can_submit(module, client, model, connector)

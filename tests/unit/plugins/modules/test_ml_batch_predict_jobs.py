@@ -159,6 +159,14 @@ def test_a_job_that_ends_expired_is_reported_with_its_reason_and_does_not_fail_t
     assert outcome["status"] == "EXPIRED"
 
 
+def test_a_rerun_gets_an_expired_job_back_instead_of_paying_for_its_part_again(cluster):
+    cluster.ends["file-b"] = ("EXPIRED", "the batch expired before it was done")
+    run(fake_module(FILES[:3]))
+    outcome = run(fake_module(FILES[:3]))
+    assert cluster.submits == FILES[:3]
+    assert (outcome["changed"], outcome["jobs"][1]["status"]) == (False, "EXPIRED")
+
+
 def test_check_mode_submits_nothing(cluster):
     outcome = run(fake_module(FILES, check_mode=True))
     assert cluster.submits == []
