@@ -610,8 +610,8 @@ def test_invalid_json_line_message(client):
     ]
 
 
-def test_too_many_tasks_fails_the_batch(client, monkeypatch):
-    monkeypatch.setattr(emulator, "MAX_BATCH_TASKS", 2)
+def test_too_many_tasks_fails_the_batch(client):
+    client.server.emulator.max_batch_requests = 2  # what --max-batch-input-requests 2 sets
     batch = client.create_batch(client.upload_lines([embedding_line(str(n)) for n in range(3)]))
     client.clock.advance(1)
     failed = client.batch(batch["id"])
@@ -887,7 +887,8 @@ def test_reset_clears_all_state(client):
     batch = client.create_batch(file_id)
     assert client.admin("POST", "reset").status_code == 200
     assert client.admin("GET", "stats").json() == {
-        "batches_created": 0, "files_uploaded": 0, "file_bytes_uploaded": 0, "file_bytes_downloaded": 0, "requests": {},
+        "batches_created": 0, "files_uploaded": 0, "file_bytes_uploaded": 0, "file_downloads": 0, "file_bytes_downloaded": 0,
+        "batch_busy_seconds": 0.0, "batch_seconds_first_created_to_last_ended": 0.0, "requests": {},
     }
     assert_error(client.get(f"/batches/{batch['id']}"), 404)
     assert_error(client.get(f"/files/{file_id}"), 404)
