@@ -671,6 +671,7 @@ class BatchJob:
     output_lifetime: int
     status_entered: float  # precise clock time of the current status; the *_at fields are whole seconds
     created: float  # precise clock time of creation
+    sequence: int  # how many batches were created before it
     input_path: str  # a hard link to the input file's content, so deleting that file later cannot break the batch
     output_path: str
     error_path: str
@@ -1042,7 +1043,6 @@ class OpenAIEmulator:
         }
         self._lock = threading.Lock()
         self.files, self.batches = {}, {}
-        self._advancing = set()  # ids of the batches whose lifecycle is being advanced, so none is advanced within itself
         self._clear_state()
 
     # ----- dispatch
@@ -1267,9 +1267,9 @@ class OpenAIEmulator:
         injected_failure = (self.armed_faults["fail_code"], self.armed_faults["fail_message"]) if fails else None
         expires = (not fails and self._take_fault("expire_next_batches")) or (metadata or {}).get("emulator_expire") == "true"
         job = BatchJob(
-            batch=batch, timings=timings, expires=expires,
-            output_lifetime=output_lifetime, status_entered=now, created=now, input_path=work_path + "_input.jsonl",
-            output_path=work_path + "_output.jsonl", error_path=work_path + "_error.jsonl", injected_failure=injected_failure,
+            batch=batch, timings=timings, expires=expires, output_lifetime=output_lifetime, status_entered=now, created=now,
+            sequence=self.batches_created, input_path=work_path + "_input.jsonl", output_path=work_path + "_output.jsonl",
+            error_path=work_path + "_error.jsonl", injected_failure=injected_failure,
         )
         os.link(input_file.path, job.input_path)
         self.batches[batch["id"]] = job
@@ -1336,15 +1336,6 @@ class OpenAIEmulator:
 
     def _advance(self, job):
         """Apply every status change that is due by now and whose work is done, then the in-progress request counts."""
-        if job.batch["id"] in self._advancing:
-            return
-        self._advancing.add(job.batch["id"])
-        try:
-            self._advance_unguarded(job)
-        finally:
-            self._advancing.discard(job.batch["id"])
-
-    def _advance_unguarded(self, job):
         now = self.clock()
         while (finish := self.status_exits.get(job.batch["status"])) is not None:
             due = job.status_entered + getattr(job.timings, job.batch["status"])
@@ -1377,15 +1368,30 @@ class OpenAIEmulator:
 
     def _queue_full_for(self, job, at):
         """OpenAI's batch queue limit: a batch fails validation if its input tokens and those of the batches of the
-        same model enqueued at that moment (passed validation, not ended) exceed --enqueued-token-limit."""
+        same model enqueued at that moment (passed validation, not ended) exceed --enqueued-token-limit.
+
+        Batches leave validating in the order of (time, creation); each is decided after every batch before it,
+        whatever order their statuses are read in. Deciding one only advances batches before it, so this ends."""
         if self.enqueued_token_limit is None:
             return False
+        # Not validated yet: it cannot leave validating before now, which is not before `at`.
+        same_model = [other for other in self.batches.values() if other is not job and other.validated_at is not None and other.model == job.model]
+        undecided = sorted((other for other in same_model if other.batch["status"] == "validating"), key=self._decision_order)
+        for other in undecided:  # earliest first, so that each finds those before it decided: no deep recursion
+            if self._decision_order(other) > (at, job.sequence):
+                break  # decided after this batch: not enqueued yet
+            self._advance(other)
         enqueued = 0
-        for other in self.batches.values():
-            if other is not job and other.model == job.model:
-                self._advance(other)  # so its status changes up to `at` are known; the guard stops a cycle back to this job
+        for other in same_model:
+            if other.batch["status"] != "validating":
+                self._advance(other)
                 enqueued += other.enqueued_tokens if other.enqueued_at(at) else 0
         return enqueued + job.enqueued_tokens > self.enqueued_token_limit
+
+    @staticmethod
+    def _decision_order(job):
+        """When a batch in validating leaves it (its seconds passed and its input checked), then which was created first."""
+        return max(job.created + job.timings.validating, job.validated_at), job.sequence
 
     def _record_progress(self, job, now):
         """Requests complete in proportion to the time spent in_progress (and no faster than the worker runs them)."""
