@@ -16,16 +16,48 @@ The default prefix is ``/openai`` because ML Commons recognises the provider by 
 "openai" in the batch_predict URL; without it, Get Task and cancel fail for body-less actions.
 
 Emulator-only admin routes (no auth, not part of OpenAI):
-    GET  <prefix>/_emulator/stats  -> {"batches_created", "files_uploaded", "file_bytes_uploaded", "file_bytes_downloaded",
-                                       "requests": {"POST /v1/batches": n, ...}}
+    GET  <prefix>/_emulator/stats  -> {"batches_created", "files_uploaded", "file_bytes_uploaded", "file_downloads",
+                                       "file_bytes_downloaded", "batch_busy_seconds",
+                                       "batch_seconds_first_created_to_last_ended", "requests": {"POST /v1/batches": n, ...}}
+        batches_created        batches POST /v1/batches created (refused requests not counted)
+        files_uploaded         files POST /v1/files stored
         file_bytes_uploaded    content bytes of the files POST /v1/files stored
+        file_downloads         GET /v1/files/{id}/content requests answered with the content
         file_bytes_downloaded  content bytes GET /v1/files/{id}/content sent
-    POST <prefix>/_emulator/reset  -> forget every file, batch and counter (and delete the files from disk)
+        batch_busy_seconds     emulator clock seconds during which at least one batch was between its creation and a
+                               final status (completed, failed, expired, cancelled): the length of the union of the
+                               batches' [created, ended] intervals, a batch not yet ended counted up to now
+        batch_seconds_first_created_to_last_ended
+                               from the first batch's creation to the last end (or now, if a batch has not ended);
+                               0.0 without batches. Both in seconds, rounded to milliseconds
+        requests               requests received per route, authenticated or not
+    POST <prefix>/_emulator/reset  -> forget every file, batch, counter and armed fault (and delete the files from disk)
+    POST <prefix>/_emulator/faults -> arm faults for the next batches created; JSON object, every key optional, each
+                                      given key replaces the armed value; answers the faults now armed:
+        {"expire_next_batches": n}  the next n batches run the first half of their requests, then expire (as the
+                                    emulator_expire metadata knob, for clients such as ML Commons that send no metadata)
+        {"fail_next_batches": n, "fail_code": "token_limit_exceeded", "fail_message": null}
+                                    the next n batches fail validation with errors.data [{code, message}]; fail_code
+                                    defaults to token_limit_exceeded, and a null fail_message to OpenAI's message
+                                    for that code (with the --enqueued-token-limit, or 0 without one).
+                                    A batch a fail fault hits uses no expire fault.
+
+Provider limits, as OpenAI has them:
+    --max-batch-input-requests N (default 50,000): a batch input with more requests fails validation, too_many_tasks.
+    --enqueued-token-limit N (default: no limit): OpenAI's batch queue limit, per model. When a batch leaves
+        validating, it fails instead (status failed, errors.data [{"code": "token_limit_exceeded", "message":
+        "Enqueued token limit reached for <model> in organization org-emulator. Limit: <N with commas> enqueued
+        tokens. Please try again once some in_progress batches have been completed.", "param": null, "line": null}])
+        if its input tokens plus those of the batches of the same model enqueued at that moment exceed N. A batch is
+        enqueued from the moment it passed validation until it reaches a final status (in_progress, finalizing,
+        cancelling). Input tokens are counted as the endpoint counts its usage.prompt_tokens: words of each
+        embeddings input string (token ids one each), words of each chat message; a request the emulator cannot
+        count so (another endpoint) counts the words of its JSON body.
 
 Files at real size: contents live on disk in --data-dir (default: a new temporary directory, removed at exit),
 never in memory. Uploads are parsed as they stream in (Content-Length or chunked) and downloads are sent from
 disk, so memory stays flat whatever the size. Limits as OpenAI's: 512 MB per file, 200 MB for purpose batch
-("File is too large."), 50,000 requests per batch input; content of purpose assistants or user_data cannot be
+("File is too large."); content of purpose assistants or user_data cannot be
 downloaded.
 
 Batch lifecycle: each batch has a worker thread that validates the input file and runs its requests line by
@@ -55,7 +87,7 @@ endpoints fail with a 400 line in the error file.
 Usage:
     python tests/testbed/openai_emulator.py --host 127.0.0.1 --port 8089 --api-key KEY [--prefix /openai]
         [--validating-seconds 1] [--in-progress-seconds 2] [--finalizing-seconds 1] [--cancelling-seconds 1] [--dimensions 8]
-        [--data-dir DIR]
+        [--enqueued-token-limit N] [--max-batch-input-requests 50000] [--data-dir DIR]
 """
 
 import argparse
@@ -92,6 +124,7 @@ BATCH_ENDPOINTS = (
 )
 COMPLETION_WINDOWS = ("24h",)
 CANCELLABLE_STATUSES = ("validating", "in_progress", "finalizing")
+TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 EMBEDDING_ENCODINGS = ("float", "base64")
@@ -113,6 +146,7 @@ BATCH_FILE_LIFETIME_SECONDS = 30 * 24 * 3600
 COMPLETION_WINDOW_SECONDS = 24 * 3600
 METADATA_MAX_PAIRS, METADATA_MAX_KEY_LENGTH, METADATA_MAX_VALUE_LENGTH = 16, 64, 512
 MAX_HEADER_LINE = 65_536
+EMULATOR_ORGANIZATION = "org-emulator"
 
 MISSING_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth "
@@ -126,6 +160,7 @@ SERVER_ERROR_MESSAGE = "The server had an error while processing your request. S
 FILE_TOO_LARGE_MESSAGE = "File is too large."
 MALFORMED_FORM_MESSAGE = "Could not parse the multipart/form-data body."
 ID_ALPHABET = string.ascii_letters + string.digits
+FAULT_DEFAULTS = {"expire_next_batches": 0, "fail_next_batches": 0, "fail_code": "token_limit_exceeded", "fail_message": None}
 
 
 # --------------------------------------------------------------------------- errors
@@ -178,6 +213,16 @@ def mask_api_key(key):
     if len(key) < 12:
         return "*" * len(key)
     return key[:3] + "*" * (len(key) - 7) + key[-4:]
+
+
+def union_length(spans):
+    """Total length covered by (start, end) intervals sorted by start, overlaps counted once."""
+    total, covered_until = 0.0, -math.inf
+    for start, end in spans:
+        if end > covered_until:
+            total += end - max(start, covered_until)
+            covered_until = end
+    return total
 
 
 # --------------------------------------------------------------------------- ids
@@ -419,7 +464,7 @@ def create_chat_completion(body):
     texts = [message_text(message, index) for index, message in enumerate(messages)]
     user_texts = [text for message, text in zip(messages, texts) if message["role"] == "user"]
     answer = "echo: " + (user_texts[-1] if user_texts else "")
-    prompt_tokens = sum(count_words(text) for text in texts)
+    prompt_tokens = chat_prompt_tokens(texts)
     completion_tokens = count_words(answer)
     return {
         "id": "chatcmpl-" + random_alphanumeric(29),
@@ -436,6 +481,28 @@ def create_chat_completion(body):
     }
 
 
+def chat_prompt_tokens(texts):
+    return sum(count_words(text) for text in texts)
+
+
+def request_input_tokens(endpoint, body):
+    """Input tokens of one batch request, counted as the endpoint counts them when it runs the request; a request
+    the emulator cannot count that way (another endpoint, an invalid body) counts the words of its JSON body."""
+    try:
+        if endpoint == "/v1/embeddings":
+            return sum(tokens for _seed, tokens in embedding_items(body.get("input")))
+        if endpoint == "/v1/chat/completions" and isinstance(body.get("messages"), list):
+            return chat_prompt_tokens(message_text(message, index) for index, message in enumerate(body["messages"]))
+    except ApiError:
+        pass
+    return count_words(json.dumps(body))
+
+
+def token_limit_message(model, limit):
+    return (f"Enqueued token limit reached for {model} in organization {EMULATOR_ORGANIZATION}. Limit: {limit:,} enqueued tokens. "
+            "Please try again once some in_progress batches have been completed.")
+
+
 # --------------------------------------------------------------------------- batch input validation and execution
 
 def batch_error(code, message, param=None, line=None):
@@ -447,11 +514,13 @@ class BatchInputValidator:
 
     REQUIRED_KEYS = ("custom_id", "method", "url", "body")
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, max_tasks=MAX_BATCH_TASKS):
         self.endpoint = endpoint
+        self.max_tasks = max_tasks
         self.seen_custom_ids = set()
         self.custom_ids = []  # of the valid lines, in input order: the worker needs them for lines it never runs
         self.batch_model = None
+        self.input_tokens = 0  # of the valid lines: what the batch adds to the enqueued tokens of its model
 
     def validate(self, lines):
         """Check the input line by line (an iterable of bytes, such as an open file); return BatchError dicts, none if valid."""
@@ -460,12 +529,12 @@ class BatchInputValidator:
             if not line.strip():
                 continue
             count += 1
-            if count <= MAX_BATCH_TASKS and (error := self._line_error(line, number)):
+            if count <= self.max_tasks and (error := self._line_error(line, number)):
                 errors.append(error)
         if count == 0:
             return [batch_error("empty_file", "The batch input file is empty.")]
-        if count > MAX_BATCH_TASKS:
-            return [batch_error("too_many_tasks", f"The batch input file has {count} requests; the maximum is {MAX_BATCH_TASKS}.")]
+        if count > self.max_tasks:
+            return [batch_error("too_many_tasks", f"The batch input file has {count} requests; the maximum is {self.max_tasks}.")]
         return errors
 
     def _line_error(self, line, number):
@@ -480,6 +549,7 @@ class BatchInputValidator:
             code, message, param = error
             return batch_error(code, message, param, number)
         self.custom_ids.append(task["custom_id"])
+        self.input_tokens += request_input_tokens(self.endpoint, task["body"])
         return None
 
     def _shape_error(self, task):
@@ -600,6 +670,8 @@ class BatchJob:
     expires: bool
     output_lifetime: int
     status_entered: float  # precise clock time of the current status; the *_at fields are whole seconds
+    created: float  # precise clock time of creation
+    sequence: int  # how many batches were created before it
     input_path: str  # a hard link to the input file's content, so deleting that file later cannot break the batch
     output_path: str
     error_path: str
@@ -608,6 +680,8 @@ class BatchJob:
     validation_errors: list = dataclasses.field(default_factory=list)
     custom_ids: list = dataclasses.field(default_factory=list)  # of the input lines, in order (valid input only)
     model: str = None
+    enqueued_tokens: int = 0  # input tokens of the valid lines, counted as the endpoint counts them
+    injected_failure: tuple = None  # (code, message or None): a fault makes validation fail with this error
     executed: int = 0  # requests run so far, in input order
     succeeded: bytearray = dataclasses.field(default_factory=bytearray)  # per request run: 1 if it answered 200
     input_tokens: array.array = dataclasses.field(default_factory=lambda: array.array("Q"))  # per request run, 0 if it failed
@@ -621,7 +695,9 @@ class BatchJob:
     # Written by the lifecycle:
     ran: int = 0  # requests a status read has shown as run; frozen when the batch is cancelled
     cancel_plan: tuple = None
-    abandoned: bool = False  # the emulator was reset or closed: the worker stops and keeps no files
+    abandoned: bool = False  # the emulator was reset or closed, or the queue was full: the worker stops and keeps no files
+    enqueued_since: float = None  # precise clock time it passed validation: from then until it ends, its tokens are enqueued
+    ended: float = None  # precise clock time it entered a terminal status
 
     @property
     def runnable(self):
@@ -640,6 +716,14 @@ class BatchJob:
         self.batch["status"] = status
         self.batch[f"{status}_at"] = int(at)
         self.status_entered = at
+        if status == "in_progress":
+            self.enqueued_since = at
+        elif status in TERMINAL_STATUSES:
+            self.ended = at
+
+    def enqueued_at(self, moment):
+        """Whether the batch's input tokens count against its model's enqueued-token limit at `moment`."""
+        return self.enqueued_since is not None and self.enqueued_since <= moment and (self.ended is None or self.ended > moment)
 
 
 @dataclasses.dataclass
@@ -908,6 +992,7 @@ ROUTES = (
     ("POST", "/v1/chat/completions", "chat_completions"),
     ("GET", "/_emulator/stats", "stats"),
     ("POST", "/_emulator/reset", "reset"),
+    ("POST", "/_emulator/faults", "faults"),
 )
 
 
@@ -934,8 +1019,11 @@ UNLOCKED_HANDLERS = frozenset({"create_file", "download_file", "embeddings", "ch
 class OpenAIEmulator:
     """Routing, auth and all state; one lock keeps the state consistent, held only briefly by each request and worker."""
 
-    def __init__(self, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None):
+    def __init__(self, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None,
+                 enqueued_token_limit=None, max_batch_requests=MAX_BATCH_TASKS):
         self.api_key = api_key
+        self.enqueued_token_limit = enqueued_token_limit
+        self.max_batch_requests = max_batch_requests
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.timings = timings or Timings()
         self.clock = clock
@@ -1002,13 +1090,36 @@ class OpenAIEmulator:
     # ----- admin routes and lifetime
 
     def stats(self, _request):
+        now = self.clock()
+        for job in self.batches.values():
+            self._advance(job)
+        spans = sorted((job.created, now if job.ended is None else job.ended) for job in self.batches.values())
         return {"batches_created": self.batches_created, "files_uploaded": self.files_uploaded,
-                "file_bytes_uploaded": self.file_bytes_uploaded, "file_bytes_downloaded": self.file_bytes_downloaded,
+                "file_bytes_uploaded": self.file_bytes_uploaded, "file_downloads": self.file_downloads,
+                "file_bytes_downloaded": self.file_bytes_downloaded,
+                "batch_busy_seconds": round(union_length(spans), 3),
+                "batch_seconds_first_created_to_last_ended": round(max(end for _start, end in spans) - spans[0][0], 3) if spans else 0.0,
                 "requests": dict(self.request_counts)}
 
     def reset(self, _request):
         self._clear_state()
         return {"reset": True}
+
+    def faults(self, request):
+        """Arm faults for the next batches created: {"expire_next_batches": n, "fail_next_batches": n,
+        "fail_code": code, "fail_message": message}; every key is optional; answers the faults now armed."""
+        body = json_object_body(request)
+        unknown = sorted(set(body) - set(FAULT_DEFAULTS))
+        if unknown:
+            raise ApiError(400, f"Unknown fault: {unknown[0]!r}; known: {', '.join(FAULT_DEFAULTS)}.", param=unknown[0])
+        for name in ("expire_next_batches", "fail_next_batches"):
+            if name in body and not (is_integer(body[name]) and body[name] >= 0):
+                raise invalid_type(name, "a non-negative integer", body[name])
+        for name in ("fail_code", "fail_message"):
+            if name in body and not isinstance(body[name], (str, type(None))):
+                raise invalid_type(name, "a string or null", body[name])
+        self.armed_faults.update(body)
+        return dict(self.armed_faults)
 
     def _clear_state(self):
         """Forget every file and batch, deleting their files from disk; batch workers stop and keep nothing."""
@@ -1023,7 +1134,9 @@ class OpenAIEmulator:
         self.batches_created = 0
         self.files_uploaded = 0
         self.file_bytes_uploaded = 0
+        self.file_downloads = 0
         self.file_bytes_downloaded = 0
+        self.armed_faults = dict(FAULT_DEFAULTS)
         self.request_counts = collections.Counter()  # "METHOD /v1/route/{id}" -> requests received, authenticated or not
 
     def close(self):
@@ -1120,6 +1233,7 @@ class OpenAIEmulator:
                 raise ApiError(400, f"Not allowed to download files of purpose: {purpose}")
             # Opened under the lock, so a concurrent delete cannot pull the file away before the download starts.
             content = open(stored.path, "rb")  # pylint: disable=consider-using-with  # closed by FileBody.send
+            self.file_downloads += 1
         return Response(200, FileBody(content, stored.file_object["bytes"], self._count_download), content_type="application/octet-stream")
 
     def _count_download(self, sent):
@@ -1149,16 +1263,26 @@ class OpenAIEmulator:
         now = self.clock()
         batch = new_batch_object(endpoint, input_file_id, completion_window, metadata, int(now))
         work_path = os.path.join(self.data_dir, batch["id"])
+        fails = self._take_fault("fail_next_batches")
+        injected_failure = (self.armed_faults["fail_code"], self.armed_faults["fail_message"]) if fails else None
+        expires = (not fails and self._take_fault("expire_next_batches")) or (metadata or {}).get("emulator_expire") == "true"
         job = BatchJob(
-            batch=batch, timings=timings, expires=(metadata or {}).get("emulator_expire") == "true", output_lifetime=output_lifetime,
-            status_entered=now, input_path=work_path + "_input.jsonl", output_path=work_path + "_output.jsonl",
-            error_path=work_path + "_error.jsonl",
+            batch=batch, timings=timings, expires=expires, output_lifetime=output_lifetime, status_entered=now, created=now,
+            sequence=self.batches_created, input_path=work_path + "_input.jsonl", output_path=work_path + "_output.jsonl",
+            error_path=work_path + "_error.jsonl", injected_failure=injected_failure,
         )
         os.link(input_file.path, job.input_path)
         self.batches[batch["id"]] = job
         self.batches_created += 1
         self._start_worker(job, self._work_on_batch)
         return batch
+
+    def _take_fault(self, name):
+        """Use up one armed fault of this kind (a count of batches); False if none is armed."""
+        if not self.armed_faults[name]:
+            return False
+        self.armed_faults[name] -= 1
+        return True
 
     def _output_lifetime(self, output_expires_after):
         if output_expires_after is None:
@@ -1228,6 +1352,12 @@ class OpenAIEmulator:
         return job.results_ready_at if job.written_plan is not None and job.written_plan == job.wanted_plan() else None
 
     def _finish_validating(self, job, at):
+        if not job.validation_errors and self._queue_full_for(job, at):
+            job.validation_errors = [batch_error("token_limit_exceeded", token_limit_message(job.model, self.enqueued_token_limit))]
+            job.abandoned = True  # the worker ran ahead of the clock: it stops, and the results it wrote go
+            if job.worker is None:
+                remove_file(job.output_path)
+                remove_file(job.error_path)
         if job.validation_errors:
             job.batch["errors"] = {"object": "list", "data": job.validation_errors}
             job.enter("failed", at)
@@ -1235,6 +1365,33 @@ class OpenAIEmulator:
         job.batch["model"] = job.model
         job.batch["request_counts"]["total"] = len(job.custom_ids)
         job.enter("in_progress", at)
+
+    def _queue_full_for(self, job, at):
+        """OpenAI's batch queue limit: a batch fails validation if its input tokens and those of the batches of the
+        same model enqueued at that moment (passed validation, not ended) exceed --enqueued-token-limit.
+
+        Batches leave validating in the order of (time, creation); each is decided after every batch before it,
+        whatever order their statuses are read in. Deciding one only advances batches before it, so this ends."""
+        if self.enqueued_token_limit is None:
+            return False
+        # Not validated yet: it cannot leave validating before now, which is not before `at`.
+        same_model = [other for other in self.batches.values() if other is not job and other.validated_at is not None and other.model == job.model]
+        undecided = sorted((other for other in same_model if other.batch["status"] == "validating"), key=self._decision_order)
+        for other in undecided:  # earliest first, so that each finds those before it decided: no deep recursion
+            if self._decision_order(other) > (at, job.sequence):
+                break  # decided after this batch: not enqueued yet
+            self._advance(other)
+        enqueued = 0
+        for other in same_model:
+            if other.batch["status"] != "validating":
+                self._advance(other)
+                enqueued += other.enqueued_tokens if other.enqueued_at(at) else 0
+        return enqueued + job.enqueued_tokens > self.enqueued_token_limit
+
+    @staticmethod
+    def _decision_order(job):
+        """When a batch in validating leaves it (its seconds passed and its input checked), then which was created first."""
+        return max(job.created + job.timings.validating, job.validated_at), job.sequence
 
     def _record_progress(self, job, now):
         """Requests complete in proportion to the time spent in_progress (and no faster than the worker runs them)."""
@@ -1305,13 +1462,17 @@ class OpenAIEmulator:
         self._settle_results(job)
 
     def _validate_input(self, job):
-        validator = BatchInputValidator(job.batch["endpoint"])
+        validator = BatchInputValidator(job.batch["endpoint"], self.max_batch_requests)
         with open(job.input_path, "rb") as lines:
             errors = validator.validate(lines)
+        if not errors and job.injected_failure is not None:
+            code, message = job.injected_failure
+            errors = [batch_error(code, message or token_limit_message(validator.batch_model, self.enqueued_token_limit or 0))]
         with self._lock:
             job.validation_errors = errors
             job.custom_ids = [] if errors else validator.custom_ids
             job.model = validator.batch_model
+            job.enqueued_tokens = validator.input_tokens
             job.validated_at = self.clock()
         return not errors
 
@@ -1459,13 +1620,17 @@ class EmulatorServer(ThreadingHTTPServer):
         self.emulator.close()
 
 
-def make_server(host, port, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None):
+def make_server(host, port, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None,
+                enqueued_token_limit=None, max_batch_requests=MAX_BATCH_TASKS):
     """A bound, not yet serving, emulator server; call .serve_forever() (e.g. in a thread), .shutdown() and .server_close().
 
     `clock` returns Unix seconds; tests pass a fake one to step through the batch lifecycle instantly.
     `data_dir` holds the file contents; None makes a temporary directory that server_close() removes.
+    `enqueued_token_limit` (None: no limit) and `max_batch_requests` are the --enqueued-token-limit and
+    --max-batch-input-requests of the command line.
     """
-    return EmulatorServer((host, port), OpenAIEmulator(api_key, prefix, timings, dimensions, clock, data_dir))
+    emulator = OpenAIEmulator(api_key, prefix, timings, dimensions, clock, data_dir, enqueued_token_limit, max_batch_requests)
+    return EmulatorServer((host, port), emulator)
 
 
 def parse_args(argv):
@@ -1480,6 +1645,11 @@ def parse_args(argv):
     parser.add_argument("--finalizing-seconds", type=float, default=Timings.finalizing)
     parser.add_argument("--cancelling-seconds", type=float, default=Timings.cancelling)
     parser.add_argument("--dimensions", type=int, default=8, help="embedding length when a request does not set 'dimensions'")
+    parser.add_argument("--enqueued-token-limit", type=int, help="OpenAI's batch queue limit per model: a batch whose input tokens, "
+                        "with those of the model's batches already in_progress/finalizing/cancelling, exceed it fails validation "
+                        "with token_limit_exceeded (default: no limit)")
+    parser.add_argument("--max-batch-input-requests", type=int, default=MAX_BATCH_TASKS,
+                        help="requests a batch input file may hold; more fail validation with too_many_tasks (default: OpenAI's 50,000)")
     parser.add_argument("--data-dir", help="directory for file contents (default: a new temporary directory, removed at exit); "
                                            "the files the emulator stored there are deleted at exit")
     args = parser.parse_args(argv)
@@ -1487,6 +1657,10 @@ def parse_args(argv):
         parser.error("--api-key (or $OPENAI_EMULATOR_API_KEY) is required")
     if not 1 <= args.dimensions <= MAX_EMBEDDING_DIMENSIONS:
         parser.error(f"--dimensions must be between 1 and {MAX_EMBEDDING_DIMENSIONS}")
+    if args.enqueued_token_limit is not None and args.enqueued_token_limit < 1:
+        parser.error("--enqueued-token-limit must be at least 1")
+    if args.max_batch_input_requests < 1:
+        parser.error("--max-batch-input-requests must be at least 1")
     return args
 
 
@@ -1497,7 +1671,8 @@ def exit_on_sigterm(_signal_number, _frame):
 def main(argv=None):
     args = parse_args(argv)
     timings = Timings(args.validating_seconds, args.in_progress_seconds, args.finalizing_seconds, args.cancelling_seconds)
-    server = make_server(args.host, args.port, args.api_key, args.prefix, timings, args.dimensions, data_dir=args.data_dir)
+    server = make_server(args.host, args.port, args.api_key, args.prefix, timings, args.dimensions, data_dir=args.data_dir,
+                         enqueued_token_limit=args.enqueued_token_limit, max_batch_requests=args.max_batch_input_requests)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     host, port = server.server_address[:2]
     print(f"OpenAI emulator listening on http://{host}:{port}{server.emulator.prefix}/v1", file=sys.stderr, flush=True)

@@ -610,8 +610,8 @@ def test_invalid_json_line_message(client):
     ]
 
 
-def test_too_many_tasks_fails_the_batch(client, monkeypatch):
-    monkeypatch.setattr(emulator, "MAX_BATCH_TASKS", 2)
+def test_too_many_tasks_fails_the_batch(client):
+    client.server.emulator.max_batch_requests = 2  # what --max-batch-input-requests 2 sets
     batch = client.create_batch(client.upload_lines([embedding_line(str(n)) for n in range(3)]))
     client.clock.advance(1)
     failed = client.batch(batch["id"])
@@ -887,7 +887,8 @@ def test_reset_clears_all_state(client):
     batch = client.create_batch(file_id)
     assert client.admin("POST", "reset").status_code == 200
     assert client.admin("GET", "stats").json() == {
-        "batches_created": 0, "files_uploaded": 0, "file_bytes_uploaded": 0, "file_bytes_downloaded": 0, "requests": {},
+        "batches_created": 0, "files_uploaded": 0, "file_bytes_uploaded": 0, "file_downloads": 0, "file_bytes_downloaded": 0,
+        "batch_busy_seconds": 0.0, "batch_seconds_first_created_to_last_ended": 0.0, "requests": {},
     }
     assert_error(client.get(f"/batches/{batch['id']}"), 404)
     assert_error(client.get(f"/files/{file_id}"), 404)
@@ -896,6 +897,216 @@ def test_reset_clears_all_state(client):
 def test_admin_routes_check_method(client):
     assert client.admin("POST", "stats").status_code == 405
     assert client.admin("GET", "reset").status_code == 405
+    assert client.admin("GET", "faults").status_code == 405
+
+
+def test_stats_count_file_downloads_served(client):
+    file_id = client.upload(b"0123456789").json()["id"]
+    notes = client.upload(b"private", filename="notes.txt", purpose="user_data").json()["id"]
+    client.get(f"/files/{file_id}/content")
+    client.get(f"/files/{file_id}/content")
+    assert_error(client.get(f"/files/{notes}/content"), 400)  # refused: not a download
+    assert_error(client.get("/files/file-missing/content"), 404)
+    stats = client.admin("GET", "stats").json()
+    assert stats["file_downloads"] == 2
+    assert stats["requests"]["GET /v1/files/{id}/content"] == 4
+
+
+@pytest.mark.parametrize("spans, length", [
+    ([], 0.0),
+    ([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)], 4.0),
+    ([(0.0, 10.0), (2.0, 3.0), (4.0, 12.0)], 12.0),
+    ([(1.0, 1.0)], 0.0),
+])
+def test_union_length_counts_overlaps_once(spans, length):
+    assert emulator.union_length(spans) == length
+
+
+def test_stats_measure_the_time_batches_were_running(client):
+    # Each batch takes 12 s (1 validating, 10 in_progress, 1 finalizing); the stats read no status before.
+    first = client.create_batch(client.upload_lines([embedding_line("a")]))
+    client.clock.advance(5)
+    client.create_batch(client.upload_lines([embedding_line("b")]))  # runs from 5 to 17, overlapping the first
+    client.clock.advance(20)
+    stats = client.admin("GET", "stats").json()
+    assert (stats["batch_busy_seconds"], stats["batch_seconds_first_created_to_last_ended"]) == (17.0, 17.0)
+
+    client.create_batch(client.upload_lines([embedding_line("c")]))  # at 25, after 8 idle seconds
+    client.clock.advance(2.5)
+    stats = client.admin("GET", "stats").json()  # the third still runs: counted up to now
+    assert (stats["batch_busy_seconds"], stats["batch_seconds_first_created_to_last_ended"]) == (19.5, 27.5)
+    client.clock.advance(20)
+    stats = client.admin("GET", "stats").json()
+    assert (stats["batch_busy_seconds"], stats["batch_seconds_first_created_to_last_ended"]) == (29.0, 37.0)
+    assert client.batch(first["id"])["completed_at"] == int(START_TIME) + 12
+
+
+def test_batch_busy_time_ends_when_a_batch_fails_or_is_cancelled(client):
+    client.create_batch(client.upload(raw_lines("nope")).json()["id"])  # fails when validation ends, at 1
+    cancelled = client.create_batch(client.upload_lines([embedding_line("a")]))
+    client.clock.advance(3)
+    client.post(f"/batches/{cancelled['id']}/cancel")  # cancelling for 1 s: cancelled at 4
+    client.clock.advance(10)
+    assert client.admin("GET", "stats").json()["batch_busy_seconds"] == 4.0
+
+
+# --------------------------------------------------------------------------- the enqueued-token limit
+
+def words_line(custom_id, words, model="text-embedding-3-small"):
+    return embedding_line(custom_id, text=" ".join(["word"] * words), model=model)
+
+
+def test_request_input_tokens_count_as_the_endpoints_do():
+    count = emulator.request_input_tokens
+    assert count("/v1/embeddings", {"model": "m", "input": "one two three"}) == 3
+    assert count("/v1/embeddings", {"model": "m", "input": ["one two", [5, 6, 7]]}) == 5
+    chat = {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there you"}]}
+    assert count("/v1/chat/completions", chat) == 5
+    assert count("/v1/chat/completions", chat) == emulator.create_chat_completion(chat)["usage"]["prompt_tokens"]
+    assert count("/v1/responses", {"model": "m", "input": "a b"}) == 5  # words of the JSON body: {"model": "m", "input": "a b"}
+    assert count("/v1/embeddings", {"model": "m", "input": []}) == 4  # invalid input: words of the JSON body
+
+
+def test_token_limit_message_is_openais():
+    assert emulator.token_limit_message("gpt-4o-mini", 2_000_000) == (
+        "Enqueued token limit reached for gpt-4o-mini in organization org-emulator. Limit: 2,000,000 enqueued tokens. "
+        "Please try again once some in_progress batches have been completed.")
+
+
+def test_a_batch_over_the_enqueued_token_limit_fails_validation(client):
+    client.server.emulator.enqueued_token_limit = 10  # what --enqueued-token-limit 10 sets
+    data_dir = pathlib.Path(client.server.emulator.data_dir)
+    enqueued = client.create_batch(client.upload_lines([words_line("a", 3), words_line("b", 3)]))  # 6 tokens
+    client.clock.advance(0.5)
+    over = client.create_batch(client.upload_lines([words_line("c", 5)]))  # 6 + 5 > 10 once the first is enqueued
+    other_model = client.create_batch(client.upload_lines([words_line("d", 5, model="text-embedding-3-large")]))
+    client.clock.advance(1)  # the first entered in_progress at 1, the others leave validating at 1.5
+
+    failed = client.batch(over["id"])  # no status of the first was read: the limit does not depend on reads
+    assert failed["status"] == "failed"
+    assert failed["failed_at"] == int(START_TIME) + 1 and failed["in_progress_at"] is None
+    assert failed["errors"] == {"object": "list", "data": [{
+        "code": "token_limit_exceeded", "param": None, "line": None,
+        "message": "Enqueued token limit reached for text-embedding-3-small in organization org-emulator. Limit: 10 enqueued tokens. "
+                   "Please try again once some in_progress batches have been completed.",
+    }]}
+    assert (failed["output_file_id"], failed["error_file_id"], failed["request_counts"]["total"]) == (None, None, 0)
+    assert client.batch(other_model["id"])["status"] == "in_progress"  # the limit is per model
+    assert client.batch(enqueued["id"])["status"] == "in_progress"
+
+    client.clock.advance(12)  # the first completed at 12: its tokens left the queue
+    assert client.batch(enqueued["id"])["status"] == "completed"
+    again = client.create_batch(client.upload_lines([words_line("c", 5)]))
+    client.clock.advance(1)
+    assert client.batch(again["id"])["status"] == "in_progress"
+    client.clock.advance(12)
+    client.server.emulator.wait_for_workers()
+    results = {batch["output_file_id"] for batch in client.get("/batches").json()["data"]} - {None}
+    kept = {path.name for path in data_dir.iterdir()}
+    assert not any(name.startswith(over["id"]) for name in kept)  # what its worker wrote ahead of the clock is gone
+    assert len(results) == 3
+
+
+@pytest.mark.parametrize("read_order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_batches_leaving_validating_together_are_decided_in_creation_order_whatever_is_read_first(client, read_order):
+    client.server.emulator.enqueued_token_limit = 8
+    batches = [client.create_batch(client.upload_lines([words_line(f"r{n}", 4)])) for n in range(3)]
+    client.clock.advance(1)
+    statuses = {index: client.batch(batches[index]["id"])["status"] for index in read_order}
+    assert [statuses[index] for index in range(3)] == ["in_progress", "in_progress", "failed"]
+
+
+def test_many_batches_leaving_validating_together_are_decided_without_deep_recursion(client):
+    client.server.emulator.enqueued_token_limit = 10 * 4
+    file_id = client.upload_lines([words_line("r", 4)])
+    batches = [client.create_batch(file_id) for _index in range(400)]  # ~3 stack frames each if decided recursively
+    client.clock.advance(1)
+    assert client.batch(batches[-1]["id"])["status"] == "failed"
+    assert [client.batch(batch["id"])["status"] for batch in batches[9:11]] == ["in_progress", "failed"]
+
+
+def test_a_batch_alone_over_the_enqueued_token_limit_fails(client):
+    client.server.emulator.enqueued_token_limit = 4
+    batch = client.create_batch(client.upload_lines([words_line("a", 5)]))
+    client.clock.advance(1)
+    assert client.batch(batch["id"])["errors"]["data"][0]["code"] == "token_limit_exceeded"
+    exact = client.create_batch(client.upload_lines([words_line("a", 4)]))  # at the limit is within it
+    client.clock.advance(1)
+    assert client.batch(exact["id"])["status"] == "in_progress"
+
+
+def test_without_a_limit_any_number_of_tokens_is_enqueued(client):
+    batches = [client.create_batch(client.upload_lines([words_line("a", 1000)])) for _index in range(3)]
+    client.clock.advance(1)
+    assert [client.batch(batch["id"])["status"] for batch in batches] == ["in_progress"] * 3
+
+
+# --------------------------------------------------------------------------- faults
+
+def post_faults(client, body):
+    return requests.post(f"{client.root}/_emulator/faults", json=body, timeout=TIMEOUT)
+
+
+def test_expire_fault_expires_the_next_batches_only(client):
+    armed = post_faults(client, {"expire_next_batches": 1})
+    assert armed.status_code == 200
+    assert armed.json() == {"expire_next_batches": 1, "fail_next_batches": 0, "fail_code": "token_limit_exceeded", "fail_message": None}
+    lines = [embedding_line(f"r{n}", text=f"t{n}") for n in range(4)]
+    hit = client.create_batch(client.upload_lines(lines))
+    spared = client.create_batch(client.upload_lines(lines))
+    client.clock.advance(12)
+    expired, completed = client.batch(hit["id"]), client.batch(spared["id"])
+    assert expired["status"] == "expired" and expired["metadata"] is None
+    assert expired["request_counts"] == {"total": 4, "completed": 2, "failed": 2}
+    assert [line["error"]["code"] for line in client.jsonl(expired["error_file_id"])] == ["batch_expired"] * 2
+    assert completed["status"] == "completed"
+    assert client.admin("GET", "stats").json()["batches_created"] == 2
+
+
+def test_fail_fault_fails_validation_with_openais_queue_error_by_default(client):
+    post_faults(client, {"fail_next_batches": 2, "expire_next_batches": 1})
+    first = client.create_batch(client.upload_lines([embedding_line("a")]))
+    second = client.create_batch(client.upload_lines([embedding_line("a")]))
+    third = client.create_batch(client.upload_lines([embedding_line("a"), embedding_line("b")]))
+    client.clock.advance(1)
+    [error] = client.batch(first["id"])["errors"]["data"]
+    assert error == {"code": "token_limit_exceeded", "param": None, "line": None,
+                     "message": emulator.token_limit_message("text-embedding-3-small", 0)}
+    assert client.batch(second["id"])["status"] == "failed"
+    client.clock.advance(11)
+    assert client.batch(third["id"])["status"] == "expired"  # the expire fault waited for a batch no fail fault hit
+
+
+def test_fail_fault_with_a_given_code_and_message(client):
+    post_faults(client, {"fail_next_batches": 1, "fail_code": "invalid_request", "fail_message": "Something went wrong."})
+    batch = client.create_batch(client.upload_lines([embedding_line("a")]))
+    client.clock.advance(1)
+    failed = client.batch(batch["id"])
+    assert failed["status"] == "failed"
+    assert failed["errors"]["data"] == [{"code": "invalid_request", "message": "Something went wrong.", "param": None, "line": None}]
+
+
+def test_an_invalid_input_fails_with_its_own_errors_even_when_a_fail_fault_hits_it(client):
+    post_faults(client, {"fail_next_batches": 1})
+    batch = client.create_batch(client.upload(raw_lines("nope")).json()["id"])
+    client.clock.advance(1)
+    assert [error["code"] for error in client.batch(batch["id"])["errors"]["data"]] == ["invalid_json_line"]
+
+
+@pytest.mark.parametrize("body", [
+    {"expire_next_batch": 1}, {"expire_next_batches": -1}, {"fail_next_batches": "2"}, {"fail_next_batches": True},
+    {"fail_code": 3}, ["expire_next_batches"],
+])
+def test_invalid_faults_are_400_and_arm_nothing(client, body):
+    response = post_faults(client, body)
+    assert_error(response, 400)
+    assert post_faults(client, {}).json()["expire_next_batches"] == 0
+
+
+def test_reset_disarms_faults(client):
+    post_faults(client, {"expire_next_batches": 3, "fail_next_batches": 1, "fail_code": "x"})
+    client.admin("POST", "reset")
+    assert post_faults(client, {}).json() == dict(emulator.FAULT_DEFAULTS)
 
 
 # --------------------------------------------------------------------------- the official SDK
@@ -923,6 +1134,23 @@ def test_the_official_sdk_uploads_lists_runs_and_downloads(client):
     notes = sdk.files.create(file=("notes.txt", b"private"), purpose="user_data")
     with pytest.raises(openai.BadRequestError, match="Not allowed to download files of purpose: user_data"):
         sdk.files.content(notes.id)
+
+
+def test_the_official_sdk_sees_a_batch_failed_on_the_enqueued_token_limit(client):
+    import openai  # pylint: disable=import-outside-toplevel  # only the SDK tests need it
+
+    client.server.emulator.enqueued_token_limit = 2
+    sdk = openai.OpenAI(api_key=API_KEY, base_url=client.base, max_retries=0)
+    content = (json.dumps(words_line("a", 3)) + "\n").encode()
+    batch = sdk.batches.create(input_file_id=sdk.files.create(file=("in.jsonl", content), purpose="batch").id,
+                               endpoint="/v1/embeddings", completion_window="24h")
+    client.clock.advance(1)
+    failed = sdk.batches.retrieve(batch.id)
+    assert failed.status == "failed" and failed.failed_at == int(START_TIME) + 1
+    [error] = failed.errors.data
+    assert (error.code, error.line, error.param) == ("token_limit_exceeded", None, None)
+    assert error.message.startswith("Enqueued token limit reached for text-embedding-3-small in organization ")
+    assert "Limit: 2 enqueued tokens." in error.message
 
 
 # --------------------------------------------------------------------------- CLI
@@ -961,6 +1189,24 @@ def wait_for_terminal_status(session, url, timeout=10.0):
             return batch
         time.sleep(0.05)
     raise AssertionError(f"batch did not finish within {timeout}s")
+
+
+def test_cli_limits_reach_the_emulator():
+    args = emulator.parse_args(["--api-key", API_KEY, "--enqueued-token-limit", "2000000", "--max-batch-input-requests", "3"])
+    assert (args.enqueued_token_limit, args.max_batch_input_requests) == (2_000_000, 3)
+    defaults = emulator.parse_args(["--api-key", API_KEY])
+    assert (defaults.enqueued_token_limit, defaults.max_batch_input_requests) == (None, 50_000)
+    server = emulator.make_server("127.0.0.1", 0, API_KEY, enqueued_token_limit=7, max_batch_requests=3)
+    try:
+        assert (server.emulator.enqueued_token_limit, server.emulator.max_batch_requests) == (7, 3)
+    finally:
+        server.server_close()
+
+
+@pytest.mark.parametrize("flags", [["--enqueued-token-limit", "0"], ["--max-batch-input-requests", "0"], ["--enqueued-token-limit", "x"]])
+def test_cli_refuses_limits_below_one(flags):
+    with pytest.raises(SystemExit):
+        emulator.parse_args(["--api-key", API_KEY, *flags])
 
 
 def test_cli_requires_an_api_key(monkeypatch):
