@@ -221,9 +221,9 @@ raw:
   type: dict
 jobs:
   description:
-    - With O(jobs), one entry per job in the same order, each with C(task_id), C(status), C(job) and C(raw) as for a
-      single job (C(task_id) and C(status) are null while the job waits to be submitted), and C(reason), why a job
-      ended failed, cancelled, expired or unreachable (else null).
+    - With O(jobs), one entry per job in the same order, each with C(task_id), C(status) and C(job) as for a single
+      job (C(task_id) and C(status) are null while the job waits to be submitted), and C(reason), why a job ended
+      failed, cancelled, expired or unreachable (else null).
     - RV(status) is then the least advanced of their states (null while one waits to be submitted, then that of a
       running job, then C(COMPLETED) when all completed, else the first other end); RV(task_id) is null, RV(job) and
       RV(raw) are empty.
@@ -608,15 +608,14 @@ class Job(object):
         self.earlier = None
         self.task_id = None
         self.task = None
-        self.raw = {}
         self.handovers = 0
 
     @property
     def state(self):
         return (self.task or {}).get("state")
 
-    def follow(self, task_id, task, raw=None):
-        self.task_id, self.task, self.raw = task_id, task, raw or {}
+    def follow(self, task_id, task):
+        self.task_id, self.task = task_id, task
 
     def describe(self):
         if self.task_id is None:
@@ -624,8 +623,8 @@ class Job(object):
         return "job %d: %s" % (self.number, describe_task(self.task_id, self.task))
 
     def outcome(self):
-        entry = from_task(self.task_id, self.task or {}) if self.task_id else {"task_id": None, "job": {}, "status": None, "raw": {}}
-        entry["raw"] = self.raw or entry["raw"]
+        entry = from_task(self.task_id, self.task or {}) if self.task_id else {"task_id": None, "job": {}, "status": None}
+        entry.pop("raw", None)
         entry["reason"] = failure_reason(self.task) if self.state in UNSUCCESSFUL_STATES else None
         return entry
 
@@ -701,7 +700,7 @@ def submit_what_fits(module, client, model, connector, jobs):
                     waiting.earlier = None
             break
         task = {"task_id": outcome["task_id"], "state": outcome["status"], "remote_job": outcome["job"]}
-        job.follow(outcome["task_id"], task, outcome["raw"])
+        job.follow(outcome["task_id"], task)
         submitted = True
     return submitted
 
@@ -794,7 +793,7 @@ def ensure_jobs_cancelled(module, client):
     check_keeps_tasks(client)
     outcomes = [ensure_cancelled(module, client, model, job_to_cancel(module, client, model["model_id"], connector, job.parameters))
                 for job in jobs_of_request(module, connector)]
-    entries = [dict((key, outcome[key]) for key in ("task_id", "job", "status", "raw")) for outcome in outcomes]
+    entries = [dict(task_id=outcome["task_id"], job=outcome["job"], status=outcome["status"], reason=None) for outcome in outcomes]
     diff = build_diff({"jobs": [outcome["diff"]["before"] for outcome in outcomes]}, {"jobs": [outcome["diff"]["after"] for outcome in outcomes]})
     return dict(task_id=None, job={}, status=overall_status(entries), raw={}, jobs=entries,
                 changed=any(outcome["changed"] for outcome in outcomes), diff=diff)
