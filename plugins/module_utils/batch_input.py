@@ -143,8 +143,7 @@ class CustomIds(object):
             for handle in handles.values():
                 handle.close()
         for bucket in sorted(handles):
-            for repeats in self._bucket_repeats(self._bucket_path(depth, bucket), depth + 1):
-                yield repeats
+            yield from self._bucket_repeats(self._bucket_path(depth, bucket), depth + 1)
             os.remove(self._bucket_path(depth, bucket))
 
     def _bucket_path(self, depth, bucket):

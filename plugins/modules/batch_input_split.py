@@ -15,12 +15,12 @@ description:
   - Splits a batch input of any size into parts of consecutive requests, in input order, each within O(max_requests)
     requests and O(max_bytes) bytes, so that each part can be uploaded with M(opensearch.ml_commons.openai_file) and
     run as one batch job.
-  - A local file operation, as M(ansible.builtin.copy) is: it runs where O(src) is and sends no request, so it takes
+  - A local file operation, like M(ansible.builtin.copy). It runs where O(src) is and sends no request, so it takes
     no connection options.
   - Before any part is written, the whole input is checked line by line as OpenAI's batch validation checks a batch
-    input (see M(opensearch.ml_commons.openai_file)'s O(opensearch.ml_commons.openai_file#module:check_input)), with
-    every C(custom_id) unique across the whole input, not only within a part. The first problem fails the task, naming
-    its line; nothing is written then.
+    input, by the rules M(opensearch.ml_commons.openai_file) checks an upload with, every C(custom_id) being unique
+    across the whole input, not only within a part. A problem fails the task, naming its line; nothing is written
+    then.
   - The input is read as a stream and the uniqueness of the C(custom_id)s is checked with temporary files on disk, so
     memory stays flat (under 100 MB) at any input size.
   - The parts are O(dest)/C(<stem>.part-00001.jsonl), O(dest)/C(<stem>.part-00002.jsonl) and so on, where C(<stem>) is
@@ -59,8 +59,8 @@ options:
   max_bytes:
     description:
       - The most bytes a part may hold.
-      - OpenAI takes batch inputs of up to 200 MB. The default stays 10 MB under that whether a MB is counted as
-        1,000,000 or 1,048,576 bytes, so a part is never refused for a few bytes too many.
+      - OpenAI takes batch inputs of up to 200 MB. The default stays at least 10 MB under that whether a MB is counted
+        as 1,000,000 or 1,048,576 bytes, so a part is never refused for a few bytes too many.
       - A single line larger than this fails the task, naming the line.
     type: int
     default: 190000000
@@ -265,6 +265,8 @@ def unchanged_split(params, stem, manifest):
         src = manifest["src"]
         parts = manifest["parts"]
         if manifest["limits"] != limits(params) or src["bytes"] != os.path.getsize(params["src"]):
+            return None
+        if [part["name"] for part in parts] != [part_name(stem, index) for index in range(1, len(parts) + 1)]:
             return None
         for part in parts:
             path = os.path.join(params["dest"], part["name"])

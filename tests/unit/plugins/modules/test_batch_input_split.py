@@ -160,6 +160,21 @@ def test_parts_in_place_are_not_rewritten_when_the_manifest_is_lost(tmp_path):
     assert not split(tmp_path, src, max_requests=2)["changed"]
 
 
+@pytest.mark.parametrize("manifest", ["{not json", "[]", json.dumps({"parts": "x"}), None])
+def test_a_manifest_that_cannot_be_read_or_names_other_files_is_written_again(tmp_path, manifest):
+    src = write_input(tmp_path, [request("r%d" % n) for n in range(5)])
+    first = split(tmp_path, src, max_requests=2)
+    path = tmp_path / "parts" / "input.parts.json"
+    if manifest is None:
+        recorded = json.loads(path.read_text())
+        recorded["parts"][0]["name"] = "../input.jsonl"
+        manifest = json.dumps(recorded)
+    path.write_text(manifest)
+    again = split(tmp_path, src, max_requests=2)
+    assert again["changed"] and again["parts"] == first["parts"]
+    assert not split(tmp_path, src, max_requests=2)["changed"]
+
+
 def test_other_limits_or_content_split_again_and_stale_parts_go(tmp_path):
     lines = [request("r%d" % n) for n in range(8)]
     src = write_input(tmp_path, lines)
@@ -230,7 +245,7 @@ def test_the_module_splits_a_million_lines_within_100_mb(tmp_path):
     with open(str(output), "w") as stdout:
         process = subprocess.Popen([sys.executable, "-m", batch_input_split.__name__, str(args)], stdout=stdout, stderr=subprocess.STDOUT)
         # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in every earlier child of pytest).
-        _, status, usage = os.wait4(process.pid, 0)
+        status, usage = os.wait4(process.pid, 0)[1:]
         process.returncode = status
     elapsed = time.time() - started
     peak_mb = usage.ru_maxrss / 1024.0
@@ -240,3 +255,39 @@ def test_the_module_splits_a_million_lines_within_100_mb(tmp_path):
     assert [part["lines"] for part in result["parts"]] == [50000] * 20
     assert peak_mb < 100, "peak RSS %.1f MB" % peak_mb
     print("split 1,000,000 lines in %.1f s, peak RSS %.1f MB" % (elapsed, peak_mb))
+
+
+def test_a_write_that_fails_names_what_was_written(tmp_path, monkeypatch):
+    src = write_input(tmp_path, [request("r%d" % n) for n in range(5)])
+    real_write_part = batch_input_split.write_part
+    calls = []
+
+    def full_disk_at_part_2(module, dest, part, requests):
+        calls.append(part["index"])
+        if part["index"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_write_part(module, dest, part, requests)
+
+    monkeypatch.setattr(batch_input_split, "write_part", full_disk_at_part_2)
+    with pytest.raises(ConfigurationError) as caught:
+        split(tmp_path, src, max_requests=2)
+    assert str(caught.value) == (
+        "Cannot write the parts of %s to %s: No space left on device. Parts written: %s. Run again once that is fixed; "
+        "parts already in place are kept." % (src, tmp_path / "parts", tmp_path / "parts" / "input.part-00001.jsonl"))
+    assert files_in(tmp_path / "parts") == ["input.part-00001.jsonl"]
+    monkeypatch.setattr(batch_input_split, "write_part", real_write_part)
+    assert split(tmp_path, src, max_requests=2)["changed"]
+    assert files_in(tmp_path / "parts") == ["input.part-00001.jsonl", "input.part-00002.jsonl", "input.part-00003.jsonl", "input.parts.json"]
+
+
+def test_a_part_that_cannot_be_moved_into_place_leaves_no_temporary_file(tmp_path, monkeypatch):
+    src = write_input(tmp_path, [request("a")])
+
+    def failing_move(source, dest):
+        raise OSError(13, "Permission denied")
+
+    module = FakeModule(DEFAULTS, src=src, dest=str(tmp_path / "parts"))
+    monkeypatch.setattr(module, "atomic_move", failing_move)
+    with pytest.raises(ConfigurationError, match="Permission denied. Parts written: none"):
+        batch_input_split.run(module, None)
+    assert files_in(tmp_path / "parts") == []
