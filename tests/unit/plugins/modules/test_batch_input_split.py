@@ -16,6 +16,15 @@ from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module
 
 DEFAULTS = dict(src=None, dest=None, max_requests=50000, max_bytes=190000000, endpoint=None)
 LONG_AGO = 1000000000
+# Runs argv[2:] with its output to the file argv[1] and prints its peak RSS in KB, as Linux counts it (ru_maxrss).
+MEASURED_LAUNCH = """
+import os, subprocess, sys
+with open(sys.argv[1], "w") as output:
+    process = subprocess.Popen(sys.argv[2:], stdout=output, stderr=subprocess.STDOUT)
+    status, usage = os.wait4(process.pid, 0)[1:]
+    process.returncode = status
+print(usage.ru_maxrss)
+"""
 
 
 def request(custom_id, url="/v1/embeddings", model="m", **changes):
@@ -242,13 +251,12 @@ def test_the_module_splits_a_million_lines_within_100_mb(tmp_path):
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"src": str(src), "dest": str(tmp_path / "parts")}}))
     output = tmp_path / "output.json"
     started = time.time()
-    with open(str(output), "w") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", batch_input_split.__name__, str(args)], stdout=stdout, stderr=subprocess.STDOUT)
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in every earlier child of pytest).
-        status, usage = os.wait4(process.pid, 0)[1:]
-        process.returncode = status
+    # The module runs as a grandchild: a child's peak RSS counts the memory of the process it was forked
+    # from (pytest, here), so a small launcher forks it and reports that grandchild's own peak.
+    launched = subprocess.run([sys.executable, "-c", MEASURED_LAUNCH, str(output), sys.executable, "-m", batch_input_split.__name__, str(args)],
+                              capture_output=True, text=True, check=True)
     elapsed = time.time() - started
-    peak_mb = usage.ru_maxrss / 1024.0
+    peak_mb = int(launched.stdout) / 1024.0
     answer = output.read_text()
     result = json.loads(answer)
     assert result["changed"] and result["requests"] == 1000000, answer[-2000:]
