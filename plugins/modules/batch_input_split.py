@@ -179,6 +179,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.module impor
 
 # Five digits: part names sort in input order, up to 99,999 parts (five billion requests at OpenAI's limit).
 MAX_PARTS = 99999
+MANIFEST_FIELDS = {"src", "requests", "limits", "parts"}
+PART_FIELDS = {"index", "name", "first_line", "lines", "bytes", "sha256"}
 
 
 def part_name(stem, index):
@@ -221,13 +223,17 @@ def stale_parts(params, stem, count):
 
 
 def read_manifest(path):
-    """The manifest at ``path``, or None when there is none or it cannot be read as one."""
+    """The manifest at ``path``, or None when there is none or it is not one this module wrote."""
     try:
         with open(path) as handle:
             manifest = json.load(handle)
-    except (IOError, OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+        parts = manifest["parts"]
+        if set(manifest) == MANIFEST_FIELDS and set(manifest["src"]) == {"sha256", "bytes"} and all(
+                set(part) == PART_FIELDS and isinstance(part["name"], str) for part in parts):
+            return manifest
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def counted_lines(path):
@@ -248,7 +254,7 @@ def diff_entries(parts):
 def parts_before(params, stem, manifest):
     """What the part files in ``dest`` hold now, as the diff's before: requests from the manifest when it
     recorded the file at its size, counted otherwise."""
-    recorded = dict((part.get("name"), part) for part in (manifest or {}).get("parts") or [] if isinstance(part, dict))
+    recorded = dict((part["name"], part) for part in (manifest or {}).get("parts", []))
     before = []
     for index, name in sorted(listed_parts(params["dest"], stem).items()):
         path = os.path.join(params["dest"], name)
@@ -259,24 +265,18 @@ def parts_before(params, stem, manifest):
 
 
 def unchanged_split(params, stem, manifest):
-    """The manifest when it stands for this split as it is: same limits, ``src`` of the recorded size and
-    SHA-256 (read once), every part in place at its recorded size, no part beyond them. None otherwise."""
-    try:
-        src = manifest["src"]
-        parts = manifest["parts"]
-        if manifest["limits"] != limits(params) or src["bytes"] != os.path.getsize(params["src"]):
-            return None
-        if [part["name"] for part in parts] != [part_name(stem, index) for index in range(1, len(parts) + 1)]:
-            return None
-        for part in parts:
-            path = os.path.join(params["dest"], part["name"])
-            if not os.path.isfile(path) or os.path.getsize(path) != part["bytes"]:
-                return None
-    except (KeyError, TypeError, OSError):
-        return None
-    if stale_parts(params, stem, len(parts)) or file_digest(params["src"]) != src["sha256"]:
-        return None
-    return manifest
+    """Whether ``manifest`` stands for this split as it is: same limits, ``src`` of the recorded size and
+    SHA-256 (read once), every part in place at its recorded size, no part beyond them."""
+    parts = manifest["parts"]
+    if manifest["limits"] != limits(params) or manifest["src"]["bytes"] != os.path.getsize(params["src"]):
+        return False
+    if [part["name"] for part in parts] != [part_name(stem, index) for index in range(1, len(parts) + 1)]:
+        return False
+    for part in parts:
+        path = os.path.join(params["dest"], part["name"])
+        if not os.path.isfile(path) or os.path.getsize(path) != part["bytes"]:
+            return False
+    return not stale_parts(params, stem, len(parts)) and file_digest(params["src"]) == manifest["src"]["sha256"]
 
 
 class SplitPlan(object):
@@ -448,7 +448,7 @@ def run(module, client):
     stem = os.path.splitext(os.path.basename(params["src"]))[0]
     manifest_file = manifest_path(params["dest"], stem)
     manifest = read_manifest(manifest_file)
-    if manifest is not None and unchanged_split(params, stem, manifest) is not None:
+    if manifest is not None and os.path.isfile(params["src"]) and unchanged_split(params, stem, manifest):
         return split_result(False, params, manifest, None)
     split = checked_split(params, stem)
     before = parts_before(params, stem, manifest) if module._diff else None

@@ -169,7 +169,11 @@ def test_parts_in_place_are_not_rewritten_when_the_manifest_is_lost(tmp_path):
     assert not split(tmp_path, src, max_requests=2)["changed"]
 
 
-@pytest.mark.parametrize("manifest", ["{not json", "[]", json.dumps({"parts": "x"}), None])
+@pytest.mark.parametrize("manifest", [
+    "{not json", "[]", json.dumps({"parts": "x"}),
+    json.dumps({"src": {"sha256": "0", "bytes": 1}, "requests": 1, "limits": {}, "parts": [{"name": "input.part-00001.jsonl"}]}),
+    None,
+])
 def test_a_manifest_that_cannot_be_read_or_names_other_files_is_written_again(tmp_path, manifest):
     src = write_input(tmp_path, [request("r%d" % n) for n in range(5)])
     first = split(tmp_path, src, max_requests=2)
