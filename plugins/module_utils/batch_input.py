@@ -10,14 +10,23 @@ before anything is uploaded or paid for, with the line that is wrong. The checks
 validation failures OpenAI documents (``invalid_json_line``, ``duplicate_custom_id``,
 ``url_mismatch``, ``model_mismatch``, ``empty_file``, ``too_many_tasks``) and the shape of
 ``BatchRequestInput`` (``custom_id``, ``method`` POST, ``url``, ``body``).
+
+:class:`BatchInput` checks a whole input file; its :meth:`BatchInput.add` and
+:meth:`BatchInput.finish` are the same checks for a caller that reads the lines itself (the
+split of an input into parts reads them once for the check and the plan together).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import heapq
 import json
 import os
+import shutil
+import struct
+import tempfile
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import open_local
@@ -60,8 +69,126 @@ def _request(path, number, line):
     return request
 
 
+class CustomIds(object):
+    """Whether any custom_id repeats, in memory that stays flat whatever the number of lines.
+
+    A set of every custom_id would grow with the input (a million IDs take over 100 MB in
+    Python). Instead each ID's 8-byte hash is written to a temporary file with its line number;
+    after the pass the file is cut into buckets by the hash's first byte (by the next byte for a
+    bucket still too large) until each bucket fits in :data:`BUCKET_BYTES`, and each bucket is
+    checked in memory on its own. A repeated hash is only a candidate (two IDs may share a hash),
+    so the candidates with the earliest repeats are confirmed by reading the input again,
+    comparing the IDs themselves. Memory then holds one bucket, at most 256 write buffers and at
+    most :data:`CANDIDATES` candidates, at any input size; the disk, 16 bytes per request, twice.
+    """
+
+    HASH_BYTES = 8
+    RECORD = struct.Struct("=8sQ")  # the hash and the line number, in the machine's own byte order
+    BUCKET_BYTES = 2 * 1024 * 1024
+    CANDIDATES = 1024
+
+    def __init__(self):
+        self._directory = tempfile.mkdtemp(prefix="batch-input-ids.")
+        self._records_path = os.path.join(self._directory, "records")
+        self._records = open(self._records_path, "wb")
+
+    @classmethod
+    def hashed(cls, custom_id):
+        # surrogatepass: JSON may hold a lone surrogate (\ud800), which plain UTF-8 cannot encode.
+        return hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=cls.HASH_BYTES).digest()
+
+    def add(self, number, custom_id):
+        self._records.write(self.RECORD.pack(self.hashed(custom_id), number))
+
+    def first_repeat(self, custom_ids):
+        """``(earlier line, line, custom_id)`` of the earliest repeated custom_id that the candidates
+        show, or None when no custom_id repeats. ``custom_ids()`` reads the input again: an iterator
+        of (line number, custom_id) of every request."""
+        self._records.close()
+        after = 0
+        while True:
+            candidates = self._earliest_repeated_hashes(after)
+            if not candidates:
+                return None
+            repeat = self._confirmed(candidates, custom_ids())
+            if repeat is not None:
+                return repeat
+            # Every candidate was a hash collision: look at the repeats that come later.
+            after = max(candidates.values())
+
+    def _earliest_repeated_hashes(self, after):
+        """{hash: line of its first repeat} for the CANDIDATES hashes that repeat earliest after ``after``."""
+        earliest = []
+        for repeats in self._bucket_repeats(self._records_path, 0):
+            earliest = heapq.nsmallest(self.CANDIDATES, earliest + [(line, hashed) for line, hashed in repeats if line > after])
+        return dict((hashed, line) for line, hashed in earliest)
+
+    def _bucket_repeats(self, path, depth):
+        """For each bucket of the records at ``path`` (cut by the hash byte at ``depth``, deeper while
+        too large), the (line, hash) of each hash's first repeat."""
+        size = os.path.getsize(path)
+        if size <= self.BUCKET_BYTES or depth == self.HASH_BYTES:
+            yield self._repeats_in(path, size)
+            return
+        handles = {}
+        try:
+            with open(path, "rb") as records:
+                for chunk in iter(lambda: records.read(self.BUCKET_BYTES), b""):
+                    for offset in range(0, len(chunk), self.RECORD.size):
+                        bucket = chunk[offset + depth]
+                        if bucket not in handles:
+                            handles[bucket] = open(self._bucket_path(depth, bucket), "wb")
+                        handles[bucket].write(chunk[offset:offset + self.RECORD.size])
+        finally:
+            for handle in handles.values():
+                handle.close()
+        for bucket in sorted(handles):
+            yield from self._bucket_repeats(self._bucket_path(depth, bucket), depth + 1)
+            os.remove(self._bucket_path(depth, bucket))
+
+    def _bucket_path(self, depth, bucket):
+        return os.path.join(self._directory, "bucket-%d-%02x" % (depth, bucket))
+
+    def _repeats_in(self, path, size):
+        with open(path, "rb") as records:
+            if size > self.BUCKET_BYTES:
+                # Cut by all 8 hash bytes and still too large: every record holds the same hash,
+                # first repeated by the second record.
+                records.seek(self.RECORD.size)
+                hashed, line = self.RECORD.unpack(records.read(self.RECORD.size))
+                return [(line, hashed)]
+            data = records.read()
+        hashes = memoryview(data).cast("Q")[0::2]
+        if len(set(hashes)) == len(hashes):
+            return []
+        seen = set()
+        repeats = {}
+        for hashed, line in self.RECORD.iter_unpack(data):
+            if hashed in seen:
+                repeats.setdefault(hashed, line)
+            seen.add(hashed)
+        return [(line, hashed) for hashed, line in repeats.items()]
+
+    def _confirmed(self, candidates, custom_ids):
+        """The first repeat, in line order, of a custom_id whose hash is a candidate; None if there is none."""
+        first_lines = {}
+        for number, custom_id in custom_ids:
+            if self.hashed(custom_id) in candidates:
+                earlier = first_lines.setdefault(custom_id, number)
+                if earlier != number:
+                    return earlier, number, custom_id
+        return None
+
+    def close(self):
+        self._records.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+
 class BatchInput(object):
-    """What a checked batch input holds: its ``requests``, their ``url`` and ``model``, its ``bytes``."""
+    """What a checked batch input holds: its ``requests``, their ``url`` and ``model``, its ``bytes``.
+
+    Used as a context manager, it removes its temporary files (see :class:`CustomIds`) on the way out.
+    """
 
     def __init__(self, path, endpoint=None, max_requests=MAX_REQUESTS, max_bytes=MAX_BYTES):
         self.path = path
@@ -72,33 +199,37 @@ class BatchInput(object):
         self.bytes = 0
         self.url = endpoint
         self.model = None
-        self._custom_ids = {}
+        self._custom_ids = CustomIds()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._custom_ids.close()
 
     def check(self):
         """Read the file once, line by line; raise :class:`BatchInputError` at the first problem."""
-        with open_local(self.path) as handle:
-            self.bytes = os.fstat(handle.fileno()).st_size
-            if self.max_bytes and self.bytes > self.max_bytes:
-                raise BatchInputError(
-                    "%s holds %d bytes; a batch input may hold at most %d (max_bytes). Split it into several inputs."
-                    % (self.path, self.bytes, self.max_bytes)
-                )
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    self._add(number, line)
-        if not self.requests:
-            raise BatchInputError("%s holds no request; a batch input needs one JSON request per line." % self.path)
+        with self:
+            with open_local(self.path) as handle:
+                self.bytes = os.fstat(handle.fileno()).st_size
+                if self.max_bytes and self.bytes > self.max_bytes:
+                    raise BatchInputError(
+                        "%s holds %d bytes; a batch input may hold at most %d (max_bytes). Split it into several inputs."
+                        % (self.path, self.bytes, self.max_bytes)
+                    )
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        self.add(number, line)
+            self.finish()
         return self
 
-    def _add(self, number, line):
+    def add(self, number, line):
+        """Check the request on line ``number`` (bytes, not blank) against the lines before it."""
         request = _request(self.path, number, line)
         self.requests += 1
         if self.max_requests and self.requests > self.max_requests:
             problem = "is request %d; a batch input may hold at most %d (max_requests). Split it into several inputs" % (self.requests, self.max_requests)
             raise _refusal(self.path, number, problem)
-        earlier = self._custom_ids.setdefault(request["custom_id"], number)
-        if earlier != number:
-            raise _refusal(self.path, number, "repeats the custom_id %r of line %d; every custom_id must be unique" % (request["custom_id"], earlier))
         if self.url is None:
             self.url = request["url"]
         elif request["url"] != self.url:
@@ -109,3 +240,19 @@ class BatchInput(object):
             self.model = model
         elif model != self.model:
             raise _refusal(self.path, number, "names the model %r, not %r as the lines before it; a batch runs one model" % (model, self.model))
+        self._custom_ids.add(number, request["custom_id"])
+
+    def finish(self):
+        """The checks that need every line: some request at all, and no custom_id twice."""
+        if not self.requests:
+            raise BatchInputError("%s holds no request; a batch input needs one JSON request per line." % self.path)
+        repeat = self._custom_ids.first_repeat(self._read_custom_ids)
+        if repeat is not None:
+            earlier, number, custom_id = repeat
+            raise _refusal(self.path, number, "repeats the custom_id %r of line %d; every custom_id must be unique" % (custom_id, earlier))
+
+    def _read_custom_ids(self):
+        with open_local(self.path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, json.loads(line.decode("utf-8"))["custom_id"]

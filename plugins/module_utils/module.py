@@ -69,13 +69,15 @@ class MLCommonsModule(AnsibleModule):
     """An AnsibleModule with the connection options, a lazily built client and uniform failures."""
 
     connection_argument_spec = CONNECTION_ARGUMENT_SPEC
+    # Whether the module sends HTTP requests, and so needs the requests library.
+    talks_http = True
 
     def __init__(self, argument_spec, **kwargs):
         spec = dict(self.connection_argument_spec)
         spec.update(argument_spec)
         kwargs.setdefault("supports_check_mode", True)
         super(MLCommonsModule, self).__init__(argument_spec=spec, **kwargs)
-        if REQUESTS_IMPORT_ERROR is not None:
+        if self.talks_http and REQUESTS_IMPORT_ERROR is not None:
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
 
@@ -122,3 +124,15 @@ class OpenAIModule(MLCommonsModule):
             openai_base_url(params), auth=BearerAuth(params["api_key"]), verify=params["validate_certs"],
             timeout=params["timeout"], retries=params["retries"], service="OpenAI",
         )
+
+
+class LocalModule(MLCommonsModule):
+    """A module that works on local files only, as ansible.builtin.copy does: no connection options,
+    no requests library, and no client (``run`` is given None)."""
+
+    connection_argument_spec = {}
+    talks_http = False
+
+    @property
+    def client(self):
+        return None

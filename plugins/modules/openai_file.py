@@ -83,7 +83,7 @@ options:
       - Every line must be a JSON object with a unique string C(custom_id), C(method) C(POST), the same C(url) (equal
         to O(endpoint) when given), a C(body) object, and the same C(body.model); there must be at most
         O(max_requests) lines and O(max_bytes) bytes. The first line that breaks a rule fails the task, named by its
-        number.
+        number; a repeated C(custom_id) is found once every line has been read, and names the line it repeats.
       - An earlier upload of the same content is found without checking it again.
     type: bool
     default: true

@@ -1,10 +1,11 @@
 """Batch inputs refused before upload, as OpenAI's batch validation would fail them, naming the line."""
 
 import json
+import tempfile
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput, BatchInputError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput, BatchInputError, CustomIds
 
 
 def request(custom_id, url="/v1/embeddings", model="text-embedding-3-small", **changes):
@@ -73,3 +74,48 @@ def test_an_empty_file_and_text_that_is_not_utf8_are_refused(tmp_path):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(request("a").encode() + b"\n" + b'{"custom_id": "caf\xe9"}\n')
     assert "Line 2 of %s is not UTF-8" % path in str(refusal(str(path)))
+
+
+def test_a_repeat_far_apart_is_found_when_the_ids_are_cut_into_many_buckets(tmp_path, monkeypatch):
+    # About 12 records to each of the 256 first-level buckets: some are cut again by the second byte.
+    monkeypatch.setattr(CustomIds, "BUCKET_BYTES", 16 * CustomIds.RECORD.size)
+    lines = [request("id-%d" % n) for n in range(3000)]
+    assert BatchInput(write(tmp_path, lines), max_requests=0).check().requests == 3000
+    lines[2900] = request("id-17")
+    error = refusal(write(tmp_path, lines), max_requests=0)
+    assert str(error).startswith("Line 2901 of") and "repeats the custom_id 'id-17' of line 18" in str(error)
+
+
+def test_one_id_repeated_more_often_than_a_bucket_holds_is_found(tmp_path, monkeypatch):
+    monkeypatch.setattr(CustomIds, "BUCKET_BYTES", 4 * CustomIds.RECORD.size)
+    error = refusal(write(tmp_path, [request("other")] + [request("same")] * 50), max_requests=0)
+    assert "Line 3 of" in str(error) and "repeats the custom_id 'same' of line 2" in str(error)
+
+
+def first_letter_hash(custom_id):
+    """A hash under which every ID of the same first letter collides."""
+    return custom_id[0].encode().ljust(CustomIds.HASH_BYTES, b"-")
+
+
+def test_ids_that_only_share_a_hash_are_not_repeats(tmp_path, monkeypatch):
+    monkeypatch.setattr(CustomIds, "hashed", staticmethod(first_letter_hash))
+    assert BatchInput(write(tmp_path, [request(name) for name in ("a1", "b1", "a2", "a3", "b2")])).check().requests == 5
+    error = refusal(write(tmp_path, [request(name) for name in ("a1", "a2", "a3", "a2", "a1")]))
+    assert "Line 4 of" in str(error) and "repeats the custom_id 'a2' of line 2" in str(error)
+
+
+def test_when_the_earliest_candidates_all_collide_the_later_ones_are_confirmed(tmp_path, monkeypatch):
+    monkeypatch.setattr(CustomIds, "hashed", staticmethod(first_letter_hash))
+    monkeypatch.setattr(CustomIds, "CANDIDATES", 1)
+    error = refusal(write(tmp_path, [request(name) for name in ("a1", "a2", "b1", "b2", "c1", "c1")]))
+    assert "Line 6 of" in str(error) and "repeats the custom_id 'c1' of line 5" in str(error)
+
+
+def test_the_temporary_files_are_removed_whatever_the_outcome(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    BatchInput(write(tmp_path, [request("a"), request("b")])).check()
+    refusal(write(tmp_path, [request("a"), request("a")]))
+    refusal(write(tmp_path, [request("a"), "{not json"]))
+    assert list(scratch.iterdir()) == []
