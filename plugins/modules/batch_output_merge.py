@@ -95,7 +95,7 @@ options:
   retry_dir:
     description:
       - A directory where, for each part with failed lines, C(<input stem>.retry.jsonl) receives those lines of
-        the part's input, as they are and in order: the input of a retry job. The retry file of a part without
+        the part's input, as they are and in order (the input of a retry job). The retry file of a part without
         failed lines is removed.
       - Created when needed.
     type: path
@@ -604,8 +604,10 @@ def check_retry_names(params, parts):
     for part in parts:
         path = retry_path(params["retry_dir"], part)
         if path in seen:
-            raise ConfigurationError("Parts %d and %d have inputs of the same name, so their retry inputs would both be %s. Give the parts' inputs distinct names."
-                                     % (seen[path], part.number, path))
+            raise ConfigurationError(
+                "Parts %d and %d have inputs of the same name, so their retry inputs would both be %s. Give the parts' inputs distinct names."
+                % (seen[path], part.number, path)
+            )
         seen[path] = part.number
 
 

@@ -94,8 +94,8 @@ def test_a_failed_part_without_files_fails_every_line_with_the_jobs_reason(tmp_p
     result = run(parts=parts, dest=str(tmp_path / "merged.jsonl"), errors_dest=errors)
     assert (result["succeeded"], result["failed"]) == (0, 3)
     assert [line["code"] for line in result["failed_lines"]] == ["batch_failed"] * 3
-    assert [json.loads(line) for line in open(errors, "rb")][0] == {"custom_id": "a-1", "response": None,
-                                                                     "error": {"code": "batch_failed", "message": "credentials refused"}}
+    expected = {"custom_id": "a-1", "response": None, "error": {"code": "batch_failed", "message": "credentials refused"}}
+    assert [json.loads(line) for line in open(errors, "rb")][0] == expected
     assert os.path.getsize(str(tmp_path / "merged.jsonl")) == 0
 
 
