@@ -377,6 +377,8 @@ class Part(object):
                         self.statements[position] = statement
 
     def read_answers(self, positions, path, role, mentioned):
+        if not os.path.isfile(path):
+            raise ConfigurationError("%s, %s, does not exist. Download it first (openai_file), or give null when the job has none." % (role.capitalize(), path))
         file_index = len(self.files)
         self.files.append(path)
         for number, offset, line in lines_of(path):
@@ -583,11 +585,17 @@ def load_manifest(path):
     return manifest if isinstance(manifest, dict) and manifest.get("request", {}).get("version") == MANIFEST_VERSION else None
 
 
+def check_destinations(params, sources):
+    for option in ("dest", "errors_dest"):
+        if params[option] and os.path.abspath(params[option]) in set(os.path.abspath(path) for path in sources):
+            raise ConfigurationError("%s is %s, which is also one of the files to merge. Give %s a path of its own." % (option, params[option], option))
+
+
 def still_valid(manifest, request, sources):
     """Whether the manifest describes this very merge and every file it read and wrote is as it left them."""
     if manifest is None or manifest.get("request") != request:
         return False
-    if manifest.get("sources") != [[path, stat_of(path)] for path in sources]:
+    if manifest.get("sources") != sources:
         return False
     return all(stat_of(entry["path"]) == entry["stat"] for entry in manifest.get("outputs", []))
 
@@ -670,7 +678,7 @@ def merge(module, parts, written):
 
 
 def write_manifest(module, path, request, sources, written, result):
-    manifest = {"request": request, "sources": [[source, stat_of(source)] for source in sources], "outputs": written.outputs, "result": result}
+    manifest = {"request": request, "sources": sources, "outputs": written.outputs, "result": result}
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".%s." % os.path.basename(path), suffix=".part")
     with os.fdopen(handle, "w") as stream:
         json.dump(manifest, stream, sort_keys=True)
@@ -696,7 +704,9 @@ def returned(params, result, changed, before, after):
 def run(module):
     params = module.params
     request = request_of(params)
-    sources = source_paths(params)
+    # Stated before anything is read, so that a source that changes during the merge is merged again next time.
+    sources = [[path, stat_of(path)] for path in source_paths(params)]
+    check_destinations(params, source_paths(params))
     manifest_file = manifest_path(params)
     manifest = load_manifest(manifest_file)
     if still_valid(manifest, request, sources):

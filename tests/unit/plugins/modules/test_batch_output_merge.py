@@ -126,10 +126,22 @@ def test_a_retry_fills_the_failed_lines_in_place_and_removes_what_is_stale(two_p
     # A last retry answers everything: no error file, no retry input.
     parts[1]["attempts"].append({"output": write_lines(tmp_path / "retry3.out.jsonl", [answer("b-3")]), "errors": None,
                                  "status": "COMPLETED", "reason": None})
+    predicted = run(check_mode=True, parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
+    assert predicted["changed"] and predicted["errors"] is None and os.path.exists(errors) and len(os.listdir(retry)) == 1
     result = run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
     assert result["failed"] == 0 and result["errors"] is None and result["retry_inputs"] == []
     assert not os.path.exists(errors) and os.listdir(retry) == []
     assert merged_ids(dest) == ids("a", 4) + ids("b", 4)
+
+
+def test_the_first_successful_answer_stands(tmp_path):
+    source = write_lines(tmp_path / "in.jsonl", [request("a")])
+    first, later = answer("a"), dict(answer("a"), id="batch_req_later")
+    attempts = [{"output": write_lines(tmp_path / name, [line]), "errors": None, "status": "COMPLETED", "reason": None}
+                for name, line in (("first.jsonl", first), ("later.jsonl", later))]
+    dest = str(tmp_path / "merged.jsonl")
+    run(parts=[{"input": source, "attempts": attempts}], dest=dest)
+    assert json.loads(open(dest).read())["id"] == "batch_req_a"
 
 
 def test_a_rerun_reads_and_writes_nothing(two_parts):
@@ -138,12 +150,13 @@ def test_a_rerun_reads_and_writes_nothing(two_parts):
     first = run(**params)
     written = [params["dest"], params["errors_dest"], params["dest"] + ".merge.json"] + [entry["path"] for entry in first["retry_inputs"]]
     stamps = [os.stat(path).st_mtime_ns for path in written]
-    # Without reading: an unreadable source would fail any merge.
-    os.chmod(parts[1]["attempts"][0]["output"], 0)
-    try:
-        again = run(**params)
-    finally:
-        os.chmod(parts[1]["attempts"][0]["output"], 0o644)
+    # Without reading: the same size and time over other bytes would fail a merge that read them.
+    output = parts[1]["attempts"][0]["output"]
+    stat = os.stat(output)
+    with open(output, "r+b") as handle:
+        handle.write(b"x" * stat.st_size)
+    os.utime(output, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = run(**params)
     assert not again["changed"]
     assert [os.stat(path).st_mtime_ns for path in written] == stamps
     assert dict(again, diff=None, changed=True) == dict(first, diff=None)
@@ -158,6 +171,10 @@ def test_a_rerun_with_touched_sources_merges_again_but_changes_nothing(two_parts
     os.utime(parts[0]["attempts"][0]["output"], ns=(1, 1))
     assert not run(parts=parts, dest=dest)["changed"]
     assert os.stat(dest).st_mtime_ns == stamp
+    # A source downloaded again with other content is merged again.
+    write_lines(tmp_path / "out1.jsonl", [answer("a-2"), answer("a-3"), answer("a-1"), answer("a-4")])
+    assert run(parts=parts, dest=dest)["changed"]
+    assert merged_ids(dest) == ["a-1", "a-2", "a-3", "a-4", "b-1", "b-2"]
 
 
 def test_check_mode_predicts_and_writes_nothing(two_parts):
@@ -170,6 +187,11 @@ def test_check_mode_predicts_and_writes_nothing(two_parts):
     assert sorted(os.listdir(str(tmp_path))) == before
     run(**params)
     assert not run(check_mode=True, **params)["changed"]
+    # Without the manifest the merge reads everything again, and the diff counts the lines that are there.
+    os.remove(params["dest"] + ".merge.json")
+    result = run(check_mode=True, **params)
+    assert not result["changed"] and result["diff"]["before"] == result["diff"]["after"]
+    assert result["diff"]["before"]["output"]["lines"] == 5
     os.remove(params["errors_dest"])
     assert run(check_mode=True, **params)["changed"] and not os.path.exists(params["errors_dest"])
 
@@ -212,6 +234,15 @@ def test_a_missing_input_and_repeated_custom_ids_fail_clearly(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [request("a"), request("a")])
     with pytest.raises(ConfigurationError, match="Line 2 of .* repeats the custom_id 'a'"):
         run(parts=[{"input": source, "attempts": []}])
+
+
+def test_a_missing_output_file_and_a_dest_that_is_a_source_fail_clearly(tmp_path):
+    source = write_lines(tmp_path / "in.jsonl", [request("a")])
+    missing = str(tmp_path / "out.jsonl")
+    with pytest.raises(ConfigurationError, match="The output file of attempt 1 of part 1, .*out.jsonl, does not exist. Download it first"):
+        run(parts=[{"input": source, "attempts": [{"output": missing, "errors": None, "status": "COMPLETED", "reason": None}]}])
+    with pytest.raises(ConfigurationError, match="dest is .*in.jsonl, which is also one of the files to merge"):
+        run(parts=[{"input": source, "attempts": []}], dest=source)
 
 
 def test_parts_whose_retry_inputs_would_collide_are_refused(tmp_path):
