@@ -237,7 +237,6 @@ retry_inputs:
       lines: 10
 """
 
-import hashlib
 import json
 import os
 import re
@@ -246,7 +245,7 @@ from array import array
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import CHUNK_SIZE, file_digest, open_local
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import CHUNK_SIZE, open_local
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import LocalModule
 
 # The start of an answer line as OpenAI writes it ({"id": ..., "custom_id": ..., "response": {"status_code": ...),
@@ -449,32 +448,58 @@ class Part(object):
 
 
 class Sink(object):
-    """What is written to ``path``: into a temporary file beside it (none in check mode), hashed on the way."""
+    """What is written to ``path``, compared on the way with what ``path`` holds: as long as it is the same, nothing
+    is written; from the first difference on (or from the start, when there is no ``path``), it goes into a
+    temporary file beside ``path`` (none in check mode) that :meth:`Written.commit` moves into place."""
 
     def __init__(self, path, write):
         self.path = path
-        self.digest = hashlib.sha256()
+        self.writes = write
         self.size = 0
         self.lines = 0
         self.handle = self.temporary = None
-        if write:
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                raise ConfigurationError("Cannot write %s: the directory %s does not exist." % (path, directory))
-            handle, self.temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".part")
+        self.unchanged = None
+        self.directory = os.path.dirname(os.path.abspath(path))
+        self.existing = open_local(path) if os.path.exists(path) else None
+        if self.existing is None:
+            self.diverge()
+
+    def diverge(self):
+        """Start the temporary file with the bytes found the same so far."""
+        existing, self.existing = self.existing, None
+        if self.writes:
+            handle, self.temporary = tempfile.mkstemp(dir=self.directory, prefix=".%s." % os.path.basename(self.path), suffix=".part")
             self.handle = os.fdopen(handle, "wb")
+        if existing is not None:
+            existing.seek(0)
+            remaining = self.size
+            while remaining and self.handle is not None:
+                chunk = existing.read(min(COPY_SIZE, remaining))
+                self.handle.write(chunk)
+                remaining -= len(chunk)
+            existing.close()
 
     def write(self, data, lines):
-        self.digest.update(data)
+        if self.existing is not None and self.existing.read(len(data)) != data:
+            self.diverge()
         self.size += len(data)
         self.lines += lines
         if self.handle is not None:
             self.handle.write(data)
 
     def finish(self):
+        """Close the files; return whether ``path`` already holds exactly what was written."""
+        if self.unchanged is None:
+            self.unchanged = self.existing is not None and self.existing.read(1) == b""
+            if self.existing is not None and not self.unchanged:
+                self.diverge()
+        if self.existing is not None:
+            self.existing.close()
+            self.existing = None
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+        return self.unchanged
 
     def discard(self):
         self.finish()
@@ -521,31 +546,22 @@ class Written(object):
         lines = entry["lines"] if entry else (count_lines(path) if self.module._diff else None)
         return {"path": path, "bytes": os.path.getsize(path), "lines": lines}
 
-    def holds(self, sink):
-        """Whether ``sink.path`` already holds what ``sink`` received."""
-        if stat_of(sink.path) is None or os.path.getsize(sink.path) != sink.size:
-            return False
-        entry = self.recorded_entry(sink.path)
-        sha256 = entry["sha256"] if entry else file_digest(sink.path)
-        return sha256 == sink.digest.hexdigest()
-
     def commit(self, sink):
-        sink.finish()
-        if self.holds(sink):
+        if sink.finish():
             sink.discard()
         else:
             self.changed = True
             if sink.temporary:
                 self.module.atomic_move(sink.temporary, sink.path)
                 sink.temporary = None
-        self.outputs.append({"path": sink.path, "sha256": sink.digest.hexdigest(), "lines": sink.lines, "stat": stat_of(sink.path)})
+        self.outputs.append({"path": sink.path, "lines": sink.lines, "stat": stat_of(sink.path)})
 
     def remove(self, path):
         if os.path.lexists(path):
             self.changed = True
             if not self.module.check_mode:
                 os.remove(path)
-        self.outputs.append({"path": path, "sha256": None, "lines": 0, "stat": None})
+        self.outputs.append({"path": path, "lines": 0, "stat": None})
 
 
 def manifest_path(params):
@@ -587,8 +603,18 @@ def load_manifest(path):
 
 def check_destinations(params, sources):
     for option in ("dest", "errors_dest"):
-        if params[option] and os.path.abspath(params[option]) in set(os.path.abspath(path) for path in sources):
-            raise ConfigurationError("%s is %s, which is also one of the files to merge. Give %s a path of its own." % (option, params[option], option))
+        path = params[option]
+        if not path:
+            continue
+        if os.path.abspath(path) in set(os.path.abspath(source) for source in sources):
+            raise ConfigurationError("%s is %s, which is also one of the files to merge. Give %s a path of its own." % (option, path, option))
+        if os.path.isdir(path):
+            raise ConfigurationError("%s is %s, a directory. Give the path of a file to write." % (option, path))
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ConfigurationError("Cannot write %s %s: the directory %s does not exist. Create it first." % (option, path, directory))
+    if params["retry_dir"] and os.path.exists(params["retry_dir"]) and not os.path.isdir(params["retry_dir"]):
+        raise ConfigurationError("retry_dir is %s, which is not a directory. Give a directory for the retry inputs." % params["retry_dir"])
 
 
 def still_valid(manifest, request, sources):

@@ -166,11 +166,13 @@ def test_a_rerun_reads_and_writes_nothing(two_parts):
 def test_a_rerun_with_touched_sources_merges_again_but_changes_nothing(two_parts):
     parts, tmp_path = two_parts
     dest = str(tmp_path / "merged.jsonl")
-    run(parts=parts, dest=dest)
-    stamp = os.stat(dest).st_mtime_ns
+    params = dict(dest=dest, errors_dest=str(tmp_path / "errors.jsonl"), retry_dir=str(tmp_path / "retry"))
+    first = run(parts=parts, **params)
+    written = [dest, params["errors_dest"]] + [entry["path"] for entry in first["retry_inputs"]]
+    stamps = [os.stat(path).st_mtime_ns for path in written]
     os.utime(parts[0]["attempts"][0]["output"], ns=(1, 1))
-    assert not run(parts=parts, dest=dest)["changed"]
-    assert os.stat(dest).st_mtime_ns == stamp
+    assert not run(parts=parts, **params)["changed"]
+    assert [os.stat(path).st_mtime_ns for path in written] == stamps
     # A source downloaded again with other content is merged again.
     write_lines(tmp_path / "out1.jsonl", [answer("a-2"), answer("a-3"), answer("a-1"), answer("a-4")])
     assert run(parts=parts, dest=dest)["changed"]
@@ -236,13 +238,15 @@ def test_a_missing_input_and_repeated_custom_ids_fail_clearly(tmp_path):
         run(parts=[{"input": source, "attempts": []}])
 
 
-def test_a_missing_output_file_and_a_dest_that_is_a_source_fail_clearly(tmp_path):
+def test_a_missing_output_file_and_destinations_that_cannot_be_written_fail_clearly(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [request("a")])
     missing = str(tmp_path / "out.jsonl")
     with pytest.raises(ConfigurationError, match="The output file of attempt 1 of part 1, .*out.jsonl, does not exist. Download it first"):
         run(parts=[{"input": source, "attempts": [{"output": missing, "errors": None, "status": "COMPLETED", "reason": None}]}])
     with pytest.raises(ConfigurationError, match="dest is .*in.jsonl, which is also one of the files to merge"):
         run(parts=[{"input": source, "attempts": []}], dest=source)
+    with pytest.raises(ConfigurationError, match="Cannot write errors_dest .*: the directory .*nowhere does not exist"):
+        run(check_mode=True, parts=[{"input": source, "attempts": []}], errors_dest=str(tmp_path / "nowhere" / "errors.jsonl"))
 
 
 def test_parts_whose_retry_inputs_would_collide_are_refused(tmp_path):
