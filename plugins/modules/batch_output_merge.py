@@ -128,8 +128,8 @@ EXAMPLES = r"""
 
 - name: Show the lines that failed
   ansible.builtin.debug:
-    msg: "{{ merged.failed }} of {{ merged.requests }} lines failed: {{ merged.failed_lines }}"
-  when: merged.failed > 0
+    msg: "{{ merged.failed_requests }} of {{ merged.requests }} lines failed: {{ merged.failed_lines }}"
+  when: merged.failed_requests > 0
 
 - name: After a retry job of part 2's failed lines, merge again with its answers in place
   opensearch.ml_commons.batch_output_merge:
@@ -179,8 +179,8 @@ succeeded:
   returned: always
   type: int
   sample: 99990
-failed:
-  description: How many lines have none.
+failed_requests:
+  description: How many lines have no answer. (Not C(failed), which Ansible reads as the task's own failure.)
   returned: always
   type: int
   sample: 10
@@ -552,7 +552,8 @@ class Written(object):
         else:
             self.changed = True
             if sink.temporary:
-                self.module.atomic_move(sink.temporary, sink.path)
+                # atomic_move needs an absolute path to create a file (it looks at the directory's own attributes).
+                self.module.atomic_move(sink.temporary, os.path.abspath(sink.path))
                 sink.temporary = None
         self.outputs.append({"path": sink.path, "lines": sink.lines, "stat": stat_of(sink.path)})
 
@@ -653,7 +654,7 @@ def merge(module, parts, written):
     errors = Sink(params["errors_dest"], write) if params["errors_dest"] else None
     if params["retry_dir"] and write and not os.path.isdir(params["retry_dir"]):
         os.makedirs(params["retry_dir"])
-    result = {"requests": 0, "succeeded": 0, "failed": 0, "failed_lines": [], "retry_inputs": []}
+    result = {"requests": 0, "succeeded": 0, "failed_requests": 0, "failed_lines": [], "retry_inputs": []}
     retry_sinks = []
     try:
         for part in parts:
@@ -661,7 +662,7 @@ def merge(module, parts, written):
                 part.read_attempts(part.read_input())
                 failed = part.failed_positions()
                 result["requests"] += len(part.custom_ids)
-                result["failed"] += len(failed)
+                result["failed_requests"] += len(failed)
                 if output:
                     part.copy_answers(output)
                 for position in failed:
@@ -683,12 +684,12 @@ def merge(module, parts, written):
                         written.remove(path)
             finally:
                 part.close()
-        result["succeeded"] = result["requests"] - result["failed"]
+        result["succeeded"] = result["requests"] - result["failed_requests"]
         for sink in [output] + retry_sinks:
             if sink:
                 written.commit(sink)
         if errors:
-            if result["failed"]:
+            if result["failed_requests"]:
                 written.commit(errors)
             else:
                 errors.discard()
@@ -697,8 +698,8 @@ def merge(module, parts, written):
         for sink in [output, errors] + retry_sinks:
             if sink:
                 sink.discard()
-    result["failed_lines_truncated"] = result["failed"] > len(result["failed_lines"])
-    result["states"] = {"output": output.state() if output else None, "errors": errors.state() if errors and result["failed"] else None,
+    result["failed_lines_truncated"] = result["failed_requests"] > len(result["failed_lines"])
+    result["states"] = {"output": output.state() if output else None, "errors": errors.state() if errors and result["failed_requests"] else None,
                         "retry_inputs": [sink.state() for sink in retry_sinks]}
     return result
 
@@ -708,7 +709,7 @@ def write_manifest(module, path, request, sources, written, result):
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".%s." % os.path.basename(path), suffix=".part")
     with os.fdopen(handle, "w") as stream:
         json.dump(manifest, stream, sort_keys=True)
-    module.atomic_move(temporary, path)
+    module.atomic_move(temporary, os.path.abspath(path))
 
 
 def states_before(params, parts, written):
@@ -721,8 +722,8 @@ def states_before(params, parts, written):
 
 
 def returned(params, result, changed, before, after):
-    answer = dict((key, result[key]) for key in ("requests", "succeeded", "failed", "failed_lines", "failed_lines_truncated", "retry_inputs"))
-    answer.update(changed=changed, output=params["dest"], errors=params["errors_dest"] if result["failed"] and params["errors_dest"] else None,
+    answer = dict((key, result[key]) for key in ("requests", "succeeded", "failed_requests", "failed_lines", "failed_lines_truncated", "retry_inputs"))
+    answer.update(changed=changed, output=params["dest"], errors=params["errors_dest"] if result["failed_requests"] and params["errors_dest"] else None,
                   diff=build_diff(before, after))
     return answer
 

@@ -69,7 +69,7 @@ def test_answers_are_merged_in_input_order_across_parts_and_failed_lines_reporte
     dest, errors = str(tmp_path / "merged.jsonl"), str(tmp_path / "errors.jsonl")
     result = run(parts=parts, dest=dest, errors_dest=errors, retry_dir=str(tmp_path / "retry"))
     assert result["changed"]
-    assert (result["requests"], result["succeeded"], result["failed"]) == (8, 5, 3)
+    assert (result["requests"], result["succeeded"], result["failed_requests"]) == (8, 5, 3)
     assert merged_ids(dest) == ["a-1", "a-3", "a-4", "b-1", "b-2"]
     # The answers' bytes are copied as the provider wrote them.
     assert open(dest, "rb").readline() == (json.dumps(answer("a-1")) + "\n").encode()
@@ -92,7 +92,7 @@ def test_a_failed_part_without_files_fails_every_line_with_the_jobs_reason(tmp_p
     parts = [{"input": source, "attempts": [{"output": None, "errors": None, "status": "FAILED", "reason": "credentials refused"}]}]
     errors = str(tmp_path / "errors.jsonl")
     result = run(parts=parts, dest=str(tmp_path / "merged.jsonl"), errors_dest=errors)
-    assert (result["succeeded"], result["failed"]) == (0, 3)
+    assert (result["succeeded"], result["failed_requests"]) == (0, 3)
     assert [line["code"] for line in result["failed_lines"]] == ["batch_failed"] * 3
     expected = {"custom_id": "a-1", "response": None, "error": {"code": "batch_failed", "message": "credentials refused"}}
     assert [json.loads(line) for line in open(errors, "rb")][0] == expected
@@ -129,7 +129,7 @@ def test_a_retry_fills_the_failed_lines_in_place_and_removes_what_is_stale(two_p
     predicted = run(check_mode=True, parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
     assert predicted["changed"] and predicted["errors"] is None and os.path.exists(errors) and len(os.listdir(retry)) == 1
     result = run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
-    assert result["failed"] == 0 and result["errors"] is None and result["retry_inputs"] == []
+    assert result["failed_requests"] == 0 and result["errors"] is None and result["retry_inputs"] == []
     assert not os.path.exists(errors) and os.listdir(retry) == []
     assert merged_ids(dest) == ids("a", 4) + ids("b", 4)
 
@@ -184,7 +184,7 @@ def test_check_mode_predicts_and_writes_nothing(two_parts):
     params = dict(parts=parts, dest=str(tmp_path / "merged.jsonl"), errors_dest=str(tmp_path / "errors.jsonl"), retry_dir=str(tmp_path / "retry"))
     before = sorted(os.listdir(str(tmp_path)))
     result = run(check_mode=True, **params)
-    assert result["changed"] and result["failed"] == 3
+    assert result["changed"] and result["failed_requests"] == 3
     assert result["diff"]["after"]["output"]["lines"] == 5
     assert sorted(os.listdir(str(tmp_path))) == before
     run(**params)
@@ -201,7 +201,7 @@ def test_check_mode_predicts_and_writes_nothing(two_parts):
 def test_more_than_a_hundred_failed_lines_are_truncated(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [request(i) for i in ids("a", 150)])
     result = run(parts=[{"input": source, "attempts": [{"output": None, "errors": None, "status": "CANCELLED", "reason": None}]}])
-    assert result["failed"] == 150 and len(result["failed_lines"]) == 100 and result["failed_lines_truncated"]
+    assert result["failed_requests"] == 150 and len(result["failed_lines"]) == 100 and result["failed_lines_truncated"]
     assert result["failed_lines"][0]["code"] == "batch_cancelled"
 
 
@@ -255,6 +255,35 @@ def test_parts_whose_retry_inputs_would_collide_are_refused(tmp_path):
     parts = [{"input": write_lines(tmp_path / folder / "in.jsonl", [request(folder)]), "attempts": []} for folder in ("x", "y")]
     with pytest.raises(ConfigurationError, match="Parts 1 and 2 have inputs of the same name"):
         run(parts=parts, retry_dir=str(tmp_path / "retry"))
+
+
+def run_as_ansible_does(arguments, cwd):
+    """The module's main() in a process of its own, as Ansible runs it; its JSON result."""
+    (cwd / "args.json").write_text(json.dumps({"ANSIBLE_MODULE_ARGS": arguments}))
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    completed = subprocess.run([sys.executable, "-m", batch_output_merge.__name__, "args.json"], capture_output=True, env=environment, cwd=str(cwd))
+    return json.loads(completed.stdout)
+
+
+def test_the_module_runs_as_ansible_runs_it_with_relative_paths(two_parts):
+    parts, tmp_path = two_parts
+    for part in parts:
+        part["input"] = os.path.basename(part["input"])
+        for attempt in part["attempts"]:
+            attempt.update(output=os.path.basename(attempt["output"]), errors=os.path.basename(attempt["errors"]))
+    arguments = dict(parts=parts, dest="merged.jsonl", errors_dest="errors.jsonl", retry_dir="retry")
+    result = run_as_ansible_does(arguments, tmp_path)
+    assert result["changed"] and not result.get("failed") and result["failed_requests"] == 3, result
+    assert merged_ids(str(tmp_path / "merged.jsonl")) == ["a-1", "a-3", "a-4", "b-1", "b-2"]
+    assert os.path.isfile(str(tmp_path / "merged.jsonl.merge.json")) and len(os.listdir(str(tmp_path / "retry"))) == 2
+    assert not run_as_ansible_does(arguments, tmp_path)["changed"]
+
+
+def test_a_bad_line_fails_the_task_with_one_message(tmp_path):
+    write_lines(tmp_path / "in.jsonl", [request("a")])
+    (tmp_path / "out.jsonl").write_bytes(b"not json\n")
+    result = run_as_ansible_does(dict(parts=[{"input": "in.jsonl", "attempts": [{"output": "out.jsonl", "status": "COMPLETED"}]}]), tmp_path)
+    assert result["failed"] and result["msg"].startswith("Line 1 of out.jsonl (the output file of attempt 1 of part 1) is not JSON"), result
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
