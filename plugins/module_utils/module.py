@@ -7,7 +7,8 @@
 It merges the connection options (documented in the ``opensearch.ml_commons.connection`` doc
 fragment) into the module's own argument spec, builds the client on first use, and turns every
 :class:`MLCommonsError` into one ``fail_json`` message. A module then only writes
-``run(module, client)`` returning its result, and a ``main()`` of two lines.
+``run(module, client)`` returning its result, and a ``main()`` of two lines. A module that
+works on local files only builds on :class:`LocalModule` and writes ``run(module)``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -65,19 +66,40 @@ def clearer_argument_error(module, msg):
     return msg
 
 
-class MLCommonsModule(AnsibleModule):
-    """An AnsibleModule with the connection options, a lazily built client and uniform failures."""
+class LocalModule(AnsibleModule):
+    """An AnsibleModule for local work (no connection options, no client) with uniform failures."""
+
+    def __init__(self, argument_spec, **kwargs):
+        kwargs.setdefault("supports_check_mode", True)
+        super(LocalModule, self).__init__(argument_spec=argument_spec, **kwargs)
+
+    def fail_json(self, msg=None, **kwargs):
+        super(LocalModule, self).fail_json(msg=clearer_argument_error(self, msg), **kwargs)
+
+    def call(self, run):
+        return run(self)
+
+    def execute(self, run):
+        """Call ``run`` and exit with its result, or fail with one clear message."""
+        try:
+            result = self.call(run)
+        except MLCommonsError as error:
+            self.fail_json(msg=str(error), **error.details)
+        if not self._diff:
+            result.pop("diff", None)
+        self.exit_json(**result)
+
+
+class MLCommonsModule(LocalModule):
+    """A module with the connection options and a lazily built client: ``run(module, client)``."""
 
     connection_argument_spec = CONNECTION_ARGUMENT_SPEC
-    # Whether the module sends HTTP requests, and so needs the requests library.
-    talks_http = True
 
     def __init__(self, argument_spec, **kwargs):
         spec = dict(self.connection_argument_spec)
         spec.update(argument_spec)
-        kwargs.setdefault("supports_check_mode", True)
-        super(MLCommonsModule, self).__init__(argument_spec=spec, **kwargs)
-        if self.talks_http and REQUESTS_IMPORT_ERROR is not None:
+        super(MLCommonsModule, self).__init__(spec, **kwargs)
+        if REQUESTS_IMPORT_ERROR is not None:
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
 
@@ -94,18 +116,8 @@ class MLCommonsModule(AnsibleModule):
     def build_client(self):
         return client_from_params(self.params)
 
-    def fail_json(self, msg=None, **kwargs):
-        super(MLCommonsModule, self).fail_json(msg=clearer_argument_error(self, msg), **kwargs)
-
-    def execute(self, run):
-        """Call ``run(module, client)`` and exit with its result, or fail with one clear message."""
-        try:
-            result = run(self, self.client)
-        except MLCommonsError as error:
-            self.fail_json(msg=str(error), **error.details)
-        if not self._diff:
-            result.pop("diff", None)
-        self.exit_json(**result)
+    def call(self, run):
+        return run(self, self.client)
 
 
 def openai_base_url(params):
@@ -124,15 +136,3 @@ class OpenAIModule(MLCommonsModule):
             openai_base_url(params), auth=BearerAuth(params["api_key"]), verify=params["validate_certs"],
             timeout=params["timeout"], retries=params["retries"], service="OpenAI",
         )
-
-
-class LocalModule(MLCommonsModule):
-    """A module that works on local files only, as ansible.builtin.copy does: no connection options,
-    no requests library, and no client (``run`` is given None)."""
-
-    connection_argument_spec = {}
-    talks_http = False
-
-    @property
-    def client(self):
-        return None

@@ -442,7 +442,7 @@ def check_limits(params):
         raise ConfigurationError("dest %s is not a directory; give the directory to write the parts to." % params["dest"])
 
 
-def run(module, client):
+def run(module):
     params = module.params
     check_limits(params)
     stem = os.path.splitext(os.path.basename(params["src"]))[0]

@@ -41,7 +41,7 @@ def write_input(tmp_path, lines, name="input.jsonl"):
 
 def split(tmp_path, src, check_mode=False, **params):
     params.setdefault("dest", str(tmp_path / "parts"))
-    return batch_input_split.run(FakeModule(DEFAULTS, check_mode, src=src, **params), None)
+    return batch_input_split.run(FakeModule(DEFAULTS, check_mode, src=src, **params))
 
 
 def contents(result):
@@ -301,5 +301,5 @@ def test_a_part_that_cannot_be_moved_into_place_leaves_no_temporary_file(tmp_pat
     module = FakeModule(DEFAULTS, src=src, dest=str(tmp_path / "parts"))
     monkeypatch.setattr(module, "atomic_move", failing_move)
     with pytest.raises(ConfigurationError, match="Permission denied. Parts written: none"):
-        batch_input_split.run(module, None)
+        batch_input_split.run(module)
     assert files_in(tmp_path / "parts") == []
