@@ -266,16 +266,17 @@ def failure(path, number, role, problem, advice):
     return ConfigurationError("Line %d of %s (%s) %s. %s" % (number, path, role, problem, advice))
 
 
-def custom_id_of_request(path, number, line):
+def custom_id_of_request(path, number, line, role):
     match = REQUEST_START.match(line)
     if match:
         return match.group(1).decode("utf-8", "replace")
+    advice = "Give each part the input it was submitted with."
     try:
         request = json.loads(line)
     except ValueError as error:
-        raise failure(path, number, "an input", "is not JSON (%s)" % error, "Give each part the input it was submitted with.")
+        raise failure(path, number, role, "is not JSON (%s)" % error, advice)
     if not isinstance(request, dict) or not isinstance(request.get("custom_id"), str):
-        raise failure(path, number, "an input", "has no custom_id", "Give each part the input it was submitted with.")
+        raise failure(path, number, role, "has no custom_id", advice)
     return request["custom_id"]
 
 
@@ -313,7 +314,7 @@ def error_of(line):
     error = answer.get("error")
     if isinstance(error, dict):
         return str(error.get("code") or "error"), str(error.get("message") or "")
-    response = answer.get("response") or {}
+    response = answer.get("response") if isinstance(answer.get("response"), dict) else {}
     body = response.get("body") if isinstance(response.get("body"), dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     status = response.get("status_code")
@@ -350,10 +351,11 @@ class Part(object):
         if not os.path.isfile(self.input):
             raise ConfigurationError("The input of part %d, %s, does not exist. Give the path of the part's input JSONL." % (self.number, self.input))
         positions = {}
+        role = "the input of part %d" % self.number
         for number, offset, line in lines_of(self.input):
-            custom_id = custom_id_of_request(self.input, number, line)
+            custom_id = custom_id_of_request(self.input, number, line, role)
             if custom_id in positions:
-                raise failure(self.input, number, "the input of part %d" % self.number, "repeats the custom_id %r" % custom_id,
+                raise failure(self.input, number, role, "repeats the custom_id %r" % custom_id,
                               "A batch input's custom_ids are unique; give the part the input it was submitted with.")
             positions[custom_id] = len(self.custom_ids)
             self.custom_ids.append(custom_id)

@@ -234,7 +234,10 @@ def test_a_missing_input_and_repeated_custom_ids_fail_clearly(tmp_path):
     with pytest.raises(ConfigurationError, match="The input of part 1, .*nowhere.jsonl, does not exist"):
         run(parts=[{"input": str(tmp_path / "nowhere.jsonl"), "attempts": []}])
     source = write_lines(tmp_path / "in.jsonl", [request("a"), request("a")])
-    with pytest.raises(ConfigurationError, match="Line 2 of .* repeats the custom_id 'a'"):
+    with pytest.raises(ConfigurationError, match=r"Line 2 of .*in.jsonl \(the input of part 1\) repeats the custom_id 'a'"):
+        run(parts=[{"input": source, "attempts": []}])
+    (tmp_path / "in.jsonl").write_bytes(b'{"method": "POST"}\n')
+    with pytest.raises(ConfigurationError, match=r"Line 1 of .*in.jsonl \(the input of part 1\) has no custom_id. Give each part the input"):
         run(parts=[{"input": source, "attempts": []}])
 
 
@@ -261,7 +264,9 @@ def run_as_ansible_does(arguments, cwd):
     """The module's main() in a process of its own, as Ansible runs it; its JSON result."""
     (cwd / "args.json").write_text(json.dumps({"ANSIBLE_MODULE_ARGS": arguments}))
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    completed = subprocess.run([sys.executable, "-m", batch_output_merge.__name__, "args.json"], capture_output=True, env=environment, cwd=str(cwd))
+    # A failed module exits 1 and says why in its JSON result, which is what the tests look at.
+    command = [sys.executable, "-m", batch_output_merge.__name__, "args.json"]
+    completed = subprocess.run(command, capture_output=True, env=environment, cwd=str(cwd), check=False)
     return json.loads(completed.stdout)
 
 
