@@ -28,11 +28,11 @@ description:
     A job that has already ended, or is being cancelled, is left as it is.
   - With O(jobs), runs several jobs of the model at once, each found again or submitted once as a single job is, for
     example one per part of an input too large for one job. They are submitted in order while ML Commons has room for
-    them: when C(plugins.ml_commons.max_batch_inference_tasks) jobs are already created or running (ML Commons answers 429),
+    them. When C(plugins.ml_commons.max_batch_inference_tasks) jobs are already created or running (ML Commons answers 429),
     or the provider refuses or fails a job only because its queue is full (OpenAI's C(token_limit_exceeded)), the rest
     wait and are submitted as jobs end, never failing the task. O(wait=true) waits for all of them on one poll schedule;
     O(wait=false) submits what there is room for and returns, and a later run with the same jobs picks up from there. A
-    job that ends failed, cancelled or expired does not fail the task: its entry of RV(jobs) says how and why.
+    job that ends failed, cancelled or expired does not fail the task; its entry of RV(jobs) says how and why.
   - Every ML Commons version gets the same result shape, RV(task_id), RV(job), RV(status) and RV(raw), although the
     server's answer changed in 2.17 and 2.18.
 author:
@@ -55,9 +55,9 @@ options:
     type: dict
   jobs:
     description:
-      - Several jobs to run at once, instead of one: each entry's C(parameters) go over O(parameters), which then holds
+      - Several jobs to run at once, instead of one. Each entry's C(parameters) go over O(parameters), which then holds
         what the jobs share. Each job must be recognisable (see the notes), for OpenAI by its C(input_file_id).
-      - A job that expired is got back by a re-run, not submitted again as a single job would be: the provider has run,
+      - A job that expired is got back by a re-run, not submitted again as a single job would be. The provider has run,
         and charged for, part of its requests, whose results are in its output file; submit the others on their own.
       - With O(state=cancelled), every created or running job of the list is cancelled.
       - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id).
@@ -729,7 +729,9 @@ def wait_for_jobs(module, client, model, connector, jobs):
         for job in jobs:
             if job.task_id is not None and job.state not in DONE_STATES:
                 refresh(module, client, job)
-        if any([queued_again(job) for job in jobs]) or any(job.task_id is None for job in jobs):
+        for job in jobs:
+            queued_again(job)
+        if any(job.task_id is None for job in jobs):
             submitted[0] = submit_what_fits(module, client, model, connector, jobs) or submitted[0]
         return jobs
 

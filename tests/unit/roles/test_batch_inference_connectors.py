@@ -50,8 +50,9 @@ def render(provider, **overrides):
         # to_json renders every nested template, as the role's task arguments are.
         return json.loads(templar.template(trust_as_template("{{ %s | to_json }}" % expression)))
 
-    return (rendered("__batch_inference_connectors[batch_inference_provider]"),
-            rendered("__batch_inference_batch_parameters[batch_inference_provider]"))
+    # OpenAI's jobs take their parameters from the input files (tasks/jobs.yml), the others' from the role's variables.
+    jobs = "__batch_inference_job_list" if provider == "openai" else "__batch_inference_batch_parameters[batch_inference_provider]"
+    return rendered("__batch_inference_connectors[batch_inference_provider]"), rendered(jobs)
 
 
 def actions_by_type(body):
@@ -59,8 +60,8 @@ def actions_by_type(body):
 
 
 def test_openai_follows_the_openai_blueprint():
-    body, parameters = render("openai", batch_inference_openai_base_url="https://api.openai.com/v1",
-                              batch_inference_openai_api_key="sk-test", batch_inference_input_file_id="file-abc")
+    body, jobs = render("openai", batch_inference_openai_base_url="https://api.openai.com/v1",
+                        batch_inference_openai_api_key="sk-test", __batch_inference_job_inputs=["file-abc", "file-def"])
     actions = actions_by_type(body)
     assert body["protocol"] == "http" and body["credential"] == {"openAI_key": "sk-test"}
     assert body["parameters"] == {"model": "text-embedding-ada-002", "endpoint": "/v1/embeddings"}
@@ -71,7 +72,7 @@ def test_openai_follows_the_openai_blueprint():
     assert actions["cancel_batch_predict"]["url"] == "https://api.openai.com/v1/batches/${parameters.id}/cancel"
     # ML Commons sends every provider call with the predict action's headers: they must carry the key too.
     assert {action["headers"]["Authorization"] for action in actions.values()} == {"Bearer ${credential.openAI_key}"}
-    assert parameters == {"input_file_id": "file-abc"}
+    assert jobs == [{"parameters": {"input_file_id": "file-abc"}}, {"parameters": {"input_file_id": "file-def"}}]
 
 
 def test_bedrock_follows_ml_commons_batch_job_shape():
