@@ -622,7 +622,7 @@ def start_cluster(cfg: Config) -> dict:
     """Provision and start all the nodes; the state's entry for them."""
     java_home = provision(cfg)
     cluster = {"version": cfg.version, "port": cfg.port, "java_home": str(java_home),
-               "emulator_host": cfg.emulator_host, "nodes": [{} for _ in cfg.cluster]}
+               "emulator_host": cfg.emulator_host, "nodes": [{} for _node in cfg.cluster]}
     start_nodes(cfg, cluster, cfg.cluster, keep_data=os.environ.get("TESTBED_KEEP_DATA") == "1")
     return cluster
 
