@@ -1119,6 +1119,7 @@ def main():
     started = time.time()
     make("up", make_env)
     proxy = None
+    task_cap = None  # the cluster setting lifted below, put back at the end
     try:
         sys.path.insert(0, str(REPO_ROOT / "tests" / "testbed"))
         from testbed import read_env_file  # pylint: disable=import-outside-toplevel
@@ -1134,7 +1135,10 @@ def main():
                  "batch_rerun": has_batch and readable, "loopback_reason": LOOPBACK_REASON % env["OPENAI_BASE_URL"]}
         # Batch tasks that ML Commons cannot poll (emulator on a loopback address) stay "running", and 2.x's
         # integ-test distribution cannot delete them: lift the cap of 10 (to its maximum) so that they do not block a submit.
-        http("PUT", opensearch_url + "/_cluster/settings", {"transient": {"plugins.ml_commons.max_batch_inference_tasks": 500}})
+        # Transient settings outrank persistent ones, so the cap goes back at the end: the integration tests that
+        # set their own limit (persistent) run on this test bed next.
+        task_cap = opensearch_url + "/_cluster/settings"
+        http("PUT", task_cap, {"transient": {"plugins.ml_commons.max_batch_inference_tasks": 500}})
         input_file_id = upload_input_file(env["OPENAI_BASE_URL"], env["OPENAI_API_KEY"])
         variables = {
             "bench_url": proxy.url,
@@ -1186,6 +1190,11 @@ def main():
         results["duration_s"] = round(time.time() - started, 1)
         empty_cluster(opensearch_url)
     finally:
+        if task_cap is not None:
+            try:
+                http("PUT", task_cap, {"transient": {"plugins.ml_commons.max_batch_inference_tasks": None}})
+            except (urllib.error.URLError, OSError) as error:
+                say("plugins.ml_commons.max_batch_inference_tasks left at 500 (transient): %s" % error)
         if proxy is not None:
             proxy.stop()
         if not was_up:
