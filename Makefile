@@ -19,7 +19,7 @@ export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume gnu-time clean reliability reliability-quick
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume bench-batch gnu-time clean reliability reliability-quick
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
@@ -28,6 +28,7 @@ help:
 	@echo "              reliability-quick, awx-runner"
 	@echo "make matrix - sanity and units on every ansible-core of MATRIX, module units on Python $(MODULE_PYTHON), integration on the oldest and newest"
 	@echo "make docs   - the HTML docs site in build/docs/html; make release-check - the tarball through galaxy-importer"
+	@echo "make bench  - the benchmark (docs/benchmark.md); make bench-volume / make bench-batch - only its volume / volume_batch phase"
 	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION); OPENSEARCH_NODES=3 for a cluster)"
 
 $(BIN)/.installed: requirements-dev.txt
@@ -131,6 +132,13 @@ bench: venv collection gnu-time
 # curl, and their re-runs (BENCH_VOLUME_LINES=2000 for a quick run).
 bench-volume: venv collection gnu-time
 	BENCH_PHASES=volume $(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
+
+# Only the bench's volume_batch phase: 200,000 embeddings requests through the batch_inference role, 4 jobs of
+# 50,000 run by the emulator for 200 s each, then its re-run; about 5 minutes (BENCH_VOLUME_BATCH_LINES=1000000
+# for 20 jobs; BENCH_VOLUME_BATCH_LINES=20000 BENCH_VOLUME_BATCH_REQUESTS_PER_JOB=5000 BENCH_VOLUME_BATCH_JOB_SECONDS=20
+# for a quick run).
+bench-batch: venv collection gnu-time
+	BENCH_PHASES=volume_batch $(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
 
 # The volume phase reads the module process's peak RSS from GNU time.
 gnu-time:

@@ -444,9 +444,13 @@ class Part(object):
             sink.write(self.read(0, self.starts[position], self.lengths[position]), 1)
 
     def close(self):
+        """Close the part's files and drop its per-line index: parts are merged one after the other, so memory holds
+        one part's index at a time (a job's lines at most), whatever the number of parts."""
         for handle in self.handles.values():
             handle.close()
         self.handles = {}
+        self.custom_ids, self.answers, self.statements = [], [], []
+        self.starts, self.lengths = array("q"), array("q")
 
 
 class Sink(object):

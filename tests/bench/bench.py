@@ -47,6 +47,15 @@ Keys (targets in TARGETS):
     volume_rerun_content_bytes     file content moved by the re-run of the upload and of the download, both;
                                    the emulator's byte counters, else its content requests x the file's size
     volume_rerun_requests_per_file requests of the re-run that made more, as the emulator counted them
+    volume_batch_overhead_ratio    an input of BENCH_VOLUME_BATCH_LINES embeddings requests (200,000: 4 jobs of
+                                   50,000) through the batch_inference role, the emulator running each job for
+                                   minutes (its timings set through POST /_emulator/timings): the role's wall time
+                                   over the emulator's batch_busy_seconds, the time at least one job was running
+    volume_batch_peak_rss_mb       the largest peak RSS of every module process of that run and of its re-run (GNU
+                                   time around the interpreter of every module task)
+    volume_batch_rerun_paid_requests
+                                   what the re-run of the completed run paid for at OpenAI: files uploaded, batches
+                                   created and content downloads, counted by the emulator
 
 Keys that cannot be measured are null, with the reason under "<key>_reason".
 
@@ -54,10 +63,16 @@ Environment: OPENSEARCH_PORT, OPENAI_EMULATOR_PORT, ML_TESTBED_CACHE, OPENSEARCH
 bed's), FAULT_PROXY_PORT (default 9290), BENCH_SIZES (default "10 50 200"), BENCH_REPEAT (default 30),
 BENCH_ROUNDS (default 3: each timed pair is run that many times, alternating, the fastest kept),
 BENCH_JOB_SECONDS (default 6), BENCH_POLL_INTERVAL (default 2), BENCH_PHASES (some of "first_run
-module_overhead scale wait cluster volume", to run only those while working on one; the table then lacks the others),
+module_overhead scale wait cluster volume volume_batch", to run only those while working on one; the table then lacks
+the others),
 BENCH_VOLUME_LINES (default 50000; 3,800 bytes a line), BENCH_VOLUME_DIMENSIONS (default: as many as an output
 of 1 GB needs), BENCH_VOLUME_BATCH_TIMEOUT (default 3600 s), BENCH_VOLUME_KEEP (1 keeps the phase's files in
-tests/output/bench/volume; they are deleted otherwise).
+tests/output/bench/volume and tests/output/bench/volume_batch; they are deleted otherwise); for the volume_batch
+phase BENCH_VOLUME_BATCH_LINES (default 200000; 1,000 bytes a line), BENCH_VOLUME_BATCH_REQUESTS_PER_JOB (default
+50000, the role's default and OpenAI's limit), BENCH_VOLUME_BATCH_DIMENSIONS (default 256),
+BENCH_VOLUME_BATCH_JOB_SECONDS (default 180: each job's in_progress time, after 10 s validating and before 10 s
+finalizing), BENCH_VOLUME_BATCH_POLL_INTERVAL (default 5, the role's default) and BENCH_VOLUME_BATCH_TIMEOUT
+(default 3600 s, the role's wait_timeout).
 """
 
 import argparse
@@ -68,6 +83,7 @@ import math
 import os
 import platform
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -120,6 +136,9 @@ TARGETS = {
     "volume_rerun_content_bytes": ("<=", 0),
     "volume_rerun_requests_per_file": ("<=", 2),
     "volume_output_bytes": (">=", 10 ** 9),
+    "volume_batch_overhead_ratio": ("<=", 1.1),
+    "volume_batch_peak_rss_mb": ("<=", 100),
+    "volume_batch_rerun_paid_requests": ("<=", 0),
 }
 
 
@@ -445,8 +464,17 @@ CLUSTER_KEYS = ("cluster_first_run_ratio_3_vs_1", "cluster_noop_ratio_3_vs_1", "
 
 def lift_batch_task_cap(opensearch_url):
     """Batch tasks that ML Commons cannot poll (emulator on a loopback address) stay "running", and 2.x's
-    integ-test distribution cannot delete them: lift the cap of 10 (to its maximum) so that they do not block a submit."""
+    integ-test distribution cannot delete them: lift the cap of 10 (to its maximum) so that they do not block a submit.
+    Transient settings outrank persistent ones, so restore_batch_task_cap puts it back at the end: the integration
+    tests that set their own limit (persistent) may run on this test bed next."""
     http("PUT", opensearch_url + "/_cluster/settings", {"transient": {"plugins.ml_commons.max_batch_inference_tasks": 500}})
+
+
+def restore_batch_task_cap(opensearch_url):
+    try:
+        http("PUT", opensearch_url + "/_cluster/settings", {"transient": {"plugins.ml_commons.max_batch_inference_tasks": None}})
+    except (urllib.error.URLError, OSError) as error:
+        say("plugins.ml_commons.max_batch_inference_tasks left at 500 (transient): %s" % error)
 
 
 def measure_overhead(runner, proxy, opensearch_url, repeat, rounds):
@@ -616,8 +644,8 @@ def volume_request(custom_id, text, dimensions):
             "body": {"model": VOLUME_MODEL, "input": text, "dimensions": dimensions}}
 
 
-def write_volume_input(path, lines, dimensions):
-    """The batch input, written line by line (never whole in memory), VOLUME_LINE_BYTES a line: the line's
+def write_volume_input(path, lines, dimensions, line_bytes=VOLUME_LINE_BYTES):
+    """The batch input, written line by line (never whole in memory), ``line_bytes`` a line: the line's
     custom_id, then a slice of a pool of random words, so that no two inputs are the same. Returns its size."""
     generator = random.Random(0)  # the same input on every run
     pool = " ".join("".join(generator.choices(string.ascii_lowercase, k=generator.randint(2, 10)))
@@ -625,7 +653,7 @@ def write_volume_input(path, lines, dimensions):
     with path.open("w", encoding="ascii") as out:
         for number in range(lines):
             custom_id = "r-%d" % number
-            length = VOLUME_LINE_BYTES - len(json.dumps(volume_request(custom_id, custom_id + " ", dimensions))) - 1
+            length = line_bytes - len(json.dumps(volume_request(custom_id, custom_id + " ", dimensions))) - 1
             start = number * 7919 % (len(pool) - length)
             out.write(json.dumps(volume_request(custom_id, custom_id + " " + pool[start:start + length], dimensions)) + "\n")
     return path.stat().st_size
@@ -644,26 +672,39 @@ def volume_dimensions(emulator, lines):
     return min(VOLUME_MAX_DIMENSIONS, max(VOLUME_DEFAULT_DIMENSIONS, int(math.ceil(wanted)))), line_bytes
 
 
-def check_free_space(needed_bytes, what):
-    free = shutil.disk_usage(VOLUME_DIR).free
+def check_free_space(needed_bytes, what, directory=VOLUME_DIR):
+    free = shutil.disk_usage(directory).free
     if free < needed_bytes:
-        raise BenchError("the volume phase needs %.1f GB for %s in %s; %.1f GB is free"
-                         % (needed_bytes / 1e9, what, VOLUME_DIR, free / 1e9))
+        raise BenchError("the volume phases need %.1f GB for %s in %s; %.1f GB is free"
+                         % (needed_bytes / 1e9, what, directory, free / 1e9))
 
 
-def peak_rss_interpreter():
-    """The interpreter of the phase's module tasks: the real one under GNU time, which appends the process's peak
-    RSS in KB to $VOLUME_RSS_FILE. ansible-core runs a module inside the AnsiballZ process it starts with this
-    interpreter, so that is the module's own peak, not ansible-playbook's."""
-    wrapper = VOLUME_DIR / "python-peak-rss"
-    wrapper.write_text('#!/bin/sh\nexec %s -f %%M -a -o "$VOLUME_RSS_FILE" %s "$@"\n' % (GNU_TIME, sys.executable))
+def peak_rss_interpreter(directory):
+    """The interpreter of a phase's module tasks: the real one under GNU time, which appends a line to
+    $VOLUME_RSS_FILE for each module process: its peak RSS in KB and its command line. ansible-core runs a module
+    inside the AnsiballZ process it starts with this interpreter, and GNU time forks that process from itself (a
+    small process), so the figure is the module's own peak: neither ansible-playbook's, nor a parent's pages
+    counted at fork."""
+    wrapper = directory / "python-peak-rss"
+    wrapper.write_text('#!/bin/sh\nexec %s -f "%%M %%C" -a -o "$VOLUME_RSS_FILE" %s "$@"\n' % (GNU_TIME, sys.executable))
     wrapper.chmod(0o755)
     return wrapper
 
 
+def module_peaks(path):
+    """Each module process's peak RSS in MB and its module's name, from a $VOLUME_RSS_FILE. GNU time writes
+    "Command exited with non-zero status N" before a line when the module failed."""
+    peaks = []
+    for line in path.read_text().splitlines():
+        kilobytes, _space, command = line.partition(" ")
+        if kilobytes.isdigit():
+            module = re.search(r"AnsiballZ_(\w+)\.py", command)
+            peaks.append((round(int(kilobytes) / 1024.0, 1), module.group(1) if module else command))
+    return peaks
+
+
 def peak_rss_mb(path):
-    # GNU time writes "Command exited with non-zero status N" before the figure when the module failed.
-    return round(int(path.read_text().split()[-1]) / 1024.0, 1)
+    return max(mb for mb, _module in module_peaks(path))
 
 
 def run_openai_file(runner, label, fixed_cost, **target):
@@ -771,7 +812,7 @@ def volume_steps(runner, emulator, settings):
     started = time.monotonic()
     input_bytes = write_volume_input(input_path, lines, dimensions)
     say("volume: %d lines, %.1f MB, %d dimensions (%.1f s)" % (lines, input_bytes / 1e6, dimensions, time.monotonic() - started))
-    module_vars = {"bench_volume_interpreter": str(peak_rss_interpreter())}
+    module_vars = {"bench_volume_interpreter": str(peak_rss_interpreter(VOLUME_DIR))}
     reruns = {}
     last_upload = {}  # the emulator holds this file alone after the uploads: the batch's input
 
@@ -851,6 +892,184 @@ def volume_steps(runner, emulator, settings):
     }
 
 
+# -- volume through the role ---------------------------------------------------------------------
+
+VOLUME_BATCH_DIR = OUTPUT_DIR / "volume_batch"
+VOLUME_BATCH_LINE_BYTES = 1000  # a passage of about 150 words, a usual chunk of a corpus embedded for search
+VOLUME_BATCH_JOBS_TASK = "Batch jobs, one per input file, within ML Commons' task limit"
+VOLUME_BATCH_RESULT_TASK = "Keep what the role published"
+# What a re-run pays for at OpenAI: a file stored, a batch created, a file's content downloaded.
+PAID_COUNTERS = ("files_uploaded", "batches_created", "file_downloads")
+# Real jobs of 50,000 requests spend minutes to hours in each status; these keep the phase within minutes.
+VOLUME_BATCH_VALIDATING_S = 10.0
+VOLUME_BATCH_FINALIZING_S = 10.0
+OUTPUT_CUSTOM_ID = re.compile(r'"custom_id"\s*:\s*"([^"]*)"')
+
+
+def merged_in_input_order(path, lines):
+    """Whether the merged output holds r-0 .. r-(lines - 1), once each, in that order (read line by line)."""
+    count = 0
+    with path.open(encoding="utf-8") as merged:
+        for count, line in enumerate(merged, 1):
+            found = OUTPUT_CUSTOM_ID.search(line[:300])
+            if not found or found.group(1) != "r-%d" % (count - 1):
+                return False
+    return count == lines
+
+
+def role_timeline(run):
+    """The role's wall time (its first task's start to its last task's end, from the bench_timer callback), split
+    into what came before the jobs' task (split, upload, provisioning), that task (submit and wait), and after it
+    (download and merge); and each task's seconds, largest first."""
+    tasks = [task for task in run["tasks"] if not task["name"].endswith(VOLUME_BATCH_RESULT_TASK)]
+    start, end = tasks[0]["start"], max(task["end"] for task in tasks)
+    jobs = [task for task in tasks if task["name"].endswith(VOLUME_BATCH_JOBS_TASK)]
+    timeline = {"role_s": round(end - start, 3)}
+    if jobs:
+        timeline.update(before_jobs_s=round(jobs[0]["start"] - start, 3), jobs_task_s=round(jobs[-1]["end"] - jobs[0]["start"], 3),
+                        after_jobs_s=round(end - jobs[-1]["end"], 3))
+    totals = {}
+    for task in tasks:
+        totals[task["name"]] = totals.get(task["name"], 0.0) + task["seconds"]
+    timeline["tasks_s"] = [{"task": name, "seconds": round(seconds, 3)}
+                           for name, seconds in sorted(totals.items(), key=lambda pair: -pair[1]) if seconds >= 0.05]
+    return timeline
+
+
+def job_edges(run, jobs):
+    """How long after the jobs' task started the first job was created, and how long after the last job ended the
+    task returned (the wait's last poll), from the jobs' own created_at and *_at times: whole seconds, so +-1 s."""
+    tasks = [task for task in run["tasks"] if task["name"].endswith(VOLUME_BATCH_JOBS_TASK)]
+    created = [job["job"]["created_at"] for job in jobs if (job.get("job") or {}).get("created_at")]
+    ended = [max(job["job"].get(key) or 0 for key in ("completed_at", "failed_at", "expired_at", "cancelled_at"))
+             for job in jobs if job.get("job")]
+    if not tasks or not created or not ended:
+        return {}
+    return {"first_job_created_after_s": round(min(created) - tasks[0]["start"], 1),
+            "last_job_end_seen_after_s": round(tasks[-1]["end"] - max(ended), 1)}
+
+
+def recap_changed(run):
+    found = re.findall(r"changed=(\d+)", Path(run["log"]).read_text(errors="replace"))
+    return int(found[-1]) if found else None
+
+
+def measure_volume_batch(runner, env, opensearch_url, settings):
+    """volume_batch_*: an input of several jobs through the batch_inference role, then its re-run.
+
+    Empties the emulator before (it forgets the other phases' input file) and after (which also restores its
+    start-up timings); its files are deleted at the end unless ``settings["keep"]``.
+    """
+    if not status_readable(env["OPENAI_BASE_URL"]):
+        reason = "no batch job can be waited for on this test bed: " + LOOPBACK_REASON % env["OPENAI_BASE_URL"]
+        keys = ("volume_batch_overhead_ratio", "volume_batch_peak_rss_mb", "volume_batch_rerun_paid_requests")
+        return dict([(key, None) for key in keys] + [(key + "_reason", reason) for key in keys])
+    shutil.rmtree(VOLUME_BATCH_DIR, ignore_errors=True)
+    VOLUME_BATCH_DIR.mkdir(parents=True)
+    emulator = Emulator(env)
+    try:
+        return volume_batch_steps(runner, emulator, opensearch_url, settings)
+    finally:
+        emulator.reset()
+        if not settings["keep"]:
+            shutil.rmtree(VOLUME_BATCH_DIR, ignore_errors=True)
+
+
+def volume_batch_steps(runner, emulator, opensearch_url, settings):
+    lines, dimensions = settings["lines"], settings["dimensions"]
+    # The input and its parts; the jobs' outputs, their downloads and the merged output (about 15 bytes a dimension).
+    check_free_space(lines * (2 * VOLUME_BATCH_LINE_BYTES + 3 * dimensions * 16), "the input, its parts, the jobs' outputs, "
+                     "their downloads and the merged output", VOLUME_BATCH_DIR)
+    empty_cluster(opensearch_url)
+    emulator.reset()
+    timings = http("POST", emulator.admin_url + "/timings", settings["timings"])
+    input_path = VOLUME_BATCH_DIR / "input.jsonl"
+    started = time.monotonic()
+    input_bytes = write_volume_input(input_path, lines, dimensions, VOLUME_BATCH_LINE_BYTES)
+    say("volume_batch: %d lines, %.1f MB, %d dimensions (%.1f s); jobs of %d requests, each %s s validating, in progress, "
+        "finalizing" % (lines, input_bytes / 1e6, dimensions, time.monotonic() - started, settings["requests_per_job"],
+                        "/".join("%g" % timings[status] for status in ("validating", "in_progress", "finalizing"))))
+    role_vars = {
+        "bench_volume_interpreter": str(peak_rss_interpreter(VOLUME_BATCH_DIR)),
+        "bench_volume_batch_input": str(input_path),
+        "bench_volume_batch_model": VOLUME_MODEL,
+        "bench_volume_batch_max_requests": settings["requests_per_job"],
+        "bench_volume_batch_results_dir": str(VOLUME_BATCH_DIR / "results"),
+        "bench_volume_batch_poll_interval": settings["poll_interval"],
+        "bench_volume_batch_wait_timeout": settings["wait_timeout_s"],
+    }
+
+    def run_role(label):
+        run_dir = VOLUME_BATCH_DIR / label
+        run_dir.mkdir()
+        before = emulator.stats()
+        run = runner.run("volume_batch.yml", label, check=False, bench_volume_run_dir=str(run_dir), **role_vars)
+        after = emulator.stats()
+        if not run["ok"]:
+            raise BenchError("the batch_inference role failed (%s): %s" % (label, log_tail(run, 8)))
+        rss_file = run_dir / "modules.rss"
+        return {"run": run, "before": before, "after": after, "load_after": list(os.getloadavg()), "result": json.loads((run_dir / "result.json").read_text()),
+                "peaks": module_peaks(rss_file) if rss_file.exists() else [], "timeline": role_timeline(run)}
+
+    load_before = list(os.getloadavg())
+    first = run_role("volume-batch")
+    result = first["result"]
+    if result.get("status") != "COMPLETED" or (result.get("request_counts") or {}).get("completed") != lines:
+        raise BenchError("the role's jobs did not all complete: status %s, request counts %s"
+                         % (result.get("status"), json.dumps(result.get("request_counts"))))
+    output_path = Path(result["output"])
+    in_order = merged_in_input_order(output_path, lines)
+    if not in_order:
+        raise BenchError("the merged output %s does not answer r-0 .. r-%d in input order" % (output_path, lines - 1))
+    rerun = run_role("volume-batch-rerun")
+    paid = {counter: rerun["after"][counter] - rerun["before"][counter] for counter in PAID_COUNTERS}
+    rerun_routes = {route: count - rerun["before"]["requests"].get(route, 0) for route, count in rerun["after"]["requests"].items()}
+
+    busy = first["after"]["batch_busy_seconds"]
+    peaks = first["peaks"] + rerun["peaks"]
+    by_module = {}
+    for mb, module in peaks:
+        by_module[module] = max(mb, by_module.get(module, 0.0))
+    timeline = dict(first["timeline"], **job_edges(first["run"], result["jobs"]))
+    return {
+        "volume_batch_overhead_ratio": round(timeline["role_s"] / busy, 3),
+        "volume_batch_peak_rss_mb": max(by_module.values()),
+        "volume_batch_rerun_paid_requests": sum(paid.values()),
+        "volume_batch_lines": lines,
+        "volume_batch_parts": len(result["jobs"]),
+        "volume_batch_requests_per_job": settings["requests_per_job"],
+        "volume_batch_input_bytes": input_bytes,
+        "volume_batch_output_bytes": output_path.stat().st_size,
+        "volume_batch_dimensions": dimensions,
+        "volume_batch_emulator_timings_s": timings,
+        "volume_batch_poll_interval_s": settings["poll_interval"],
+        "volume_batch_role_s": timeline["role_s"],
+        "volume_batch_playbook_s": first["run"]["wall_s"],
+        "volume_batch_busy_s": busy,
+        "volume_batch_first_created_to_last_ended_s": first["after"]["batch_seconds_first_created_to_last_ended"],
+        "volume_batch_overhead_s": round(timeline["role_s"] - busy, 3),
+        "volume_batch_timeline": timeline,
+        "volume_batch_first_run_counts": {counter: first["after"][counter] - first["before"][counter]
+                                          for counter in PAID_COUNTERS + ("file_bytes_uploaded", "file_bytes_downloaded")},
+        "volume_batch_peak_rss_by_module_mb": by_module,
+        "volume_batch_module_processes": len(peaks),
+        "volume_batch_output_in_input_order": in_order,
+        "volume_batch_load_average": {"before": load_before, "after_first_run": first["load_after"]},
+        "volume_batch_rerun": {"role_s": rerun["timeline"]["role_s"], "changed": recap_changed(rerun["run"]), "paid": paid,
+                               "file_bytes_downloaded": rerun["after"]["file_bytes_downloaded"] - rerun["before"]["file_bytes_downloaded"],
+                               "emulator_routes": {route: count for route, count in rerun_routes.items() if count},
+                               "tasks_s": rerun["timeline"]["tasks_s"]},
+        "volume_batch_method": (
+            "the batch_inference role run by ansible-playbook on an input of %d lines, split into jobs of at most %d "
+            "requests; overhead ratio: the role's wall time (its first task's start to its last task's end, by the "
+            "bench_timer callback) over the emulator's batch_busy_seconds (the union of the jobs' created-to-ended "
+            "intervals), so that time when no job ran counts as the role's; peak RSS: GNU time around every module "
+            "process of the run and of its re-run, the largest; re-run paid requests: the re-run's files uploaded, batches "
+            "created and content downloads, counted by the emulator" % (lines, settings["requests_per_job"])
+        ),
+    }
+
+
 # -- reporting ------------------------------------------------------------------------------------
 
 
@@ -886,6 +1105,18 @@ def markdown_table(results):
                          results["volume_lines"], results["volume_input_bytes"] / 1e6, results["volume_output_bytes"] / 1e9,
                          results["volume_dimensions"], results["volume_module"]["upload"]["seconds"], results["volume_curl_upload_s"],
                          results["volume_module"]["download"]["seconds"], results["volume_curl_download_s"]))
+    if "volume_batch_lines" in results:
+        timeline = results["volume_batch_timeline"]
+        lines.append("")
+        lines.append("Volume through the role: %d lines, %.1f MB in, %.2f GB out, %d parts; role %.1f s (%.1f before the jobs' task, "
+                     "%.1f in it, of which the last job's end seen %s s late, %.1f after), jobs running %.1f s (each %s s validating, "
+                     "in progress, finalizing; poll interval %g s); re-run %.1f s" % (
+                         results["volume_batch_lines"], results["volume_batch_input_bytes"] / 1e6,
+                         results["volume_batch_output_bytes"] / 1e9, results["volume_batch_parts"], timeline["role_s"],
+                         timeline.get("before_jobs_s", 0), timeline.get("jobs_task_s", 0), timeline.get("last_job_end_seen_after_s"),
+                         timeline.get("after_jobs_s", 0), results["volume_batch_busy_s"],
+                         "/".join("%g" % results["volume_batch_emulator_timings_s"][status] for status in ("validating", "in_progress", "finalizing")),
+                         results["volume_batch_poll_interval_s"], results["volume_batch_rerun"]["role_s"]))
     reasons = [(key, results[key + "_reason"]) for key in TARGETS if results.get(key + "_reason")]
     for key, reason in reasons:
         lines.append("")
@@ -927,9 +1158,19 @@ def main():
               "dimensions": int(os.environ.get("BENCH_VOLUME_DIMENSIONS", "0")),
               "keep": os.environ.get("BENCH_VOLUME_KEEP", "") not in ("", "0"),
               "batch_timeout_s": int(os.environ.get("BENCH_VOLUME_BATCH_TIMEOUT", "3600"))}
+    volume_batch = {"lines": int(os.environ.get("BENCH_VOLUME_BATCH_LINES", "200000")),
+                    "requests_per_job": int(os.environ.get("BENCH_VOLUME_BATCH_REQUESTS_PER_JOB", "50000")),
+                    "dimensions": int(os.environ.get("BENCH_VOLUME_BATCH_DIMENSIONS", "256")),
+                    "timings": {"validating": VOLUME_BATCH_VALIDATING_S,
+                                "in_progress": float(os.environ.get("BENCH_VOLUME_BATCH_JOB_SECONDS", "180")),
+                                "finalizing": VOLUME_BATCH_FINALIZING_S},
+                    "poll_interval": float(os.environ.get("BENCH_VOLUME_BATCH_POLL_INTERVAL", "5")),
+                    "wait_timeout_s": int(os.environ.get("BENCH_VOLUME_BATCH_TIMEOUT", "3600")),
+                    "keep": volume["keep"]}
     only = os.environ.get("BENCH_PHASES", "").split()
-    if (not only or "volume" in only) and not os.access(GNU_TIME, os.X_OK):
-        raise BenchError("the volume phase measures peak RSS with GNU time, and %s is missing: apt-get install -y time" % GNU_TIME)
+    for phase in ("volume", "volume_batch"):
+        if (not only or phase in only) and not os.access(GNU_TIME, os.X_OK):
+            raise BenchError("the %s phase measures peak RSS with GNU time, and %s is missing: apt-get install -y time" % (phase, GNU_TIME))
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 
     make_env = dict(os.environ)
@@ -938,6 +1179,7 @@ def main():
     started = time.time()
     make("up", make_env)
     proxy = None
+    task_cap = None  # the cluster setting lifted below, put back at the end
     try:
         sys.path.insert(0, str(REPO_ROOT / "tests" / "testbed"))
         from testbed import read_env_file  # pylint: disable=import-outside-toplevel
@@ -951,6 +1193,7 @@ def main():
         readable = status_readable(env["OPENAI_BASE_URL"])
         chain = {"playbook": "chain_role.yml" if has_batch and has_role else "chain_modules.yml", "batch": has_batch,
                  "batch_rerun": has_batch and readable, "loopback_reason": LOOPBACK_REASON % env["OPENAI_BASE_URL"]}
+        task_cap = opensearch_url
         lift_batch_task_cap(opensearch_url)
         input_file_id = upload_input_file(env["OPENAI_BASE_URL"], env["OPENAI_API_KEY"])
         variables = {
@@ -982,8 +1225,14 @@ def main():
             results.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason,
                            wait_poll_interval_s=poll_interval)
         phases.append(("cluster", lambda: measure_cluster(runner, proxy, opensearch_url, chain, rounds, make_env)))
-        # Last: it empties the emulator, which forgets the input file of the phases above.
+        # Last: they empty the emulator, which forgets the input file of the phases above.
         phases.append(("volume", lambda: measure_volume(runner, env, dict(volume, rounds=rounds))))
+        if has_batch and has_role:
+            phases.append(("volume_batch", lambda: measure_volume_batch(runner, env, opensearch_url, volume_batch)))
+        else:
+            reason = "the batch_inference role or ml_batch_predict is not in this collection"
+            keys = ("volume_batch_overhead_ratio", "volume_batch_peak_rss_mb", "volume_batch_rerun_paid_requests")
+            results.update(dict([(key, None) for key in keys] + [(key + "_reason", reason) for key in keys]))
         for name, measure in phases:
             if only and name not in only:
                 continue
@@ -998,6 +1247,8 @@ def main():
         results["duration_s"] = round(time.time() - started, 1)
         empty_cluster(opensearch_url)
     finally:
+        if task_cap is not None:
+            restore_batch_task_cap(task_cap)
         if proxy is not None:
             proxy.stop()
         if not was_up:

@@ -31,7 +31,7 @@ Emulator-only admin routes (no auth, not part of OpenAI):
                                from the first batch's creation to the last end (or now, if a batch has not ended);
                                0.0 without batches. Both in seconds, rounded to milliseconds
         requests               requests received per route, authenticated or not
-    POST <prefix>/_emulator/reset  -> forget every file, batch, counter and armed fault (and delete the files from disk)
+    POST <prefix>/_emulator/reset  -> forget every file, batch, counter, armed fault and set timing (and delete the files from disk)
     POST <prefix>/_emulator/faults -> arm faults for the next batches created; JSON object, every key optional, each
                                       given key replaces the armed value; answers the faults now armed:
         {"expire_next_batches": n}  the next n batches run the first half of their requests, then expire (as the
@@ -41,6 +41,10 @@ Emulator-only admin routes (no auth, not part of OpenAI):
                                     defaults to token_limit_exceeded, and a null fail_message to OpenAI's message
                                     for that code (with the --enqueued-token-limit, or 0 without one).
                                     A batch a fail fault hits uses no expire fault.
+    POST <prefix>/_emulator/timings -> the seconds of each status for the batches created from now on, as the
+                                      --*-seconds flags set them at start (for a test bed already running):
+                                      {"validating": s, "in_progress": s, "finalizing": s, "cancelling": s}, every key
+                                      optional; answers the timings now in effect. A reset restores the start-up ones
 
 Provider limits, as OpenAI has them:
     --max-batch-input-requests N (default 50,000): a batch input with more requests fails validation, too_many_tasks.
@@ -993,6 +997,7 @@ ROUTES = (
     ("GET", "/_emulator/stats", "stats"),
     ("POST", "/_emulator/reset", "reset"),
     ("POST", "/_emulator/faults", "faults"),
+    ("POST", "/_emulator/timings", "set_timings"),
 )
 
 
@@ -1025,7 +1030,8 @@ class OpenAIEmulator:
         self.enqueued_token_limit = enqueued_token_limit
         self.max_batch_requests = max_batch_requests
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        self.timings = timings or Timings()
+        self.startup_timings = timings or Timings()
+        self.timings = self.startup_timings
         self.clock = clock
         self.owns_data_dir = data_dir is None
         self.data_dir = tempfile.mkdtemp(prefix="openai-emulator-") if data_dir is None else os.fspath(data_dir)
@@ -1121,6 +1127,19 @@ class OpenAIEmulator:
         self.armed_faults.update(body)
         return dict(self.armed_faults)
 
+    def set_timings(self, request):
+        """Set the seconds of each status for the batches created from now on, as the --*-seconds flags do at start:
+        {"validating": s, "in_progress": s, "finalizing": s, "cancelling": s}, every key optional; answers the
+        timings now in effect. A reset restores the start-up timings."""
+        body = json_object_body(request)
+        known = [field.name for field in dataclasses.fields(Timings)]
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            raise ApiError(400, f"Unknown timing: {unknown[0]!r}; known: {', '.join(known)}.", param=unknown[0])
+        seconds = {name: parse_seconds(str(value), name) for name, value in body.items()}
+        self.timings = dataclasses.replace(self.timings, **seconds)
+        return dataclasses.asdict(self.timings)
+
     def _clear_state(self):
         """Forget every file and batch, deleting their files from disk; batch workers stop and keep nothing."""
         for job in self.batches.values():
@@ -1137,6 +1156,7 @@ class OpenAIEmulator:
         self.file_downloads = 0
         self.file_bytes_downloaded = 0
         self.armed_faults = dict(FAULT_DEFAULTS)
+        self.timings = self.startup_timings
         self.request_counts = collections.Counter()  # "METHOD /v1/route/{id}" -> requests received, authenticated or not
 
     def close(self):

@@ -898,6 +898,31 @@ def test_admin_routes_check_method(client):
     assert client.admin("POST", "stats").status_code == 405
     assert client.admin("GET", "reset").status_code == 405
     assert client.admin("GET", "faults").status_code == 405
+    assert client.admin("GET", "timings").status_code == 405
+
+
+def test_timings_route_sets_the_seconds_of_later_batches_until_a_reset(client):
+    before = client.create_batch(client.upload_lines([embedding_line("a")]))
+    answer = requests.post(f"{client.root}/_emulator/timings", json={"in_progress": 60, "finalizing": "2"}, timeout=TIMEOUT)
+    assert answer.json() == {"validating": 1.0, "in_progress": 60.0, "finalizing": 2.0, "cancelling": 1.0}
+    after = client.create_batch(client.upload_lines([embedding_line("b")]))
+    client.clock.advance(12)
+    assert client.batch(before["id"])["status"] == "completed"  # created with the start-up timings: 1 + 10 + 1
+    assert client.batch(after["id"])["status"] == "in_progress"
+    client.clock.advance(51)
+    assert client.batch(after["id"])["status"] == "completed"  # 1 + 60 + 2
+    client.admin("POST", "reset")
+    reset = client.create_batch(client.upload_lines([embedding_line("c")]))
+    client.clock.advance(12)
+    assert client.batch(reset["id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("body, param", [({"in_progres": 5}, "in_progres"), ({"in_progress": -1}, "in_progress"),
+                                         ({"validating": "soon"}, "validating"), ({"finalizing": True}, "finalizing")])
+def test_timings_route_rejects_unknown_and_invalid_seconds(client, body, param):
+    answer = requests.post(f"{client.root}/_emulator/timings", json=body, timeout=TIMEOUT)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
 
 
 def test_stats_count_file_downloads_served(client):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 
 import pytest
 
@@ -321,3 +322,28 @@ def test_memory_stays_flat_for_a_200_mb_output(tmp_path):
     assert measured["succeeded"] == 2 * lines
     assert os.path.getsize(str(dest)) > 200 * 1000 * 1000
     assert measured["rss_kb"] < 100 * 1024, measured
+
+
+def merge_peak_bytes(tmp_path, parts_count, lines):
+    """The peak of memory allocated while merging ``parts_count`` parts of ``lines`` short lines each."""
+    parts = []
+    for number in range(1, parts_count + 1):
+        custom_ids = ids("p%d" % number, lines)
+        source = write_lines(tmp_path / ("in-%d-%d.jsonl" % (parts_count, number)), [request(i) for i in custom_ids])
+        output = write_lines(tmp_path / ("out-%d-%d.jsonl" % (parts_count, number)), [answer(i) for i in custom_ids])
+        parts.append({"input": source, "attempts": [{"output": output, "errors": None, "status": "COMPLETED", "reason": None}]})
+    tracemalloc.start()
+    try:
+        result = run(parts=parts, dest=str(tmp_path / ("merged-%d.jsonl" % parts_count)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result["succeeded"] == parts_count * lines
+    return peak
+
+
+def test_memory_holds_one_part_at_a_time_whatever_the_number_of_parts(tmp_path):
+    # Each line's index (custom_id, where its answer is) is what a part costs; 8 parts peak about as 1 does.
+    one = merge_peak_bytes(tmp_path, 1, 5000)
+    eight = merge_peak_bytes(tmp_path, 8, 5000)
+    assert eight < 1.5 * one, (one, eight)
