@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import time
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string
@@ -451,6 +452,32 @@ def failure_reason(task):
     return redact_secrets("; ".join(reasons)) if reasons else "no reason given"
 
 
+def seconds_to_end(task, now):
+    """In how many seconds a running job should end, judged from the progress its provider reports (OpenAI's
+    ``request_counts`` and ``in_progress_at``): the time it has run times the requests left over those done; 0 once
+    every request ran (the provider is finalizing). None when the provider does not say (other providers, a job
+    not started or with nothing done yet)."""
+    job = provider_job((task or {}).get("remote_job"))
+    counts = job.get("request_counts")
+    started = job.get("in_progress_at")
+    if not isinstance(counts, dict) or not isinstance(started, (int, float)) or not counts.get("total"):
+        return None
+    done = (counts.get("completed") or 0) + (counts.get("failed") or 0)
+    if done >= counts["total"]:
+        return 0
+    if done <= 0:
+        return None
+    return max(now - started, 0) * (counts["total"] - done) / float(done)
+
+
+def seconds_to_first_end(tasks, now=None):
+    """The soonest :func:`seconds_to_end` of ``tasks`` that still run (None when none can tell)."""
+    now = time.time() if now is None else now
+    due = [seconds_to_end(task, now) for task in tasks if task is not None and task.get("state") not in DONE_STATES]
+    due = [seconds for seconds in due if seconds is not None]
+    return min(due) if due else None
+
+
 def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     """Poll the task (each read asks the provider) until its state is in ``done``; return it.
 
@@ -458,7 +485,9 @@ def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     most MAX_POLL_INTERVAL): a job of minutes is seen ending within ``interval``, a job of hours
     costs the provider few calls and is seen ending at most a tenth of its duration late (a factor
     of 1.5 per check had let a job that ended after some minutes go unseen for up to a minute more;
-    make bench, issue 7). On timeout fails with the last state seen and the task ID.
+    make bench, issue 7). When the provider reports the job's progress, the check after its expected end comes
+    then (see seconds_to_end), so the end is seen at most about ``interval`` late. On timeout fails with the last
+    state seen and the task ID.
     """
     def read():
         task = read_task(client, task_id)
@@ -469,7 +498,8 @@ def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     try:
         task, _polls = wait_until(read, lambda task: task.get("state") in done, timeout, interval=interval,
                                   max_interval=max(interval, MAX_POLL_INTERVAL), elapsed_fraction=POLL_FRACTION_OF_WAIT,
-                                  describe=lambda task: describe_task(task_id, task))
+                                  describe=lambda task: describe_task(task_id, task),
+                                  expected_in=lambda task: seconds_to_first_end([task]))
     except WaitTimeoutError as error:
         last = getattr(error, "last", None) or {}
         raise WaitTimeoutError(

@@ -15,7 +15,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 
 
 def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1.5, describe=repr, sleep=None, clock=None,
-               elapsed_fraction=None):
+               elapsed_fraction=None, expected_in=None):
     """Call ``read()`` until ``is_done(value)``; return ``(value, polls)``.
 
     The interval grows by ``factor`` up to ``max_interval``; or, with ``elapsed_fraction``, it is
@@ -23,7 +23,10 @@ def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1
     ``max_interval``), so the end of a long wait is seen late by at most that fraction. It never sleeps past the deadline,
     so a condition that becomes true just before the timeout is still seen. On timeout raises
     :class:`WaitTimeoutError` naming the last state seen (``describe(value)``); the value itself is
-    its ``last`` attribute. (``sleep`` and ``clock`` default to :mod:`time`'s, looked up at each call.)
+    its ``last`` attribute. With ``expected_in``, a function of the value read that says in how many seconds it
+    should be done (or None when it cannot tell), the next check comes no later than that (and never sooner than
+    ``interval``): a wait that knows when its end is due sees it then, not a fraction of the wait later.
+    (``sleep`` and ``clock`` default to :mod:`time`'s, looked up at each call.)
     """
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     started = clock()
@@ -43,7 +46,11 @@ def wait_until(read, is_done, timeout, interval=1.0, max_interval=10.0, factor=1
             )
             error.last = value
             raise error
-        sleep(min(interval, remaining))
+        pause = interval
+        due = expected_in(value) if expected_in else None
+        if due is not None:
+            pause = min(pause, max(due, least))
+        sleep(min(pause, remaining))
         if elapsed_fraction is None:
             interval = min(interval * factor, max_interval)
         else:

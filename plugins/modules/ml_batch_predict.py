@@ -101,7 +101,10 @@ options:
     description:
       - Seconds before the first status check with O(wait), and the least time between two. Later checks space out to a
         tenth of the time waited so far (at most five minutes), because each makes ML Commons call the provider.
-      - So the module returns at most this long, or a tenth of the job's duration, after the job has ended.
+      - So the module returns at most this long, or a tenth of the job's duration, after the job has ended. When the
+        provider reports the job's progress (OpenAI's request counts), the check after the job's expected end comes
+        then, and from the moment every request ran (the provider is finalizing) checks are this far apart, so the
+        end is seen about this long after it.
     type: float
     default: 10
 notes:
@@ -275,6 +278,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     read_new_task,
     read_task,
     reusable_job,
+    seconds_to_first_end,
     summary,
     TaskLimitReached,
     wait_for_job,
@@ -741,7 +745,8 @@ def wait_for_jobs(module, client, model, connector, jobs):
     try:
         wait_until(poll, all_ended, params["wait_timeout"], interval=params["poll_interval"],
                    max_interval=max(params["poll_interval"], MAX_POLL_INTERVAL), elapsed_fraction=POLL_FRACTION_OF_WAIT,
-                   describe=lambda _jobs: "; ".join(job.describe() for job in jobs if job.state not in DONE_STATES))
+                   describe=lambda _jobs: "; ".join(job.describe() for job in jobs if job.state not in DONE_STATES),
+                   expected_in=lambda _jobs: seconds_to_first_end([job.task for job in jobs if job.task_id is not None]))
     except WaitTimeoutError as error:
         raise WaitTimeoutError(
             "%s The jobs go on, and those that wait are submitted by a later run with the same jobs, which waits for "

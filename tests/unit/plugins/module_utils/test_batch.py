@@ -416,3 +416,22 @@ def test_make_searchable_polls_the_search_when_the_read_fails(server):
     assert "private_ip_enabled" in warning
     assert json.loads(server.received[1]["body"])["query"] == {"bool": {"filter": [{"ids": {"values": ["t1"]}}]}}
     assert len(server.received) == 3
+
+
+def running(total, completed, failed=0, in_progress_at=1000.0, state="RUNNING"):
+    counts = {"total": float(total), "completed": float(completed), "failed": float(failed)}
+    return {"state": state, "remote_job": {"status": "in_progress", "in_progress_at": in_progress_at, "request_counts": counts}}
+
+
+def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import seconds_to_end, seconds_to_first_end
+    # A quarter done in 60 s: three quarters left, 180 s.
+    assert seconds_to_end(running(1000, 200, 50), now=1060.0) == 180.0
+    # Every request ran: the provider is finalizing, the end is due now.
+    assert seconds_to_end(running(1000, 990, 10), now=1060.0) == 0
+    # Nothing done yet, no counts (validating, other providers): it cannot tell.
+    assert seconds_to_end(running(1000, 0), now=1060.0) is None
+    assert seconds_to_end({"state": "RUNNING", "remote_job": {"TransformJobStatus": "InProgress"}}, now=1060.0) is None
+    # Several jobs: the soonest of those still running.
+    tasks = [running(1000, 500), running(1000, 100), running(1000, 1000, state="COMPLETED"), None]
+    assert seconds_to_first_end(tasks, now=1100.0) == 100.0

@@ -77,3 +77,20 @@ def test_spaced_looks_pause_between_two_only():
     slept = []
     assert list(spaced(3, 0.5, sleep=slept.append)) == [0, 1, 2]
     assert slept == [0.5, 0.5]
+
+
+def test_a_wait_that_knows_when_its_end_is_due_checks_then_and_never_sooner_than_its_interval():
+    ends_at = 47.0
+
+    def seen_at(**told):
+        clock = FakeClock()
+        wait_until(lambda: clock.now, lambda now: now >= ends_at, timeout=600, interval=2, max_interval=300, elapsed_fraction=0.5,
+                   sleep=clock.sleep, clock=clock, **told)
+        return clock.now
+
+    # Checks half the time waited apart see the end at 68.4; told when it is due, the wait sees it within one interval.
+    assert seen_at() == pytest.approx(68.4, abs=0.1)
+    assert ends_at <= seen_at(expected_in=lambda now: ends_at - now) <= ends_at + 2
+    clock = FakeClock()
+    wait_until(lambda: clock.now, lambda now: now >= 1, timeout=60, interval=2, sleep=clock.sleep, clock=clock, expected_in=lambda now: 0)
+    assert clock.sleeps == [2]
