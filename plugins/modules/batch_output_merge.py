@@ -266,18 +266,22 @@ def failure(path, number, role, problem, advice):
     return ConfigurationError("Line %d of %s (%s) %s. %s" % (number, path, role, problem, advice))
 
 
+def parsed(path, number, line, role, no_custom_id, advice):
+    """A line the quick match could not read, parsed whole: a JSON object with a string ``custom_id``."""
+    try:
+        value = json.loads(line)
+    except ValueError as error:
+        raise failure(path, number, role, "is not JSON (%s)" % error, advice)
+    if not isinstance(value, dict) or not isinstance(value.get("custom_id"), str):
+        raise failure(path, number, role, no_custom_id, advice)
+    return value
+
+
 def custom_id_of_request(path, number, line, role):
     match = REQUEST_START.match(line)
     if match:
         return match.group(1).decode("utf-8", "replace")
-    advice = "Give each part the input it was submitted with."
-    try:
-        request = json.loads(line)
-    except ValueError as error:
-        raise failure(path, number, role, "is not JSON (%s)" % error, advice)
-    if not isinstance(request, dict) or not isinstance(request.get("custom_id"), str):
-        raise failure(path, number, role, "has no custom_id", advice)
-    return request["custom_id"]
+    return parsed(path, number, line, role, "has no custom_id", "Give each part the input it was submitted with.")["custom_id"]
 
 
 def key_of_answer(path, number, line, role):
@@ -286,13 +290,8 @@ def key_of_answer(path, number, line, role):
     if match and line[-3:].rstrip().endswith(b"}"):
         status = match.group(2)
         return match.group(1).decode("utf-8", "replace"), int(status) if status else None
-    advice = "Is it the job's output or error file, downloaded whole? Download it again (openai_file with force: true) and run again."
-    try:
-        answer = json.loads(line)
-    except ValueError as error:
-        raise failure(path, number, role, "is not JSON (%s)" % error, advice)
-    if not isinstance(answer, dict) or not isinstance(answer.get("custom_id"), str):
-        raise failure(path, number, role, "has no custom_id, so it answers no request", advice)
+    answer = parsed(path, number, line, role, "has no custom_id, so it answers no request",
+                    "Is it the job's output or error file, downloaded whole? Download it again (openai_file with force: true) and run again.")
     response = answer.get("response")
     status = response.get("status_code") if isinstance(response, dict) else None
     return answer["custom_id"], status if isinstance(status, int) else None
