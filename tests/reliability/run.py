@@ -600,7 +600,7 @@ class Suite:
         memo: dict = {}
         while time.monotonic() < deadline and runner.poll() is None:
             if kill_when(self.proxy.stats()["requests"], memo):
-                pid = json.loads(STATE_FILE.read_text())["opensearch"]["pid"]
+                pid = json.loads(STATE_FILE.read_text())["opensearch"]["nodes"][0]["pid"]
                 os.killpg(pid, signal.SIGKILL)
                 killed = True
                 break

