@@ -13,6 +13,7 @@ import time
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, PartialDeploymentError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
@@ -33,9 +34,15 @@ DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
 DEPLOY_ATTEMPTS = 5
 # Each node's answer about the models it holds in memory, whatever the model index says.
 PROFILE_PATH = "/_plugins/_ml/profile/models"
-# The cluster's nodes, by ID, with only their names.
-NODE_NAMES_PATH = "/_nodes"
+# The cluster's nodes, by ID, with only their names, or with what makes them eligible for a remote model.
+NODES_PATH = "/_nodes"
 NODE_NAMES_QUERY = {"filter_path": "nodes.*.name"}
+NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attributes"}
+# Which nodes ML Commons deploys a remote model to (DiscoveryNodeHelper.getEligibleNodes): a role of this
+# setting, "data" counting only for hot data nodes, and a name not in the excluded ones.
+REMOTE_ROLES_SETTING = "plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model"
+DEFAULT_REMOTE_ROLES = ("data", "ml")
+EXCLUDED_NAMES_SETTING = "plugins.ml_commons.exclude_nodes._name"
 
 
 def describe_models(models):
@@ -70,7 +77,9 @@ class Deployment:
     A deploy without node IDs goes to every eligible node (data and ml nodes by default) and stores
     their IDs as the model's ``planning_worker_nodes``; ML Commons' sync job keeps that list equal to
     the eligible nodes of the moment. ``missing`` are the planned nodes that are alive and do not
-    serve the model; a planned node that left the cluster is not missing.
+    serve the model; a planned node that left the cluster is not missing. ``unplanned`` are the live
+    nodes outside the plan that do not serve a model deployed to all nodes: a node that came back or
+    joined before the sync job added it to the plan, which :func:`deployment` checks for eligibility.
     """
 
     def __init__(self, model, profile_nodes):
@@ -80,6 +89,8 @@ class Deployment:
         self.serving = sorted(node_id for node_id, node in profile_nodes.items()
                               if ((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED")
         self.missing = sorted(set(self.planned or ()) & set(profile_nodes) - set(self.serving))
+        to_all = self.planned is not None and model.get("deploy_to_all_nodes")
+        self.unplanned = sorted(set(profile_nodes) - set(self.planned or ()) - set(self.serving)) if to_all else []
 
     def is_served(self, every_node=True):
         """Whether the model is deployed: on at least one node, and with ``every_node`` on every planned
@@ -94,11 +105,37 @@ class Deployment:
 
 
 def deployment(client, model):
-    """The model's :class:`Deployment`; a state in which no node can hold it needs no request."""
+    """The model's :class:`Deployment`; a state in which no node can hold it needs no request, and
+    the nodes' roles and ML Commons' settings are read only for live nodes outside the plan."""
     if not model.get("model_id") or not is_deployed_or_deploying(model):
         return Deployment(model, {})
     model_id = model["model_id"]
-    return Deployment(model, client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id))).get("nodes") or {})
+    seen = Deployment(model, client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id))).get("nodes") or {})
+    if seen.unplanned and seen.state in SERVED_STATES:
+        seen.missing = sorted(set(seen.missing) | set(eligible_among(client, seen.unplanned)))
+    return seen
+
+
+def as_list(value):
+    """A list setting as _cluster/settings shows it: a JSON list, or text separated by commas."""
+    if isinstance(value, (list, tuple)):
+        return [str(item).strip() for item in value]
+    return [item.strip() for item in str(value or "").strip("[]").split(",") if item.strip()]
+
+
+def eligible_among(client, node_ids):
+    """Those of ``node_ids`` to which ML Commons deploys a remote model (see REMOTE_ROLES_SETTING)."""
+    settings = effective_ml_settings(client)
+    roles = set(as_list(settings.get(REMOTE_ROLES_SETTING, DEFAULT_REMOTE_ROLES)))
+    excluded = set(as_list(settings.get(EXCLUDED_NAMES_SETTING)))
+    nodes = client.get(NODES_PATH, query=NODE_ROLES_QUERY).get("nodes") or {}
+
+    def is_eligible(node):
+        node_roles = set(node.get("roles") or ())
+        hot_data = "data" in node_roles and (node.get("attributes") or {}).get("box_type", "hot") == "hot"
+        return node.get("name") not in excluded and (("data" in roles and hot_data) or bool(node_roles & (roles - {"data"})))
+
+    return [node_id for node_id in node_ids if node_id in nodes and is_eligible(nodes[node_id])]
 
 
 def is_served(client, model, every_node=True):
@@ -108,7 +145,7 @@ def is_served(client, model, every_node=True):
 
 def node_names(client):
     """Node IDs to node names."""
-    nodes = client.get(NODE_NAMES_PATH, query=NODE_NAMES_QUERY).get("nodes") or {}
+    nodes = client.get(NODES_PATH, query=NODE_NAMES_QUERY).get("nodes") or {}
     return dict((node_id, node.get("name")) for node_id, node in nodes.items())
 
 

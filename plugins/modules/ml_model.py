@@ -97,7 +97,8 @@ options:
       - V(every_node) is what ML Commons itself calls C(DEPLOYED). A deploy goes to every eligible node (nodes with the
         C(data) or C(ml) role, by the setting C(plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model));
         ML Commons keeps their IDs in the model's C(planning_worker_nodes). The model must be served by each of them
-        that is in the cluster; a planned node that left does not count. A model that is C(PARTIALLY_DEPLOYED) (a node
+        that is in the cluster; a planned node that left does not count. A model deployed to chosen nodes only (with
+        the deploy API's C(node_ids)) must be served by those. A model that is C(PARTIALLY_DEPLOYED) (a node
         failed to load it, or came back or joined after the deploy) is deployed again, which loads it on the nodes that
         lack it; when some nodes still do not serve it after a few tries the task fails naming them and ML Commons' reason.
       - V(any_node) accepts a model that at least one node serves, C(PARTIALLY_DEPLOYED) included. ML Commons routes
@@ -111,8 +112,9 @@ notes:
     marks a model C(PARTIALLY_DEPLOYED) when fewer nodes serve it than are eligible, and C(DEPLOY_FAILED) when none does.
     When a node joins or comes back, the elected cluster manager redeploys the models by itself
     (C(plugins.ml_commons.model_auto_redeploy.enable)), at most C(plugins.ml_commons.model_auto_redeploy.lifetime_retry_times)
-    times per model; a run of this module does not count on it and deploys what it finds missing. A node that came back
-    takes up to one sync interval to appear in the model's planned nodes."
+    times per model; a run of this module does not count on it and deploys what it finds missing. A node that is back
+    before the sync job put it in the model's C(planning_worker_nodes) counts as one that must serve the model when ML
+    Commons would deploy to it (by its roles and the settings above, and C(plugins.ml_commons.exclude_nodes._name))."
   - V(undeployed) and V(absent) undeploy the model from every node of the cluster.
 """
 

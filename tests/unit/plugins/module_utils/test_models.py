@@ -269,3 +269,38 @@ def test_models_no_node_can_hold_cost_no_request(server):
     assert models.serving_nodes_of(Client(server.url), [cluster_model("REGISTERED"), cluster_model("UNDEPLOYED", model_id="m2")]) == {
         "m1": [], "m2": []}
     assert server.received == []
+
+
+def came_back_profile():
+    """n2 was lost, the sync job shrank the plan to n0 and n1, and n2 is back, knowing nothing of the model yet."""
+    return {"nodes": {"n0": {"models": {"m1": {"model_state": "DEPLOYED"}}}, "n1": {"models": {"m1": {"model_state": "DEPLOYED"}}},
+                      "n2": {}}}
+
+
+def node_roles(**overrides):
+    nodes = dict((node_id, {"name": "ml-testbed-%s" % node_id[1], "roles": ["cluster_manager", "data", "ingest"]}) for node_id in NODES)
+    nodes.update(overrides)
+    return {"nodes": nodes}
+
+
+@pytest.mark.parametrize("settings, nodes, eligible", [
+    ({}, node_roles(), True),  # the defaults: data and ml nodes
+    ({"plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model": ["ml"]}, node_roles(), False),
+    ({"plugins.ml_commons.exclude_nodes._name": "ml-testbed-2"}, node_roles(), False),
+    ({}, node_roles(n2={"name": "ml-testbed-2", "roles": ["data"], "attributes": {"box_type": "warm"}}), False),
+    ({}, node_roles(n2={"name": "ml-testbed-2", "roles": ["ml"]}), True),
+])
+def test_a_node_back_before_the_sync_job_planned_it_counts_when_ml_commons_would_deploy_to_it(server, settings, nodes, eligible):
+    server.script((200, came_back_profile()), (200, {"persistent": {}, "transient": {}, "defaults": settings}), (200, nodes))
+    seen = models.deployment(Client(server.url), cluster_model("DEPLOYED", planned=("n0", "n1")))
+    assert seen.missing == (["n2"] if eligible else [])
+    assert seen.is_served(True) is not eligible
+    assert [request["path"].split("?")[0] for request in server.received] == ["/_plugins/_ml/profile/models/m1", "/_cluster/settings", "/_nodes"]
+
+
+def test_nodes_outside_a_custom_plan_are_not_asked_about(server):
+    """A model deployed to chosen nodes (deploy_to_all_nodes false) is not expected on the others."""
+    server.script((200, came_back_profile()))
+    seen = models.deployment(Client(server.url), cluster_model("DEPLOYED", planned=("n0", "n1"), deploy_to_all_nodes=False))
+    assert seen.is_served(True)
+    assert len(server.received) == 1
