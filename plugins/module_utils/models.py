@@ -248,10 +248,12 @@ def deploy(client, model_id, timeout, every_node=True):
             model = current_model(client, model_id)
             if is_served(client, model, every_node):
                 return model
-            if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES:
+            if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES | SERVED_STATES:
                 # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
-                # timed out" following a restart) and refuse every later deploy as a duplicate; no deploy
-                # is under way by the model's state, and undeploying clears the node's stale entry.
+                # timed out" following a restart; on a cluster, a node restarted while the model deployed) and
+                # refuse every later deploy as a duplicate (MLModelCacheHelper.initModelState). No deploy is
+                # under way by the model's state, and undeploying clears the node's stale entry; without a
+                # custom deployment plan (off by default) only an undeploy from every node is allowed.
                 client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
         if current_model(client, model_id).get("model_state") not in DEPLOYING_STATES:
             client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)

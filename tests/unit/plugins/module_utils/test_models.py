@@ -242,7 +242,19 @@ def test_a_node_that_never_loads_the_model_fails_the_deploy_naming_it_and_the_re
         'Model m1 is PARTIALLY_DEPLOYED: served by n0, n1, not by n2: {"n2":"Connection refused"}. A run after the cause '
         "is fixed deploys it again; deployed_on: any_node accepts a model that some nodes serve.")
     assert caught.value.details == {"model_state": "PARTIALLY_DEPLOYED", "serving_nodes": ["n0", "n1"], "missing_nodes": ["n2"]}
-    assert client.posts == ["_deploy"] * models.DEPLOY_ATTEMPTS
+    assert client.posts == ["_deploy", "_deploy"] + ["_undeploy", "_deploy"] * (models.DEPLOY_ATTEMPTS - 2)
+
+
+def test_a_node_stuck_on_a_duplicate_deploy_is_cleared_by_an_undeploy_from_every_node():
+    """Seen on 2.19.6 (reliability, node restarted while the model deployed): the restarted node refuses every
+    deploy as "Duplicate deploy model task" until the model is undeployed."""
+    client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", ("n0", "n1")),  # attempt 1: n2 refuses
+                            ("PARTIALLY_DEPLOYED", ("n0", "n1")), ("PARTIALLY_DEPLOYED", ("n0", "n1")),  # attempt 2: so does it
+                            ("PARTIALLY_DEPLOYED", ("n0", "n1")), ("PARTIALLY_DEPLOYED", ("n0", "n1")),  # attempt 3 undeploys
+                            ("UNDEPLOYED", ()), ("DEPLOYING", ()), ("DEPLOYED", NODES)],
+                           task_error='{"n2":"Duplicate deploy model task"}')
+    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert client.posts == ["_deploy", "_deploy", "_undeploy", "_deploy"]
 
 
 def test_a_deploy_is_not_sent_when_every_node_serves_by_the_time_of_the_next_attempt():
