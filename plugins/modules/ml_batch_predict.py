@@ -190,6 +190,7 @@ diff:
   type: dict
 """
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
     ACTIVE_STATES,
     BATCH_TASK_TYPE,
@@ -229,9 +230,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     keep_oldest_of,
     oldest_of,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
 AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
+# How often a submit is sent whose batch task limit check failed on a cluster (answers.is_batch_limit_check_failed).
+LIMIT_CHECK_ATTEMPTS = 6
 
 
 # -- checks before anything is sent ------------------------------------------------------------
@@ -336,7 +340,8 @@ def submit(client, model_id, parameters, identity, known_ids):
 
     def send():
         try:
-            return client.post(path, body=body)
+            return retry(lambda _number: client.post(path, body=body), answers.is_batch_limit_check_failed, LIMIT_CHECK_ATTEMPTS,
+                         lambda number: number * 0.5)
         except HTTPError as error:
             raise explain(error, "submit the batch job", model_id)
 
