@@ -94,8 +94,15 @@ class Deployment:
 
     def is_served(self, every_node=True):
         """Whether the model is deployed: on at least one node, and with ``every_node`` on every planned
-        node that is alive (a model stored without a plan must be DEPLOYED by its state)."""
-        if self.state not in SERVED_STATES or not self.serving:
+        node that is alive (a model stored without a plan must be DEPLOYED by its state).
+
+        A stored DEPLOYING is believed no more than a stored DEPLOYED: ML Commons' sync job stores it
+        whenever a node still lists a deploy task of the model, and a node restarted while the model
+        deployed can keep such a task while it serves the model, so that the stored state flips between
+        DEPLOYING and DEPLOYED every sync (seen on 2.19.6). The nodes' profiles say whether a deploy
+        is really under way: a node that loads the model reports it DEPLOYING, not DEPLOYED.
+        """
+        if self.state not in SERVED_STATES | DEPLOYING_STATES or not self.serving:
             return False
         if not every_node:
             return True

@@ -103,6 +103,12 @@ notes:
     cancel included, so the connector needs a C(predict) action that carries the authorisation header; the module warns
     when it does not.
   - Provider errors are reported with the provider's reason; keys, tokens and passwords in them are masked.
+  - "On a cluster, ML Commons sends the job to one of the nodes that serve the model, in turn (deploying it there first
+    when its nodes do not all serve it and C(plugins.ml_commons.model_auto_deploy.enable) is on); a model that is
+    C(PARTIALLY_DEPLOYED) counts as deployed here. The job's task lives in ML Commons' task index, not on a node, so a
+    node that leaves does not lose it and a re-run finds it as above. ML Commons 2.19 fails the submit with C(all shards
+    failed) when its check of C(plugins.ml_commons.max_batch_inference_tasks) searches the task index on another node;
+    nothing is submitted then, and the module sends the request again (up to 6 times)."
 seealso:
   - module: opensearch.ml_commons.ml_task_info
   - module: opensearch.ml_commons.ml_model

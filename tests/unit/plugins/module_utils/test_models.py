@@ -190,8 +190,16 @@ def test_a_model_without_a_plan_is_served_everywhere_only_when_stored_deployed()
     assert served({"model_id": "m1", "model_state": "PARTIALLY_DEPLOYED"}, profile, every_node=False)
 
 
-def test_a_deploy_under_way_is_not_served_even_if_nodes_hold_the_model():
-    assert not served(cluster_model("DEPLOYING"), cluster_profile(serving=NODES), every_node=False)
+def test_a_deploy_under_way_is_not_served_on_every_node_while_a_node_loads_it():
+    loading = cluster_profile(serving=("n0", "n1"), loading=("n2",))
+    assert not served(cluster_model("DEPLOYING"), loading)
+    assert served(cluster_model("DEPLOYING"), loading, every_node=False)
+
+
+def test_a_stored_deploying_that_every_node_serves_is_served():
+    """2.19.6, a node restarted while the model deployed: it serves the model but keeps a deploy task, and the
+    sync job stores DEPLOYING and DEPLOYED in turn every 10 s."""
+    assert served(cluster_model("DEPLOYING"), cluster_profile(serving=NODES))
 
 
 class ClusterClient:
