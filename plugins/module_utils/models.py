@@ -241,7 +241,7 @@ def deploy(client, model_id, timeout, every_node=True):
     DEPLOY_FAILED while the first goes on. That happens when concurrent runs deploy the model they
     converged on, and after a restart, when ML Commons redeploys by itself. So a deploy under way
     (DEPLOYING) is waited for rather than doubled, and a collision is followed by a fresh look at
-    the model and, unless it is DEPLOYED by then, another deploy (after an undeploy when the
+    the model and, unless it is served by then, another deploy (after an undeploy when the
     collisions go on while the model's state says no deploy runs: see below).
 
     On a cluster a deploy can settle with some nodes not serving the model (PARTIALLY_DEPLOYED: a
