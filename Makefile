@@ -12,19 +12,23 @@ BIN := $(VENV)/bin
 COLLECTIONS := /tmp/ml-commons-collections-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 COLLECTION_DIR := $(COLLECTIONS)/ansible_collections/opensearch/ml_commons
 TEST_VERSIONS ?= 2.19.6 3.6.0
+# The version whose integration tests `make test` also runs on a cluster of three nodes: 2.19's ML Commons
+# cannot count batch tasks across nodes (docs/testbed.md, "A cluster"), 3.3 and later can.
+CLUSTER_VERSION ?= 3.6.0
 export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all test demo bench bench-volume gnu-time clean reliability reliability-quick reliability-cluster
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume gnu-time clean reliability reliability-quick reliability-cluster
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
 	@echo "make test   - sanity, unit tests, ansible-lint, release-check, docs, sanity and units on ansible-core $(MATRIX_OLDEST) and"
-	@echo "              $(MATRIX_NEWEST), integration tests on OpenSearch $(TEST_VERSIONS), reliability-quick, awx-runner"
+	@echo "              $(MATRIX_NEWEST), integration tests on OpenSearch $(TEST_VERSIONS) and on 3 nodes of $(CLUSTER_VERSION),"
+	@echo "              reliability-quick, awx-runner"
 	@echo "make matrix - sanity and units on every ansible-core of MATRIX, module units on Python $(MODULE_PYTHON), integration on the oldest and newest"
 	@echo "make docs   - the HTML docs site in build/docs/html; make release-check - the tarball through galaxy-importer"
-	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION))"
+	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION); OPENSEARCH_NODES=3 for a cluster)"
 
 $(BIN)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -80,7 +84,14 @@ integration-all: venv
 	  $(MAKE) --no-print-directory integration; \
 	done
 
-test: sanity units lint release-check docs matrix-quick integration-all
+# The integration targets on a cluster of three nodes of CLUSTER_VERSION; always stops the test bed.
+integration-cluster: venv
+	trap '$(MAKE) --no-print-directory down' EXIT; \
+	echo "=== integration tests on 3 nodes of OpenSearch $(CLUSTER_VERSION) ==="; \
+	OPENSEARCH_NODES=3 OPENSEARCH_VERSION=$(CLUSTER_VERSION) $(MAKE) --no-print-directory up; \
+	$(MAKE) --no-print-directory integration
+
+test: sanity units lint release-check docs matrix-quick integration-all integration-cluster
 	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick; \
 	    $(MAKE) --no-print-directory awx-runner
 

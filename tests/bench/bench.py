@@ -26,6 +26,12 @@ Keys (targets in TARGETS):
     wait_overshoot_s, wait_polls   a batch job that the emulator completes T seconds after it is created:
                                    how long after that ml_batch_predict returns, and how many status
                                    reads reached OpenSearch
+    cluster_first_run_ratio_3_vs_1 the role's first run (the chain of first_run_ratio_vs_uri) on a test bed of three
+                                   nodes over the same on one node; cluster_noop_ratio_3_vs_1 the same for its
+                                   no-op re-run; fastest of BENCH_ROUNDS runs on each, the cluster emptied before
+                                   each first run; the bench switches the test bed to one node, to three, then
+                                   back to the shape it found
+    cluster_noop_write_requests    write requests of that re-run on three nodes
     volume_upload_ratio_vs_curl    a 190 MB batch input of 50,000 embeddings requests uploaded by openai_file
                                    (ansible-playbook) over the same upload by curl -F, each on an emptied
                                    emulator, fastest of BENCH_ROUNDS alternating rounds. The module's time
@@ -48,7 +54,7 @@ Environment: OPENSEARCH_PORT, OPENAI_EMULATOR_PORT, ML_TESTBED_CACHE, OPENSEARCH
 bed's), FAULT_PROXY_PORT (default 9290), BENCH_SIZES (default "10 50 200"), BENCH_REPEAT (default 30),
 BENCH_ROUNDS (default 3: each timed pair is run that many times, alternating, the fastest kept),
 BENCH_JOB_SECONDS (default 6), BENCH_POLL_INTERVAL (default 2), BENCH_PHASES (some of "first_run
-module_overhead scale wait volume", to run only those while working on one; the table then lacks the others),
+module_overhead scale wait cluster volume", to run only those while working on one; the table then lacks the others),
 BENCH_VOLUME_LINES (default 50000; 3,800 bytes a line), BENCH_VOLUME_DIMENSIONS (default: as many as an output
 of 1 GB needs), BENCH_VOLUME_BATCH_TIMEOUT (default 3600 s), BENCH_VOLUME_KEEP (1 keeps the phase's files in
 tests/output/bench/volume; they are deleted otherwise).
@@ -105,6 +111,9 @@ TARGETS = {
     "scale_mean_noop_per_item_ratio_200_vs_10": (None, None),
     "wait_overshoot_s": ("<", "poll_interval_s"),
     "wait_polls": (None, None),
+    "cluster_first_run_ratio_3_vs_1": (None, None),
+    "cluster_noop_ratio_3_vs_1": (None, None),
+    "cluster_noop_write_requests": ("<=", 0),
     "volume_upload_ratio_vs_curl": ("<=", 1.2),
     "volume_download_ratio_vs_curl": ("<=", 1.2),
     "volume_peak_rss_mb": ("<=", 100),
@@ -397,6 +406,47 @@ def measure_first_run(runner, proxy, opensearch_url, chain, rounds):
         result.update(noop_write_requests=None, noop_requests_per_resource=None,
                       noop_write_requests_reason=reason, noop_requests_per_resource_reason=reason)
     return result
+
+
+def measure_cluster(runner, proxy, opensearch_url, chain, rounds, make_env):
+    """cluster_*: the role's first run and no-op re-run on one node and on three (the proxy's upstream, node 0,
+    keeps its URL); the test bed is back in the shape it had when the phase ends."""
+    best = {}
+    try:
+        for nodes in (1, 3):
+            make("up", dict(make_env, OPENSEARCH_NODES=str(nodes)))
+            lift_batch_task_cap(opensearch_url)
+            for _round in range(rounds):
+                empty_cluster(opensearch_url)
+                for step, batch in (("first_run", chain["batch"]), ("noop", chain["batch_rerun"])):
+                    proxy.reset()
+                    run = runner.run(chain["playbook"], "cluster-%d-%s" % (nodes, step), check=False, bench_batch=batch)
+                    run["http"] = proxy.stats()
+                    if not run["ok"]:
+                        reason = "the %s on %d node(s) failed: %s" % (step.replace("_", " "), nodes, log_tail(run, 6))
+                        return {key: None for key in CLUSTER_KEYS} | {key + "_reason": reason for key in CLUSTER_KEYS}
+                    if (nodes, step) not in best or run["wall_s"] < best[nodes, step]["wall_s"]:
+                        best[nodes, step] = run
+    finally:
+        make("up", make_env)
+        lift_batch_task_cap(opensearch_url)
+    return {
+        "cluster_first_run_ratio_3_vs_1": round(best[3, "first_run"]["wall_s"] / best[1, "first_run"]["wall_s"], 3),
+        "cluster_noop_ratio_3_vs_1": round(best[3, "noop"]["wall_s"] / best[1, "noop"]["wall_s"], 3),
+        "cluster_noop_write_requests": best[3, "noop"]["http"]["writes"],
+        "cluster_runs": {"%s_%d_nodes" % (step, nodes): {"wall_s": run["wall_s"], "requests": run["http"]["requests"]}
+                         for (nodes, step), run in best.items()},
+        "steps": {"cluster_%s_%d_nodes" % (step, nodes): step_times(run) for (nodes, step), run in best.items()},
+    }
+
+
+CLUSTER_KEYS = ("cluster_first_run_ratio_3_vs_1", "cluster_noop_ratio_3_vs_1", "cluster_noop_write_requests")
+
+
+def lift_batch_task_cap(opensearch_url):
+    """Batch tasks that ML Commons cannot poll (emulator on a loopback address) stay "running", and 2.x's
+    integ-test distribution cannot delete them: lift the cap of 10 (to its maximum) so that they do not block a submit."""
+    http("PUT", opensearch_url + "/_cluster/settings", {"transient": {"plugins.ml_commons.max_batch_inference_tasks": 500}})
 
 
 def measure_overhead(runner, proxy, opensearch_url, repeat, rounds):
@@ -901,9 +951,7 @@ def main():
         readable = status_readable(env["OPENAI_BASE_URL"])
         chain = {"playbook": "chain_role.yml" if has_batch and has_role else "chain_modules.yml", "batch": has_batch,
                  "batch_rerun": has_batch and readable, "loopback_reason": LOOPBACK_REASON % env["OPENAI_BASE_URL"]}
-        # Batch tasks that ML Commons cannot poll (emulator on a loopback address) stay "running", and 2.x's
-        # integ-test distribution cannot delete them: lift the cap of 10 (to its maximum) so that they do not block a submit.
-        http("PUT", opensearch_url + "/_cluster/settings", {"transient": {"plugins.ml_commons.max_batch_inference_tasks": 500}})
+        lift_batch_task_cap(opensearch_url)
         input_file_id = upload_input_file(env["OPENAI_BASE_URL"], env["OPENAI_API_KEY"])
         variables = {
             "bench_url": proxy.url,
@@ -933,6 +981,7 @@ def main():
             reason = "ml_batch_predict is not in this collection"
             results.update(wait_overshoot_s=None, wait_polls=None, wait_overshoot_s_reason=reason, wait_polls_reason=reason,
                            wait_poll_interval_s=poll_interval)
+        phases.append(("cluster", lambda: measure_cluster(runner, proxy, opensearch_url, chain, rounds, make_env)))
         # Last: it empties the emulator, which forgets the input file of the phases above.
         phases.append(("volume", lambda: measure_volume(runner, env, dict(volume, rounds=rounds))))
         for name, measure in phases:

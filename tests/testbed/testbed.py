@@ -7,10 +7,10 @@ Commons plugin (one node, or a cluster of several), and the local OpenAI emulato
 
 ``up`` fetches the OpenSearch integ-test-zip and the job-scheduler and ML
 Commons plugin zips from Maven Central (once, into a cache outside the clone),
-installs them (once per version), writes a fresh config, starts the node as the
+installs them (once per version), writes a fresh config, starts the nodes as the
 unprivileged user ``opensearch`` (OpenSearch refuses to run as root), starts the
-emulator, waits until both answer and writes ``.testbed/env``. ``down`` stops
-both and deletes the node's data. ``status`` exits 0 when both run, 3 if not.
+emulator, waits until all answer and writes ``.testbed/env``. ``down`` stops
+them and deletes the nodes' data. ``status`` exits 0 when all run, 3 if not.
 ``env`` prints ``.testbed/env``. ``node stop K`` kills node K of the running
 test bed (SIGKILL, its data kept); ``node start K`` starts it again on its data
 and waits until it has rejoined the cluster.
@@ -622,7 +622,7 @@ def start_cluster(cfg: Config) -> dict:
     """Provision and start all the nodes; the state's entry for them."""
     java_home = provision(cfg)
     cluster = {"version": cfg.version, "port": cfg.port, "java_home": str(java_home),
-               "emulator_host": cfg.emulator_host, "nodes": [{} for _ in cfg.cluster]}
+               "emulator_host": cfg.emulator_host, "nodes": [{} for _node in cfg.cluster]}
     start_nodes(cfg, cluster, cfg.cluster, keep_data=os.environ.get("TESTBED_KEEP_DATA") == "1")
     return cluster
 
