@@ -19,7 +19,7 @@ export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume bench-batch gnu-time clean reliability reliability-quick
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume bench-batch gnu-time clean reliability reliability-quick reliability-cluster
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
@@ -107,6 +107,13 @@ reliability: up collection
 
 reliability-quick: up collection
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py --quick $(RELIABILITY_ARGS)
+
+# The cluster scenarios (tests/reliability/cluster.py) on a test bed of three nodes, which it starts
+# (replacing a running test bed of another shape): a node killed in the middle of the role, the role
+# run again while it is down and after it came back.
+reliability-cluster: venv collection
+	OPENSEARCH_NODES=3 $(MAKE) --no-print-directory up
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py --cluster $(RELIABILITY_ARGS)
 
 
 # The main job on the local test bed: 200 embedding requests through the batch_inference playbook

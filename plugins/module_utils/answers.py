@@ -35,6 +35,7 @@ MODEL_CACHE_NOT_UPDATED = "update model cache was failed"
 DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
 BATCH_DISABLED = "Offline Batch Inference is currently disabled"
 BATCH_TASK_LIMIT = "Exceeded maximum limit for BATCH_PREDICTION tasks"
+ALL_SHARDS_FAILED = "all shards failed"
 PRIVATE_IP_REFUSED = "private ip address"
 MODEL_NOT_READY = "Model not ready yet"
 NO_BATCH_ACTION = "no BATCH_PREDICT action found"
@@ -108,6 +109,16 @@ def is_deploy_collision(error):
 
 def is_batch_disabled(error):
     return BATCH_DISABLED in _reason(error)
+
+
+def is_batch_limit_check_failed(error):
+    """ML Commons 2.19 on a cluster: its check of the batch task limit searches the task index with a
+    query it cannot send to another node ("can not write type [class ...MLTaskState]",
+    MLTaskManager.checkMaxBatchJobTask, fixed in 3.0), so the search fails whenever the shard copy it
+    picks is on another node. The check comes before anything is submitted, and the next request is
+    dispatched to the next worker node: it may be sent again."""
+    return _status(error) == 400 and getattr(error, "error_type", None) == "search_phase_execution_exception" \
+        and ALL_SHARDS_FAILED in _reason(error)
 
 
 def is_batch_task_limit(error):

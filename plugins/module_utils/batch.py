@@ -308,6 +308,11 @@ def explain(error, doing, model_id=None):
             "ML Commons refused to %s: as many batch jobs as plugins.ml_commons.max_batch_inference_tasks allows are "
             "already created or running (HTTP %s). Wait for some to finish or cancel them, or raise that setting."
             % (doing, error.status), **details)
+    elif answers.is_batch_limit_check_failed(error):
+        message = ("ML Commons could not %s: its check of plugins.ml_commons.max_batch_inference_tasks failed (%s). ML Commons "
+                   "2.19 fails that check on a cluster when it searches the task index on another node (fixed in 3.0); the "
+                   "module tried several times. Run it again, or give the .plugins-ml-task index a copy on every node."
+                   % (doing, reason))
     elif answers.is_from_remote_service(reason):
         message = "The provider refused to %s (HTTP %s): %s" % (doing, error.status, provider_reason(reason))
     elif answers.is_private_ip_refused(error):

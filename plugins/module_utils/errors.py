@@ -101,3 +101,7 @@ class AmbiguousLookupError(MLCommonsError):
 
 class WaitTimeoutError(MLCommonsError):
     """A wait ran out of time; carries the last state seen."""
+
+
+class PartialDeploymentError(MLCommonsError):
+    """A deploy settled while some of the nodes ML Commons planned for the model do not serve it."""

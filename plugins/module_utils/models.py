@@ -2,7 +2,8 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Model operations several modules need: who uses a connector, deploy and undeploy with waiting."""
+"""Model operations several modules need: who uses a connector, which nodes serve a model, deploy and
+undeploy with waiting."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,13 +13,18 @@ import time
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, PartialDeploymentError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
 
 # States in which a node holds the model or is loading it; the pre-2.7 names still appear on upgraded clusters.
 DEPLOYED_OR_DEPLOYING_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
 DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
+# Stored states in which a deploy has settled with at least one node serving the model: DEPLOYED when
+# every planned node reported success, PARTIALLY_DEPLOYED when some failed or ML Commons' sync job
+# counts fewer serving nodes than eligible ones (a node came back, or joined).
+SERVED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED"))
 # First pause between two reads of a model's state while it deploys or undeploys. A remote model is
 # deployed within a few hundred milliseconds, so a first pause of a whole second was mostly idle
 # (make bench); the pause still grows by half each time, so a long deploy costs only a few reads more.
@@ -28,6 +34,15 @@ DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
 DEPLOY_ATTEMPTS = 5
 # Each node's answer about the models it holds in memory, whatever the model index says.
 PROFILE_PATH = "/_plugins/_ml/profile/models"
+# The cluster's nodes, by ID, with only their names, or with what makes them eligible for a remote model.
+NODES_PATH = "/_nodes"
+NODE_NAMES_QUERY = {"filter_path": "nodes.*.name"}
+NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attributes"}
+# Which nodes ML Commons deploys a remote model to (DiscoveryNodeHelper.getEligibleNodes): a role of this
+# setting, "data" counting only for hot data nodes, and a name not in the excluded ones.
+REMOTE_ROLES_SETTING = "plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model"
+DEFAULT_REMOTE_ROLES = ("data", "ml")
+EXCLUDED_NAMES_SETTING = "plugins.ml_commons.exclude_nodes._name"
 
 
 def describe_models(models):
@@ -49,20 +64,115 @@ def is_deployed_or_deploying(model):
     return model.get("model_state") in DEPLOYED_OR_DEPLOYING_STATES
 
 
-def is_served(client, model):
-    """Whether the model is DEPLOYED and a node really serves it.
+class Deployment:
+    """Which nodes serve a model, by each node's own profile, and which planned nodes do not.
 
     The stored state outlives the nodes' memory: after a restart the model index still says
     DEPLOYED while no node holds the model, until ML Commons' sync job marks it DEPLOY_FAILED
     (every 10 s) or its own redeploy loads it again, which can fail or come after this run
-    (seen on 2.19.6 and 3.6.0 by the reliability suite's restart scenarios). So a DEPLOYED model
-    is believed only when a node's profile says so; any other state needs no request.
+    (seen on 2.19.6 and 3.6.0 by the reliability suite's restart scenarios). So only a node's
+    profile saying DEPLOYED counts as serving. Every node that answers the profile API is listed
+    in its answer (``{}`` when it knows nothing of the model), which tells the live nodes apart.
+
+    A deploy without node IDs goes to every eligible node (data and ml nodes by default) and stores
+    their IDs as the model's ``planning_worker_nodes``; ML Commons' sync job keeps that list equal to
+    the eligible nodes of the moment. ``missing`` are the planned nodes that are alive and do not
+    serve the model; a planned node that left the cluster is not missing. ``unplanned`` are the live
+    nodes outside the plan that do not serve a model deployed to all nodes: a node that came back or
+    joined before the sync job added it to the plan, which :func:`deployment` checks for eligibility.
     """
-    if model.get("model_state") != "DEPLOYED":
-        return False
+
+    def __init__(self, model, profile_nodes):
+        model_id = model.get("model_id")
+        self.state = model.get("model_state")
+        self.planned = model.get("planning_worker_nodes")
+        self.serving = sorted(node_id for node_id, node in profile_nodes.items()
+                              if ((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED")
+        self.missing = sorted(set(self.planned or ()) & set(profile_nodes) - set(self.serving))
+        to_all = self.planned is not None and model.get("deploy_to_all_nodes")
+        self.unplanned = sorted(set(profile_nodes) - set(self.planned or ()) - set(self.serving)) if to_all else []
+
+    def is_served(self, every_node=True):
+        """Whether the model is deployed: on at least one node, and with ``every_node`` on every planned
+        node that is alive (a model stored without a plan must be DEPLOYED by its state).
+
+        A stored DEPLOYING is believed no more than a stored DEPLOYED: ML Commons' sync job stores it
+        whenever a node still lists a deploy task of the model, and a node restarted while the model
+        deployed can keep such a task while it serves the model, so that the stored state flips between
+        DEPLOYING and DEPLOYED every sync (seen on 2.19.6). The nodes' profiles say whether a deploy
+        is really under way: a node that loads the model reports it DEPLOYING, not DEPLOYED.
+        """
+        if self.state not in SERVED_STATES | DEPLOYING_STATES or not self.serving:
+            return False
+        if not every_node:
+            return True
+        if self.planned is None:
+            return self.state == "DEPLOYED"
+        return not self.missing
+
+
+def deployment(client, model):
+    """The model's :class:`Deployment`; a state in which no node can hold it needs no request, and
+    the nodes' roles and ML Commons' settings are read only for live nodes outside the plan."""
+    if not model.get("model_id") or not is_deployed_or_deploying(model):
+        return Deployment(model, {})
     model_id = model["model_id"]
-    nodes = client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id))).get("nodes") or {}
-    return any(((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED" for node in nodes.values())
+    seen = Deployment(model, client.get("%s/%s" % (PROFILE_PATH, quote_id(model_id))).get("nodes") or {})
+    if seen.unplanned and seen.state in SERVED_STATES:
+        seen.missing = sorted(set(seen.missing) | set(eligible_among(client, seen.unplanned)))
+    return seen
+
+
+def as_list(value):
+    """A list setting as _cluster/settings shows it: a JSON list, or text separated by commas."""
+    if isinstance(value, (list, tuple)):
+        return [str(item).strip() for item in value]
+    return [item.strip() for item in str(value or "").strip("[]").split(",") if item.strip()]
+
+
+def eligible_among(client, node_ids):
+    """Those of ``node_ids`` to which ML Commons deploys a remote model (see REMOTE_ROLES_SETTING)."""
+    settings = effective_ml_settings(client)
+    roles = set(as_list(settings.get(REMOTE_ROLES_SETTING, DEFAULT_REMOTE_ROLES)))
+    excluded = set(as_list(settings.get(EXCLUDED_NAMES_SETTING)))
+    nodes = client.get(NODES_PATH, query=NODE_ROLES_QUERY).get("nodes") or {}
+
+    def is_eligible(node):
+        node_roles = set(node.get("roles") or ())
+        hot_data = "data" in node_roles and (node.get("attributes") or {}).get("box_type", "hot") == "hot"
+        return node.get("name") not in excluded and (("data" in roles and hot_data) or bool(node_roles & (roles - {"data"})))
+
+    return [node_id for node_id in node_ids if node_id in nodes and is_eligible(nodes[node_id])]
+
+
+def is_served(client, model, every_node=True):
+    """Whether the model is deployed (see :meth:`Deployment.is_served`)."""
+    return deployment(client, model).is_served(every_node)
+
+
+def node_names(client):
+    """Node IDs to node names."""
+    nodes = client.get(NODES_PATH, query=NODE_NAMES_QUERY).get("nodes") or {}
+    return dict((node_id, node.get("name")) for node_id, node in nodes.items())
+
+
+def with_names(node_ids, names):
+    return [{"node_id": node_id, "name": names.get(node_id)} for node_id in node_ids]
+
+
+def describe_nodes(client, node_ids):
+    """``node_ids`` as dicts with ``node_id`` and ``name``; no request when there are none."""
+    return with_names(node_ids, node_names(client)) if node_ids else []
+
+
+def serving_nodes_of(client, models):
+    """For each model ID, the nodes serving it (as :func:`describe_nodes`): one profile request and one
+    for the names, whatever the number of models."""
+    candidates = [model for model in models if is_deployed_or_deploying(model)]
+    profile_nodes = (client.get(PROFILE_PATH).get("nodes") or {}) if candidates else {}
+    serving = dict((model["model_id"], Deployment(model, profile_nodes).serving) for model in models)
+    names = node_names(client) if any(serving.values()) else {}
+    return dict((model_id, with_names(node_ids, names)) for model_id, node_ids in serving.items())
 
 
 def current_model(client, model_id):
@@ -81,10 +191,11 @@ def deploy_failure_reason(client, model_id):
 
 
 def wait_until_deployed(client, model_id, timeout):
-    """Wait until the model is DEPLOYED; DEPLOY_FAILED or the timeout fail with the model's state and the reason."""
+    """Wait until a deploy of the model has settled: DEPLOYED or PARTIALLY_DEPLOYED (some nodes failed
+    or were lost); DEPLOY_FAILED or the timeout fail with the model's state and the reason."""
     model, _polls = wait_until(
         lambda: current_model(client, model_id),
-        lambda model: model.get("model_state") == "DEPLOYED" or model.get("model_state") in DEPLOY_FAILED_STATES,
+        lambda model: model.get("model_state") in SERVED_STATES or model.get("model_state") in DEPLOY_FAILED_STATES,
         timeout,
         interval=STATE_POLL_INTERVAL,
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
@@ -97,8 +208,30 @@ def wait_until_deployed(client, model_id, timeout):
     return model
 
 
-def deploy(client, model_id, timeout):
-    """Deploy and wait until DEPLOYED.
+def check_served(client, model, every_node):
+    """Return ``model`` when it is served as wanted, else fail naming the nodes that do not serve it."""
+    seen = deployment(client, model)
+    if seen.is_served(every_node):
+        return model
+    model_id = model["model_id"]
+    raise PartialDeploymentError(
+        "Model %s is %s: served by %s, not by %s: %s. A run after the cause is fixed deploys it again; "
+        "deployed_on: any_node accepts a model that some nodes serve."
+        % (model_id, model.get("model_state"), ", ".join(seen.serving) or "no node", ", ".join(seen.missing) or "its planned nodes",
+           deploy_failure_reason(client, model_id)),
+        model_state=model.get("model_state"), serving_nodes=seen.serving, missing_nodes=seen.missing,
+    )
+
+
+def is_retriable_deploy_failure(error):
+    """Another deploy got in the way, or some nodes do not serve the model yet (a node was lost or
+    came back while it deployed): both are worth another deploy."""
+    return isinstance(error, PartialDeploymentError) or answers.is_deploy_collision(error)
+
+
+def deploy(client, model_id, timeout, every_node=True):
+    """Deploy and wait until the model is served: by every planned node that is alive, or with
+    ``every_node`` false by at least one (see :class:`Deployment`).
 
     Deploying is idempotent (ML Commons deploys a deployed model again, nothing more), so a
     deploy whose answer was lost is retried like a GET instead of failing the run.
@@ -108,26 +241,33 @@ def deploy(client, model_id, timeout):
     DEPLOY_FAILED while the first goes on. That happens when concurrent runs deploy the model they
     converged on, and after a restart, when ML Commons redeploys by itself. So a deploy under way
     (DEPLOYING) is waited for rather than doubled, and a collision is followed by a fresh look at
-    the model and, unless it is DEPLOYED by then, another deploy (after an undeploy when the
+    the model and, unless it is served by then, another deploy (after an undeploy when the
     collisions go on while the model's state says no deploy runs: see below).
+
+    On a cluster a deploy can settle with some nodes not serving the model (PARTIALLY_DEPLOYED: a
+    node failed, or it left or came back while the model deployed); a deploy without node IDs goes
+    to every eligible node again, so it is repeated like a collision.
     """
     deadline = time.monotonic() + timeout
 
     def attempt(number):
         if number > 1:
             model = current_model(client, model_id)
-            if model.get("model_state") == "DEPLOYED":
+            if is_served(client, model, every_node):
                 return model
-            if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES:
+            if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES | SERVED_STATES:
                 # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
-                # timed out" following a restart) and refuse every later deploy as a duplicate; no deploy
-                # is under way by the model's state, and undeploying clears the node's stale entry.
+                # timed out" following a restart; on a cluster, a node restarted while the model deployed) and
+                # refuse every later deploy as a duplicate (MLModelCacheHelper.initModelState). No deploy is
+                # under way by the model's state, and undeploying clears the node's stale entry; without a
+                # custom deployment plan (off by default) only an undeploy from every node is allowed.
                 client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
         if current_model(client, model_id).get("model_state") not in DEPLOYING_STATES:
             client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
-        return wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
+        model = wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
+        return check_served(client, model, every_node)
 
-    return retry(attempt, answers.is_deploy_collision, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline)
+    return retry(attempt, is_retriable_deploy_failure, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline)
 
 
 def undeploy(client, model_id, timeout):

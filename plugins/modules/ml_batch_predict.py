@@ -128,6 +128,12 @@ notes:
     cancel included, so the connector needs a C(predict) action that carries the authorisation header; the module warns
     when it does not.
   - Provider errors are reported with the provider's reason; keys, tokens and passwords in them are masked.
+  - "On a cluster, ML Commons sends the job to one of the nodes that serve the model, in turn (deploying it there first
+    when its nodes do not all serve it and C(plugins.ml_commons.model_auto_deploy.enable) is on); a model that is
+    C(PARTIALLY_DEPLOYED) counts as deployed here. The job's task lives in ML Commons' task index, not on a node, so a
+    node that leaves does not lose it and a re-run finds it as above. ML Commons 2.19 fails the submit with C(all shards
+    failed) when its check of C(plugins.ml_commons.max_batch_inference_tasks) searches the task index on another node;
+    nothing is submitted then, and the module sends the request again (up to 6 times)."
 seealso:
   - module: opensearch.ml_commons.ml_task_info
   - module: opensearch.ml_commons.ml_model
@@ -297,10 +303,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     keep_oldest_of,
     oldest_of,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
 AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"
+# How often a submit is sent whose batch task limit check failed on a cluster (answers.is_batch_limit_check_failed).
+LIMIT_CHECK_ATTEMPTS = 6
 
 
 # -- checks before anything is sent ------------------------------------------------------------
@@ -405,7 +413,8 @@ def submit(client, model_id, parameters, identity, known_ids):
 
     def send():
         try:
-            return client.post(path, body=body)
+            return retry(lambda _number: client.post(path, body=body), answers.is_batch_limit_check_failed, LIMIT_CHECK_ATTEMPTS,
+                         lambda number: number * 0.5)
         except HTTPError as error:
             raise explain(error, "submit the batch job", model_id)
 

@@ -140,6 +140,8 @@ options:
       - ML Commons refuses to update a connector while a deployed model uses it.
       - With V(false), the module fails and lists those models. With V(true), it undeploys them, updates the
         connector, deploys them again and waits until they are C(DEPLOYED), and returns them in RV(redeployed_models).
+      - On a cluster the models are undeployed from every node and deployed again to every eligible node; the wait ends
+        when each eligible node in the cluster serves them by its own profile, as with O(opensearch.ml_commons.ml_model#module:deployed_on=every_node).
     type: bool
     default: false
   recreate_on_parameter_removal:

@@ -17,9 +17,9 @@ description:
     model names unique; when several models match, the module fails and lists them.
   - V(deployed) registers the model when missing and deploys it; V(present) registers it and leaves deployment as it is;
     V(undeployed) registers it if needed and makes sure no node serves it; V(absent) undeploys it if needed and deletes it.
-  - With V(deployed), a model counts as deployed only when a node serves it (by the profile API), not by its stored state
-    alone. After a restart ML Commons still stores C(DEPLOYED) for a model no node holds until its own jobs catch up;
-    such a model is deployed again.
+  - With V(deployed), a model counts as deployed only when nodes serve it by their own answer to the profile API, not by
+    its stored state alone. After a restart ML Commons still stores C(DEPLOYED) for a model no node holds until its own
+    jobs catch up; such a model is deployed again. Which nodes must serve it is O(deployed_on).
   - Fields you set that differ (description, connector, the optional fields) are corrected with the update API, which
     ML Commons applies to a deployed model at once. A run that finds everything as wanted sends no write request.
 author:
@@ -91,6 +91,31 @@ options:
       - Seconds to wait with O(wait).
     type: int
     default: 300
+  deployed_on:
+    description:
+      - Which nodes must serve the model for V(deployed), on a cluster of several nodes.
+      - V(every_node) is what ML Commons itself calls C(DEPLOYED). A deploy goes to every eligible node (nodes with the
+        C(data) or C(ml) role, by the setting C(plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model));
+        ML Commons keeps their IDs in the model's C(planning_worker_nodes). The model must be served by each of them
+        that is in the cluster; a planned node that left does not count. A model deployed to chosen nodes only (with
+        the deploy API's C(node_ids)) must be served by those. A model that is C(PARTIALLY_DEPLOYED) (a node
+        failed to load it, or came back or joined after the deploy) is deployed again, which loads it on the nodes that
+        lack it; when some nodes still do not serve it after a few tries the task fails naming them and ML Commons' reason.
+      - V(any_node) accepts a model that at least one node serves, C(PARTIALLY_DEPLOYED) included. ML Commons routes
+        predictions to the nodes that serve the model, so it works, with less capacity and no redundancy.
+      - On a single node both are the same.
+    type: str
+    choices: [every_node, any_node]
+    default: every_node
+notes:
+  - "On a cluster: ML Commons' sync job (every C(plugins.ml_commons.sync_up_job_interval_in_seconds), 10 s by default)
+    marks a model C(PARTIALLY_DEPLOYED) when fewer nodes serve it than are eligible, and C(DEPLOY_FAILED) when none does.
+    When a node joins or comes back, the elected cluster manager redeploys the models by itself
+    (C(plugins.ml_commons.model_auto_redeploy.enable)), at most C(plugins.ml_commons.model_auto_redeploy.lifetime_retry_times)
+    times per model; a run of this module does not count on it and deploys what it finds missing. A node that is back
+    before the sync job put it in the model's C(planning_worker_nodes) counts as one that must serve the model when ML
+    Commons would deploy to it (by its roles and the settings above, and C(plugins.ml_commons.exclude_nodes._name))."
+  - V(undeployed) and V(absent) undeploy the model from every node of the cluster.
 """
 
 EXAMPLES = r"""
@@ -145,6 +170,25 @@ redeployed:
   description: Whether the model was undeployed and deployed again so that an update takes effect.
   returned: always
   type: bool
+serving_nodes:
+  description:
+    - The nodes that serve the model by their own answer to the profile API, after the task; empty when none does or
+      the model does not exist. In check mode, the nodes serving it now (none for a predicted undeploy).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    node_id:
+      description: The node's ID.
+      type: str
+    name:
+      description: The node's name.
+      type: str
+  sample:
+    - node_id: 4jKpG2wWRgWz3VJ1xk0wWg
+      name: ml-testbed-0
+    - node_id: Zp0sIhJUSuCc1j4Jd7Xy2Q
+      name: ml-testbed-1
 diff:
   description: The model before and after, in diff mode.
   returned: when diff mode is on
@@ -158,8 +202,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
+    deployment,
+    describe_nodes,
     is_deployed_or_deploying,
-    is_served,
     undeploy,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
@@ -262,29 +307,44 @@ def update(module, writer, model, changes):
     # Stored, but a node still serves the old version: a redeploy makes every node load the new one.
     timeout = module.params["wait_timeout"]
     undeploy(writer.client, model["model_id"], timeout)
-    deploy(writer.client, model["model_id"], timeout)
+    deploy(writer.client, model["model_id"], timeout, every_node(module))
     return get_by_id(writer.client, MODEL, model["model_id"]), True
 
 
+def every_node(module):
+    return module.params["deployed_on"] == "every_node"
+
+
 def converge_deployment(module, client, model):
-    """Deploy or undeploy as ``state`` asks; returns the model after it and whether anything was done."""
+    """Deploy or undeploy as ``state`` asks; returns the model after it, whether anything was done, and
+    the IDs of the nodes serving it when they are known without another look (else None)."""
     state = module.params["state"]
-    if state == "deployed" and not is_served(client, model):
-        action, settled, deploy_or_undeploy = "_deploy", "DEPLOYED", deploy
+    model_id = model["model_id"]
+    seen = deployment(client, model) if state == "deployed" else None
+    known_serving = seen.serving if seen else None
+    if state == "deployed" and not seen.is_served(every_node(module)):
+        action, settled = "_deploy", "DEPLOYED"
     elif state == "undeployed" and is_deployed_or_deploying(model):
-        action, settled, deploy_or_undeploy = "_undeploy", "UNDEPLOYED", undeploy
+        action, settled, known_serving = "_undeploy", "UNDEPLOYED", []
     else:
-        return model, False
+        return model, False, known_serving
     if module.check_mode:
-        return dict(model, model_state=settled), True
-    if module.params["wait"]:
-        return deploy_or_undeploy(client, model["model_id"], module.params["wait_timeout"]), True
-    client.post(MODEL.path(model["model_id"]) + "/" + action)
-    return get_by_id(client, MODEL, model["model_id"]), True
+        return dict(model, model_state=settled), True, known_serving
+    timeout = module.params["wait_timeout"]
+    if not module.params["wait"]:
+        client.post(MODEL.path(model_id) + "/" + action)
+        return get_by_id(client, MODEL, model_id), True, None
+    if action == "_deploy":
+        return deploy(client, model_id, timeout, every_node(module)), True, None
+    return undeploy(client, model_id, timeout), True, []
 
 
-def result(writer, changed, before, model, task_id=None, redeployed=False):
-    return writer.result(changed, before, model, model_state=(model or {}).get("model_state"), task_id=task_id, redeployed=redeployed)
+def result(writer, changed, before, model, task_id=None, redeployed=False, serving=None):
+    """The module's result; ``serving`` are the IDs of the nodes serving the model, read here when None."""
+    if serving is None:
+        serving = deployment(writer.client, model).serving if model and model.get("model_id") else []
+    return writer.result(changed, before, model, model_state=(model or {}).get("model_state"), task_id=task_id, redeployed=redeployed,
+                         serving_nodes=describe_nodes(writer.client, serving))
 
 
 def ensure_absent(module, writer, model):
@@ -308,8 +368,8 @@ def ensure_present(module, writer, model):
             state = "DEPLOYED" if module.params["state"] == "deployed" else "REGISTERED"
             return result(writer, True, None, dict(wanted, model_id=None, model_state=state))
         registered, task_id = register(module, writer, wanted)
-        created, _deployed = converge_deployment(module, client, registered)
-        return result(writer, True, None, created, task_id=task_id)
+        created, _deployed, serving = converge_deployment(module, client, registered)
+        return result(writer, True, None, created, task_id=task_id, serving=serving)
 
     changes = dict((name, wanted[name]) for name in changed_fields(wanted, model, normalize))
     if "connector_id" in changes:
@@ -318,8 +378,8 @@ def ensure_present(module, writer, model):
     after = model
     if changes:
         after, redeployed = update(module, writer, model, changes)
-    after, deployment_changed = converge_deployment(module, client, after)
-    return result(writer, bool(changes) or deployment_changed, model, after, redeployed=redeployed)
+    after, deployment_changed, serving = converge_deployment(module, client, after)
+    return result(writer, bool(changes) or deployment_changed, model, after, redeployed=redeployed, serving=serving)
 
 
 def validate(params):
@@ -352,6 +412,7 @@ def main():
         state=dict(type="str", choices=["deployed", "present", "undeployed", "absent"], default="deployed"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=300),
+        deployed_on=dict(type="str", choices=["every_node", "any_node"], default="every_node"),
     )
     MLCommonsModule(argument_spec=argument_spec, required_one_of=[("name", "model_id")]).execute(run)
 

@@ -14,7 +14,12 @@ version_added: 0.1.0
 description:
   - Returns models by ID, by exact name, by model group, by connector, or all of them (paging through the search API).
     The filters combine.
-  - Each model includes its C(model_state), for example C(DEPLOYED).
+  - Each model includes its C(model_state), for example C(DEPLOYED), and C(serving_nodes), the nodes that serve it by
+    their own answer to the profile API. On a cluster a C(DEPLOYED) model is served by every eligible node that is in
+    the cluster, a C(PARTIALLY_DEPLOYED) one by some of them; the stored state can lag behind the nodes (after a
+    restart it still says C(DEPLOYED) while no node holds the model, until ML Commons' sync job catches up), the
+    C(serving_nodes) do not.
+  - The nodes are read with one profile request and one node-names request, whatever the number of models.
   - Each object the search finds is read again by ID, so what is returned is current (search copies lag up to a second behind changes).
   - Returns an empty list when nothing matches.
 author:
@@ -55,11 +60,17 @@ EXAMPLES = r"""
 - name: Show which of them are deployed
   ansible.builtin.debug:
     msg: "{{ users.models | selectattr('model_state', 'eq', 'DEPLOYED') | map(attribute='model_id') }}"
+
+- name: Show the names of the nodes that serve the first one
+  ansible.builtin.debug:
+    msg: "{{ users.models[0].serving_nodes | map(attribute='name') }}"
 """
 
 RETURN = r"""
 models:
-  description: The matching models, oldest first, each with its ID and state.
+  description:
+    - The matching models, oldest first, each with its ID and state as ML Commons stores them, and C(serving_nodes),
+      the nodes serving it (each a dict with C(node_id) and C(name); empty when none does).
   returned: always
   type: list
   elements: dict
@@ -70,8 +81,15 @@ models:
       model_group_id: IMobmY8B8aiZvtEZeO_i
       connector_id: XU5UiokBpXT9icfOM0vt
       model_state: DEPLOYED
+      planning_worker_nodes: [4jKpG2wWRgWz3VJ1xk0wWg, Zp0sIhJUSuCc1j4Jd7Xy2Q]
+      serving_nodes:
+        - node_id: 4jKpG2wWRgWz3VJ1xk0wWg
+          name: ml-testbed-0
+        - node_id: Zp0sIhJUSuCc1j4Jd7Xy2Q
+          name: ml-testbed-1
 """
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import serving_nodes_of
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, list_objects, with_values
 
@@ -87,7 +105,8 @@ def run(module, client):
     models = list_objects(client, MODEL, params["model_id"], params["name"], filters)
     wanted = dict((name, params[name]) for name in ("model_group_id", "connector_id") if params[name])
     matching = with_values(models, wanted)
-    return {"changed": False, "models": matching}
+    serving = serving_nodes_of(client, matching)
+    return {"changed": False, "models": [dict(model, serving_nodes=serving[model["model_id"]]) for model in matching]}
 
 
 def main():

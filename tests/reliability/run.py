@@ -2,7 +2,7 @@
 """The reliability and security suite: faults, restarts, concurrency, bad input, secrets and TLS,
 against the real test bed (`make up`) and the OpenAI emulator.
 
-    python tests/reliability/run.py [--quick] [--only NAME ...] [--list]
+    python tests/reliability/run.py [--quick | --cluster] [--only NAME ...] [--list]
 
 The fault, restart and concurrency scenarios run the collection's role
 opensearch.ml_commons.batch_inference (upload the input to the OpenAI emulator, model group ->
@@ -15,6 +15,9 @@ modules). It prints one line per scenario, then
     N passed, N failed
 
 and exits 1 when any scenario failed. ``--quick`` runs the short form (for `make test`).
+``--cluster`` runs the cluster scenarios of cluster.py instead, which need a test bed of three nodes
+(`make reliability-cluster` starts one): on another test bed each is reported NOT APPLICABLE, never
+counted as passed, and the suite exits 3 when nothing was tested.
 
 Needs: .testbed/env (from `make up`), ANSIBLE_COLLECTIONS_PATH pointing at a built copy of the
 collection (`make reliability` sets it), and the ``cryptography`` package for the TLS front.
@@ -70,6 +73,14 @@ MODEL_SETTLE_SECONDS = 30
 
 class ScenarioFailed(Exception):
     pass
+
+
+class NotApplicable(Exception):
+    """The scenario cannot run on this test bed (the cluster scenarios on a single node): reported, never counted as passed."""
+
+
+# The exit status when every selected scenario was not applicable.
+NOTHING_TESTED = 3
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,12 +216,20 @@ def delete_everything_named(prefix: str = PREFIX) -> None:
         opensearch("DELETE", f"/_plugins/_ml/model_groups/{group['id']}")
 
 
+def live_eligible_nodes() -> dict:
+    """The nodes in the cluster that ML Commons deploys remote models to by default (a data or ml role): ID -> name."""
+    status, answer = opensearch("GET", "/_nodes?filter_path=nodes.*.name,nodes.*.roles")
+    nodes = (answer.get("nodes") or {}) if status == 200 and isinstance(answer, dict) else {}
+    return {node_id: node.get("name") for node_id, node in nodes.items() if {"data", "ml"} & set(node.get("roles") or ())}
+
+
 def model_served(model_id: str):
-    """True when the model is DEPLOYED and a node's profile holds it deployed; else what is wrong.
+    """True when the model is DEPLOYED and every live eligible node's profile holds it deployed (on one node:
+    that node); else what is wrong.
 
     After a restart ML Commons redeploys models by itself, passing the model through DEPLOYING,
     possibly after the role's re-run ended: a DEPLOYING model is given MODEL_SETTLE_SECONDS to
-    finish. Any other state fails at once, and so does a DEPLOYED that no node serves.
+    finish. Any other state fails at once, and so does a DEPLOYED that a live node does not serve.
     """
     deadline = time.monotonic() + MODEL_SETTLE_SECONDS
     while True:
@@ -223,8 +242,12 @@ def model_served(model_id: str):
         return f"is {state}, not DEPLOYED"
     _status, profile = opensearch("GET", f"/_plugins/_ml/profile/models/{model_id}")
     nodes = (profile.get("nodes") if isinstance(profile, dict) else None) or {}
-    if not any(((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED" for node in nodes.values()):
-        return f"is stored DEPLOYED but no node serves it (profile: {str(profile)[:200]})"
+    serving = {node_id for node_id, node in nodes.items() if ((node.get("models") or {}).get(model_id) or {}).get("model_state") == "DEPLOYED"}
+    eligible = live_eligible_nodes()
+    missing = sorted(name for node_id, name in eligible.items() if node_id not in serving)
+    if not serving or missing:
+        return (f"is stored DEPLOYED but not served by {missing or 'any node'} (serving: "
+                f"{sorted(eligible.get(node_id, node_id) for node_id in serving)})")
     return True
 
 
@@ -866,17 +889,25 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the short form, for make test")
     parser.add_argument("--only", action="append", default=[], help="run the scenarios whose name contains this (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--cluster", action="store_true",
+                        help="the cluster scenarios instead (tests/reliability/cluster.py), on a test bed of three nodes")
     args = parser.parse_args()
-    scenarios = scenario_list(args.quick)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.cluster:
+        import cluster  # pylint: disable=import-outside-toplevel
+
+        scenarios = []
+        cluster.scenarios(lambda name, function: scenarios.append((name, function)))
+    else:
+        scenarios = scenario_list(args.quick)
     if args.only:
         scenarios = [(name, function) for name, function in scenarios if any(part in name for part in args.only)]
     if args.list:
         print("\n".join(name for name, _function in scenarios))
         return 0
     ENV.update(read_env_file())
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     port = int(os.environ.get("FAULT_PROXY_PORT", "9290"))
-    passed = failed = 0
+    passed = failed = not_applicable = 0
     suite_started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ml-reliability-") as temporary:
         workdir = Path(temporary)
@@ -892,6 +923,9 @@ def main() -> int:
                     detail = function(suite)
                     passed += 1
                     print(f"PASS {name} ({time.monotonic() - started:.1f} s): {detail}", flush=True)
+                except NotApplicable as reason:
+                    not_applicable += 1
+                    print(f"NOT APPLICABLE {name}: {reason} (not run, not counted as passed)", flush=True)
                 except ScenarioFailed as error:
                     failed += 1
                     print(f"FAIL {name} ({time.monotonic() - started:.1f} s): {error}", flush=True)
@@ -907,7 +941,10 @@ def main() -> int:
             tls_proxy.stop()
     print(f"reliability: {time.monotonic() - suite_started:.0f} s in all")
     print(f"scenarios run {passed + failed}, resources lost {TALLY.lost}, duplicated {TALLY.duplicated}, secrets leaked {TALLY.leaked}")
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {not_applicable} not applicable (not run)" if not_applicable else ""))
+    if not_applicable and not (passed or failed):
+        print("reliability: nothing was tested")
+        return NOTHING_TESTED
     return 0 if failed == 0 and not (TALLY.lost or TALLY.duplicated or TALLY.leaked) else 1
 
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 MODELS = "/_plugins/_ml/models"
 PROFILE = "/_plugins/_ml/profile/models"
 DEFAULTS = dict(name=None, model_id=None, model_group_id=None, connector_id=None, description=None, function_name="remote",
-                rate_limiter=None, interface=None, guardrails=None, is_enabled=None, state="deployed", wait=True, wait_timeout=300)
+                rate_limiter=None, interface=None, guardrails=None, is_enabled=None, state="deployed", wait=True, wait_timeout=300,
+                deployed_on="every_node")
 NAME = "OpenAI embeddings"
 WANTED = dict(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds text")
 GROUP = {"name": "team_group", "latest_version": 0, "access": "public"}
@@ -41,6 +42,10 @@ def profile(model_id, node_state):
     return {"nodes": {"n1": {"models": {model_id: {"model_state": node_state, "worker_nodes": ["n1"]}}}}}
 
 
+NODE_NAMES = (200, {"nodes": {"n1": {"name": "ml-testbed-0"}}})
+SERVED_BY_N1 = [{"node_id": "n1", "name": "ml-testbed-0"}]
+
+
 def client(server):
     return Client(server.url, backoff=0)
 
@@ -57,10 +62,13 @@ def test_a_missing_model_is_registered_in_its_group_then_deployed(server):
     server.script((200, stored("REGISTERED")),  # read after the register
                   (200, stored("REGISTERED")),  # deploy: read before deploying
                   (200, {"task_id": "t2", "task_type": "DEPLOY_MODEL", "status": "COMPLETED"}),
-                  (200, stored("DEPLOYING")), (200, stored("DEPLOYED")))  # wait: read until DEPLOYED
+                  (200, stored("DEPLOYING")), (200, stored("DEPLOYED")),  # wait: read until DEPLOYED
+                  (200, profile("m1", "DEPLOYED")),  # deploy: the nodes serve it
+                  (200, profile("m1", "DEPLOYED")), NODE_NAMES)  # the result's serving nodes
     result = ml_model.run(fake_module(**WANTED), client(server))
     assert result["changed"] is True
     assert (result["model_id"], result["model_state"], result["task_id"], result["redeployed"]) == ("m1", "DEPLOYED", "t1", False)
+    assert result["serving_nodes"] == SERVED_BY_N1
     assert result["model"] == with_id(stored("DEPLOYED"))
     assert result["diff"] == {"before": {}, "after": with_id(stored("DEPLOYED"))}
     assert writes(server) == [
@@ -125,18 +133,21 @@ def test_bad_characters_fail_before_any_request(server, params, complaint):
 
 def test_a_rerun_on_a_served_model_only_reads(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED", rate_limiter={"limit": "4", "unit": "MINUTES"})),
-                  (200, profile("m1", "DEPLOYED")))
+                  (200, profile("m1", "DEPLOYED")), NODE_NAMES)
     result = ml_model.run(fake_module(rate_limiter={"limit": 4, "unit": "MINUTES"}, **WANTED), client(server))
     assert result["changed"] is False
     assert (result["model_id"], result["model_state"], result["task_id"], result["redeployed"]) == ("m1", "DEPLOYED", None, False)
-    assert requests_sent(server) == [("POST", MODELS + "/_search"), ("GET", MODELS + "/m1"), ("GET", PROFILE + "/m1")]
+    assert result["serving_nodes"] == SERVED_BY_N1
+    assert requests_sent(server) == [("POST", MODELS + "/_search"), ("GET", MODELS + "/m1"), ("GET", PROFILE + "/m1"),
+                                     ("GET", "/_nodes?filter_path=nodes.%2A.name")]
 
 
 def test_a_deployed_model_no_node_serves_is_deployed_again(server):
     """After a restart the model index still says DEPLOYED while no node holds the model."""
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
                   (200, {}),  # the profile: no node holds it
-                  (200, stored("DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, stored("DEPLOYED")))
+                  (200, stored("DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, stored("DEPLOYED")),
+                  (200, profile("m1", "DEPLOYED")), (200, profile("m1", "DEPLOYED")), NODE_NAMES)
     result = ml_model.run(fake_module(**WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert requests_sent(server)[2] == ("GET", PROFILE + "/m1")
@@ -147,13 +158,14 @@ def test_a_deployed_model_no_node_serves_in_check_mode_is_a_change_without_writi
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")), (200, profile("m1", "DEPLOYING")))
     result = ml_model.run(fake_module(check_mode=True, **WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
+    assert result["serving_nodes"] == []  # the nodes serving it now
     assert writes(server) == []
 
 
 def test_only_the_changed_field_is_sent_to_a_deployed_model(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
                   (200, {"result": "updated"}), (200, stored("DEPLOYED", description="Embeds more text")),
-                  (200, profile("m1", "DEPLOYED")))
+                  (200, profile("m1", "DEPLOYED")), NODE_NAMES)
     result = ml_model.run(fake_module(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds more text"), client(server))
     assert result["changed"] is True and result["redeployed"] is False
     assert writes(server) == [("PUT", MODELS + "/m1", {"description": "Embeds more text"})]
@@ -168,7 +180,8 @@ def test_an_update_whose_cache_refresh_failed_redeploys_the_model(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")), cache_failed,
                   (200, {}), (200, stored("UNDEPLOYED")),  # undeploy, read back
                   (200, stored("UNDEPLOYED")), (200, {"status": "COMPLETED"}), (200, stored("DEPLOYED")),  # deploy
-                  (200, stored("DEPLOYED", is_enabled=False)), (200, profile("m1", "DEPLOYED")))
+                  (200, profile("m1", "DEPLOYED")),  # deploy: the nodes serve it
+                  (200, stored("DEPLOYED", is_enabled=False)), (200, profile("m1", "DEPLOYED")), NODE_NAMES)
     result = ml_model.run(fake_module(is_enabled=False, **WANTED), client(server))
     assert result["changed"] is True and result["redeployed"] is True
     assert writes(server) == [("PUT", MODELS + "/m1", {"is_enabled": False}), ("POST", MODELS + "/m1/_undeploy", None),
@@ -193,7 +206,8 @@ def test_state_undeployed_leaves_an_undeployed_model_alone(server):
 
 
 def test_deploy_without_wait_sends_the_deploy_and_returns_the_state_read_after_it(server):
-    server.script((200, stored("REGISTERED")), (200, {"task_id": "t2", "status": "CREATED"}), (200, stored("DEPLOYING")))
+    server.script((200, stored("REGISTERED")), (200, {"task_id": "t2", "status": "CREATED"}), (200, stored("DEPLOYING")),
+                  (200, profile("m1", "DEPLOYING")))
     result = ml_model.run(fake_module(model_id="m1", wait=False), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYING"
     assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
@@ -250,3 +264,81 @@ def test_an_unknown_model_id_fails_unless_absent_is_wanted(server):
     with pytest.raises(MLCommonsError, match="No model has the ID m9. Leave model_id out to register a model by name."):
         ml_model.run(fake_module(model_id="m9", state="present"), client(server))
     assert writes(server) == []
+
+
+# On a cluster of three nodes (ML Commons 2.19/3.x answers): the model carries the nodes its deploy planned, and the
+# profile API lists every node that answered; one that does not serve the model has no model_state for it.
+NODES = ("n0", "n1", "n2")
+THREE_NAMES = (200, {"nodes": dict((node_id, {"name": "ml-testbed-%s" % node_id[1]}) for node_id in NODES)})
+
+
+def on_cluster(state, planned=NODES):
+    return stored(state, planning_worker_nodes=list(planned), planning_worker_node_count=len(planned), deploy_to_all_nodes=True)
+
+
+def cluster_profile(serving, live=NODES):
+    def node(node_id):
+        if node_id in serving:
+            return {"models": {"m1": {"model_state": "DEPLOYED", "target_worker_nodes": list(live), "worker_nodes": list(serving)}}}
+        return {"models": {"m1": {"target_worker_nodes": list(live), "worker_nodes": list(serving)}}}
+    return {"nodes": dict((node_id, node(node_id)) for node_id in live)}
+
+
+def named(*node_ids):
+    return [{"node_id": node_id, "name": "ml-testbed-%s" % node_id[1]} for node_id in node_ids]
+
+
+def test_a_partially_deployed_model_is_deployed_again_until_every_node_serves_it(server):
+    """Node n2 came back after the deploy: ML Commons' sync job says PARTIALLY_DEPLOYED; the re-run loads it on n2."""
+    server.script((200, on_cluster("PARTIALLY_DEPLOYED")),
+                  (200, cluster_profile(serving=("n0", "n1"))),  # served by two of the three planned nodes
+                  (200, on_cluster("PARTIALLY_DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}),  # deploy
+                  (200, on_cluster("DEPLOYING")), (200, on_cluster("DEPLOYED")),  # wait
+                  (200, cluster_profile(serving=NODES)),  # deploy: every node serves it
+                  (200, cluster_profile(serving=NODES)), THREE_NAMES)  # the result's serving nodes
+    result = ml_model.run(fake_module(model_id="m1"), client(server))
+    assert result["changed"] is True and result["model_state"] == "DEPLOYED"
+    assert result["serving_nodes"] == named("n0", "n1", "n2")
+    assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
+
+
+def test_a_partially_deployed_model_is_left_alone_with_any_node(server):
+    server.script((200, on_cluster("PARTIALLY_DEPLOYED")), (200, cluster_profile(serving=("n0", "n1"))), THREE_NAMES)
+    result = ml_model.run(fake_module(model_id="m1", deployed_on="any_node"), client(server))
+    assert result["changed"] is False and result["model_state"] == "PARTIALLY_DEPLOYED"
+    assert result["serving_nodes"] == named("n0", "n1")
+    assert writes(server) == []
+
+
+def test_a_model_every_live_node_serves_after_a_node_was_lost_is_left_alone(server):
+    """Node n2 was killed: it does not answer, and the sync job has not yet taken it out of the plan."""
+    server.script((200, on_cluster("DEPLOYED")), (200, cluster_profile(serving=("n0", "n1"), live=("n0", "n1"))), THREE_NAMES)
+    result = ml_model.run(fake_module(model_id="m1"), client(server))
+    assert result["changed"] is False
+    assert result["serving_nodes"] == named("n0", "n1")
+    assert writes(server) == []
+
+
+def test_a_stored_deployed_model_a_live_planned_node_lacks_is_deployed_again(server):
+    """Right after n2 restarted and before ML Commons noticed: the index still says DEPLOYED."""
+    server.script((200, on_cluster("DEPLOYED")), (200, cluster_profile(serving=("n0", "n1"))),
+                  (200, on_cluster("DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, on_cluster("DEPLOYED")),
+                  (200, cluster_profile(serving=NODES)), (200, cluster_profile(serving=NODES)), THREE_NAMES)
+    result = ml_model.run(fake_module(model_id="m1"), client(server))
+    assert result["changed"] is True and result["serving_nodes"] == named("n0", "n1", "n2")
+    assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
+
+
+def test_a_partially_deployed_model_in_check_mode_is_a_change_reporting_the_nodes_serving_it_now(server):
+    server.script((200, on_cluster("PARTIALLY_DEPLOYED")), (200, cluster_profile(serving=("n0",))), THREE_NAMES)
+    result = ml_model.run(fake_module(check_mode=True, model_id="m1"), client(server))
+    assert result["changed"] is True and result["model_state"] == "DEPLOYED"
+    assert result["serving_nodes"] == named("n0")
+    assert writes(server) == []
+
+
+def test_undeployed_reports_no_serving_node_without_asking(server):
+    server.script((200, on_cluster("DEPLOYED")), (200, {}), (200, on_cluster("UNDEPLOYED")))
+    result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
+    assert result["changed"] is True and result["serving_nodes"] == []
+    assert PROFILE + "/m1" not in [path for _method, path in requests_sent(server)]

@@ -1,4 +1,5 @@
-"""ml_model_info through run(): by ID, name, group and connector, all, nothing; read again by ID, with the state."""
+"""ml_model_info through run(): by ID, name, group and connector, all, nothing; read again by ID, with the state and
+the nodes serving each model."""
 
 import json
 
@@ -26,6 +27,15 @@ def model(name, state="DEPLOYED", group="g1", connector="c1"):
             "created_time": 1722037257000}
 
 
+PROFILE = (200, {"nodes": {"n1": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}}}})
+NODE_NAMES = (200, {"nodes": {"n1": {"name": "ml-testbed-0"}}})
+SERVED_BY_N1 = [{"node_id": "n1", "name": "ml-testbed-0"}]
+
+
+def found(source, model_id="m1", serving=()):
+    return dict(source, model_id=model_id, serving_nodes=list(serving))
+
+
 def run(server, **params):
     return ml_model_info.run(fake_module(**params), Client(server.url, backoff=0))
 
@@ -35,11 +45,12 @@ def search_query(server):
 
 
 def test_by_id_is_one_read_with_the_models_state(server):
-    server.script((200, model("embedder")))
+    server.script((200, model("embedder")), PROFILE, NODE_NAMES)
     result = run(server, model_id="m1")
-    assert result == {"changed": False, "models": [dict(model("embedder"), model_id="m1")]}
+    assert result == {"changed": False, "models": [found(model("embedder"), serving=SERVED_BY_N1)]}
     assert result["models"][0]["model_state"] == "DEPLOYED"
-    assert requests_sent(server) == [("GET", MODELS + "/m1")]
+    assert requests_sent(server) == [("GET", MODELS + "/m1"), ("GET", "/_plugins/_ml/profile/models"),
+                                     ("GET", "/_nodes?filter_path=nodes.%2A.name")]
 
 
 def test_an_unknown_id_is_an_empty_list(server):
@@ -54,26 +65,26 @@ def test_an_id_outside_the_group_asked_for_is_an_empty_list(server):
 
 def test_by_name_returns_the_state_read_by_id_not_the_lagging_search_copy(server):
     """Just deployed: the search copy still says DEPLOYING, the model itself DEPLOYED."""
-    server.script((200, hits(("m1", model("embedder", "DEPLOYING")))), (200, model("embedder", "DEPLOYED")))
+    server.script((200, hits(("m1", model("embedder", "DEPLOYING")))), (200, model("embedder", "DEPLOYED")), PROFILE, NODE_NAMES)
     result = run(server, name="embedder")
-    assert result["models"] == [dict(model("embedder", "DEPLOYED"), model_id="m1")]
+    assert result["models"] == [found(model("embedder", "DEPLOYED"), serving=SERVED_BY_N1)]
     assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "embedder"}}]}}
-    assert requests_sent(server) == [("POST", MODELS + "/_search"), ("GET", MODELS + "/m1")]
+    assert requests_sent(server)[:2] == [("POST", MODELS + "/_search"), ("GET", MODELS + "/m1")]
 
 
 def test_the_filters_combine_and_the_connector_must_match_exactly(server):
     """connector_id is a text field: the search matches on its words, only an exact match is returned."""
     server.script((200, hits(("m1", model("embedder")), ("m2", model("embedder", connector="c1 c2")))),
-                  (200, model("embedder")), (200, model("embedder", connector="c1 c2")))
+                  (200, model("embedder")), (200, model("embedder", connector="c1 c2")), PROFILE, NODE_NAMES)
     result = run(server, name="embedder", model_group_id="g1", connector_id="c1")
-    assert result["models"] == [dict(model("embedder"), model_id="m1")]
+    assert result["models"] == [found(model("embedder"), serving=SERVED_BY_N1)]
     assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "embedder"}}, {"term": {"model_group_id": "g1"}},
                                                         {"match": {"connector_id": "c1"}}]}}
-    assert requests_sent(server)[1:] == [("GET", MODELS + "/m1"), ("GET", MODELS + "/m2")]
+    assert requests_sent(server)[1:3] == [("GET", MODELS + "/m1"), ("GET", MODELS + "/m2")]
 
 
 def test_a_model_moved_to_another_group_since_the_search_is_left_out(server):
-    server.script((200, hits(("m1", model("a")), ("m2", model("b")))), (200, model("a")), (200, model("b", group="g2")))
+    server.script((200, hits(("m1", model("a")), ("m2", model("b")))), (200, model("a")), (200, model("b", group="g2")), PROFILE, NODE_NAMES)
     assert [found["model_id"] for found in run(server, model_group_id="g1")["models"]] == ["m1"]
 
 
@@ -81,7 +92,7 @@ def test_all_models_are_each_read_by_id_and_one_deleted_meanwhile_is_left_out(se
     server.script((200, hits(("m1", model("a")), ("m2", model("b")), ("m3", model("c")))),
                   (200, model("a", "UNDEPLOYED")), NOT_FOUND, (200, model("c", "REGISTERED")))
     result = run(server)
-    assert result["models"] == [dict(model("a", "UNDEPLOYED"), model_id="m1"), dict(model("c", "REGISTERED"), model_id="m3")]
+    assert result["models"] == [found(model("a", "UNDEPLOYED")), found(model("c", "REGISTERED"), model_id="m3")]
     assert search_query(server) == {"match_all": {}}
     assert requests_sent(server)[1:] == [("GET", MODELS + "/m1"), ("GET", MODELS + "/m2"), ("GET", MODELS + "/m3")]
 
@@ -90,3 +101,18 @@ def test_nothing_found_is_an_empty_list_after_one_search(server):
     server.script((200, hits()))
     assert run(server, connector_id="c1") == {"changed": False, "models": []}
     assert requests_sent(server) == [("POST", MODELS + "/_search")]
+
+
+def test_on_a_cluster_each_model_has_the_nodes_that_serve_it_from_one_profile_request(server):
+    """Three nodes: m1 DEPLOYED on all, m2 PARTIALLY_DEPLOYED (n2 came back without it), m3 stored DEPLOYED that
+    no node holds any more (all restarted, ML Commons' sync job not yet run)."""
+    server.script((200, hits(("m1", model("a")), ("m2", model("b", "PARTIALLY_DEPLOYED")), ("m3", model("c")))))
+    server.script((200, model("a")), (200, model("b", "PARTIALLY_DEPLOYED")), (200, model("c")),
+                  (200, {"nodes": {"n0": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
+                                   "n1": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
+                                   "n2": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"worker_nodes": ["n0", "n1"]}}}}}),
+                  (200, {"nodes": {"n0": {"name": "ml-testbed-0"}, "n1": {"name": "ml-testbed-1"}, "n2": {"name": "ml-testbed-2"}}}))
+    result = run(server)
+    serving = dict((item["model_id"], [node["name"] for node in item["serving_nodes"]]) for item in result["models"])
+    assert serving == {"m1": ["ml-testbed-0", "ml-testbed-1", "ml-testbed-2"], "m2": ["ml-testbed-0", "ml-testbed-1"], "m3": []}
+    assert [path for _method, path in requests_sent(server)[4:]] == ["/_plugins/_ml/profile/models", "/_nodes?filter_path=nodes.%2A.name"]
