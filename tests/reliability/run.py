@@ -775,24 +775,27 @@ class Suite:
 
     # -- ML Commons' limit of batch tasks ------------------------------------------------------
 
-    def task_limit(self, tag: str, limit: int, parts: list[int], per_part: int = 50):
+    def task_limit(self, tag: str, limit: int, parts: list[int], per_part: int = 50, copies: int = 1):
         """plugins.ml_commons.max_batch_inference_tasks set to ``limit`` (restored after), and runs of
-        the role at once through the proxy, each on an input of its own split into ``parts[i]`` parts:
-        ML Commons refuses the submits beyond the limit with 429 until jobs end. Every run must end
+        the role at once through the proxy, ``copies`` on each input, split into ``parts[i]`` parts
+        (copies of a run each merge into an output of their own): ML Commons refuses the submits beyond the limit with 429 until jobs end. Every run must end
         ok with every part's job once and its complete output; ML Commons' active batch tasks,
-        sampled while the runs go on, must never exceed the limit; and the proxy must have seen 429s
-        (else the scenario tested nothing)."""
+        sampled while the runs go on, must never exceed the limit, not counting the copies a younger
+        run cancelled at once (ML Commons counts the active tasks before it submits, so submits at the
+        same moment can all pass its check; the runs converge on the oldest copy); and the proxy must
+        have seen 429s (else the scenario tested nothing)."""
         workloads = [RoleWorkload(self.workdir, f"{tag}{index}", count, per_part) for index, count in enumerate(parts)]
+        merged = {workload: [workload.download_dir / f"run-{copy + 1}.output.jsonl" for copy in range(copies)] for workload in workloads}
         _status, settings = opensearch("GET", "/_cluster/settings?flat_settings=true")
         previous = (settings.get("persistent") or {}).get(TASK_LIMIT_SETTING)
-        samples: list[int] = []
+        samples: list[set[str]] = []
         stop = threading.Event()
         active = {"bool": {"filter": [{"term": {"task_type": BATCH_TASK_TYPE}}, {"terms": {"state": list(ACTIVE_STATES)}}]}}
 
         def sample():
             # As ML Commons counts them before a submit: stored BATCH_PREDICTION tasks CREATED or RUNNING.
             while not stop.wait(0.3):
-                samples.append(len(ml_search("tasks", active)))
+                samples.append({task["id"] for task in ml_search("tasks", active)})
 
         self.proxy.reset()
         status, answer = opensearch("PUT", "/_cluster/settings", {"persistent": {TASK_LIMIT_SETTING: limit}})
@@ -801,7 +804,8 @@ class Suite:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            runs = run_playbooks_at_once(self.workdir, [(workload.plays({"url": self.proxy.url}), None, ()) for workload in workloads])
+            runs = run_playbooks_at_once(self.workdir, [(workload.plays({"url": self.proxy.url}, output), None, ())
+                                                         for workload, outputs in merged.items() for output in outputs])
         finally:
             stop.set()
             sampler.join()
@@ -809,23 +813,31 @@ class Suite:
         answers = self.proxy.stats()["answers"]
         self.proxy.reset()
         refused = sum(count for key, count in answers.items() if re.search(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict 429$", key))
+        tasks = batch_tasks([model["id"] for workload in workloads for model in chain_objects(workload.names)["model"]])
+        copies_cancelled = {task["id"] for task in tasks if task.get("state") in CANCELLED_STATES
+                            or (task.get("state") in ACTIVE_STATES and read_task(task["id"]).get("state") in CANCELLED_STATES)}
+        most = max((len(sample) for sample in samples), default=0)
+        most_standing = max((len(sample - copies_cancelled) for sample in samples), default=0)
         problems, accounts = [], []
-        for workload, run in zip(workloads, runs):
-            workload.scan(run.output)
-            if run.rc != 0:
-                problems.append(f"the run of {workload.tag} failed:\n" + run.tail())
-            judged, account = workload.judge()
+        for workload, outputs in merged.items():
+            own_runs = [runs.pop(0) for _output in outputs]
+            for run in own_runs:
+                workload.scan(run.output)
+                if run.rc != 0:
+                    problems.append(f"a run of {workload.tag} failed:\n" + run.tail())
+            judged, account = workload.judge(outputs)
             problems += judged + workload.leak_problems()
-            accounts.append(f"{workload.tag} in {run.seconds:.0f} s: {account}")
+            accounts.append(f"{workload.tag} in {max(run.seconds for run in own_runs):.0f} s: {account}")
             workload.cleanup()
         if not refused:
             problems.append("ML Commons never answered 429: the runs never met the limit, so the scenario tested nothing")
-        if not samples or max(samples) > limit:
-            problems.append(f"{max(samples, default=0)} batch tasks were active at once, over the limit of {limit} (samples: {samples})")
+        if not samples or most_standing > limit:
+            problems.append(f"{most_standing} batch tasks were active at once, over the limit of {limit} "
+                            f"(samples: {[sorted(sample) for sample in samples if len(sample) > limit]})")
         if problems:
             raise ScenarioFailed("; ".join(problems))
-        return (f"limit {limit}, {len(runs)} runs: {refused} submits answered 429, at most {max(samples)} job(s) active in "
-                f"{len(samples)} samples; " + "; ".join(accounts))
+        return (f"limit {limit}, {len(workloads) * copies} runs: {refused} submits answered 429, at most {most_standing} job(s) active in "
+                f"{len(samples)} samples ({most} counting copies cancelled at once); " + "; ".join(accounts))
 
     # -- the batch judge itself -----------------------------------------------------------------
 
@@ -1043,6 +1055,7 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     # In the short form instead of the one above: the same 4 runs, on an input of parts.
     add("concurrency/4-runs-split", lambda s: s.concurrency("concsplit", 4, 1, parts=SPLIT_PARTS, per_part=50), True)
     add("limits/429-storm", lambda s: s.task_limit("storm", 1, [5, 2]))
+    add("limits/429-storm-same-input", lambda s: s.task_limit("stormsame", 1, [4], copies=3))
     add("concurrency/module-races", lambda s: s.module_races("race", 10, 4))
     add("concurrency/keep-oldest-race", lambda s: s.keep_oldest_race(30, 4))
     add("tls/https-front", lambda s: s.tls("tls"), True)
