@@ -804,8 +804,8 @@ class Suite:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            runs = run_playbooks_at_once(self.workdir, [(workload.plays({"url": self.proxy.url}, output), None, ())
-                                                         for workload, outputs in merged.items() for output in outputs])
+            plays = [workload.plays({"url": self.proxy.url}, output) for workload, outputs in merged.items() for output in outputs]
+            runs = run_playbooks_at_once(self.workdir, [(each, None, ()) for each in plays])
         finally:
             stop.set()
             sampler.join()

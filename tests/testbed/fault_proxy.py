@@ -91,7 +91,6 @@ class ProxyState:
             self.stats["forwarded"] += 1
             return None
 
-
     def count_answer(self, method, path, status):
         """Count the status OpenSearch answered a forwarded request with."""
         key = "%s %s %d" % (method, urllib.parse.urlsplit(path).path, status)
