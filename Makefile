@@ -88,7 +88,7 @@ test: sanity units lint release-check docs matrix-quick integration-all
 # OpenSearch killed mid-role, concurrent runs, ML Commons' batch task limit (those four run the batch_inference
 # role, batch jobs included), TLS, secrets in -vvvv output, bad input; on the test bed of `make up`. Prints one line
 # per scenario, the losses/duplicates/leaks and "N passed, N failed". reliability-quick is its
-# short form (4 to 6 minutes).
+# short form (3 to 6 minutes).
 RELIABILITY_ARGS ?=
 reliability: up collection
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py $(RELIABILITY_ARGS)

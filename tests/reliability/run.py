@@ -4,12 +4,12 @@ against the real test bed (`make up`) and the OpenAI emulator.
 
     python tests/reliability/run.py [--quick] [--only NAME ...] [--list]
 
-The fault, restart and concurrency scenarios run the collection's role
-opensearch.ml_commons.batch_inference (upload the input to the OpenAI emulator, model group ->
-connector -> model, deployed -> batch job, waited for -> download); the TLS, secrets and bad-input
-scenarios drive the modules themselves. Every scenario runs real `ansible-playbook` and judges
-the outcome by asking OpenSearch itself (the ML `_search` APIs and tasks, never the collection's
-modules). It prints one line per scenario, then
+The fault, restart, concurrency and task-limit scenarios run the collection's role
+opensearch.ml_commons.batch_inference (the input split into parts, each uploaded to the OpenAI
+emulator, model group -> connector -> model, deployed -> a batch job per part, waited for ->
+download, merged); the TLS, secrets and bad-input scenarios drive the modules themselves. Every
+scenario runs real `ansible-playbook` and judges the outcome by asking OpenSearch itself (the ML
+`_search` APIs and tasks, never the collection's modules) and the emulator (uploads, batches). It prints one line per scenario, then
 
     scenarios run N, resources lost N, duplicated N, secrets leaked N
     N passed, N failed
