@@ -97,10 +97,10 @@ test: sanity units lint release-check docs matrix-quick integration-all integrat
 	    $(MAKE) --no-print-directory awx-runner
 
 # The reliability and security suite (tests/reliability): faults through a fault-injecting proxy,
-# OpenSearch killed mid-role, concurrent runs (those three run the batch_inference role, batch job
-# included), TLS, secrets in -vvvv output, bad input; on the test bed of `make up`. Prints one line
+# OpenSearch killed mid-role, concurrent runs, ML Commons' batch task limit (those four run the batch_inference
+# role, batch jobs included), TLS, secrets in -vvvv output, bad input; on the test bed of `make up`. Prints one line
 # per scenario, the losses/duplicates/leaks and "N passed, N failed". reliability-quick is its
-# short form (about 4 minutes).
+# short form (3 to 6 minutes).
 RELIABILITY_ARGS ?=
 reliability: up collection
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/python tests/reliability/run.py $(RELIABILITY_ARGS)

@@ -4,12 +4,12 @@ against the real test bed (`make up`) and the OpenAI emulator.
 
     python tests/reliability/run.py [--quick | --cluster] [--only NAME ...] [--list]
 
-The fault, restart and concurrency scenarios run the collection's role
-opensearch.ml_commons.batch_inference (upload the input to the OpenAI emulator, model group ->
-connector -> model, deployed -> batch job, waited for -> download); the TLS, secrets and bad-input
-scenarios drive the modules themselves. Every scenario runs real `ansible-playbook` and judges
-the outcome by asking OpenSearch itself (the ML `_search` APIs and tasks, never the collection's
-modules). It prints one line per scenario, then
+The fault, restart, concurrency and task-limit scenarios run the collection's role
+opensearch.ml_commons.batch_inference (the input split into parts, each uploaded to the OpenAI
+emulator, model group -> connector -> model, deployed -> a batch job per part, waited for ->
+download, merged); the TLS, secrets and bad-input scenarios drive the modules themselves. Every
+scenario runs real `ansible-playbook` and judges the outcome by asking OpenSearch itself (the ML
+`_search` APIs and tasks, never the collection's modules) and the emulator (uploads, batches). It prints one line per scenario, then
 
     scenarios run N, resources lost N, duplicated N, secrets leaked N
     N passed, N failed
@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -61,6 +62,7 @@ CREATE_PATHS = {
 }
 BATCH_PATH = r"^/_plugins/_ml/models/[^/]+/_batch_predict$"
 BATCH_TASK_TYPE = "BATCH_PREDICTION"
+TASK_LIMIT_SETTING = "plugins.ml_commons.max_batch_inference_tasks"
 # A job a younger concurrent run cancelled on purpose is not a duplicate; any other state counts.
 CANCELLED_STATES = ("CANCELLED", "CANCELLING")
 ACTIVE_STATES = ("CREATED", "RUNNING")
@@ -123,12 +125,24 @@ def openai(method: str, path: str):
     return http(method, ENV["OPENAI_BASE_URL"] + path, headers={"Authorization": "Bearer " + ENV["OPENAI_API_KEY"]})
 
 
-def provider_files(filename: str) -> list[dict]:
-    """The files uploaded to the emulator under this name."""
+def provider_files_named(filenames: list[str]) -> dict[str, list[dict]]:
+    """The files uploaded to the emulator under each of these names."""
     status, answer = openai("GET", "/files?purpose=batch&limit=10000")
     if status != 200:
         raise ScenarioFailed(f"listing the emulator's files answered {status}: {answer}")
-    return [item for item in answer.get("data", []) if item.get("filename") == filename]
+    found: dict[str, list[dict]] = {name: [] for name in filenames}
+    for item in answer.get("data", []):
+        if item.get("filename") in found:
+            found[item["filename"]].append(item)
+    return found
+
+
+def emulator_stats() -> dict:
+    """The emulator's own counters (uploads, batches created, requests per route)."""
+    status, answer = http("GET", ENV["OPENAI_BASE_URL"].rsplit("/v1", 1)[0] + "/_emulator/stats")
+    if status != 200:
+        raise ScenarioFailed(f"the emulator's stats answered {status}: {answer}")
+    return answer
 
 
 def provider_batches(input_file_ids: set[str]) -> list[dict]:
@@ -280,15 +294,30 @@ class Tally:
                 problems.append(f"model uses connector {model.get('connector_id')}, not {found['connector'][0]['id']}")
         return problems
 
-    def judge_batch(self, names: dict, workload: "RoleWorkload") -> tuple[list[str], str]:
-        """Count on the server: exactly one batch job of the model for the workload's input that no
-        run cancelled on purpose, and it has COMPLETED (the role waits for it). Returns the problems
-        and a short account (which also says how many batches the provider itself ran)."""
-        files = provider_files(workload.filename)
-        input_ids = {item["id"] for item in files}
+    def judge_batch(self, names: dict, workload: "RoleWorkload", orphans_allowed: bool = False) -> tuple[list[str], str]:
+        """Count on the server, for each part of the workload's input (the role splits it; a small
+        input is one part): the part uploaded once, exactly one batch job of the model for it that no
+        run cancelled on purpose, COMPLETED (the role waits for it), and one batch of it that the
+        provider itself ran and nobody cancelled. Returns the problems and a short account (jobs
+        standing and cancelled, batches the provider created and cancelled, and how many requests
+        the cancelled ones had run: what was paid for besides).
+
+        ``orphans_allowed``: more batches of a part at the provider than jobs at ML Commons are
+        reported, not failed. ML Commons stores a batch task only once the provider has answered,
+        so OpenSearch killed in between leaves a batch the provider runs and no task that a re-run
+        could find: that input is run, and paid for, twice, which nothing asking ML Commons can
+        prevent (see docs/reliability.md)."""
         problems = []
-        if len(files) != 1:
-            problems.append(f"{len(files)} uploads of the input at the provider: {sorted(input_ids)}")
+        uploads = provider_files_named(workload.part_filenames)
+        input_ids = {}
+        for number, name in enumerate(workload.part_filenames, start=1):
+            found = uploads.get(name, [])
+            if len(found) != 1:
+                problems.append(f"part {number}: {len(found)} uploads at the provider: {[item['id'] for item in found]}")
+                self.lost += not found
+                self.duplicated += max(0, len(found) - 1)
+            for item in found:
+                input_ids[item["id"]] = number
         models = chain_objects(names)["model"]
         tasks = batch_tasks([model["id"] for model in models])
         foreign = [task["id"] for task in tasks if (task.get("remote_job") or {}).get("input_file_id") not in input_ids]
@@ -299,22 +328,62 @@ class Tally:
         for task in tasks:
             if task.get("state") in ACTIVE_STATES:
                 task["state"] = read_task(task["id"]).get("state")
-        standing = [task for task in tasks if task.get("state") not in CANCELLED_STATES]
-        cancelled = len(tasks) - len(standing)
-        if not standing:
-            self.lost += 1
-            problems.append(f"no batch job of model {[model['id'] for model in models]} stands "
-                            f"({len(tasks)} task(s): {[(task['id'], task.get('state')) for task in tasks]})")
-        elif len(standing) > 1:
-            self.duplicated += len(standing) - 1
-            problems.append(f"{len(standing)} batch jobs stand for the same input: {[(task['id'], task.get('state')) for task in standing]}")
-        else:
-            live = read_task(standing[0]["id"])
-            if live.get("state") != "COMPLETED":
-                problems.append(f"batch job {standing[0]['id']} is {live.get('state')}, not COMPLETED")
-        at_provider = [batch for batch in provider_batches(input_ids) if batch.get("status") not in ("cancelling", "cancelled")]
-        account = f"{len(standing)} batch job(s) standing, {cancelled} cancelled, {len(at_provider)} run by the provider"
+        batches = provider_batches(set(input_ids))
+        standing_total = cancelled_total = orphans = 0
+        for file_id, number in sorted(input_ids.items(), key=lambda item: item[1]):
+            label = f"part {number}" if len(workload.part_filenames) > 1 else "the input"
+            own = [task for task in tasks if (task.get("remote_job") or {}).get("input_file_id") == file_id]
+            standing = [task for task in own if task.get("state") not in CANCELLED_STATES]
+            standing_total += len(standing)
+            cancelled_total += len(own) - len(standing)
+            if not standing:
+                self.lost += 1
+                problems.append(f"{label}: no batch job of model {[model['id'] for model in models]} stands "
+                                f"({len(own)} task(s): {[(task['id'], task.get('state')) for task in own]})")
+            elif len(standing) > 1:
+                self.duplicated += len(standing) - 1
+                problems.append(f"{label}: {len(standing)} batch jobs stand for the same input: "
+                                f"{[(task['id'], task.get('state')) for task in standing]}")
+            elif standing[0].get("state") != "COMPLETED":
+                problems.append(f"{label}: batch job {standing[0]['id']} is {standing[0].get('state')}, not COMPLETED")
+            ran = [batch for batch in batches if batch.get("input_file_id") == file_id and batch.get("status") not in ("cancelling", "cancelled")]
+            # Only when the jobs that stand are right: a provider batch without a task (ML Commons killed
+            # between calling the provider and storing the task) is paid for twice all the same.
+            if len(standing) == 1 and len(ran) > 1 and orphans_allowed:
+                orphans += len(ran) - 1
+            elif len(standing) == 1 and len(ran) != 1:
+                self.duplicated += max(0, len(ran) - 1)
+                problems.append(f"{label}: the provider ran {len(ran)} batches of it that nobody cancelled: {[batch['id'] for batch in ran]}")
+        created = len(batches)
+        cancelled_at_provider = [batch for batch in batches if batch.get("status") in ("cancelling", "cancelled")]
+        requests_run = sum((batch.get("request_counts") or {}).get("completed") or 0 for batch in cancelled_at_provider)
+        parts = f"{len(workload.part_filenames)} parts: " if len(workload.part_filenames) > 1 else ""
+        account = (f"{parts}{standing_total} batch job(s) standing, {cancelled_total} cancelled; the provider created {created} "
+                   f"batch(es), {len(cancelled_at_provider)} cancelled (having run {requests_run} request(s))")
+        if orphans:
+            account += f", {orphans} of them run besides the job, without a task: ML Commons was killed after calling the provider"
         return problems, account
+
+    def judge_output(self, path: Path, custom_ids: list[str]) -> list[str]:
+        """The merged output of a run: every request's answer once, in input order, each a success."""
+        if not path.exists():
+            self.lost += len(custom_ids)
+            return [f"no merged output at {path}"]
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        seen = [line.get("custom_id") for line in lines]
+        missing = set(custom_ids) - set(seen)
+        repeated = len(seen) - len(set(seen))
+        self.lost += len(missing)
+        self.duplicated += repeated
+        problems = []
+        if missing or repeated:
+            problems.append(f"{path.name}: {len(missing)} request(s) missing (first: {sorted(missing)[:3]}), {repeated} repeated")
+        elif seen != custom_ids:
+            problems.append(f"{path.name}: the answers are not in input order (first lines: {seen[:5]})")
+        failed = [line.get("custom_id") for line in lines if (line.get("response") or {}).get("status_code") != 200]
+        if failed:
+            problems.append(f"{path.name}: {len(failed)} answer(s) not a success (first: {failed[:3]})")
+        return problems
 
 
 TALLY = Tally()
@@ -406,21 +475,31 @@ def run_chain(workdir: Path, names: dict, url: str, **connection) -> Run:
 
 class RoleWorkload:
     """One use of the role opensearch.ml_commons.batch_inference: the chain's names, an input file
-    of its own (unique content, so its upload and batch jobs are told from every other scenario's)
-    and a download directory. Every run of it is the same role call."""
+    of its own (unique content, so its uploads and batch jobs are told from every other scenario's)
+    and a download directory. Every run of it is the same role call.
 
-    def __init__(self, workdir: Path, tag: str):
-        self.tag, self.names = tag, chain_names(tag)
+    The role splits the input into parts of ``per_part`` requests (batch_inference_max_requests_per_job),
+    uploads each, runs a job per part and merges the outputs in input order; the default input is
+    one part of 3 requests."""
+
+    def __init__(self, workdir: Path, tag: str, parts: int = 1, per_part: int = 3):
+        self.tag, self.names, self.per_part = tag, chain_names(tag), per_part
         token = secrets.token_hex(6)
         stem = f"{PREFIX}{tag}-{token}"
         self.input = workdir / f"{stem}.jsonl"
-        self.input.write_text("".join(
-            json.dumps({"custom_id": f"{tag}-{number}", "method": "POST", "url": "/v1/embeddings",
-                        "body": {"model": "text-embedding-ada-002", "input": f"reliability {tag} {token} line {number}"}}) + "\n"
-            for number in range(3)))
-        # The name openai_file uploads it under: its own, with the content's SHA-256.
-        self.filename = f"{stem}.sha256-{hashlib.sha256(self.input.read_bytes()).hexdigest()}.jsonl"
+        self.custom_ids = [f"{tag}-{number}" for number in range(parts * per_part)]
+        lines = [json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings",
+                             "body": {"model": "text-embedding-ada-002", "input": f"reliability {tag} {token} line {number}"}}) + "\n"
+                 for number, custom_id in enumerate(self.custom_ids)]
+        self.input.write_text("".join(lines))
+        # The names openai_file uploads the parts under (batch_input_split names them <stem>.part-00001.jsonl
+        # and so on): each its own, with the part's SHA-256.
+        self.part_filenames = [
+            f"{stem}.part-{index + 1:05d}.sha256-{hashlib.sha256(''.join(lines[start:start + per_part]).encode()).hexdigest()}.jsonl"
+            for index, start in enumerate(range(0, len(lines), per_part))]
         self.download_dir = workdir / f"results-{tag}-{token}"
+        # The role's default batch_inference_output_file.
+        self.output_file = self.download_dir / f"{stem}.output.jsonl"
         self.leaks = 0
 
     def scan(self, output: str) -> str:
@@ -433,7 +512,7 @@ class RoleWorkload:
     def leak_problems(self) -> list[str]:
         return [f"the OpenAI key appeared {self.leaks} time(s) in the role's output"] if self.leaks else []
 
-    def plays(self, connection: dict) -> list[dict]:
+    def plays(self, connection: dict, output_file: Path | None = None) -> list[dict]:
         role_vars = {
             "batch_inference_provider": "openai",
             "batch_inference_model_group_name": self.names["group"],
@@ -446,7 +525,10 @@ class RoleWorkload:
             "batch_inference_wait_timeout": 180,
             "batch_inference_poll_interval": 1,
             "batch_inference_download_dir": str(self.download_dir),
+            "batch_inference_max_requests_per_job": self.per_part,
         }
+        if output_file is not None:
+            role_vars["batch_inference_output_file"] = str(output_file)
         return [{"name": "reliability, role", "hosts": "localhost", "gather_facts": False,
                  "module_defaults": {"group/opensearch.ml_commons.ml_commons": connection},
                  "roles": [{"role": "opensearch.ml_commons.batch_inference", "vars": role_vars}]}]
@@ -456,16 +538,22 @@ class RoleWorkload:
         self.scan(run.output)
         return run
 
-    def judge(self) -> tuple[list[str], str]:
-        """The chain and the batch job, counted on the server (TALLY keeps the losses and duplicates)."""
+    def judge(self, outputs: list[Path] | None = None, orphans_allowed: bool = False) -> tuple[list[str], str]:
+        """The chain and each part's batch job, counted on the server, and the merged output (or each
+        of ``outputs``): TALLY keeps the losses and duplicates. ``orphans_allowed``: see Tally.judge_batch."""
         problems = TALLY.judge_chain(self.names)
-        batch_problems, account = TALLY.judge_batch(self.names, self)
-        return problems + batch_problems, account
+        batch_problems, account = TALLY.judge_batch(self.names, self, orphans_allowed)
+        outputs = outputs or [self.output_file]
+        output_problems = [problem for path in outputs for problem in TALLY.judge_output(path, self.custom_ids)]
+        if not output_problems:
+            account += f"; {len(outputs)} merged output(s) of {len(self.custom_ids)} answers each, in input order"
+        return problems + batch_problems + output_problems, account
 
     def cleanup(self) -> None:
         delete_everything_named(PREFIX + self.tag)
-        for item in provider_files(self.filename):
-            openai("DELETE", f"/files/{item['id']}")
+        for found in provider_files_named(self.part_filenames).values():
+            for item in found:
+                openai("DELETE", f"/files/{item['id']}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -608,12 +696,15 @@ class Suite:
 
     # -- restart ---------------------------------------------------------------------------------
 
-    def restart(self, tag: str, kill_when, what: str, batch_task_left: bool = False):
-        """SIGKILL OpenSearch in the middle of a run of the role, as soon as ``kill_when(requests, memo)``
-        is true of the routes the proxy has passed; start it again on its data, re-run the role.
-        ``batch_task_left``: the kill must have come after the batch task was written (else the
-        scenario did not test what it names)."""
-        workload = RoleWorkload(self.workdir, tag)
+    def restart(self, tag: str, kill_when, what: str, tasks_left: tuple[int, int] | None = None, parts: int = 1, per_part: int = 3,
+                orphans_allowed: bool = False):
+        """SIGKILL OpenSearch in the middle of a run of the role, as soon as ``kill_when(stats, memo)``
+        is true of the proxy's stats (the routes it passed, the statuses OpenSearch answered); start it
+        again on its data, re-run the role. ``tasks_left``: how many batch tasks, at least and at most,
+        the kill must have left (else the scenario did not test what it names). ``parts``: the input
+        is split into that many parts of ``per_part`` requests. ``orphans_allowed``: a kill during the
+        batch POST may leave a batch at the provider without a task (see Tally.judge_batch)."""
+        workload = RoleWorkload(self.workdir, tag, parts, per_part)
         self.proxy.reset()
         command = playbook_command(self.workdir, workload.plays({"url": self.proxy.url}))
         runner = subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -622,7 +713,7 @@ class Suite:
         killed = False
         memo: dict = {}
         while time.monotonic() < deadline and runner.poll() is None:
-            if kill_when(self.proxy.stats()["requests"], memo):
+            if kill_when(self.proxy.stats(), memo):
                 pid = json.loads(STATE_FILE.read_text())["opensearch"]["nodes"][0]["pid"]
                 os.killpg(pid, signal.SIGKILL)
                 killed = True
@@ -648,9 +739,9 @@ class Suite:
         restart_seconds = time.monotonic() - started
         problems = []
         left = batch_tasks([model["id"] for model in chain_objects(workload.names)["model"]])
-        if batch_task_left and not left:
-            problems.append("no batch task survived the kill: it came before the batch job was submitted, so the scenario tested "
-                            "something else")
+        if tasks_left and not tasks_left[0] <= len(left) <= tasks_left[1]:
+            problems.append(f"{len(left)} batch task(s) survived the kill, not {tasks_left[0]} to {tasks_left[1]}: it came at another "
+                            "moment, so the scenario tested something else")
         rerun = workload.run(self.workdir, self.proxy.url)
         if rerun.rc != 0:
             # ML Commons may need a moment after a restart (its encryption key, the model's nodes); one more try is fair.
@@ -661,31 +752,36 @@ class Suite:
                 problems.append("the re-run after the restart failed twice:\n" + first_rerun.tail(8) + "\n" + rerun.tail())
             else:
                 problems.append("the first re-run after the restart failed:\n" + first_rerun.tail(8))
-        judged, account = workload.judge()
+        judged, account = workload.judge(orphans_allowed=orphans_allowed)
         problems += judged + workload.leak_problems()
         workload.cleanup()
         if problems:
-            raise ScenarioFailed("; ".join(problems))
+            raise ScenarioFailed(f"killed {what} ({len(left)} batch task(s) survived it): " + "; ".join(problems))
         return (f"killed {what} ({len(left)} batch task(s) survived it), back in {restart_seconds:.0f} s, re-run ok in "
                 f"{rerun.seconds:.0f} s; {account}")
 
     # -- concurrency -----------------------------------------------------------------------------
 
-    def concurrency(self, tag: str, runs: int, rounds: int):
-        """``runs`` runs of the role at once, same names and input, for ``rounds`` rounds (each on a fresh
-        input, after the previous round's objects are deleted)."""
+    def concurrency(self, tag: str, runs: int, rounds: int, parts: int = 1, per_part: int = 3):
+        """``runs`` runs of the role at once, same names and input (split into ``parts`` parts of
+        ``per_part`` requests, in the same parts and download directories), for ``rounds`` rounds (each
+        on a fresh input, after the previous round's objects are deleted). Each run merges the output
+        into a file of its own, so that each run's is judged."""
         lines = []
         for round_number in range(1, rounds + 1):
-            workload = RoleWorkload(self.workdir, tag)
-            commands = [playbook_command(self.workdir, workload.plays({"url": ENV["OPENSEARCH_URL"]})) for _run in range(runs)]
+            workload = RoleWorkload(self.workdir, tag, parts, per_part)
+            merged = [workload.download_dir / f"run-{index + 1}.output.jsonl" for index in range(runs)]
+            commands = [playbook_command(self.workdir, workload.plays({"url": ENV["OPENSEARCH_URL"]}, output)) for output in merged]
+            uploads_before = emulator_stats()["files_uploaded"]
             started = time.monotonic()
             runners = [subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True) for command in commands]
             outputs = [workload.scan(runner.communicate(timeout=600)[0]) for runner in runners]
             seconds = time.monotonic() - started
+            uploads = emulator_stats()["files_uploaded"] - uploads_before
             problems = [f"run {index + 1} ended with rc {runner.returncode}:\n" + "\n".join(output.splitlines()[-15:])
                         for index, (runner, output) in enumerate(zip(runners, outputs)) if runner.returncode != 0]
-            judged, account = workload.judge()
+            judged, account = workload.judge(merged)
             problems += judged + workload.leak_problems()
             if problems:
                 # What the runs decided about their batch jobs, and what OpenSearch holds: for the diagnosis.
@@ -697,8 +793,74 @@ class Suite:
             workload.cleanup()
             if problems:
                 raise ScenarioFailed(f"round {round_number}: " + "; ".join(problems))
-            lines.append(f"{seconds:.0f} s: {account}")
-        return f"{rounds} round(s) of {runs} parallel runs of the role, all ok, one of each ({'; '.join(lines)})"
+            lines.append(f"{seconds:.0f} s: {account}; {uploads} upload(s) made, younger copies deleted")
+        return f"{rounds} round(s) of {runs} parallel runs of the role, all ok, one of each, {runs} complete outputs ({'; '.join(lines)})"
+
+    # -- ML Commons' limit of batch tasks ------------------------------------------------------
+
+    def task_limit(self, tag: str, limit: int, parts: list[int], per_part: int = 50, copies: int = 1):
+        """plugins.ml_commons.max_batch_inference_tasks set to ``limit`` (restored after), and runs of
+        the role at once through the proxy, ``copies`` on each input, split into ``parts[i]`` parts
+        (copies of a run each merge into an output of their own): ML Commons refuses the submits beyond the limit with 429 until jobs end. Every run must end
+        ok with every part's job once and its complete output; ML Commons' active batch tasks,
+        sampled while the runs go on, must never exceed the limit, not counting the copies a younger
+        run cancelled at once (ML Commons counts the active tasks before it submits, so submits at the
+        same moment can all pass its check; the runs converge on the oldest copy); and the proxy must
+        have seen 429s (else the scenario tested nothing)."""
+        workloads = [RoleWorkload(self.workdir, f"{tag}{index}", count, per_part) for index, count in enumerate(parts)]
+        merged = {workload: [workload.download_dir / f"run-{copy + 1}.output.jsonl" for copy in range(copies)] for workload in workloads}
+        _status, settings = opensearch("GET", "/_cluster/settings?flat_settings=true")
+        previous = (settings.get("persistent") or {}).get(TASK_LIMIT_SETTING)
+        samples: list[set[str]] = []
+        stop = threading.Event()
+        active = {"bool": {"filter": [{"term": {"task_type": BATCH_TASK_TYPE}}, {"terms": {"state": list(ACTIVE_STATES)}}]}}
+
+        def sample():
+            # As ML Commons counts them before a submit: stored BATCH_PREDICTION tasks CREATED or RUNNING.
+            while not stop.wait(0.3):
+                samples.append({task["id"] for task in ml_search("tasks", active)})
+
+        self.proxy.reset()
+        status, answer = opensearch("PUT", "/_cluster/settings", {"persistent": {TASK_LIMIT_SETTING: limit}})
+        if status != 200:
+            raise ScenarioFailed(f"setting {TASK_LIMIT_SETTING} answered {status}: {answer}")
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            plays = [workload.plays({"url": self.proxy.url}, output) for workload, outputs in merged.items() for output in outputs]
+            runs = run_playbooks_at_once(self.workdir, [(each, None, ()) for each in plays])
+        finally:
+            stop.set()
+            sampler.join()
+            opensearch("PUT", "/_cluster/settings", {"persistent": {TASK_LIMIT_SETTING: previous}})
+        answers = self.proxy.stats()["answers"]
+        self.proxy.reset()
+        refused = sum(count for key, count in answers.items() if re.search(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict 429$", key))
+        tasks = batch_tasks([model["id"] for workload in workloads for model in chain_objects(workload.names)["model"]])
+        copies_cancelled = {task["id"] for task in tasks if task.get("state") in CANCELLED_STATES
+                            or (task.get("state") in ACTIVE_STATES and read_task(task["id"]).get("state") in CANCELLED_STATES)}
+        most = max((len(sample) for sample in samples), default=0)
+        most_standing = max((len(sample - copies_cancelled) for sample in samples), default=0)
+        problems, accounts = [], []
+        for workload, outputs in merged.items():
+            own_runs = [runs.pop(0) for _output in outputs]
+            for run in own_runs:
+                workload.scan(run.output)
+                if run.rc != 0:
+                    problems.append(f"a run of {workload.tag} failed:\n" + run.tail())
+            judged, account = workload.judge(outputs)
+            problems += judged + workload.leak_problems()
+            accounts.append(f"{workload.tag} in {max(run.seconds for run in own_runs):.0f} s: {account}")
+            workload.cleanup()
+        if not refused:
+            problems.append("ML Commons never answered 429: the runs never met the limit, so the scenario tested nothing")
+        if not samples or most_standing > limit:
+            problems.append(f"{most_standing} batch tasks were active at once, over the limit of {limit} "
+                            f"(samples: {[sorted(sample) for sample in samples if len(sample) > limit]})")
+        if problems:
+            raise ScenarioFailed("; ".join(problems))
+        return (f"limit {limit}, {len(workloads) * copies} runs: {refused} submits answered 429, at most {most_standing} job(s) active in "
+                f"{len(samples)} samples ({most} counting copies cancelled at once); " + "; ".join(accounts))
 
     # -- the batch judge itself -----------------------------------------------------------------
 
@@ -723,6 +885,18 @@ class Suite:
                                          f"(expected {expect_lost}, {expect_duplicated}): {problems}")
 
             judge(0, 0, "after the role")
+            # The merged output's judge, on copies of the role's output: reordered, a line dropped, a line repeated.
+            lines = workload.output_file.read_text().splitlines(keepends=True)
+            tampered = workload.download_dir / "tampered.output.jsonl"
+            for step, content, expected in (("output reordered", lines[1:] + lines[:1], (0, 0)), ("an answer dropped", lines[1:], (1, 0)),
+                                            ("an answer repeated", lines + lines[:1], (0, 1))):
+                tampered.write_text("".join(content))
+                tally = Tally()
+                problems = tally.judge_output(tampered, workload.custom_ids)
+                if not problems or (tally.lost, tally.duplicated) != expected:
+                    raise ScenarioFailed(f"{step}: the output judge counted lost {tally.lost}, duplicated {tally.duplicated} "
+                                         f"(expected {expected}): {problems}")
+                seen.append(f"{step}: {problems[0]}")
             model_id = chain_objects(workload.names)["model"][0]["id"]
             standing = batch_tasks([model_id])[0]
             status, answer = opensearch("POST", f"/_plugins/_ml/models/{model_id}/_batch_predict",
@@ -807,13 +981,14 @@ class Suite:
 def kill_on(pattern: str):
     """Kill as soon as a request whose route matches ``pattern`` reached the proxy (it is forwarded at
     the same moment: OpenSearch may not have it yet, be processing it, or have answered it)."""
-    return lambda requests, _memo: any(re.search(pattern, route) for route in requests)
+    return lambda stats, _memo: any(re.search(pattern, route) for route in stats["requests"])
 
 
 def kill_on_new(first: str, then: str):
     """Kill when, after a request matching ``first``, a route matching ``then`` shows that was not
     there before it: e.g. the first read of the batch task that ``_batch_predict`` answered with."""
-    def check(requests, memo):
+    def check(stats, memo):
+        requests = stats["requests"]
         if "after" not in memo:
             if any(re.search(first, route) for route in requests):
                 memo["after"] = True
@@ -822,6 +997,21 @@ def kill_on_new(first: str, then: str):
             return False
         return any(re.search(then, route) and route not in memo.get("before", ()) for route in requests)
     return check
+
+
+def kill_on_answers(*counts: tuple[str, int]):
+    """Kill as soon as OpenSearch has answered, for each (pattern, count), ``count`` requests whose
+    "METHOD path status" matches ``pattern`` (the proxy counts an answer before passing it on): e.g.
+    the first ``_batch_predict`` answered 200, whose task ML Commons stored before answering."""
+    def check(stats, _memo):
+        answers = stats.get("answers", {})
+        return all(sum(seen for key, seen in answers.items() if re.search(pattern, key)) >= count for pattern, count in counts)
+    return check
+
+
+BATCH_ANSWERED = r"^POST /_plugins/_ml/models/[^/]+/_batch_predict 200$"
+TASK_READ = r"^GET /_plugins/_ml/tasks/[^/]+ 200$"
+SPLIT_PARTS = 3
 
 
 def scenario_list(quick: bool) -> list[tuple[str, callable]]:
@@ -870,12 +1060,25 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     add("restart/kill-after-model-register",
         lambda s: s.restart("rsmodel", kill_on(r"^POST /_plugins/_ml/models/_register$"), "after the model register"))
     add("restart/kill-during-batch-predict",
-        lambda s: s.restart("rsbdur", kill_on(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$"), "as the batch POST arrived"))
+        lambda s: s.restart("rsbdur", kill_on(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$"), "as the batch POST arrived",
+                            orphans_allowed=True))
     add("restart/kill-after-batch-predict",
         lambda s: s.restart("rsbaft", kill_on_new(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$", r"^GET /_plugins/_ml/tasks/"),
-                            "after the batch POST was answered (at the new task's first read)", batch_task_left=True))
+                            "after the batch POST was answered (at the new task's first read)", tasks_left=(1, 1)))
+    # An input the role splits into SPLIT_PARTS parts of 50 requests, a job each, merged in input order.
+    add("restart/kill-while-parts-submitted",
+        lambda s: s.restart("rspsub", kill_on_answers((BATCH_ANSWERED, 1)), "once the first part's batch POST was answered",
+                            tasks_left=(1, SPLIT_PARTS - 1), parts=SPLIT_PARTS, per_part=50))
+    add("restart/kill-while-parts-waited-for",
+        lambda s: s.restart("rspwait", kill_on_answers((BATCH_ANSWERED, SPLIT_PARTS), (TASK_READ, 1)),
+                            "at the first status read after every part was submitted", tasks_left=(SPLIT_PARTS, SPLIT_PARTS),
+                            parts=SPLIT_PARTS, per_part=50))
     add("judge/batch-job-canary", lambda s: s.batch_judge_canary("canary"))
-    add("concurrency/4-runs", lambda s: s.concurrency("conc", 4, 1 if quick else 5), True)
+    add("concurrency/4-runs", lambda s: s.concurrency("conc", 4, 5))
+    # In the short form instead of the one above: the same 4 runs, on an input of parts.
+    add("concurrency/4-runs-split", lambda s: s.concurrency("concsplit", 4, 1, parts=SPLIT_PARTS, per_part=50), True)
+    add("limits/429-storm", lambda s: s.task_limit("storm", 1, [5, 2]))
+    add("limits/429-storm-same-input", lambda s: s.task_limit("stormsame", 1, [4], copies=3))
     add("concurrency/module-races", lambda s: s.module_races("race", 10, 4))
     add("concurrency/keep-oldest-race", lambda s: s.keep_oldest_race(30, 4))
     add("tls/https-front", lambda s: s.tls("tls"), True)

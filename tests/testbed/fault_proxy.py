@@ -17,7 +17,8 @@ Admin routes (not forwarded):
                           reject_password  answer 401, as the security plugin would, to requests whose basic
                                        auth password is "password"; the others are forwarded
                         "count": -1 keeps the plan for every matching request.
-    GET  /_fault/stats  {"received": N, "injected": N, "forwarded": N, "requests": {"GET /": N, ...}}
+    GET  /_fault/stats  {"received": N, "injected": N, "forwarded": N, "requests": {"GET /": N, ...},
+                         "answers": {"GET / 200": N, ...}}  (answers: OpenSearch's statuses, per route)
     POST /_fault/reset  clears the plan and the counters
     POST /_fault/stop   stops the proxy
 
@@ -47,7 +48,7 @@ class ProxyState:
 
     def reset(self):
         self.plan = {"mode": "status", "status": None, "count": 0}
-        self.stats = {"received": 0, "injected": 0, "forwarded": 0, "requests": {}, "faults": {}}
+        self.stats = {"received": 0, "injected": 0, "forwarded": 0, "requests": {}, "faults": {}, "answers": {}}
 
     def set_plan(self, plan):
         mode = plan.get("mode", "status")
@@ -89,6 +90,12 @@ class ProxyState:
                 return self.plan["mode"], dict(self.plan)
             self.stats["forwarded"] += 1
             return None
+
+    def count_answer(self, method, path, status):
+        """Count the status OpenSearch answered a forwarded request with."""
+        key = "%s %s %d" % (method, urllib.parse.urlsplit(path).path, status)
+        with self.lock:
+            self.stats["answers"][key] = self.stats["answers"].get(key, 0) + 1
 
 
 FAULT_MODES = frozenset(("status", "drop_before", "drop_after", "delay", "reject_password"))
@@ -160,6 +167,7 @@ def make_handler(upstream, state):
             connection.request(self.command, self.path, body=body or None, headers=headers)
             answer = connection.getresponse()
             data = answer.read()
+            state.count_answer(self.command, self.path, answer.status)
             if drop_answer:
                 connection.close()
                 return self._drop()
