@@ -27,6 +27,8 @@ description:
     the name of O(src) without its extension. Blank lines are dropped. Each part is written to a temporary file and
     renamed into place; a part that already holds its content is left as it is. Parts of an earlier split into more
     parts are removed.
+  - An input that fits one job as it is (within both limits, without blank lines) is its own single part, RV(parts)
+    names O(src) itself and no part file is written, so its upload is the input's own, as it would be unsplit.
   - A manifest, O(dest)/C(<stem>.parts.json), records the SHA-256 and size of O(src), the limits and each part. A
     re-run with the same O(src) and limits reads O(src) once to hash it, finds the parts in place with their sizes,
     and neither checks nor writes anything.
@@ -199,10 +201,20 @@ def limits(params):
     return dict((name, params[name]) for name in ("max_requests", "max_bytes", "endpoint"))
 
 
-def public_part(dest, part):
+def is_whole(split):
+    """Whether the input fits one job as it is: then it is its own single part, and no part file is written (so
+    its upload is the one of the input itself, as when it was not split)."""
+    return len(split["parts"]) == 1 and split["parts"][0]["sha256"] == split["src"]["sha256"]
+
+
+def part_path(params, split, part):
+    return params["src"] if is_whole(split) else os.path.join(params["dest"], part["name"])
+
+
+def public_part(params, split, part):
     """A part as the task returns it: with its path instead of its bare name."""
     shown = dict((key, part[key]) for key in ("index", "first_line", "lines", "bytes", "sha256"))
-    shown["path"] = os.path.join(dest, part["name"])
+    shown["path"] = part_path(params, split, part)
     return shown
 
 
@@ -273,10 +285,11 @@ def unchanged_split(params, stem, manifest):
     if [part["name"] for part in parts] != [part_name(stem, index) for index in range(1, len(parts) + 1)]:
         return False
     for part in parts:
-        path = os.path.join(params["dest"], part["name"])
+        path = part_path(params, manifest, part)
         if not os.path.isfile(path) or os.path.getsize(path) != part["bytes"]:
             return False
-    return not stale_parts(params, stem, len(parts)) and file_digest(params["src"]) == manifest["src"]["sha256"]
+    written = 0 if is_whole(manifest) else len(parts)
+    return not stale_parts(params, stem, written) and file_digest(params["src"]) == manifest["src"]["sha256"]
 
 
 class SplitPlan(object):
@@ -416,17 +429,22 @@ def write_manifest(module, path, manifest):
         with os.fdopen(handle, "w") as partial:
             json.dump(manifest, partial, indent=1, sort_keys=True)
         module.atomic_move(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, (IOError, OSError)):
+            raise ConfigurationError("Cannot write the manifest %s: %s. Run again once that is fixed; the parts are in place."
+                                     % (path, error.strerror or error))
         raise
 
 
 def split_result(changed, params, split, before):
     after = diff_entries(split["parts"])
+    if is_whole(split):
+        after = [{"name": os.path.basename(params["src"]), "lines": split["requests"], "bytes": split["src"]["bytes"]}]
     return {
         "changed": changed,
-        "parts": [public_part(params["dest"], part) for part in split["parts"]],
+        "parts": [public_part(params, split, part) for part in split["parts"]],
         "requests": split["requests"],
         "bytes": split["src"]["bytes"],
         "sha256": split["src"]["sha256"],
@@ -452,8 +470,9 @@ def run(module):
         return split_result(False, params, manifest, None)
     split = checked_split(params, stem)
     before = parts_before(params, stem, manifest) if module._diff else None
-    missing = set(part["index"] for part in split["parts"] if not in_place(params["dest"], part))
-    stale = stale_parts(params, stem, len(split["parts"]))
+    whole = is_whole(split)
+    missing = set() if whole else set(part["index"] for part in split["parts"] if not in_place(params["dest"], part))
+    stale = stale_parts(params, stem, 0 if whole else len(split["parts"]))
     changed = bool(missing or stale or manifest != split)
     if changed and not module.check_mode:
         if not os.path.isdir(params["dest"]):

@@ -493,10 +493,12 @@ class RoleWorkload:
                  for number, custom_id in enumerate(self.custom_ids)]
         self.input.write_text("".join(lines))
         # The names openai_file uploads the parts under (batch_input_split names them <stem>.part-00001.jsonl
-        # and so on): each its own, with the part's SHA-256.
+        # and so on): each its own, with the part's SHA-256. An input of one part is uploaded as it is.
         self.part_filenames = [
             f"{stem}.part-{index + 1:05d}.sha256-{hashlib.sha256(''.join(lines[start:start + per_part]).encode()).hexdigest()}.jsonl"
             for index, start in enumerate(range(0, len(lines), per_part))]
+        if parts == 1:
+            self.part_filenames = [f"{stem}.sha256-{hashlib.sha256(''.join(lines).encode()).hexdigest()}.jsonl"]
         self.download_dir = workdir / f"results-{tag}-{token}"
         # The role's default batch_inference_output_file.
         self.output_file = self.download_dir / f"{stem}.output.jsonl"

@@ -293,6 +293,19 @@ def test_a_write_that_fails_names_what_was_written(tmp_path, monkeypatch):
 
 
 def test_a_part_that_cannot_be_moved_into_place_leaves_no_temporary_file(tmp_path, monkeypatch):
+    src = write_input(tmp_path, [request("a"), request("b")])
+
+    def failing_move(source, dest):
+        raise OSError(13, "Permission denied")
+
+    module = FakeModule(DEFAULTS, src=src, dest=str(tmp_path / "parts"), max_requests=1)
+    monkeypatch.setattr(module, "atomic_move", failing_move)
+    with pytest.raises(ConfigurationError, match="Permission denied. Parts written: none"):
+        batch_input_split.run(module)
+    assert files_in(tmp_path / "parts") == []
+
+
+def test_a_manifest_that_cannot_be_written_fails_clearly(tmp_path, monkeypatch):
     src = write_input(tmp_path, [request("a")])
 
     def failing_move(source, dest):
@@ -300,6 +313,28 @@ def test_a_part_that_cannot_be_moved_into_place_leaves_no_temporary_file(tmp_pat
 
     module = FakeModule(DEFAULTS, src=src, dest=str(tmp_path / "parts"))
     monkeypatch.setattr(module, "atomic_move", failing_move)
-    with pytest.raises(ConfigurationError, match="Permission denied. Parts written: none"):
+    with pytest.raises(ConfigurationError, match="Cannot write the manifest .*Permission denied"):
         batch_input_split.run(module)
     assert files_in(tmp_path / "parts") == []
+
+
+def test_an_input_that_fits_one_job_is_its_own_part_and_nothing_is_written(tmp_path):
+    src = write_input(tmp_path, [request("a"), request("b")])
+    result = split(tmp_path, src)
+    assert [(part["path"], part["lines"]) for part in result["parts"]] == [(src, 2)]
+    assert files_in(tmp_path / "parts") == ["input.parts.json"]
+    assert result["changed"] is True
+    assert split(tmp_path, src)["changed"] is False
+    # With a blank line it is not the same content as one part: the part is written.
+    src = write_input(tmp_path, [request("a"), "", request("b")], name="blank.jsonl")
+    result = split(tmp_path, src)
+    assert [os.path.basename(part["path"]) for part in result["parts"]] == ["blank.part-00001.jsonl"]
+
+
+def test_an_input_that_grows_past_one_job_is_split_and_one_that_shrinks_loses_its_parts(tmp_path):
+    src = write_input(tmp_path, [request("a"), request("b"), request("c")])
+    assert len(split(tmp_path, src, max_requests=2)["parts"]) == 2
+    write_input(tmp_path, [request("a")])
+    result = split(tmp_path, src, max_requests=2)
+    assert [part["path"] for part in result["parts"]] == [src]
+    assert files_in(tmp_path / "parts") == ["input.parts.json"]
