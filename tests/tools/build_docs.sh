@@ -25,6 +25,8 @@ LABELS = {  # label: (page under BASE, title)
     "ansible_configuration_settings": ("reference_appendices/config.html#ansible-configuration-settings", "Ansible Configuration Settings"),
     "ansible_collections.ansible.builtin.get_url_module": ("collections/ansible/builtin/get_url_module.html#ansible-collections-ansible-builtin-get-url-module",
                                                            "ansible.builtin.get_url module"),
+    "ansible_collections.ansible.builtin.copy_module": ("collections/ansible/builtin/copy_module.html#ansible-collections-ansible-builtin-copy-module",
+                                                        "ansible.builtin.copy module"),
 }
 lines = "".join("%s std:label -1 %s %s\n" % (label, page, title) for label, (page, title) in sorted(LABELS.items()))
 with open("ansible_devel.inv", "wb") as f:
