@@ -128,7 +128,7 @@ class ClusterScenarios:
         memo: dict = {}
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and runner.poll() is None:
-            if kill_when(proxy.stats()["requests"], memo):
+            if kill_when(proxy.stats(), memo):
                 testbed_node("stop", target)
                 killed = True
                 break
