@@ -347,3 +347,28 @@ def test_memory_holds_one_part_at_a_time_whatever_the_number_of_parts(tmp_path):
     one = merge_peak_bytes(tmp_path, 1, 5000)
     eight = merge_peak_bytes(tmp_path, 8, 5000)
     assert eight < 1.5 * one, (one, eight)
+
+
+@pytest.mark.parametrize("kernel_copy", ["copy_file_range", "none", "refused"])
+def test_runs_of_answers_are_copied_whole_by_the_kernel_or_read_and_written(tmp_path, monkeypatch, kernel_copy):
+    """In order, the answers are one run per file; a last line without its newline gets one. Without
+    os.copy_file_range, or where the file system refuses it, the same bytes are read and written."""
+    if kernel_copy == "none":
+        monkeypatch.setattr(batch_output_merge, "COPY_FILE_RANGE", None)
+    elif kernel_copy == "refused":
+        def refused(*_args):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(batch_output_merge, "COPY_FILE_RANGE", refused)
+    elif batch_output_merge.COPY_FILE_RANGE is None:
+        pytest.skip("this system has no os.copy_file_range")
+    first, second = ids("a", 3), ids("b", 3)
+    out1 = write_lines(tmp_path / "out1.jsonl", [answer(i) for i in first])
+    out2 = tmp_path / "out2.jsonl"
+    out2.write_bytes(b"".join((json.dumps(answer(i)) + "\n").encode() for i in second).rstrip(b"\n"))
+    parts = [{"input": write_lines(tmp_path / "in1.jsonl", [request(i) for i in first]), "attempts": [{"output": out1, "status": "COMPLETED"}]},
+             {"input": write_lines(tmp_path / "in2.jsonl", [request(i) for i in second]), "attempts": [{"output": str(out2), "status": "COMPLETED"}]}]
+    dest = tmp_path / "merged.jsonl"
+    result = run(parts=parts, dest=str(dest))
+    assert result["changed"] and result["succeeded"] == 6
+    assert dest.read_bytes() == b"".join((json.dumps(answer(i)) + "\n").encode() for i in first + second)
+    assert run(parts=parts, dest=str(dest))["changed"] is False
