@@ -459,9 +459,11 @@ def failure_reason(task):
 
 def seconds_to_end(task, now):
     """In how many seconds a running job should end, judged from the progress its provider reports (OpenAI's
-    ``request_counts`` and ``in_progress_at``): the time it has run times the requests left over those done; 0 once
-    every request ran (the provider is finalizing). None when the provider does not say (other providers, a job
-    not started or with nothing done yet)."""
+    ``request_counts`` and ``in_progress_at``): the time it has run times the requests left over those done. Once
+    every request ran the provider finalizes, for a time it does not foretell: the job is due again after a tenth
+    of the time it has finalized (``finalizing_at``), so that a short finalization is seen within the poll interval
+    and a long one costs few checks; 0 until it says when it began. None when the provider does not say (other
+    providers, a job not started or with nothing done yet)."""
     job = provider_job((task or {}).get("remote_job"))
     counts = job.get("request_counts")
     started = job.get("in_progress_at")
@@ -469,7 +471,8 @@ def seconds_to_end(task, now):
         return None
     done = (counts.get("completed") or 0) + (counts.get("failed") or 0)
     if done >= counts["total"]:
-        return 0
+        finalizing = job.get("finalizing_at")
+        return max(now - finalizing, 0) * POLL_FRACTION_OF_WAIT if isinstance(finalizing, (int, float)) else 0
     if done <= 0:
         return None
     return max(now - started, 0) * (counts["total"] - done) / float(done)

@@ -103,8 +103,8 @@ options:
         tenth of the time waited so far (at most five minutes), because each makes ML Commons call the provider.
       - So the module returns at most this long, or a tenth of the job's duration, after the job has ended. When the
         provider reports the job's progress (OpenAI's request counts), the check after the job's expected end comes
-        then, and from the moment every request ran (the provider is finalizing) checks are this far apart, so the
-        end is seen about this long after it.
+        then; while the provider finalizes (every request ran), checks are this far apart and space out to a tenth of
+        the time it has finalized, so the end is seen at most about this long, or a tenth of the finalization, after it.
     type: float
     default: 10
 notes:

@@ -71,7 +71,7 @@ tests/output/bench/volume and tests/output/bench/volume_batch; they are deleted 
 phase BENCH_VOLUME_BATCH_LINES (default 200000; 1,000 bytes a line), BENCH_VOLUME_BATCH_REQUESTS_PER_JOB (default
 50000, the role's default and OpenAI's limit), BENCH_VOLUME_BATCH_DIMENSIONS (default 256),
 BENCH_VOLUME_BATCH_JOB_SECONDS (default 180: each job's in_progress time, after 10 s validating and before 10 s
-finalizing), BENCH_VOLUME_BATCH_POLL_INTERVAL (default 5, the role's default) and BENCH_VOLUME_BATCH_TIMEOUT
+finalizing), BENCH_VOLUME_BATCH_POLL_INTERVAL (default 2, the role's default) and BENCH_VOLUME_BATCH_TIMEOUT
 (default 3600 s, the role's wait_timeout).
 """
 
@@ -1164,7 +1164,7 @@ def main():
                     "timings": {"validating": VOLUME_BATCH_VALIDATING_S,
                                 "in_progress": float(os.environ.get("BENCH_VOLUME_BATCH_JOB_SECONDS", "180")),
                                 "finalizing": VOLUME_BATCH_FINALIZING_S},
-                    "poll_interval": float(os.environ.get("BENCH_VOLUME_BATCH_POLL_INTERVAL", "5")),
+                    "poll_interval": float(os.environ.get("BENCH_VOLUME_BATCH_POLL_INTERVAL", "2")),
                     "wait_timeout_s": int(os.environ.get("BENCH_VOLUME_BATCH_TIMEOUT", "3600")),
                     "keep": volume["keep"]}
     only = os.environ.get("BENCH_PHASES", "").split()

@@ -427,8 +427,15 @@ def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
     from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import seconds_to_end, seconds_to_first_end
     # A quarter done in 60 s: three quarters left, 180 s.
     assert seconds_to_end(running(1000, 200, 50), now=1060.0) == 180.0
-    # Every request ran: the provider is finalizing, the end is due now.
+    # Every request ran: the end is due now; once the provider says it finalizes, due again after a tenth of the
+    # time it has finalized (the wait never checks sooner than its poll interval).
     assert seconds_to_end(running(1000, 990, 10), now=1060.0) == 0
+    finalizing = running(1000, 1000)
+    finalizing["remote_job"].update(status="finalizing", finalizing_at=1050.0)
+    assert seconds_to_end(finalizing, now=1060.0) == 1.0
+    assert seconds_to_end(finalizing, now=1650.0) == 60.0
+    # Several jobs, one long finalizing: the soonest end still decides when the next check comes.
+    assert seconds_to_first_end([finalizing, running(1000, 500, in_progress_at=1600.0)], now=1650.0) == 50.0
     # Nothing done yet, no counts (validating, other providers): it cannot tell.
     assert seconds_to_end(running(1000, 0), now=1060.0) is None
     assert seconds_to_end({"state": "RUNNING", "remote_job": {"TransformJobStatus": "InProgress"}}, now=1060.0) is None
