@@ -519,9 +519,22 @@ def ensure_present(module, writer, connector):
 
 
 def in_use_error(connector, users):
+    """The refusal of a delete, naming the models ML Commons counted as the connector's users. Its check is a match
+    query on the models' text field connector_id (ML Commons 2.19 to 3.6), which also finds models whose connector's
+    ID shares a part between hyphens with this one (IDs made close in time do): those are named as such."""
+    connector_id = connector["connector_id"]
+    others = [model for model in users if model.get("connector_id") not in (None, connector_id)]
+    if users and len(others) == len(users):
+        return MLCommonsError(
+            "ML Commons refuses to delete connector %r (%s): its check for models that use it (a match query on the models' "
+            "connector_id, which matches parts of IDs) counts %s, which use(s) another connector (%s). No model uses this "
+            "connector; ML Commons deletes it once those models are deleted. It is left in place."
+            % (connector.get("name"), connector_id, describe_models(others), ", ".join(sorted(set(model["connector_id"] for model in others)))),
+            model_ids=[model["model_id"] for model in users],
+        )
     return MLCommonsError(
         "Connector %r (%s) is still used by %d model(s): %s. Delete those models or point them at another connector first."
-        % (connector.get("name"), connector["connector_id"], len(users), describe_models(users)),
+        % (connector.get("name"), connector_id, len(users), describe_models(users)),
         model_ids=[model["model_id"] for model in users],
     )
 

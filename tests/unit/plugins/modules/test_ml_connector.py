@@ -1,12 +1,19 @@
-"""ml_connector's comparison: what ML Commons changes on storage must not count as a difference."""
+"""ml_connector's comparison (what ML Commons changes on storage must not count as a difference), and its refused deletes."""
 
+import pytest
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, Writer
 from ansible_collections.opensearch.ml_commons.plugins.modules.ml_connector import (
     desired_actions,
+    ensure_absent,
     normalize,
     removed_parameters,
     stored_view,
 )
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 
 SENT = {
     "action_type": "batch_predict",
@@ -76,3 +83,22 @@ def test_access_is_compared_as_access_mode():
 def test_removed_parameter_keys_are_named():
     assert removed_parameters({"parameters": {"model": "m", "input_file_id": "f"}}, {"parameters": {"model": "m"}}) == ["input_file_id"]
     assert removed_parameters({"parameters": {"model": "m"}}, {"description": "d"}) == []
+
+
+IN_USE_BY_M9 = (409, {"error": {"type": "status_exception", "reason": "1 models are still using this connector, please delete or update the "
+                                "models first: [m9]"}, "status": 409})
+
+
+@pytest.mark.usefixtures("module_test_server")
+@pytest.mark.parametrize("users_connector, expected", [
+    # ML Commons' match query on the models' connector_id finds IDs that share a part between hyphens.
+    ("V2AFLKIBO0H-CT-Oq0jL", "counts m9 (demo model), which use(s) another connector (V2AFLKIBO0H-CT-Oq0jL). No model uses this connector"),
+    ("XWAGLKIBO0H-CT-Ok0il", "is still used by 1 model(s): m9 (demo model). Delete those models"),
+])
+def test_a_refused_delete_names_the_models_and_whether_they_really_use_the_connector(server, users_connector, expected):
+    server.script(IN_USE_BY_M9, (200, {"name": "demo model", "connector_id": users_connector}))
+    writer = Writer(Client(server.url, backoff=0), CONNECTOR, False)
+    with pytest.raises(MLCommonsError) as raised:
+        ensure_absent(FakeModule({}, False), writer, {"connector_id": "XWAGLKIBO0H-CT-Ok0il", "name": "run connector"})
+    assert expected in str(raised.value)
+    assert raised.value.details["model_ids"] == ["m9"]
