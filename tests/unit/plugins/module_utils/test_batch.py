@@ -442,3 +442,44 @@ def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
     # Several jobs: the soonest of those still running.
     tasks = [running(1000, 500), running(1000, 100), running(1000, 1000, state="COMPLETED"), None]
     assert seconds_to_first_end(tasks, now=1100.0) == 100.0
+
+
+def simulated_wait(finalizing_s, poll_interval=2.0, validating_s=60.0, in_progress_s=1800.0):
+    """ml_batch_predict's wait for one OpenAI job, on a simulated clock: (status checks while it finalized, seconds
+    after its end that the wait saw it)."""
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import POLL_FRACTION_OF_WAIT, seconds_to_first_end
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+
+    created, clock, checks = 1000.0, [1000.0], []
+    in_progress_at, finalizing_at = created + validating_s, created + validating_s + in_progress_s
+    ends_at = finalizing_at + finalizing_s
+
+    def read():
+        now = clock[0]
+        checks.append(now)
+        if now >= ends_at:
+            return {"state": "COMPLETED", "remote_job": {"status": "completed"}}
+        if now < in_progress_at:
+            return {"state": "RUNNING", "remote_job": {"status": "validating"}}
+        done = min(1.0, (now - in_progress_at) / in_progress_s) * 50000
+        job = {"status": "in_progress", "in_progress_at": int(in_progress_at), "request_counts": {"total": 50000, "completed": int(done), "failed": 0}}
+        if now >= finalizing_at:
+            job.update(status="finalizing", finalizing_at=int(finalizing_at))
+        return {"state": "RUNNING", "remote_job": job}
+
+    def sleep(seconds):
+        clock[0] += seconds + 0.05  # each check takes a moment
+
+    wait_until(read, lambda task: task["state"] == "COMPLETED", 10 ** 6, interval=poll_interval, max_interval=300,
+               elapsed_fraction=POLL_FRACTION_OF_WAIT, sleep=sleep, clock=lambda: clock[0],
+               expected_in=lambda task: seconds_to_first_end([task], now=clock[0]))
+    return len([at for at in checks if finalizing_at <= at]), clock[0] - ends_at
+
+
+def test_a_finalizing_job_is_checked_less_and_less_often():
+    # A short finalization is seen within the poll interval; a long one costs few checks and is seen at most about a
+    # tenth of its length late (checking every poll interval, 900 s of finalizing would take 450 checks).
+    checks, late = simulated_wait(finalizing_s=10)
+    assert late <= 2.1
+    checks, late = simulated_wait(finalizing_s=900)
+    assert checks <= 60 and late <= 0.1 * 900 + 2.1
