@@ -494,8 +494,8 @@ def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     costs the provider few calls and is seen ending at most a tenth of its duration late (a factor
     of 1.5 per check had let a job that ended after some minutes go unseen for up to a minute more;
     make bench, issue 7). When the provider reports the job's progress, the check after its expected end comes
-    then (see seconds_to_end), so the end is seen at most about ``interval`` late. On timeout fails with the last
-    state seen and the task ID.
+    then (see seconds_to_end), so the end is seen at most about ``interval``, or a tenth of the provider's
+    finalization, late. On timeout fails with the last state seen and the task ID.
     """
     def read():
         task = read_task(client, task_id)

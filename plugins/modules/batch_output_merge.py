@@ -458,6 +458,16 @@ class Part(object):
         self.starts, self.lengths = array("q"), array("q")
 
 
+def chunks(source, length):
+    """The next ``length`` bytes of the open file ``source``, COPY_SIZE bytes at a time (fewer at its end)."""
+    while length > 0:
+        chunk = source.read(min(COPY_SIZE, length))
+        if not chunk:
+            return
+        length -= len(chunk)
+        yield chunk
+
+
 class Sink(object):
     """What is written to ``path``, compared on the way with what ``path`` holds: as long as it is the same, nothing
     is written; from the first difference on (or from the start, when there is no ``path``), it goes into a
@@ -482,12 +492,7 @@ class Sink(object):
             handle, self.temporary = tempfile.mkstemp(dir=self.directory, prefix=".%s." % os.path.basename(self.path), suffix=".part")
             self.handle = os.fdopen(handle, "wb")
         if existing is not None:
-            existing.seek(0)
-            remaining = self.size
-            while remaining and self.handle is not None:
-                chunk = existing.read(min(COPY_SIZE, remaining))
-                self.handle.write(chunk)
-                remaining -= len(chunk)
+            self.transfer(existing, 0, self.size)
             existing.close()
 
     def write(self, data, lines):
@@ -499,21 +504,29 @@ class Sink(object):
             self.handle.write(data)
 
     def copy(self, source, offset, length, lines):
-        """Write ``length`` bytes of the open file ``source`` from ``offset`` on, ending with a newline. Once nothing
-        is compared any more, the kernel copies them (os.copy_file_range), which costs a fraction of reading and
-        writing them; else they go through :meth:`write` COPY_SIZE bytes at a time."""
+        """Write ``length`` bytes of the open file ``source`` from ``offset`` on, ending with a newline: compared
+        COPY_SIZE bytes at a time while ``path`` holds the same, else appended by :meth:`transfer`."""
         source.seek(offset + length - 1)
         newline = b"" if source.read(1) == b"\n" else b"\n"
-        done = 0
         if self.existing is None:
-            done = self.kernel_copy(source, offset, length) if self.handle is not None else length
-            self.size += done
-        source.seek(offset + done)
-        while done < length:
-            chunk = source.read(min(COPY_SIZE, length - done))
-            self.write(chunk, 0)
-            done += len(chunk)
+            self.transfer(source, offset, length)
+            self.size += length
+        else:
+            source.seek(offset)
+            for chunk in chunks(source, length):
+                self.write(chunk, 0)
         self.write(newline, lines)
+
+    def transfer(self, source, offset, length):
+        """Append ``length`` bytes of the open file ``source`` from ``offset`` on to the temporary file (none in check
+        mode): copied by the kernel (os.copy_file_range) where the system can, which costs a fraction of reading and
+        writing them, else read and written COPY_SIZE bytes at a time."""
+        if self.handle is None:
+            return
+        done = self.kernel_copy(source, offset, length)
+        source.seek(offset + done)
+        for chunk in chunks(source, length - done):
+            self.handle.write(chunk)
 
     def kernel_copy(self, source, offset, length):
         """How many bytes os.copy_file_range appended to the temporary file (0 where the system has none)."""
