@@ -142,6 +142,8 @@ options:
         connector, deploys them again and waits until they are C(DEPLOYED), and returns them in RV(redeployed_models).
       - On a cluster the models are undeployed from every node and deployed again to every eligible node; the wait ends
         when each eligible node in the cluster serves them by its own profile, as with O(opensearch.ml_commons.ml_model#module:deployed_on=every_node).
+      - ML Commons may also count deployed models of other connectors as users (see the notes). It refuses the update
+        while they are deployed, so with V(true) they are cycled too, and a warning names them.
     type: bool
     default: false
   recreate_on_parameter_removal:
@@ -165,6 +167,10 @@ options:
 notes:
   - Credentials are write-only in ML Commons, so O(update_credential) decides when they are sent; the diff never
     shows them.
+  - Before it updates or deletes a connector, ML Commons (2.19 to 3.6) looks for the models that use it with a match
+    query on the models' C(connector_id), which matches any part of an ID between hyphens. IDs made on one node within
+    a minute or so can share such a part, so ML Commons may refuse because of models of another connector. The module
+    names those models and their connectors in its message, and check mode predicts the same refusal.
 """
 
 EXAMPLES = r"""
@@ -236,7 +242,9 @@ connector:
         method: POST
         url: https://api.openai.com/v1/embeddings
 redeployed_models:
-  description: The IDs of the models undeployed and deployed again around the update (O(redeploy_models)).
+  description:
+    - The IDs of the models undeployed and deployed again around the update (O(redeploy_models)), including models of
+      other connectors that ML Commons counted as users.
   returned: always
   type: list
   elements: str
@@ -260,7 +268,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors impor
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
     deploy,
     describe_models,
+    false_users,
     is_deployed_or_deploying,
+    models_matching_connector,
     models_using_connector,
     undeploy,
 )
@@ -406,11 +416,25 @@ def create_body(params, wanted):
     return body
 
 
+def false_match_reason(others):
+    """Why ML Commons names ``others``, models of other connectors, as users of a connector."""
+    return (
+        "%s use(s) another connector (%s); ML Commons counts them because its check is a match query on the models' "
+        "connector_id, which matches any part of an ID between hyphens, and IDs made on one node within a minute or so can share one"
+        % (describe_models(others), ", ".join(sorted(set(model["connector_id"] for model in others))))
+    )
+
+
 def blocked_update(connector, deployed):
+    others = false_users(connector["connector_id"], deployed)
+    if others:
+        message = "ML Commons refuses to update connector %r (%s) while %d deployed model(s) count as its users: %s. %s." % (
+            connector.get("name"), connector["connector_id"], len(deployed), describe_models(deployed), false_match_reason(others))
+    else:
+        message = "Connector %r (%s) cannot be updated while %d deployed model(s) use it: %s." % (
+            connector.get("name"), connector["connector_id"], len(deployed), describe_models(deployed))
     return MLCommonsError(
-        "Connector %r (%s) cannot be updated while %d deployed model(s) use it: %s. Undeploy them first, or set "
-        "redeploy_models: true to have the module undeploy, update and redeploy them."
-        % (connector.get("name"), connector["connector_id"], len(deployed), describe_models(deployed)),
+        message + " Undeploy them first, or set redeploy_models: true to have the module undeploy, update and redeploy them.",
         model_ids=[model["model_id"] for model in deployed],
     )
 
@@ -420,12 +444,15 @@ def update_in_place(module, writer, connector, changes, predicted):
     allowed, else fail naming them. Returns the connector after it and the models redeployed.
 
     The server's own answer decides which models block the update: a search could miss a model
-    deployed a moment ago (search is near-real-time), ML Commons' check cannot.
+    deployed a moment ago (search is near-real-time), ML Commons' check cannot. It may name models
+    of other connectors (:func:`false_users`); with redeploy_models they are cycled too, since ML
+    Commons refuses the update while they are deployed, and a warning names them.
     """
     client = writer.client
     redeploy = module.params["redeploy_models"]
+    connector_id = connector["connector_id"]
     if module.check_mode:
-        deployed = [model for model in models_using_connector(client, connector["connector_id"]) if is_deployed_or_deploying(model)]
+        deployed = [model for model in models_matching_connector(client, connector_id) if is_deployed_or_deploying(model)]
         if deployed and not redeploy:
             raise blocked_update(connector, deployed)
         return writer.update(connector, changes, predicted), [model["model_id"] for model in deployed]
@@ -438,6 +465,9 @@ def update_in_place(module, writer, connector, changes, predicted):
     deployed = [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in blocking_ids]
     if not redeploy:
         raise blocked_update(connector, deployed)
+    others = false_users(connector_id, deployed)
+    if others:
+        module.warn("Undeploying and redeploying models of other connectors to update connector %s: %s." % (connector_id, false_match_reason(others)))
     timeout = module.params["wait_timeout"]
     for model_id in blocking_ids:
         undeploy(client, model_id, timeout)
@@ -447,11 +477,12 @@ def update_in_place(module, writer, connector, changes, predicted):
     return updated, blocking_ids
 
 
-def delete_when_unused(writer, connector, timeout):
-    """Delete a connector whose models were just moved away.
+def delete_when_unused(writer, connector, moved, timeout):
+    """Delete a connector whose models (IDs ``moved``) were just moved away.
 
     ML Commons finds a connector's users with a search, which sees the models' new connector only
-    after the next refresh (about a second): until then it answers 409, so the delete is retried.
+    after the next refresh (about a second): until then it answers 409 naming moved models, so the
+    delete is retried. A refusal that names another model cannot pass by waiting, and fails at once.
     """
     def try_delete():
         try:
@@ -459,6 +490,9 @@ def delete_when_unused(writer, connector, timeout):
         except HTTPError as error:
             if error.status != 409:
                 raise
+            strangers = [model_id for model_id in answers.models_blocking_connector_change(error) if model_id not in moved]
+            if strangers:
+                raise in_use_error(connector, [get_by_id(writer.client, MODEL, model_id) or {"model_id": model_id} for model_id in strangers])
             return False
         return True
 
@@ -475,6 +509,7 @@ def recreate(module, writer, connector, wanted, predicted):
     body = dict((name, value) for name, value in connector.items() if name in COMPARED_FIELDS and name not in ("access_mode",))
     body.update(wanted)
     users = models_using_connector(client, connector["connector_id"])
+    moved = [model["model_id"] for model in users]
     if not module.check_mode and not module.params["credential"]:
         raise ConfigurationError(
             "Recreating connector %r needs credential: ML Commons never returns the old one." % connector.get("name")
@@ -485,8 +520,13 @@ def recreate(module, writer, connector, wanted, predicted):
     for model in users:
         models.update(model, {"connector_id": replacement["connector_id"]})
     if not module.check_mode:
-        delete_when_unused(writer, connector, module.params["wait_timeout"])
-    return replacement, [model["model_id"] for model in users]
+        try:
+            delete_when_unused(writer, connector, moved, module.params["wait_timeout"])
+        except MLCommonsError as error:
+            raise MLCommonsError("Connector %r was replaced by %s and its models moved to it (%s), but the old one (%s) remains: %s"
+                                 % (connector.get("name"), replacement["connector_id"], ", ".join(moved) or "none", connector["connector_id"], error),
+                                 **error.details)
+    return replacement, moved
 
 
 def ensure_present(module, writer, connector):
@@ -519,24 +559,20 @@ def ensure_present(module, writer, connector):
 
 
 def in_use_error(connector, users):
-    """The refusal of a delete, naming the models ML Commons counted as the connector's users. Its check is a match
-    query on the models' text field connector_id (ML Commons 2.19 to 3.6), which also finds models whose connector's
-    ID shares a part between hyphens with this one (IDs made close in time do): those are named as such."""
+    """The refusal of a delete, naming the models ML Commons counted as the connector's users; those of other
+    connectors (:func:`false_users`) are named as such."""
     connector_id = connector["connector_id"]
-    others = [model for model in users if model.get("connector_id") not in (None, connector_id)]
-    if users and len(others) == len(users):
-        return MLCommonsError(
-            "ML Commons refuses to delete connector %r (%s): its check for models that use it (a match query on the models' "
-            "connector_id, which matches parts of IDs) counts %s, which use(s) another connector (%s). No model uses this "
-            "connector; ML Commons deletes it once those models are deleted. It is left in place."
-            % (connector.get("name"), connector_id, describe_models(others), ", ".join(sorted(set(model["connector_id"] for model in others)))),
-            model_ids=[model["model_id"] for model in users],
-        )
-    return MLCommonsError(
-        "Connector %r (%s) is still used by %d model(s): %s. Delete those models or point them at another connector first."
-        % (connector.get("name"), connector_id, len(users), describe_models(users)),
-        model_ids=[model["model_id"] for model in users],
-    )
+    others = false_users(connector_id, users)
+    own = [model for model in users if model not in others]
+    if own:
+        message = "Connector %r (%s) is still used by %d model(s): %s. Delete those models or point them at another connector first." % (
+            connector.get("name"), connector_id, len(own), describe_models(own))
+        if others:
+            message += " Also counted: %s." % false_match_reason(others)
+    else:
+        message = ("ML Commons refuses to delete connector %r (%s): %s. No model uses this connector; ML Commons deletes it once "
+                   "those models are deleted. It is left in place." % (connector.get("name"), connector_id, false_match_reason(others)))
+    return MLCommonsError(message, model_ids=[model["model_id"] for model in users])
 
 
 def ensure_absent(module, writer, connector):
@@ -544,7 +580,7 @@ def ensure_absent(module, writer, connector):
     if connector is None:
         return result(writer, False, None, None)
     if module.check_mode:
-        users = models_using_connector(client, connector["connector_id"])
+        users = models_matching_connector(client, connector["connector_id"])
         if users:
             raise in_use_error(connector, users)
         return result(writer, True, connector, None)

@@ -1,4 +1,5 @@
-"""ml_connector's comparison (what ML Commons changes on storage must not count as a difference), and its refused deletes."""
+"""ml_connector's comparison (what ML Commons changes on storage must not count as a difference), and its refused
+updates and deletes."""
 
 import pytest
 
@@ -10,10 +11,12 @@ from ansible_collections.opensearch.ml_commons.plugins.modules.ml_connector impo
     desired_actions,
     ensure_absent,
     normalize,
+    recreate,
     removed_parameters,
     stored_view,
+    update_in_place,
 )
-from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, writes
 
 SENT = {
     "action_type": "batch_predict",
@@ -92,7 +95,7 @@ IN_USE_BY_M9 = (409, {"error": {"type": "status_exception", "reason": "1 models 
 @pytest.mark.usefixtures("module_test_server")
 @pytest.mark.parametrize("users_connector, expected", [
     # ML Commons' match query on the models' connector_id finds IDs that share a part between hyphens.
-    ("V2AFLKIBO0H-CT-Oq0jL", "counts m9 (demo model), which use(s) another connector (V2AFLKIBO0H-CT-Oq0jL). No model uses this connector"),
+    ("V2AFLKIBO0H-CT-Oq0jL", "m9 (demo model) use(s) another connector (V2AFLKIBO0H-CT-Oq0jL); ML Commons counts them"),
     ("XWAGLKIBO0H-CT-Ok0il", "is still used by 1 model(s): m9 (demo model). Delete those models"),
 ])
 def test_a_refused_delete_names_the_models_and_whether_they_really_use_the_connector(server, users_connector, expected):
@@ -101,4 +104,81 @@ def test_a_refused_delete_names_the_models_and_whether_they_really_use_the_conne
     with pytest.raises(MLCommonsError) as raised:
         ensure_absent(FakeModule({}, False), writer, {"connector_id": "XWAGLKIBO0H-CT-Ok0il", "name": "run connector"})
     assert expected in str(raised.value)
+    assert raised.value.details["model_ids"] == ["m9"]
+
+
+# Two IDs made on one node within a minute: ML Commons' match query on connector_id finds one from the other.
+RUN_CONNECTOR = {"connector_id": "i7-WLKIBGtvevjX-RSWe", "name": "run connector"}
+OTHER_CONNECTOR_ID = "jb-WLKIBGtvevjX-R1cA"
+UPDATE_BLOCKED_BY_M9 = (400, {"error": {"type": "status_exception", "reason": "1 models are still using this connector, please undeploy "
+                                        "the models first: [m9]"}, "status": 400})
+
+
+def other_connectors_model(state="DEPLOYED"):
+    return {"name": "role model", "connector_id": OTHER_CONNECTOR_ID, "model_state": state}
+
+
+@pytest.mark.usefixtures("module_test_server")
+def test_a_check_mode_delete_predicts_the_refusal_for_a_model_of_another_connector(server):
+    server.script((200, hits(("m9", other_connectors_model()))))
+    writer = Writer(Client(server.url, backoff=0), CONNECTOR, True)
+    with pytest.raises(MLCommonsError) as raised:
+        ensure_absent(FakeModule({}, True), writer, RUN_CONNECTOR)
+    assert "No model uses this connector" in str(raised.value)
+    assert "m9 (role model) use(s) another connector (%s)" % OTHER_CONNECTOR_ID in str(raised.value)
+    assert writes(server) == []
+
+
+@pytest.mark.usefixtures("module_test_server")
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_an_update_refused_for_a_model_of_another_connector_says_so(server, check_mode):
+    if check_mode:
+        server.script((200, hits(("m9", other_connectors_model()))))
+    else:
+        server.script(UPDATE_BLOCKED_BY_M9, (200, other_connectors_model()))
+    module = FakeModule({"redeploy_models": False, "wait_timeout": 60}, check_mode)
+    with pytest.raises(MLCommonsError) as raised:
+        update_in_place(module, Writer(Client(server.url, backoff=0), CONNECTOR, check_mode), RUN_CONNECTOR, {"description": "new"}, None)
+    message = str(raised.value)
+    assert message.startswith("ML Commons refuses to update connector 'run connector' (i7-WLKIBGtvevjX-RSWe) while 1 deployed model(s) "
+                              "count as its users: m9 (role model). m9 (role model) use(s) another connector (%s)" % OTHER_CONNECTOR_ID)
+    assert message.endswith("set redeploy_models: true to have the module undeploy, update and redeploy them.")
+    assert raised.value.details["model_ids"] == ["m9"]
+    assert [method for method, _path, _body in writes(server)] == ([] if check_mode else ["PUT"])
+
+
+@pytest.mark.usefixtures("module_test_server")
+def test_redeploy_models_cycles_a_model_of_another_connector_with_a_warning(server):
+    server.script(UPDATE_BLOCKED_BY_M9, (200, other_connectors_model()),
+                  (200, {}), (200, other_connectors_model("UNDEPLOYED")),  # undeploy, read back
+                  (200, {"result": "updated"}), (200, {"name": "run connector", "description": "new"}),  # the update
+                  (200, other_connectors_model("UNDEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}),  # deploy
+                  (200, other_connectors_model()), (200, {"nodes": {"n0": {"models": {"m9": {"model_state": "DEPLOYED"}}}}}))
+    module = FakeModule({"redeploy_models": True, "wait_timeout": 60}, False)
+    updated, redeployed = update_in_place(module, Writer(Client(server.url, backoff=0), CONNECTOR, False), RUN_CONNECTOR,
+                                          {"description": "new"}, None)
+    assert updated["description"] == "new" and redeployed == ["m9"]
+    assert len(module.warnings) == 1 and "m9 (role model) use(s) another connector (%s)" % OTHER_CONNECTOR_ID in module.warnings[0]
+
+
+@pytest.mark.usefixtures("module_test_server")
+def test_a_recreate_whose_old_connector_is_refused_for_another_model_fails_at_once_naming_the_replacement(server):
+    stored = dict(RUN_CONNECTOR, version="1", protocol="http", parameters={"model": "m", "dropped": "x"})
+    replacement = dict(stored, parameters={"model": "m"})
+    server.script((200, hits(("m1", {"name": "own model", "connector_id": RUN_CONNECTOR["connector_id"]}),
+                             ("m9", other_connectors_model()))),  # the old connector's users
+                  (200, {"connector_id": "new1"}),  # created
+                  (200, hits(("new1", replacement))), (200, hits(("new1", replacement))),  # the only replacement, twice
+                  (200, replacement),  # read back
+                  (200, {"result": "updated"}), (200, {"name": "own model", "connector_id": "new1"}),  # m1 moved
+                  (409, {"error": {"type": "status_exception", "reason": "2 models are still using this connector, please delete or "
+                                   "update the models first: [m1, m9]"}, "status": 409}),
+                  (200, other_connectors_model()))
+    module = FakeModule({"credential": {"openAI_key": "k"}, "wait_timeout": 60}, False)
+    with pytest.raises(MLCommonsError) as raised:
+        recreate(module, Writer(Client(server.url, backoff=0), CONNECTOR, False), stored, {"parameters": {"model": "m"}}, None)
+    message = str(raised.value)
+    assert message.startswith("Connector 'run connector' was replaced by new1 and its models moved to it (m1), but the old one "
+                              "(i7-WLKIBGtvevjX-RSWe) remains: ML Commons refuses to delete connector")
+    assert "m9 (role model), which use(s) another connector" not in message and "m9 (role model) use(s) another connector" in message
     assert raised.value.details["model_ids"] == ["m9"]
