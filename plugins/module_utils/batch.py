@@ -486,6 +486,14 @@ def seconds_to_first_end(tasks, now=None):
     return min(due) if due else None
 
 
+def read_waited_task(client, task_id, label=None):
+    """The task of a job being waited for, which must still exist; ``label`` tells the job apart in the error."""
+    task = read_task(client, task_id)
+    if task is None:
+        raise MLCommonsError("Batch task %s%s disappeared while waiting for it." % (task_id, " (%s)" % label if label else ""), task_id=task_id)
+    return task
+
+
 def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     """Poll the task (each read asks the provider) until its state is in ``done``; return it.
 
@@ -497,14 +505,8 @@ def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
     then (see seconds_to_end), so the end is seen at most about ``interval``, or a tenth of the provider's
     finalization, late. On timeout fails with the last state seen and the task ID.
     """
-    def read():
-        task = read_task(client, task_id)
-        if task is None:
-            raise MLCommonsError("Batch task %s disappeared while waiting for it." % task_id, task_id=task_id)
-        return task
-
     try:
-        task, _polls = wait_until(read, lambda task: task.get("state") in done, timeout, interval=interval,
+        task, _polls = wait_until(lambda: read_waited_task(client, task_id), lambda task: task.get("state") in done, timeout, interval=interval,
                                   max_interval=max(interval, MAX_POLL_INTERVAL), elapsed_fraction=POLL_FRACTION_OF_WAIT,
                                   describe=lambda task: describe_task(task_id, task),
                                   expected_in=lambda task: seconds_to_first_end([task]))

@@ -283,6 +283,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     job_identity_of_request,
     read_new_task,
     read_task,
+    read_waited_task,
     reusable_job,
     seconds_to_first_end,
     summary,
@@ -479,14 +480,14 @@ def follow_standing(module, client, model_id, identity, task_id, task, changed, 
     return follow(module, client, task_id, task, changed, wait)
 
 
-def follow(module, client, task_id, task, changed, wait, before=None):
+def follow(module, client, task_id, task, changed, wait):
     """Wait for the job if ``wait``, and return the module's result for it."""
     params = module.params
     if wait:
         if task is None or task.get("state") not in DONE_STATES:
             task = wait_for_job(client, task_id, params["wait_timeout"], params["poll_interval"])
         check_outcome(task_id, task)
-    return result(changed, from_task(task_id, task), before)
+    return result(changed, from_task(task_id, task))
 
 
 def present_without_tasks(module, client, parameters):
@@ -721,9 +722,7 @@ def submit_what_fits(module, client, model, connector, jobs):
 def refresh(module, client, job):
     """Read a running job; one that ended cancelled, because a concurrent run converged on an older
     copy of it, is replaced by the copy that stands (see follow_standing)."""
-    job.task = read_task(client, job.task_id)
-    if job.task is None:
-        raise MLCommonsError("Batch task %s (job %d) disappeared while waiting for it." % (job.task_id, job.number), task_id=job.task_id)
+    job.task = read_waited_task(client, job.task_id, "job %d" % job.number)
     if job.state in CANCELLED_STATES and job.handovers < FOLLOW_ATTEMPTS:
         standing = standing_jobs(client, module.params["model_id"], job.identity)
         if standing:

@@ -130,22 +130,19 @@ def test_without_wait_what_fits_is_submitted_and_a_later_run_goes_on_from_there(
     assert final["status"] == "COMPLETED"
 
 
-def test_a_queue_full_failure_is_retried_and_then_completes(cluster):
+def test_a_queue_full_failure_is_retried_and_then_completes(cluster, monkeypatch):
     cluster.limit = 5
     cluster.ends["file-b"] = ("FAILED", "token_limit_exceeded")
-    original_read = cluster.read
 
     def read_then_allow(client, task_id, doing=None):
-        task = original_read(client, task_id, doing)
+        task = cluster.read(client, task_id, doing)
         if task is not None and task["state"] == "FAILED":
             cluster.ends.pop("file-b", None)  # the queue has room from now on
         return task
 
-    ml_batch_predict.read_task = read_then_allow
-    try:
-        outcome = run(fake_module(FILES[:3]))
-    finally:
-        ml_batch_predict.read_task = original_read
+    monkeypatch.setattr(ml_batch_predict, "read_task", read_then_allow)
+    monkeypatch.setattr(batch, "read_task", read_then_allow)
+    outcome = run(fake_module(FILES[:3]))
     assert cluster.submits.count("file-b") == 2
     assert [entry["status"] for entry in outcome["jobs"]] == ["COMPLETED"] * 3
 
