@@ -167,10 +167,10 @@ file:
     filename: embeddings.sha256-5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03.jsonl
     purpose: batch
 dest:
-  description: Where the file was downloaded to.
+  description: Where the file was downloaded to, as an absolute path.
   returned: when O(dest) is given
   type: str
-  sample: results/output.jsonl
+  sample: /srv/batch/results/output.jsonl
 sha256:
   description:
     - The SHA-256 of the file's content.
@@ -291,7 +291,9 @@ def upload(module, client):
 
 
 def download_target(dest, found):
-    """``dest``, or the file's own name inside it when ``dest`` is a directory; its directory must exist."""
+    """``dest``, or the file's own name inside it when ``dest`` is a directory, as an absolute path (ansible-core's
+    atomic_move fails for a new file named without a directory); its directory must exist."""
+    dest = os.path.abspath(dest)
     if os.path.isdir(dest):
         return os.path.join(dest, os.path.basename(found.get("filename") or found["id"]))
     directory = os.path.dirname(os.path.abspath(dest))
