@@ -35,6 +35,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
     AmbiguousLookupError,
     HTTPError,
+    MLCommonsError,
     UncertainOutcomeError,
     WaitTimeoutError,
 )
@@ -297,8 +298,18 @@ class Writer(object):
             found = find_by_name(self.client, kind, name, filters)
             return found and found[kind.id_field]
 
+        def discard(own_id):
+            # A copy left behind would make every later run refuse the name as ambiguous: say which.
+            try:
+                self.delete_id(own_id)
+            except MLCommonsError as error:
+                raise MLCommonsError(
+                    "Another run created %s %r at the same moment, so this run deleted its own copy (%s), and the delete "
+                    "failed (%s). Delete %s, then run again." % (kind.label, name, own_id, error, own_id),
+                    **dict(error.details, **{kind.id_field: own_id}))
+
         own_id = create_once(sent, created_meanwhile)
-        kept = keep_oldest(self.client, kind, name, own_id, self.delete_id, filters)
+        kept = keep_oldest(self.client, kind, name, own_id, discard, filters)
         return get_by_id(self.client, kind, kept)
 
     def update(self, current, changes, predicted=None):

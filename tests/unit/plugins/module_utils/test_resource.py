@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource, wait
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import AmbiguousLookupError, HTTPError, UncertainOutcomeError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import AmbiguousLookupError, HTTPError, MLCommonsError, UncertainOutcomeError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
     CONNECTOR,
     MODEL_GROUP,
@@ -257,6 +257,20 @@ def test_the_writer_creates_at_the_kinds_create_path_and_reads_the_survivor_back
     assert [(request["method"], request["path"]) for request in server.received] == [
         ("POST", "/_plugins/_ml/connectors/_create"), ("POST", "/_plugins/_ml/connectors/_search"),
         ("POST", "/_plugins/_ml/connectors/_search"), ("GET", "/_plugins/_ml/connectors/mine")]
+
+
+def test_a_younger_copy_the_writer_cannot_delete_is_named_with_what_to_do(server, no_create_window):
+    # ML Commons refuses to delete a connector made a moment ago when its match query counts another connector's model.
+    server.script((200, {"connector_id": "mine"}), (200, dated_hits(("theirs", 3), ("mine", 5))),
+                  (409, {"error": {"type": "status_exception", "reason": "1 models are still using this connector, please delete or "
+                                   "update the models first: [m9]"}, "status": 409}))
+    writer = Writer(Client(server.url, backoff=0), CONNECTOR)
+    with pytest.raises(MLCommonsError) as raised:
+        writer.create({"name": "n"}, "n")
+    assert str(raised.value).startswith("Another run created connector 'n' at the same moment, so this run deleted its own copy (mine), "
+                                        "and the delete failed (OpenSearch answered 409 to DELETE /_plugins/_ml/connectors/mine: ")
+    assert str(raised.value).endswith("[m9]). Delete mine, then run again.")
+    assert raised.value.details["connector_id"] == "mine" and raised.value.details["status"] == 409
 
 
 def test_the_writer_updates_and_deletes_by_id_and_shapes_the_result(server):
