@@ -242,7 +242,8 @@ def is_retriable_deploy_failure(error):
 
 def deploy(client, model_id, timeout, every_node=True):
     """Deploy and wait until the model is served: by every planned node that is alive, or with
-    ``every_node`` false by at least one (see :class:`Deployment`).
+    ``every_node`` false by at least one (see :class:`Deployment`). Returns the model and whether a
+    deploy or undeploy was sent: one that ML Commons had under way by itself may only be waited for.
 
     Deploying is idempotent (ML Commons deploys a deployed model again, nothing more), so a
     deploy whose answer was lost is retried like a GET instead of failing the run.
@@ -260,6 +261,11 @@ def deploy(client, model_id, timeout, every_node=True):
     to every eligible node again, so it is repeated like a collision.
     """
     deadline = time.monotonic() + timeout
+    sent = []
+
+    def send(action):
+        client.request("POST", MODEL.path(model_id) + "/" + action, idempotent=True)
+        sent.append(action)
 
     def attempt(number):
         if number > 1:
@@ -272,13 +278,13 @@ def deploy(client, model_id, timeout, every_node=True):
                 # refuse every later deploy as a duplicate (MLModelCacheHelper.initModelState). No deploy is
                 # under way by the model's state, and undeploying clears the node's stale entry; without a
                 # custom deployment plan (off by default) only an undeploy from every node is allowed.
-                client.request("POST", MODEL.path(model_id) + "/_undeploy", idempotent=True)
+                send("_undeploy")
         if current_model(client, model_id).get("model_state") not in DEPLOYING_STATES:
-            client.request("POST", MODEL.path(model_id) + "/_deploy", idempotent=True)
+            send("_deploy")
         model = wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
         return check_served(client, model, every_node)
 
-    return retry(attempt, is_retriable_deploy_failure, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline)
+    return retry(attempt, is_retriable_deploy_failure, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline), bool(sent)
 
 
 def undeploy(client, model_id, timeout):

@@ -112,7 +112,8 @@ notes:
     marks a model C(PARTIALLY_DEPLOYED) when fewer nodes serve it than are eligible, and C(DEPLOY_FAILED) when none does.
     When a node joins or comes back, the elected cluster manager redeploys the models by itself
     (C(plugins.ml_commons.model_auto_redeploy.enable)), at most C(plugins.ml_commons.model_auto_redeploy.lifetime_retry_times)
-    times per model; a run of this module does not count on it and deploys what it finds missing. A node that is back
+    times per model; a run of this module does not count on it and deploys what it finds missing. A deploy ML Commons
+    has under way (the model C(DEPLOYING)) is waited for, not sent again, and is no change of this run. A node that is back
     before the sync job put it in the model's C(planning_worker_nodes) counts as one that must serve the model when ML
     Commons would deploy to it (by its roles and the settings above, and C(plugins.ml_commons.exclude_nodes._name))."
   - V(undeployed) and V(absent) undeploy the model from every node of the cluster.
@@ -201,6 +202,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils import answe
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
+    DEPLOYING_STATES,
     deploy,
     deployment,
     describe_nodes,
@@ -329,13 +331,15 @@ def converge_deployment(module, client, model):
     else:
         return model, False, known_serving
     if module.check_mode:
-        return dict(model, model_state=settled), True, known_serving
+        # A deploy ML Commons has under way (its redeploy after a restart) is only waited for.
+        return dict(model, model_state=settled), model.get("model_state") not in DEPLOYING_STATES, known_serving
     timeout = module.params["wait_timeout"]
     if not module.params["wait"]:
         client.post(MODEL.path(model_id) + "/" + action)
         return get_by_id(client, MODEL, model_id), True, None
     if action == "_deploy":
-        return deploy(client, model_id, timeout, every_node(module)), True, None
+        model, sent = deploy(client, model_id, timeout, every_node(module))
+        return model, sent, None
     return undeploy(client, model_id, timeout), True, []
 
 

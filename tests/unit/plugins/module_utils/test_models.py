@@ -40,13 +40,15 @@ def no_sleep(monkeypatch):
 
 def test_a_plain_deploy():
     client = FakeClient(["REGISTERED", "DEPLOYED"])
-    assert models.deploy(client, "m1", 30)["model_state"] == "DEPLOYED"
+    model, sent = models.deploy(client, "m1", 30)
+    assert model["model_state"] == "DEPLOYED" and sent
     assert client.posts == ["_deploy"]
 
 
-def test_a_deploy_under_way_is_waited_for_not_doubled():
+def test_a_deploy_under_way_is_waited_for_not_doubled_and_not_counted_as_sent():
     client = FakeClient(["DEPLOYING", "DEPLOYING", "DEPLOYED"])
-    assert models.deploy(client, "m1", 30)["model_state"] == "DEPLOYED"
+    model, sent = models.deploy(client, "m1", 30)
+    assert model["model_state"] == "DEPLOYED" and not sent
     assert client.posts == []
 
 
@@ -56,7 +58,7 @@ def test_a_stuck_duplicate_is_cleared_by_an_undeploy():
               "DEPLOY_FAILED", "DEPLOY_FAILED", "DEPLOY_FAILED",  # look again; attempt 2 fails too
               "DEPLOY_FAILED", "DEPLOY_FAILED", "DEPLOYED"]  # after the undeploy, attempt 3 works
     client = FakeClient(states, task_error='{"node":"Duplicate deploy model task"}')
-    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy", "_deploy", "_undeploy", "_deploy"]
 
 
@@ -71,7 +73,7 @@ def test_a_real_failure_is_not_retried():
 def test_a_deploy_that_lost_the_race_for_the_model_is_tried_again():
     client = FakeClient(["REGISTERED", "DEPLOY_FAILED", "DEPLOY_FAILED", "REGISTERED", "DEPLOYED"],
                         task_error="[m1]: version conflict, required seqNo [353], primary term [17]")
-    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy", "_deploy"]
 
 
@@ -231,13 +233,13 @@ def test_a_partial_deploy_is_deployed_again_until_every_node_serves():
     client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", ("n0", "n1")),  # attempt 1: n2 failed
                             ("PARTIALLY_DEPLOYED", ("n0", "n1")),  # look again before attempt 2
                             ("PARTIALLY_DEPLOYED", ("n0", "n1")), ("DEPLOYING", ("n0", "n1")), ("DEPLOYED", NODES)])
-    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy", "_deploy"]
 
 
 def test_a_partial_deploy_is_enough_with_any_node():
     client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", ("n0", "n1"))])
-    assert models.deploy(client, "m1", 300, every_node=False)["model_state"] == "PARTIALLY_DEPLOYED"
+    assert models.deploy(client, "m1", 300, every_node=False)[0]["model_state"] == "PARTIALLY_DEPLOYED"
     assert client.posts == ["_deploy"]
 
 
@@ -261,14 +263,14 @@ def test_a_node_stuck_on_a_duplicate_deploy_is_cleared_by_an_undeploy_from_every
                             ("PARTIALLY_DEPLOYED", ("n0", "n1")), ("PARTIALLY_DEPLOYED", ("n0", "n1")),  # attempt 3 undeploys
                             ("UNDEPLOYED", ()), ("DEPLOYING", ()), ("DEPLOYED", NODES)],
                            task_error='{"n2":"Duplicate deploy model task"}')
-    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy", "_deploy", "_undeploy", "_deploy"]
 
 
 def test_a_deploy_is_not_sent_when_every_node_serves_by_the_time_of_the_next_attempt():
     """ML Commons' own redeploy (a node came back) finished while this run waited to try again."""
     client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", ("n0", "n1")), ("DEPLOYED", NODES)])
-    assert models.deploy(client, "m1", 300)["model_state"] == "DEPLOYED"
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy"]
 
 

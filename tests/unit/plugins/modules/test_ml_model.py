@@ -162,6 +162,20 @@ def test_a_deployed_model_no_node_serves_in_check_mode_is_a_change_without_writi
     assert writes(server) == []
 
 
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_deploy_ml_commons_has_under_way_is_waited_for_and_is_no_change(server, check_mode):
+    """ML Commons redeploys a model by itself after a node restarts: the run only waits."""
+    server.script((200, hits(("m1", stored("DEPLOYING")))), (200, stored("DEPLOYING")), (200, profile("m1", "DEPLOYING")))
+    if not check_mode:
+        server.script((200, stored("DEPLOYING")),  # deploy: read before deploying, under way
+                      (200, stored("DEPLOYED")),  # wait: read until DEPLOYED
+                      (200, profile("m1", "DEPLOYED")),  # deploy: the node serves it
+                      (200, profile("m1", "DEPLOYED")), NODE_NAMES)  # the result's serving nodes
+    result = ml_model.run(fake_module(check_mode=check_mode, **WANTED), client(server))
+    assert result["changed"] is False and result["model_state"] == "DEPLOYED"
+    assert writes(server) == []
+
+
 def test_only_the_changed_field_is_sent_to_a_deployed_model(server):
     server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
                   (200, {"result": "updated"}), (200, stored("DEPLOYED", description="Embeds more text")),
