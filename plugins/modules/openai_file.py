@@ -296,7 +296,7 @@ def download_target(dest, found):
     dest = os.path.abspath(dest)
     if os.path.isdir(dest):
         return os.path.join(dest, os.path.basename(found.get("filename") or found["id"]))
-    directory = os.path.dirname(os.path.abspath(dest))
+    directory = os.path.dirname(dest)
     if not os.path.isdir(directory):
         raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
     return dest
@@ -311,10 +311,10 @@ def kept_without_download(params, dest, found, expected):
 
 
 def fetch(client, found, dest, expected):
-    """Stream the file into a temporary file beside ``dest``; return its path and SHA-256. The caller
-    moves it into place; a failure removes it."""
+    """Stream the file into a temporary file beside ``dest`` (an absolute path, see download_target); return its
+    path and SHA-256. The caller moves it into place; a failure removes it."""
     algorithms = ["sha256"] + ([expected[0]] if expected else [])
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)), prefix=".%s." % os.path.basename(dest), suffix=".part")
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".%s." % os.path.basename(dest), suffix=".part")
     try:
         with os.fdopen(handle, "wb") as partial:
             sink = DigestSink(partial, algorithms)
