@@ -173,11 +173,11 @@ import os
 import re
 import tempfile
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput, BatchInputError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import CHUNK_SIZE, file_digest, open_local
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import LocalModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInput, BatchInputError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import CHUNK_SIZE, file_digest, open_local
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import LocalModule
 
 # Five digits: part names sort in input order, up to 99,999 parts (five billion requests at OpenAI's limit).
 MAX_PARTS = 99999

@@ -243,10 +243,10 @@ import re
 import tempfile
 from array import array
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import CHUNK_SIZE, open_local
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import LocalModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import CHUNK_SIZE, open_local
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import LocalModule
 
 # The start of an answer line as OpenAI writes it ({"id": ..., "custom_id": ..., "response": {"status_code": ...),
 # read without parsing the rest of the line; a custom_id with escapes, or another key order, is parsed as JSON.

@@ -258,8 +258,8 @@ diff:
   type: dict
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import (
     ACTIVE_STATES,
     BATCH_TASK_TYPE,
     CANCELLED_STATES,
@@ -290,12 +290,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     TaskLimitReached,
     wait_for_job,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError, WaitTimeoutError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import is_deployed_or_deploying
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import effective_ml_settings
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string, build_diff
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import is_deployed_or_deploying
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
     CONNECTOR,
     MODEL,
     TASK,
@@ -304,7 +304,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     keep_oldest_of,
     oldest_of,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, wait_until
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
 AUTO_DEPLOY_SETTING = "plugins.ml_commons.model_auto_deploy.enable"

@@ -86,9 +86,9 @@ ml_settings:
     plugins.ml_commons.connector.private_ip_enabled: "false"
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ML_PLUGIN, effective_ml_settings, installed_plugins
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import ML_PLUGIN, effective_ml_settings, installed_plugins
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
 
 
 def run(module, client):

@@ -261,11 +261,11 @@ diff:
 """
 
 import json
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, changed_fields, is_empty
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string, changed_fields, is_empty
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import (
     deploy,
     describe_models,
     false_users,
@@ -274,8 +274,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.models impor
     models_using_connector,
     undeploy,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
     CONNECTOR,
     MODEL,
     Writer,
@@ -283,8 +283,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     get_by_id,
     not_the_object,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_connector_actions, check_name, check_safe_text
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.validation import check_connector_actions, check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
 
 COMPARED_FIELDS = ("name", "description", "version", "protocol", "parameters", "actions", "client_config", "access_mode", "backend_roles")
 ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function", "post_process_function")

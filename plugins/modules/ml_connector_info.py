@@ -57,8 +57,8 @@ connectors:
         model: text-embedding-ada-002
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, list_objects
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import CONNECTOR, list_objects
 
 
 def run(module, client):

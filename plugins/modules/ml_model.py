@@ -198,10 +198,10 @@ diff:
 
 import random
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, changed_fields
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string, changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import (
     DEPLOYING_STATES,
     deploy,
     deployment,
@@ -209,8 +209,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.models impor
     is_deployed_or_deploying,
     undeploy,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
     CONNECTOR,
     MODEL,
     MODEL_GROUP,
@@ -218,8 +218,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource imp
     find_by_name,
     get_by_id,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.validation import check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry
 
 UPDATABLE_FIELDS = ("name", "description", "model_group_id", "connector_id", "rate_limiter", "interface", "guardrails", "is_enabled")
 SERVING_PROTOCOLS = ("http", "aws_sigv4")

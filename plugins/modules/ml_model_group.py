@@ -109,13 +109,13 @@ diff:
   type: dict
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import changed_fields
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, HTTPError, MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, MODEL_GROUP, Writer, find_by_name, search
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, MODEL_GROUP, Writer, find_by_name, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.validation import check_name, check_safe_text
 
 
 def desired_fields(params):

@@ -56,8 +56,8 @@ model_groups:
       access: public
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL_GROUP, list_objects
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL_GROUP, list_objects
 
 
 def run(module, client):

@@ -89,9 +89,9 @@ models:
           name: ml-testbed-1
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import serving_nodes_of
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, list_objects, with_values
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import serving_nodes_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, list_objects, with_values
 
 
 def run(module, client):

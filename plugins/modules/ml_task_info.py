@@ -87,10 +87,10 @@ tasks:
           failed: 0
 """
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import integral_numbers, read_task, stored_task
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import TASK, search, with_values
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import integral_numbers, read_task, stored_task
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import TASK, search, with_values
 
 FILTERS = ("model_id", "task_type", "state")
 

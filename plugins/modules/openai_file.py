@@ -189,12 +189,12 @@ requests:
 import os
 import tempfile
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import DigestSink, MultipartFile, file_digest, parse_checksum
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import OpenAIModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import Kind, create_once, get_by_id, keep_oldest_of, oldest_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInput
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import DigestSink, MultipartFile, file_digest, parse_checksum
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import OpenAIModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import Kind, create_once, get_by_id, keep_oldest_of, oldest_of
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
 # The Files API's largest page.

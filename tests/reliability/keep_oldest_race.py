@@ -21,9 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, find_by_name, keep_oldest, name_filter, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import resource
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import CONNECTOR, find_by_name, keep_oldest, name_filter, search
 
 ENV_FILE = Path(__file__).resolve().parents[2] / ".testbed" / "env"
 

@@ -40,7 +40,7 @@ def collection_root() -> str:
 RACER = """
 import runpy, sys, time
 import ansible.module_utils.basic, requests
-import ansible_collections.opensearch.ml_commons.plugins.module_utils.module
+import ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 sys.argv = [sys.argv[1], sys.argv[3]]

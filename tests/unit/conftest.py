@@ -97,6 +97,6 @@ def module_test_server(server, monkeypatch):
     """The scripted server as the module tests use it: a request nothing was scripted for fails at once
     (instead of an answer that could keep a wait going until its timeout), and no wait pauses."""
     server.default = UNSCRIPTED
-    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.wait.time.sleep", lambda seconds: None)
-    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.resource.MIN_CREATE_WINDOW", 0)
+    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource.MIN_CREATE_WINDOW", 0)
     return server

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError, UncertainOutcomeError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import HTTPError, MLCommonsError, UncertainOutcomeError
 
 
 def answer(status, reason, error_type="status_exception"):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import (
     JobIdentity,
     cancel_path,
     describe_task,
@@ -28,8 +28,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import
     reusable_job,
     wait_for_job,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client, ServerVersion
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import HTTPError, MLCommonsError, WaitTimeoutError, redact_secrets
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client, ServerVersion
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import HTTPError, MLCommonsError, WaitTimeoutError, redact_secrets
 
 OPENAI_JOB = {
     "id": "batch_abc",
@@ -368,7 +368,8 @@ def test_wait_for_job_times_out_with_the_last_state_and_the_task(server):
 def test_wait_for_job_checks_every_poll_interval_then_a_tenth_of_the_wait(monkeypatch):
     """A job of minutes is seen ending within one poll interval, one of hours within a tenth of its
     duration, with few provider calls (make bench, issue 7)."""
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils import batch, wait
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import jobs as batch
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
 
     clock = {"now": 0.0}
     reads = []
@@ -424,7 +425,7 @@ def running(total, completed, failed=0, in_progress_at=1000.0, state="RUNNING"):
 
 
 def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import seconds_to_end, seconds_to_first_end
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import seconds_to_end, seconds_to_first_end
     # A quarter done in 60 s: three quarters left, 180 s.
     assert seconds_to_end(running(1000, 200, 50), now=1060.0) == 180.0
     # Every request ran: the end is due now; once the provider says it finalizes, due again after a tenth of the
@@ -447,8 +448,8 @@ def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
 def simulated_wait(finalizing_s, poll_interval=2.0, validating_s=60.0, in_progress_s=1800.0):
     """ml_batch_predict's wait for one OpenAI job, on a simulated clock: (status checks while it finalized, seconds
     after its end that the wait saw it)."""
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import POLL_FRACTION_OF_WAIT, seconds_to_first_end
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import POLL_FRACTION_OF_WAIT, seconds_to_first_end
+    from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
 
     created, clock, checks = 1000.0, [1000.0], []
     in_progress_at, finalizing_at = created + validating_s, created + validating_s + in_progress_s

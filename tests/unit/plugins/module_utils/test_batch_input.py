@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInput, BatchInputError, CustomIds
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInput, BatchInputError, CustomIds
 
 
 def request(custom_id, url="/v1/embeddings", model="text-embedding-3-small", **changes):

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import client as client_module
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import client as client_module
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import (
     BearerAuth,
     Client,
     ServerVersion,
@@ -24,14 +24,14 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.client impor
     infer_auth_type,
     quote_id,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import DigestSink, MultipartFile
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import DigestSink, MultipartFile
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
     ConfigurationError,
     HTTPError,
     TransportError,
     UncertainOutcomeError,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.module import openai_base_url
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import openai_base_url
 
 SECRET = "s3cr3t-Pa55word"
 UNAVAILABLE = (503, {"error": {"type": "unavailable", "reason": "try later"}, "status": 503})

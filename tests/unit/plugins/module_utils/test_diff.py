@@ -1,6 +1,6 @@
 """Comparing only what the user set, after normalising the server's shapes."""
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string, build_diff, changed_fields, is_empty
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string, build_diff, changed_fields, is_empty
 
 
 def test_only_fields_the_user_set_are_compared():

@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
     CHUNK_SIZE,
     DigestSink,
     MultipartFile,

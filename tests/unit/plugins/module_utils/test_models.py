@@ -2,10 +2,10 @@
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import models
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, PartialDeploymentError, WaitTimeoutError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.models import wait_until_deployed
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import models
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, PartialDeploymentError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import wait_until_deployed
 
 
 class FakeClient:
@@ -35,7 +35,7 @@ class FakeClient:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.wait.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait.time.sleep", lambda seconds: None)
 
 
 def test_a_plain_deploy():

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import resource, wait
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import AmbiguousLookupError, HTTPError, MLCommonsError, UncertainOutcomeError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import resource
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import AmbiguousLookupError, HTTPError, MLCommonsError, UncertainOutcomeError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
     CONNECTOR,
     MODEL_GROUP,
     TASK,

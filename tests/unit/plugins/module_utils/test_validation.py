@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.validation import check_connector_actions, check_name, check_safe_text
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.validation import check_connector_actions, check_name, check_safe_text
 
 
 @pytest.mark.parametrize("name", ["openAI_model_group", "OpenAI model (v2): test!", "Modèle d'été 2024", "a/b @c, \"d\"?"])

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, WaitTimeoutError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, spaced, wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, spaced, wait_until
 
 
 class FakeClock:

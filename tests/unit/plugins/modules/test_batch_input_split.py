@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInputError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInputError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.modules import batch_input_split
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 

@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.modules import batch_output_merge
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_batch_predict
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import requests_sent
 

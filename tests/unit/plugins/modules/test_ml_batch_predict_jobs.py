@@ -6,8 +6,9 @@ integration tests run the same against a real ML Commons."""
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import batch, wait
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import jobs as batch
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, WaitTimeoutError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_batch_predict
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 

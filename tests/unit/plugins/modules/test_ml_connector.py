@@ -3,10 +3,10 @@ updates and deletes."""
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import changed_fields
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, Writer
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import changed_fields
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import CONNECTOR, Writer
 from ansible_collections.opensearch.ml_commons.plugins.modules.ml_connector import (
     desired_actions,
     ensure_absent,

@@ -3,8 +3,8 @@ deployed again until every eligible node serves the model."""
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import CONNECTOR, Writer
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import CONNECTOR, Writer
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_connector
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, writes
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model_group
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, body, requests_sent, writes
 

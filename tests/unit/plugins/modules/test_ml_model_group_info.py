@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_model_group_info
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, requests_sent
 

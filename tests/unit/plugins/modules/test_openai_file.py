@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch_input import BatchInputError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import BearerAuth, Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInputError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import BearerAuth, Client
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.modules import openai_file
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 

@@ -26,16 +26,16 @@ __metaclass__ = type
 import json
 import time
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import as_server_string
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
     HTTPError,
     MLCommonsError,
     WaitTimeoutError,
     redact_secrets,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import TASK, search
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import TASK, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
 
 BATCH_TASK_TYPE = "BATCH_PREDICTION"
 FIRST_BATCH_VERSION = (2, 16)

@@ -11,7 +11,7 @@ __metaclass__ = type
 import json
 import re
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 
 # ML Commons 3.1+ accepts only letters, digits, white space and this punctuation in names and
 # descriptions (StringUtils.SAFE_INPUT_PATTERN); 2.x accepts anything. Checking here makes a

@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 
 ML_PLUGIN = "opensearch-ml"
 SECURITY_PLUGIN = "opensearch-security"

@@ -30,16 +30,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.diff import build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
     AmbiguousLookupError,
     HTTPError,
     MLCommonsError,
     UncertainOutcomeError,
     WaitTimeoutError,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import spaced, wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import spaced, wait_until
 
 # How long duplicates made by concurrent runs may take to disappear (each run deletes its own),
 # and how often to look meanwhile.

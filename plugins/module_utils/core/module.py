@@ -19,8 +19,8 @@ import warnings
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import REQUESTS_IMPORT_ERROR, BearerAuth, Client, client_from_params
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import REQUESTS_IMPORT_ERROR, BearerAuth, Client, client_from_params
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError
 
 CONNECTION_ARGUMENT_SPEC = dict(
     url=dict(type="str", required=True, fallback=(env_fallback, ["OPENSEARCH_URL"])),

@@ -28,8 +28,8 @@ import shutil
 import struct
 import tempfile
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import open_local
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import open_local
 
 # OpenAI's limits for one batch input file (gateways and other providers have their own).
 MAX_REQUESTS = 50000

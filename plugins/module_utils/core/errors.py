@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 
 # What a remote provider may echo back in an error that ML Commons passes on: the key it was
 # given (OpenAI masks most of it, "Incorrect API key provided: sk-ab***wxyz", other services may

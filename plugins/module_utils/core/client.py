@@ -39,14 +39,14 @@ except ImportError as import_error:  # pragma: no cover - exercised by the sanit
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit, urlencode, quote
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
     ConfigurationError,
     HTTPError,
     TransportError,
     UncertainOutcomeError,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files import CHUNK_SIZE
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import CHUNK_SIZE
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))

@@ -11,12 +11,12 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.client import quote_id
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.cluster import effective_ml_settings
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import MLCommonsError, PartialDeploymentError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.resource import MODEL, TASK, get_by_id, search
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.wait import retry, wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import effective_ml_settings
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, PartialDeploymentError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, TASK, get_by_id, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, wait_until
 
 # States in which a node holds the model or is loading it; the pre-2.7 names still appear on upgraded clusters.
 DEPLOYED_OR_DEPLOYING_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))

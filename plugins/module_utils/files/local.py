@@ -22,7 +22,7 @@ import hashlib
 import os
 import uuid
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 
 CHUNK_SIZE = 1024 * 1024
 # hashlib's algorithms that every Python has, less the SHAKEs, whose digests have no fixed length.
