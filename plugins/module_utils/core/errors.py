@@ -103,5 +103,14 @@ class WaitTimeoutError(MLCommonsError):
     """A wait ran out of time; carries the last state seen."""
 
 
+class DeployFailedError(MLCommonsError):
+    """A deploy settled as failed. ``task_error`` is the error ML Commons recorded on the model's
+    deploy task, None when it recorded none."""
+
+    def __init__(self, message, task_error=None, **details):
+        super(DeployFailedError, self).__init__(message, **details)
+        self.task_error = task_error
+
+
 class PartialDeploymentError(MLCommonsError):
     """A deploy settled while some of the nodes ML Commons planned for the model do not serve it."""

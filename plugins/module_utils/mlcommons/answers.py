@@ -29,10 +29,9 @@ MODEL_GROUP_NAME_TAKEN = re.compile(r"already being used by a model group with I
 CONNECTOR_IN_USE = re.compile(r"models are still using this connector.*\[([^\]]*)\]")
 # An update that was stored, but whose refresh of a node's copy of the model failed.
 MODEL_CACHE_NOT_UPDATED = "update model cache was failed"
-# Two deploys of one model that got in each other's way (the second fails as a duplicate, or on the
-# model's seqNo, or leaves no reason in its task at times), or a deploy right after a restart that
-# could not read the encryption key yet.
-DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
+# A deploy task's error when another deploy of the model got in its way (a duplicate, or the model's
+# seqNo), or when the deploy came right after a restart, before the encryption key could be read.
+DEPLOY_COLLISIONS = ("Duplicate deploy model task", "Fetching master key timed out", "version conflict")
 BATCH_DISABLED = "Offline Batch Inference is currently disabled"
 BATCH_TASK_LIMIT = "Exceeded maximum limit for BATCH_PREDICTION tasks"
 ALL_SHARDS_FAILED = "all shards failed"
@@ -99,12 +98,10 @@ def is_model_cache_not_updated(error):
     return MODEL_CACHE_NOT_UPDATED in _reason(error)
 
 
-def is_deploy_collision(error):
-    """A deploy that failed only because another deploy of the same model got in its way: an HTTP
-    answer of version conflict, or a failed deploy task (or wait) whose message says so."""
-    if _status(error) is not None:
-        return is_version_conflict(error)
-    return any(text in str(error) for text in DEPLOY_COLLISIONS)
+def is_deploy_collision(task_error):
+    """Whether a failed deploy task's error says that another deploy got in its way. A task of two
+    colliding deploys records no error at times, so ``None`` (no error recorded) counts as one."""
+    return task_error is None or any(text in task_error for text in DEPLOY_COLLISIONS)
 
 
 def is_batch_disabled(error):

@@ -14,7 +14,7 @@ import time
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import effective_ml_settings
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, PartialDeploymentError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import DeployFailedError, MLCommonsError, PartialDeploymentError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, wait_until
 
@@ -194,11 +194,15 @@ def current_model(client, model_id):
     return model
 
 
-def deploy_failure_reason(client, model_id):
-    """The error of the model's latest DEPLOY_MODEL task: what ML Commons says went wrong."""
+def deploy_task_error(client, model_id):
+    """The error ML Commons recorded on the model's latest failed DEPLOY_MODEL task; None when none did."""
     tasks = search(client, TASK, [{"term": {"model_id": model_id}}, {"term": {"task_type": "DEPLOY_MODEL"}}])
     errors = [task.get("error") for task in tasks if task.get("error")]
-    return errors[-1] if errors else "no reason recorded; see the OpenSearch log"
+    return errors[-1] if errors else None
+
+
+def deploy_failure_reason(task_error):
+    return task_error or "no reason recorded; see the OpenSearch log"
 
 
 def wait_until_deployed(client, model_id, timeout):
@@ -212,9 +216,10 @@ def wait_until_deployed(client, model_id, timeout):
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
     )
     if model.get("model_state") in DEPLOY_FAILED_STATES:
-        raise MLCommonsError(
-            "Deploying model %s failed (%s): %s" % (model_id, model["model_state"], deploy_failure_reason(client, model_id)),
-            model_state=model["model_state"],
+        task_error = deploy_task_error(client, model_id)
+        raise DeployFailedError(
+            "Deploying model %s failed (%s): %s" % (model_id, model["model_state"], deploy_failure_reason(task_error)),
+            task_error=task_error, model_state=model["model_state"],
         )
     return model
 
@@ -229,15 +234,17 @@ def check_served(client, model, every_node):
         "Model %s is %s: served by %s, not by %s: %s. A run after the cause is fixed deploys it again; "
         "deployed_on: any_node accepts a model that some nodes serve."
         % (model_id, model.get("model_state"), ", ".join(seen.serving) or "no node", ", ".join(seen.missing) or "its planned nodes",
-           deploy_failure_reason(client, model_id)),
+           deploy_failure_reason(deploy_task_error(client, model_id))),
         model_state=model.get("model_state"), serving_nodes=seen.serving, missing_nodes=seen.missing,
     )
 
 
 def is_retriable_deploy_failure(error):
-    """Another deploy got in the way, or some nodes do not serve the model yet (a node was lost or
-    came back while it deployed): both are worth another deploy."""
-    return isinstance(error, PartialDeploymentError) or answers.is_deploy_collision(error)
+    """Another deploy got in the way (by ML Commons' answer or its task's error), or some nodes do not
+    serve the model yet (a node was lost or came back while it deployed): both are worth another deploy."""
+    if isinstance(error, DeployFailedError):
+        return answers.is_deploy_collision(error.task_error)
+    return isinstance(error, PartialDeploymentError) or answers.is_version_conflict(error)
 
 
 def deploy(client, model_id, timeout, every_node=True):

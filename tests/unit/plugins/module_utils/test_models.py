@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import models
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, PartialDeploymentError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import DeployFailedError, HTTPError, MLCommonsError, PartialDeploymentError, WaitTimeoutError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import wait_until_deployed
 
 
@@ -75,6 +75,22 @@ def test_a_deploy_that_lost_the_race_for_the_model_is_tried_again():
                         task_error="[m1]: version conflict, required seqNo [353], primary term [17]")
     assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
     assert client.posts == ["_deploy", "_deploy"]
+
+
+def test_a_failed_deploy_whose_task_recorded_no_error_is_tried_again():
+    """Two colliding deploys leave no error in the task at times."""
+    client = FakeClient(["REGISTERED", "DEPLOY_FAILED", "DEPLOY_FAILED", "REGISTERED", "DEPLOYED"])
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
+    assert client.posts == ["_deploy", "_deploy"]
+
+
+def test_retries_follow_ml_commons_answer_not_the_collections_own_message():
+    assert models.is_retriable_deploy_failure(DeployFailedError("Deploying model m1 failed (DEPLOY_FAILED): reworded", task_error=None))
+    assert not models.is_retriable_deploy_failure(
+        DeployFailedError("Deploying model m1 failed (DEPLOY_FAILED): no reason recorded; see the OpenSearch log", task_error="Connector not found"))
+    assert not models.is_retriable_deploy_failure(MLCommonsError("no reason recorded; see the OpenSearch log"))
+    assert models.is_retriable_deploy_failure(HTTPError("POST", "/x", 409, "version_conflict_engine_exception", "[m1]: version conflict"))
+    assert not models.is_retriable_deploy_failure(HTTPError("POST", "/x", 500, "status_exception", "Duplicate deploy model task"))
 
 
 def test_a_deploy_that_does_not_finish_times_out_naming_the_state(server):
