@@ -49,27 +49,6 @@ def describe_models(models):
     return ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
 
 
-def models_matching_connector(client, connector_id):
-    """The models ML Commons counts as users of ``connector_id`` before it updates or deletes the connector.
-
-    ``connector_id`` has no explicit mapping in the model index (a text field), and ML Commons' checks
-    (2.19 to 3.6) search it with a ``match`` query, which matches any part of an ID between hyphens:
-    IDs made on one node within the same minute or so can share such a part, so models of another
-    connector may be among these (see :func:`false_users`).
-    """
-    return search(client, MODEL, [{"match": {"connector_id": connector_id}}])
-
-
-def false_users(connector_id, models):
-    """Those of ``models`` that ML Commons' check counts as users of ``connector_id`` while they use another connector."""
-    return [model for model in models if model.get("connector_id") not in (None, connector_id)]
-
-
-def models_using_connector(client, connector_id):
-    """Models registered with ``connector_id``: ML Commons' candidates, checked for exact equality."""
-    return [model for model in models_matching_connector(client, connector_id) if model.get("connector_id") == connector_id]
-
-
 def is_deployed_or_deploying(model):
     """Whether a node holds the model, or is loading it, by the stored state (see :func:`is_served`)."""
     return model.get("model_state") in DEPLOYED_OR_DEPLOYING_STATES
