@@ -2,8 +2,7 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Model operations several modules need: who uses a connector, which nodes serve a model, deploy and
-undeploy with waiting."""
+"""Models: which nodes serve one, deploy and undeploy with waiting."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -21,20 +20,13 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait im
 # States in which a node holds the model or is loading it; the pre-2.7 names still appear on upgraded clusters.
 DEPLOYED_OR_DEPLOYING_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
 DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
-# Stored states in which a deploy has settled with at least one node serving the model: DEPLOYED when
-# every planned node reported success, PARTIALLY_DEPLOYED when some failed or ML Commons' sync job
-# counts fewer serving nodes than eligible ones (a node came back, or joined).
+# A deploy settled with at least one node serving the model (some failed, or a node came back or joined).
 SERVED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED"))
-# First pause between two reads of a model's state while it deploys or undeploys. A remote model is
-# deployed within a few hundred milliseconds, so a first pause of a whole second was mostly idle
-# (make bench); the pause still grows by half each time, so a long deploy costs only a few reads more.
 STATE_POLL_INTERVAL = 0.2
 DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
-# How often a deploy is tried when deploys of the model collide (answers.is_deploy_collision).
 DEPLOY_ATTEMPTS = 5
-# Each node's answer about the models it holds in memory, whatever the model index says.
+# Each node's own answer about the models it holds in memory, whatever the model index says.
 PROFILE_PATH = "/_plugins/_ml/profile/models"
-# The cluster's nodes, by ID, with only their names, or with what makes them eligible for a remote model.
 NODES_PATH = "/_nodes"
 NODE_NAMES_QUERY = {"filter_path": "nodes.*.name"}
 NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attributes"}
@@ -57,19 +49,11 @@ def is_deployed_or_deploying(model):
 class Deployment:
     """Which nodes serve a model, by each node's own profile, and which planned nodes do not.
 
-    The stored state outlives the nodes' memory: after a restart the model index still says
-    DEPLOYED while no node holds the model, until ML Commons' sync job marks it DEPLOY_FAILED
-    (every 10 s) or its own redeploy loads it again, which can fail or come after this run
-    (seen on 2.19.6 and 3.6.0 by the reliability suite's restart scenarios). So only a node's
-    profile saying DEPLOYED counts as serving. Every node that answers the profile API is listed
-    in its answer (``{}`` when it knows nothing of the model), which tells the live nodes apart.
-
-    A deploy without node IDs goes to every eligible node (data and ml nodes by default) and stores
-    their IDs as the model's ``planning_worker_nodes``; ML Commons' sync job keeps that list equal to
-    the eligible nodes of the moment. ``missing`` are the planned nodes that are alive and do not
-    serve the model; a planned node that left the cluster is not missing. ``unplanned`` are the live
-    nodes outside the plan that do not serve a model deployed to all nodes: a node that came back or
-    joined before the sync job added it to the plan, which :func:`deployment` checks for eligibility.
+    The stored state outlives the nodes' memory (after a restart it says DEPLOYED until ML Commons' sync
+    job or redeploy catches up), so only a node's profile saying DEPLOYED counts as serving. Every live
+    node is in the profile's answer (``{}`` when it knows nothing of the model). ``missing``: live planned
+    nodes that do not serve it. ``unplanned``: live nodes outside the plan of a model deployed to all
+    nodes, which ML Commons' sync job has not added yet (:func:`deployment` checks their eligibility).
     """
 
     def __init__(self, model, profile_nodes):
@@ -83,14 +67,12 @@ class Deployment:
         self.unplanned = sorted(set(profile_nodes) - set(self.planned or ()) - set(self.serving)) if to_all else []
 
     def is_served(self, every_node=True):
-        """Whether the model is deployed: on at least one node, and with ``every_node`` on every planned
-        node that is alive (a model stored without a plan must be DEPLOYED by its state).
+        """Whether the model is deployed: on at least one node, and with ``every_node`` on every live
+        planned node (without a plan, the stored state must be DEPLOYED).
 
-        A stored DEPLOYING is believed no more than a stored DEPLOYED: ML Commons' sync job stores it
-        whenever a node still lists a deploy task of the model, and a node restarted while the model
-        deployed can keep such a task while it serves the model, so that the stored state flips between
-        DEPLOYING and DEPLOYED every sync (seen on 2.19.6). The nodes' profiles say whether a deploy
-        is really under way: a node that loads the model reports it DEPLOYING, not DEPLOYED.
+        A stored DEPLOYING is believed no more than DEPLOYED: a node restarted while the model deployed
+        can keep a deploy task while it serves the model, and the sync job then flips the state between
+        the two. A node still loading the model reports it DEPLOYING in its profile.
         """
         if self.state not in SERVED_STATES | DEPLOYING_STATES or not self.serving:
             return False
@@ -102,8 +84,7 @@ class Deployment:
 
 
 def deployment(client, model):
-    """The model's :class:`Deployment`; a state in which no node can hold it needs no request, and
-    the nodes' roles and ML Commons' settings are read only for live nodes outside the plan."""
+    """The model's :class:`Deployment`; no request for a state in which no node can hold it."""
     if not model.get("model_id") or not is_deployed_or_deploying(model):
         return Deployment(model, {})
     model_id = model["model_id"]
@@ -121,7 +102,7 @@ def as_list(value):
 
 
 def eligible_among(client, node_ids):
-    """Those of ``node_ids`` to which ML Commons deploys a remote model (see REMOTE_ROLES_SETTING)."""
+    """Those of ``node_ids`` to which ML Commons deploys a remote model (DiscoveryNodeHelper.getEligibleNodes)."""
     settings = effective_ml_settings(client)
     roles = set(as_list(settings.get(REMOTE_ROLES_SETTING, DEFAULT_REMOTE_ROLES)))
     excluded = set(as_list(settings.get(EXCLUDED_NAMES_SETTING)))
@@ -156,8 +137,7 @@ def describe_nodes(client, node_ids):
 
 
 def serving_nodes_of(client, models):
-    """For each model ID, the nodes serving it (as :func:`describe_nodes`): one profile request and one
-    for the names, whatever the number of models."""
+    """For each model ID, the nodes serving it (as :func:`describe_nodes`), in two requests at most."""
     candidates = [model for model in models if is_deployed_or_deploying(model)]
     profile_nodes = (client.get(PROFILE_PATH).get("nodes") or {}) if candidates else {}
     serving = dict((model["model_id"], Deployment(model, profile_nodes).serving) for model in models)
@@ -227,24 +207,14 @@ def is_retriable_deploy_failure(error):
 
 
 def deploy(client, model_id, timeout, every_node=True):
-    """Deploy and wait until the model is served: by every planned node that is alive, or with
-    ``every_node`` false by at least one (see :class:`Deployment`). Returns the model and whether a
-    deploy or undeploy was sent: one that ML Commons had under way by itself may only be waited for.
+    """Deploy and wait until the model is served: by every live planned node, or with ``every_node`` false by
+    one. Returns the model and whether a deploy or undeploy was sent (one ML Commons had under way is
+    only waited for).
 
-    Deploying is idempotent (ML Commons deploys a deployed model again, nothing more), so a
-    deploy whose answer was lost is retried like a GET instead of failing the run.
-
-    Two deploys of one model get in each other's way: ML Commons answers the second 409 (both
-    update the model) or fails it ("Duplicate deploy model task") and marks the model
-    DEPLOY_FAILED while the first goes on. That happens when concurrent runs deploy the model they
-    converged on, and after a restart, when ML Commons redeploys by itself. So a deploy under way
-    (DEPLOYING) is waited for rather than doubled, and a collision is followed by a fresh look at
-    the model and, unless it is served by then, another deploy (after an undeploy when the
-    collisions go on while the model's state says no deploy runs: see below).
-
-    On a cluster a deploy can settle with some nodes not serving the model (PARTIALLY_DEPLOYED: a
-    node failed, or it left or came back while the model deployed); a deploy without node IDs goes
-    to every eligible node again, so it is repeated like a collision.
+    Deploying is idempotent, so a deploy whose answer was lost is sent again. Two deploys of one model
+    collide (409, or a task failed as a duplicate, with the model DEPLOY_FAILED while the first goes on):
+    a deploy under way is waited for rather than doubled, and a collision or a partial deploy is followed
+    by a fresh look and another deploy.
     """
     deadline = time.monotonic() + timeout
     sent = []
@@ -259,11 +229,8 @@ def deploy(client, model_id, timeout, every_node=True):
             if is_served(client, model, every_node):
                 return model
             if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES | SERVED_STATES:
-                # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
-                # timed out" following a restart; on a cluster, a node restarted while the model deployed) and
-                # refuse every later deploy as a duplicate (MLModelCacheHelper.initModelState). No deploy is
-                # under way by the model's state, and undeploying clears the node's stale entry; without a
-                # custom deployment plan (off by default) only an undeploy from every node is allowed.
+                # A node can keep a failed deploy as under way and refuse every later one as a duplicate
+                # (MLModelCacheHelper.initModelState, 2.19 after a restart); an undeploy clears it.
                 send("_undeploy")
         if current_model(client, model_id).get("model_state") not in DEPLOYING_STATES:
             send("_deploy")
@@ -274,11 +241,8 @@ def deploy(client, model_id, timeout, every_node=True):
 
 
 def undeploy(client, model_id, timeout):
-    """Undeploy and wait until no node holds the model.
-
-    A 200 answer alone proves nothing (2.19+ answers {} for a model no node holds), so the
-    state is read back.
-    """
+    """Undeploy and wait until no node holds the model: 2.19+ answers {} for a model no node holds, so
+    the state is read back."""
     client.post(MODEL.path(model_id) + "/_undeploy")
     model, _polls = wait_until(
         lambda: current_model(client, model_id),
