@@ -67,8 +67,8 @@ def test_an_id_with_filters_it_does_not_meet_is_an_empty_list(server):
 
 def test_filters_are_searched_in_upper_case_and_tasks_returned_as_stored(server):
     """A search returns tasks as last stored: no task is read again (that would ask the provider for each)."""
-    server.answer("POST", TASKS + "/_search", (200, hits(("t1", batch_task("COMPLETED", "completed", 3.0)),
-                                                       ("t2", batch_task("COMPLETED", "completed", 2.0)))))
+    completed = (("t1", batch_task("COMPLETED", "completed", 3.0)), ("t2", batch_task("COMPLETED", "completed", 2.0)))
+    server.answer("POST", TASKS + "/_search", (200, hits(*completed)))
     _module, result = run(server, model_id="m1", task_type="batch_prediction", state="completed")
     assert [task["task_id"] for task in result["tasks"]] == ["t1", "t2"]
     assert result["tasks"][1]["remote_job"]["request_counts"] == {"total": 3, "completed": 2, "failed": 0}
