@@ -432,10 +432,10 @@ def ensure_present(module, writer, connector):
         return writer.result(False, connector, connector)
     predicted = dict(connector, **dict((name, value) for name, value in changes.items() if name != "credential"))
     if removed:
-        replacement, repointed = recreate(module, writer, connector, wanted, predicted)
-        return writer.result(True, connector, replacement, repointed_models=repointed)
-    updated, redeployed = update_in_place(module, writer, connector, changes, predicted)
-    return writer.result(True, connector, updated, redeployed_models=redeployed)
+        replacement, repointed_ids = recreate(module, writer, connector, wanted, predicted)
+        return writer.result(True, connector, replacement, repointed_models=repointed_ids)
+    updated, redeployed_ids = update_in_place(module, writer, connector, changes, predicted)
+    return writer.result(True, connector, updated, redeployed_models=redeployed_ids)
 
 
 def ensure_absent(module, writer, connector):

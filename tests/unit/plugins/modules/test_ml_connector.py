@@ -114,3 +114,17 @@ def test_a_recreate_whose_old_connector_is_refused_for_another_model_fails_at_on
     assert raised.value.details["model_ids"] == ["m9"]
     assert [(method, path) for method, path, _body in writes(server)] == [
         ("POST", CONNECTORS + "/_create"), ("PUT", MODELS + "/m1"), ("DELETE", CONNECTORS + "/" + RUN_CONNECTOR["connector_id"])]
+
+
+def test_a_rerun_that_finds_the_connector_as_wanted_only_reads_and_returns_every_field(server):
+    stored = {"name": "run connector", "version": "1", "protocol": "http", "parameters": {"model": "m", "max_tokens": "100"},
+              "actions": [{"action_type": "PREDICT", "method": "POST", "url": "https://api.openai.com/v1/embeddings"}]}
+    server.answer("POST", CONNECTORS + "/_search", (200, hits(("c1", stored))))
+    server.answer("GET", CONNECTORS + "/c1", (200, stored))
+    module = fake_module(version="1", protocol="http", parameters={"model": "m", "max_tokens": 100}, credential={"openAI_key": "k"},
+                         actions=[{"action_type": "predict", "method": "post", "url": "https://api.openai.com/v1/embeddings"}])
+    result = ml_connector.run(module, Client(server.url, backoff=0))
+    assert result == {"changed": False, "connector_id": "c1", "connector": dict(stored, connector_id="c1"),
+                      "diff": {"before": dict(stored, connector_id="c1"), "after": dict(stored, connector_id="c1")},
+                      "redeployed_models": [], "repointed_models": []}
+    assert writes(server) == []
