@@ -25,10 +25,10 @@ def client(server):
     return Client(server.url, backoff=0)
 
 
-def answer_found(server, group=STORED, *later):
-    """The lookup by name finds g1 (as ``group``), and reads of g1 give ``group``, then ``later`` in turn."""
-    server.answer("POST", GROUPS + "/_search", (200, hits(("g1", group))))
-    server.answer("GET", GROUPS + "/g1", (200, group), *later)
+def answer_found(server, *later):
+    """The lookup by name finds g1 as STORED, and reads of g1 give STORED, then ``later`` in turn."""
+    server.answer("POST", GROUPS + "/_search", (200, hits(("g1", STORED))))
+    server.answer("GET", GROUPS + "/g1", (200, STORED), *later)
 
 
 def answer_models(server, *found):
@@ -86,7 +86,7 @@ def test_a_rerun_that_finds_the_group_as_wanted_only_reads(server):
 
 def test_only_the_changed_field_is_sent_and_the_group_is_read_back(server):
     updated = dict(STORED, description="New text", last_updated_time=1722037999000)
-    answer_found(server, STORED, (200, updated))
+    answer_found(server, (200, updated))
     server.answer("PUT", GROUPS + "/g1", (200, {"status": "Updated"}))
     result = ml_model_group.run(fake_module(name="team_group", description="New text"), client(server))
     assert result["changed"] is True and result["model_group_id"] == "g1"
