@@ -123,3 +123,28 @@ def test_check_mode_downloads_nothing(server, tmp_path):
     server.script((200, listed("file-out", "out.jsonl", 11)))
     result = openai_file.run(fake_module(check_mode=True, file_id="file-out", dest=str(tmp_path / "out.jsonl")), openai(server))
     assert result["changed"] and len(server.received) == 1 and os.listdir(str(tmp_path)) == []
+
+
+def test_a_download_that_cannot_be_moved_into_place_leaves_no_partial_file(server, tmp_path, monkeypatch):
+    server.script((200, listed("file-out", "out.jsonl", 11)), (200, {"line": 1}))
+    module = fake_module(file_id="file-out", dest=str(tmp_path / "out.jsonl"))
+
+    def refused(source, dest):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(module, "atomic_move", refused)
+    with pytest.raises(OSError, match="Permission denied"):
+        openai_file.run(module, openai(server))
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_absent_deletes_the_file_and_returns_none(server, tmp_path):
+    found = listed("file-gone", "in.jsonl", 5)
+    server.script((200, found), (200, {"id": "file-gone", "object": "file", "deleted": True}))
+    result = openai_file.run(fake_module(file_id="file-gone", state="absent"), openai(server))
+    assert result["changed"] and (result["file_id"], result["file"]) == (None, {})
+    assert result["diff"] == {"before": dict(found, id="file-gone"), "after": {}}
+    assert paths(server) == [("GET", "/v1/files/file-gone"), ("DELETE", "/v1/files/file-gone")]
+    server.script((404, {"error": {"message": "No such File object: file-gone"}}))
+    again = openai_file.run(fake_module(file_id="file-gone", state="absent"), openai(server))
+    assert not again["changed"] and again["file_id"] is None and again["diff"] == {"before": {}, "after": {}}
