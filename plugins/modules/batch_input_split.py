@@ -178,15 +178,17 @@ def run(module):
     return dict(found, changed=changed, diff=build_diff(before, after))
 
 
+ARGUMENT_SPEC = dict(
+    src=dict(type="path", required=True),
+    dest=dict(type="path", required=True),
+    max_requests=dict(type="int", default=50000),
+    max_bytes=dict(type="int", default=190000000),
+    endpoint=dict(type="str"),
+)
+
+
 def main():
-    argument_spec = dict(
-        src=dict(type="path", required=True),
-        dest=dict(type="path", required=True),
-        max_requests=dict(type="int", default=50000),
-        max_bytes=dict(type="int", default=190000000),
-        endpoint=dict(type="str"),
-    )
-    LocalModule(argument_spec=argument_spec).execute(run)
+    LocalModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

@@ -250,18 +250,20 @@ def run(module):
     return dict(counts, changed=changed, output=params["dest"], errors=errors, diff=build_diff(before, after))
 
 
+ATTEMPT_SPEC = dict(output=dict(type="path"), errors=dict(type="path"), status=dict(type="str"), reason=dict(type="str"))
+ARGUMENT_SPEC = dict(
+    parts=dict(type="list", elements="dict", required=True, options=dict(
+        input=dict(type="path", required=True),
+        attempts=dict(type="list", elements="dict", default=[], options=ATTEMPT_SPEC),
+    )),
+    dest=dict(type="path"),
+    errors_dest=dict(type="path"),
+    retry_dir=dict(type="path"),
+)
+
+
 def main():
-    attempt = dict(output=dict(type="path"), errors=dict(type="path"), status=dict(type="str"), reason=dict(type="str"))
-    argument_spec = dict(
-        parts=dict(type="list", elements="dict", required=True, options=dict(
-            input=dict(type="path", required=True),
-            attempts=dict(type="list", elements="dict", default=[], options=attempt),
-        )),
-        dest=dict(type="path"),
-        errors_dest=dict(type="path"),
-        retry_dir=dict(type="path"),
-    )
-    LocalModule(argument_spec=argument_spec).execute(run)
+    LocalModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

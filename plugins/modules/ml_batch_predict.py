@@ -900,19 +900,21 @@ def run(module, client):
     return ensure_present(module, client)
 
 
+ARGUMENT_SPEC = dict(
+    model_id=dict(type="str", required=True),
+    parameters=dict(type="dict"),
+    state=dict(type="str", choices=["present", "cancelled"], default="present"),
+    task_id=dict(type="str"),
+    force=dict(type="bool", default=False),
+    wait=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=3600),
+    poll_interval=dict(type="float", default=10),
+    jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
+)
+
+
 def main():
-    argument_spec = dict(
-        model_id=dict(type="str", required=True),
-        parameters=dict(type="dict"),
-        state=dict(type="str", choices=["present", "cancelled"], default="present"),
-        task_id=dict(type="str"),
-        force=dict(type="bool", default=False),
-        wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=3600),
-        poll_interval=dict(type="float", default=10),
-        jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
-    )
-    MLCommonsModule(argument_spec=argument_spec, mutually_exclusive=[("jobs", "task_id")]).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=[("jobs", "task_id")]).execute(run)
 
 
 if __name__ == "__main__":

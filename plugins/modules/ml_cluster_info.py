@@ -112,8 +112,11 @@ def run(module, client):
     }
 
 
+ARGUMENT_SPEC = {}
+
+
 def main():
-    MLCommonsModule(argument_spec={}).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

@@ -603,37 +603,40 @@ def run(module, client):
     return ensure_present(module, writer, connector)
 
 
+ACTION_SPEC = dict(
+    action_type=dict(type="str", required=True, choices=["predict", "batch_predict", "batch_predict_status", "cancel_batch_predict"]),
+    method=dict(type="str", required=True),
+    url=dict(type="str", required=True),
+    headers=dict(type="dict"),
+    request_body=dict(type="raw"),
+    pre_process_function=dict(type="str"),
+    post_process_function=dict(type="str"),
+)
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str"),
+    connector_id=dict(type="str"),
+    description=dict(type="str"),
+    version=dict(type="str"),
+    protocol=dict(type="str", choices=["http", "aws_sigv4"]),
+    parameters=dict(type="dict"),
+    credential=dict(type="dict", no_log=True),
+    update_credential=dict(type="str", choices=["on_create", "always"], default="on_create"),
+    actions=dict(type="list", elements="dict", options=ACTION_SPEC),
+    client_config=dict(type="dict"),
+    access_mode=dict(type="str", choices=["public", "private", "restricted"]),
+    backend_roles=dict(type="list", elements="str"),
+    add_all_backend_roles=dict(type="bool"),
+    redeploy_models=dict(type="bool", default=False),
+    recreate_on_parameter_removal=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=300),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
 def main():
-    action_spec = dict(
-        action_type=dict(type="str", required=True, choices=["predict", "batch_predict", "batch_predict_status", "cancel_batch_predict"]),
-        method=dict(type="str", required=True),
-        url=dict(type="str", required=True),
-        headers=dict(type="dict"),
-        request_body=dict(type="raw"),
-        pre_process_function=dict(type="str"),
-        post_process_function=dict(type="str"),
-    )
-    argument_spec = dict(
-        name=dict(type="str"),
-        connector_id=dict(type="str"),
-        description=dict(type="str"),
-        version=dict(type="str"),
-        protocol=dict(type="str", choices=["http", "aws_sigv4"]),
-        parameters=dict(type="dict"),
-        credential=dict(type="dict", no_log=True),
-        update_credential=dict(type="str", choices=["on_create", "always"], default="on_create"),
-        actions=dict(type="list", elements="dict", options=action_spec),
-        client_config=dict(type="dict"),
-        access_mode=dict(type="str", choices=["public", "private", "restricted"]),
-        backend_roles=dict(type="list", elements="str"),
-        add_all_backend_roles=dict(type="bool"),
-        redeploy_models=dict(type="bool", default=False),
-        recreate_on_parameter_removal=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=300),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
     module = MLCommonsModule(
-        argument_spec=argument_spec,
+        argument_spec=ARGUMENT_SPEC,
         required_one_of=[("name", "connector_id")],
         mutually_exclusive=[("backend_roles", "add_all_backend_roles")],
     )

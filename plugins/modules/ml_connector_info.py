@@ -69,12 +69,14 @@ def run(module, client):
     return {"changed": False, "connectors": connectors}
 
 
+ARGUMENT_SPEC = dict(
+    connector_id=dict(type="str"),
+    name=dict(type="str"),
+)
+
+
 def main():
-    argument_spec = dict(
-        connector_id=dict(type="str"),
-        name=dict(type="str"),
-    )
-    MLCommonsModule(argument_spec=argument_spec).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

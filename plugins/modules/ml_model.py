@@ -401,24 +401,26 @@ def run(module, client):
     return ensure_present(module, writer, model)
 
 
+ARGUMENT_SPEC = dict(
+    name=dict(type="str"),
+    model_id=dict(type="str"),
+    model_group_id=dict(type="str"),
+    connector_id=dict(type="str"),
+    description=dict(type="str"),
+    function_name=dict(type="str", choices=["remote"], default="remote"),
+    rate_limiter=dict(type="dict"),
+    interface=dict(type="dict"),
+    guardrails=dict(type="dict"),
+    is_enabled=dict(type="bool"),
+    state=dict(type="str", choices=["deployed", "present", "undeployed", "absent"], default="deployed"),
+    wait=dict(type="bool", default=True),
+    wait_timeout=dict(type="int", default=300),
+    deployed_on=dict(type="str", choices=["every_node", "any_node"], default="every_node"),
+)
+
+
 def main():
-    argument_spec = dict(
-        name=dict(type="str"),
-        model_id=dict(type="str"),
-        model_group_id=dict(type="str"),
-        connector_id=dict(type="str"),
-        description=dict(type="str"),
-        function_name=dict(type="str", choices=["remote"], default="remote"),
-        rate_limiter=dict(type="dict"),
-        interface=dict(type="dict"),
-        guardrails=dict(type="dict"),
-        is_enabled=dict(type="bool"),
-        state=dict(type="str", choices=["deployed", "present", "undeployed", "absent"], default="deployed"),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=300),
-        deployed_on=dict(type="str", choices=["every_node", "any_node"], default="every_node"),
-    )
-    MLCommonsModule(argument_spec=argument_spec, required_one_of=[("name", "model_id")]).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC, required_one_of=[("name", "model_id")]).execute(run)
 
 
 if __name__ == "__main__":

@@ -199,16 +199,18 @@ def run(module, client):
     return update(writer, group, wanted)
 
 
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    description=dict(type="str"),
+    access_mode=dict(type="str", choices=["public", "private", "restricted"]),
+    backend_roles=dict(type="list", elements="str"),
+    add_all_backend_roles=dict(type="bool"),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
 def main():
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        description=dict(type="str"),
-        access_mode=dict(type="str", choices=["public", "private", "restricted"]),
-        backend_roles=dict(type="list", elements="str"),
-        add_all_backend_roles=dict(type="bool"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
-    MLCommonsModule(argument_spec=argument_spec, mutually_exclusive=[("backend_roles", "add_all_backend_roles")]).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=[("backend_roles", "add_all_backend_roles")]).execute(run)
 
 
 if __name__ == "__main__":

@@ -64,12 +64,14 @@ def run(module, client):
     return {"changed": False, "model_groups": list_objects(client, MODEL_GROUP, module.params["model_group_id"], module.params["name"])}
 
 
+ARGUMENT_SPEC = dict(
+    model_group_id=dict(type="str"),
+    name=dict(type="str"),
+)
+
+
 def main():
-    argument_spec = dict(
-        model_group_id=dict(type="str"),
-        name=dict(type="str"),
-    )
-    MLCommonsModule(argument_spec=argument_spec).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

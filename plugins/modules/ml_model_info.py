@@ -109,14 +109,16 @@ def run(module, client):
     return {"changed": False, "models": [dict(model, serving_nodes=serving[model["model_id"]]) for model in matching]}
 
 
+ARGUMENT_SPEC = dict(
+    model_id=dict(type="str"),
+    name=dict(type="str"),
+    model_group_id=dict(type="str"),
+    connector_id=dict(type="str"),
+)
+
+
 def main():
-    argument_spec = dict(
-        model_id=dict(type="str"),
-        name=dict(type="str"),
-        model_group_id=dict(type="str"),
-        connector_id=dict(type="str"),
-    )
-    MLCommonsModule(argument_spec=argument_spec).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

@@ -130,14 +130,16 @@ def run(module, client):
     return {"changed": False, "tasks": matching}
 
 
+ARGUMENT_SPEC = dict(
+    task_id=dict(type="str"),
+    model_id=dict(type="str"),
+    task_type=dict(type="str"),
+    state=dict(type="str"),
+)
+
+
 def main():
-    argument_spec = dict(
-        task_id=dict(type="str"),
-        model_id=dict(type="str"),
-        task_type=dict(type="str"),
-        state=dict(type="str"),
-    )
-    MLCommonsModule(argument_spec=argument_spec).execute(run)
+    MLCommonsModule(argument_spec=ARGUMENT_SPEC).execute(run)
 
 
 if __name__ == "__main__":

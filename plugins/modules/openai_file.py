@@ -371,22 +371,24 @@ def run(module, client):
     return download(module, client)
 
 
+ARGUMENT_SPEC = dict(
+    src=dict(type="path"),
+    file_id=dict(type="str"),
+    dest=dict(type="path"),
+    force=dict(type="bool", default=False),
+    checksum=dict(type="str"),
+    purpose=dict(type="str", choices=["batch", "assistants", "fine-tune", "vision", "user_data", "evals"], default="batch"),
+    check_input=dict(type="bool", default=True),
+    endpoint=dict(type="str"),
+    max_requests=dict(type="int", default=50000),
+    max_bytes=dict(type="int", default=209715200),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+
+
 def main():
-    argument_spec = dict(
-        src=dict(type="path"),
-        file_id=dict(type="str"),
-        dest=dict(type="path"),
-        force=dict(type="bool", default=False),
-        checksum=dict(type="str"),
-        purpose=dict(type="str", choices=["batch", "assistants", "fine-tune", "vision", "user_data", "evals"], default="batch"),
-        check_input=dict(type="bool", default=True),
-        endpoint=dict(type="str"),
-        max_requests=dict(type="int", default=50000),
-        max_bytes=dict(type="int", default=209715200),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-    )
     module = OpenAIModule(
-        argument_spec=argument_spec,
+        argument_spec=ARGUMENT_SPEC,
         required_one_of=[("src", "file_id")],
         mutually_exclusive=[("src", "file_id"), ("src", "dest")],
         required_by={"checksum": "dest"},

@@ -15,9 +15,11 @@ from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module
 
 
 class ScriptedServer:
-    """Answers each request with the next scripted reply and records what it received."""
+    """Answers each request by its method and path (:meth:`answer`), else with the next reply of
+    :meth:`script`, and records what it received."""
 
     def __init__(self, ssl_context=None):
+        self.routes = {}
         self.replies = []
         self.received = []
         self.default = (200, {"acknowledged": True})
@@ -34,6 +36,21 @@ class ScriptedServer:
         """Each reply: (status, json_body) or (status, json_body, {"delay": seconds, "headers": {...}})."""
         self.replies.extend(replies)
 
+    def answer(self, method, path, *replies):
+        """Requests of ``method`` to ``path`` (without the query; ``*`` at its end matches any rest) get
+        ``replies`` in turn, the last one again from then on. Other routes' requests do not move them on."""
+        self.routes[(method, path)] = list(replies)
+
+    def reply_to(self, method, path):
+        path = path.split("?", 1)[0]
+        route = self.routes.get((method, path))
+        if route is None:
+            prefixes = [key for key in self.routes if key[0] == method and key[1].endswith("*") and path.startswith(key[1][:-1])]
+            route = self.routes[max(prefixes, key=lambda key: len(key[1]))] if prefixes else None
+        if route is not None:
+            return route.pop(0) if len(route) > 1 else route[0]
+        return self.replies.pop(0) if self.replies else self.default
+
     def _handler(self):
         server = self
 
@@ -47,7 +64,7 @@ class ScriptedServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 server.received.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
-                reply = server.replies.pop(0) if server.replies else server.default
+                reply = server.reply_to(self.command, self.path)
                 status, payload = reply[0], reply[1]
                 options = reply[2] if len(reply) > 2 else {}
                 if options.get("delay"):

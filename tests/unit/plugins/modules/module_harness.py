@@ -3,17 +3,28 @@
 import json
 import os
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 # What the scripted server answers a request nothing was scripted for, in module tests: a failure at
 # once, instead of an answer that could keep a wait going until its timeout.
 UNSCRIPTED = (500, {"error": {"type": "test_exception", "reason": "no reply was scripted for this request"}})
 
 
+def module_params(plugin, **params):
+    """``params`` as AnsibleModule hands them to the run() of ``plugin`` (a module of plugins/modules):
+    checked against its ARGUMENT_SPEC, with its defaults filled in."""
+    result = ArgumentSpecValidator(plugin.ARGUMENT_SPEC).validate(params)
+    if result.error_messages:
+        raise AssertionError("; ".join(result.error_messages))
+    return result.validated_parameters
+
+
 class FakeModule:
-    """What a module's run() uses of AnsibleModule: its params (``defaults`` with ``params`` over them),
+    """What a module's run() uses of AnsibleModule: the params of ``plugin`` (see :func:`module_params`),
     check and diff mode, warnings, and atomic_move."""
 
-    def __init__(self, defaults, check_mode=False, **params):
-        self.params = dict(defaults, **params)
+    def __init__(self, plugin, check_mode=False, **params):
+        self.params = dict(plugin, **params) if isinstance(plugin, dict) else module_params(plugin, **params)
         self.check_mode = check_mode
         self._diff = True
         self.warnings = []

@@ -12,13 +12,12 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 
 
 GROUPS = "/_plugins/_ml/model_groups"
-DEFAULTS = dict(name=None, description=None, access_mode=None, backend_roles=None, add_all_backend_roles=None, state="present")
 STORED = {"name": "team_group", "description": "The team's models", "latest_version": 0, "access": "public",
           "created_time": 1722037257000, "last_updated_time": 1722037257000}
 
 
 def fake_module(check_mode=False, **params):
-    return FakeModule(DEFAULTS, check_mode, **params)
+    return FakeModule(ml_model_group, check_mode, **params)
 
 
 def client(server):
@@ -27,8 +26,10 @@ def client(server):
 
 def test_a_missing_group_is_registered_and_returned_as_stored(server):
     created = dict(STORED, latest_version=0)
-    server.script((200, hits()), (200, {"model_group_id": "g1", "status": "CREATED"}),
-                  (200, hits(("g1", created))), (200, hits(("g1", created))), (200, created))
+    # Searched once before the register, then after it until the group shows as the oldest of its name.
+    server.answer("POST", GROUPS + "/_search", (200, hits()), (200, hits(("g1", created))))
+    server.answer("POST", GROUPS + "/_register", (200, {"model_group_id": "g1", "status": "CREATED"}))
+    server.answer("GET", GROUPS + "/g1", (200, created))
     result = ml_model_group.run(fake_module(name="team_group", description="The team's models"), client(server))
     assert result["changed"] is True
     assert result["model_group_id"] == "g1"
