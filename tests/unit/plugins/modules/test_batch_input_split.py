@@ -9,7 +9,6 @@ import time
 from ansible_collections.opensearch.ml_commons.plugins.modules import batch_input_split
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 
-DEFAULTS = dict(src=None, dest=None, max_requests=50000, max_bytes=190000000, endpoint=None)
 LINE = '{"custom_id":"%d","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":"x"}}\n'
 # Runs argv[2:] with its output to the file argv[1] and prints its peak RSS in KB, as Linux counts it (ru_maxrss).
 MEASURED_LAUNCH = """
@@ -25,7 +24,7 @@ print(usage.ru_maxrss)
 def test_the_options_are_the_splits_and_the_parts_are_returned_with_their_paths(tmp_path):
     src = tmp_path / "input.jsonl"
     src.write_text("".join(LINE % n for n in range(3)))
-    module = FakeModule(DEFAULTS, src=str(src), dest=str(tmp_path / "parts"), max_requests=2, max_bytes=1000, endpoint="/v1/embeddings")
+    module = FakeModule(batch_input_split, src=str(src), dest=str(tmp_path / "parts"), max_requests=2, max_bytes=1000, endpoint="/v1/embeddings")
     result = batch_input_split.run(module)
     first = (LINE % 0 + LINE % 1).encode()
     assert result["changed"] and (result["requests"], result["bytes"]) == (3, src.stat().st_size)

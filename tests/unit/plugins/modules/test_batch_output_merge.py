@@ -8,8 +8,6 @@ import sys
 from ansible_collections.opensearch.ml_commons.plugins.modules import batch_output_merge
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 
-DEFAULTS = dict(parts=None, dest=None, errors_dest=None, retry_dir=None)
-
 
 def request(custom_id):
     return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": custom_id}}
@@ -25,7 +23,7 @@ def write_lines(path, objects):
 
 
 def run(check_mode=False, **params):
-    return batch_output_merge.run(FakeModule(DEFAULTS, check_mode, **params))
+    return batch_output_merge.run(FakeModule(batch_output_merge, check_mode, **params))
 
 
 def test_output_and_errors_name_the_files_written(tmp_path):
