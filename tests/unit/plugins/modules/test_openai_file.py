@@ -42,7 +42,7 @@ def test_a_rerun_finds_the_upload_from_the_list_alone_across_pages(server, tmp_p
     result = openai_file.run(fake_module(src=str(source)), openai(server))
     assert not result["changed"] and result["file_id"] == "file-mine"
     assert requests_sent(server) == [("GET", "/v1/files?purpose=batch&limit=10000"),
-                             ("GET", "/v1/files?purpose=batch&limit=10000&after=file-other")]
+                                     ("GET", "/v1/files?purpose=batch&limit=10000&after=file-other")]
 
 
 def test_a_new_upload_sends_the_file_under_its_fingerprinted_name(server, tmp_path):
