@@ -36,7 +36,6 @@ ANSWER_START = re.compile(
 )
 REQUEST_START = re.compile(br'\{\s*"custom_id"\s*:\s*"([^"\\]*)"')
 SUCCESS = 200
-COPY_SIZE = 8 * CHUNK_SIZE
 MAX_REPORTED = 100
 JOB_END_CODES = {"FAILED": "batch_failed", "EXPIRED": "batch_expired", "CANCELLED": "batch_cancelled"}
 MANIFEST_VERSION = 1
@@ -236,9 +235,9 @@ class Part(object):
 
 
 def chunks(source, length):
-    """The next ``length`` bytes of the open file ``source``, COPY_SIZE bytes at a time (fewer at its end)."""
+    """The next ``length`` bytes of the open file ``source``, a chunk at a time."""
     while length > 0:
-        chunk = source.read(min(COPY_SIZE, length))
+        chunk = source.read(min(CHUNK_SIZE, length))
         if not chunk:
             return
         length -= len(chunk)
