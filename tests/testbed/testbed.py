@@ -5,11 +5,13 @@ Commons plugin (one node, or a cluster of several), and the local OpenAI emulato
     python tests/testbed/testbed.py up|down|status|env
     python tests/testbed/testbed.py node stop|start K
 
-``up`` fetches the OpenSearch integ-test-zip and the job-scheduler and ML
-Commons plugin zips from Maven Central (once, into a cache outside the clone),
-installs them (once per version), writes a fresh config, starts the nodes as the
-unprivileged user ``opensearch`` (OpenSearch refuses to run as root), starts the
-emulator, waits until all answer and writes ``.testbed/env``. ``down`` stops
+``up`` fetches the OpenSearch integ-test-zip, the job-scheduler, ML Commons
+and k-NN plugin zips, and the lang-painless module's jars (k-NN needs it; 2.19's
+integ-test-zip lacks it) from Maven Central (once, into a cache outside the
+clone), installs them (once per version), writes a fresh config, starts the
+nodes as the unprivileged user ``opensearch`` (OpenSearch refuses to run as
+root), starts the emulator, waits until all answer with every plugin on every
+node and writes ``.testbed/env``. ``down`` stops
 them and deletes the nodes' data. ``status`` exits 0 when all run, 3 if not.
 ``env`` prints ``.testbed/env``. ``node stop K`` kills node K of the running
 test bed (SIGKILL, its data kept); ``node start K`` starts it again on its data
@@ -43,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -59,6 +62,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = REPO_ROOT / ".testbed"
@@ -196,7 +200,11 @@ class Config:
 
     @property
     def opensearch_home(self) -> Path:
-        return self.cache / "install" / f"opensearch-{self.version}"
+        """One per version and set of plugins (with lang-painless): an install is never changed under
+        the nodes of another checkout that runs from it, whose plugins may differ."""
+        installed = [PAINLESS_MODULE, *(plugin.artifact.filename for plugin in plugins(self))]
+        digest = hashlib.sha256("\n".join(installed).encode()).hexdigest()[:8]
+        return self.cache / "install" / f"opensearch-{self.version}-{digest}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,14 +251,15 @@ class Artifact:
     group: str
     name: str
     version: str
+    packaging: str = "zip"
 
     @property
     def filename(self) -> str:
-        return f"{self.name}-{self.version}.zip"
+        return f"{self.name}-{self.version}.{self.packaging}"
 
     @property
     def coordinates(self) -> str:
-        return f"{self.group}:{self.name}:{self.version}:zip"
+        return f"{self.group}:{self.name}:{self.version}:{self.packaging}"
 
     @property
     def url(self) -> str:
@@ -258,44 +267,120 @@ class Artifact:
         return f"{MAVEN_CENTRAL}/{group_path}/{self.name}/{self.version}/{self.filename}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Plugin:
+    """A plugin zip, and the name _cat/plugins lists it by."""
+    listed_as: str
+    artifact: Artifact
+
+
 def core_artifact(cfg: Config) -> Artifact:
     return Artifact("org.opensearch.distribution.integ-test-zip", "opensearch", cfg.version)
 
 
-def plugin_artifacts(cfg: Config) -> list[Artifact]:
-    """Plugins in install order: ML extends job-scheduler from 2.19 on."""
+def plugins(cfg: Config) -> list[Plugin]:
+    """Plugins in install order: ML extends job-scheduler from 2.19 on; k-NN extends lang-painless
+    (painless_module_jars), and on 3.6 also transport-grpc, which its integ-test-zip has."""
     plugin_version = f"{cfg.version}.0"
-    plugins = [Artifact("org.opensearch.plugin", "opensearch-ml-plugin", plugin_version)]
+    listed = [
+        Plugin("opensearch-ml", Artifact("org.opensearch.plugin", "opensearch-ml-plugin", plugin_version)),
+        Plugin("opensearch-knn", Artifact("org.opensearch.plugin", "opensearch-knn", plugin_version)),
+    ]
     if cfg.version_tuple >= (2, 19, 0):
-        plugins.insert(0, Artifact("org.opensearch.plugin", "opensearch-job-scheduler", plugin_version))
-    return plugins
+        scheduler = Artifact("org.opensearch.plugin", "opensearch-job-scheduler", plugin_version)
+        listed.insert(0, Plugin("opensearch-job-scheduler", scheduler))
+    return listed
+
+
+# lang-painless is a module of the full distribution; the integ-test-zip of 2.19 lacks it (3.6's has
+# every module), and Maven Central has it only as a jar and a pom: the module is put together from those
+# and the jars the pom names.
+PAINLESS_MODULE = "lang-painless"
+# Its plugin class, by the name the jar holds it under (3.6's is PainlessModulePlugin).
+PAINLESS_CLASSNAMES = ("org.opensearch.painless.PainlessPlugin", "org.opensearch.painless.PainlessModulePlugin")
+# The grants of the module's own plugin-security.policy: Painless compiles each script into a class
+# of a class loader it makes.
+PAINLESS_POLICY = """grant {
+  permission java.lang.RuntimePermission "createClassLoader";
+  permission java.lang.RuntimePermission "getClassLoader";
+};
+"""
+# The distribution's own module, whose descriptor gives the Java version its modules are built for.
+CORE_MODULE = "transport-netty4"
+POM_NAMESPACE = {"pom": "http://maven.apache.org/POM/4.0.0"}
+
+
+def painless_pom(cfg: Config) -> Artifact:
+    return Artifact("org.opensearch.plugin", PAINLESS_MODULE, cfg.version, "pom")
+
+
+def painless_module_jars(cfg: Config) -> list[Artifact]:
+    """The module's jar and its runtime dependencies, at the versions its (fetched) pom names."""
+    jar = dataclasses.replace(painless_pom(cfg), packaging="jar")
+    return [jar, *pom_runtime_dependencies(cfg.artifacts_dir / painless_pom(cfg).filename)]
+
+
+def pom_runtime_dependencies(pom: Path) -> list[Artifact]:
+    """The jars of a pom's compile and runtime dependencies; not theirs (OpenSearch's own pom
+    excludes their dependencies, or they are OpenSearch's core, which lib/ holds)."""
+    try:
+        root = ElementTree.parse(pom).getroot()
+    except (OSError, ElementTree.ParseError) as error:
+        raise TestbedError(f"cannot read the pom {pom}: {error}") from error
+    jars = []
+    for dependency in root.iterfind("pom:dependencies/pom:dependency", POM_NAMESPACE):
+        field = {tag: (dependency.findtext(f"pom:{tag}", "", POM_NAMESPACE) or "").strip()
+                 for tag in ("groupId", "artifactId", "version", "scope", "optional")}
+        if field["scope"] not in ("", "compile", "runtime") or field["optional"] == "true":
+            continue
+        if not field["version"] or "$" in field["version"]:
+            raise TestbedError(f"{pom}: no literal version for {field['groupId']}:{field['artifactId']}")
+        jars.append(Artifact(field["groupId"], field["artifactId"], field["version"], "jar"))
+    return jars
 
 
 def fetch_artifacts(cfg: Config) -> None:
     cfg.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    fetched_bytes, started = 0, time.monotonic()
-    # Plugins first: a version whose plugin zips are not published then fails
-    # before the core zip is downloaded for nothing.
-    for artifact in [*plugin_artifacts(cfg), core_artifact(cfg)]:
-        path = cfg.artifacts_dir / artifact.filename
-        if path.exists():
-            say(f"cached   {artifact.filename} ({megabytes(path)})")
-            continue
-        file_started = time.monotonic()
-        if shutil.which("mvn"):
-            download_with_maven(artifact, cfg.artifacts_dir)
-        else:
-            download_with_urllib(artifact, cfg.artifacts_dir)
-        fetched_bytes += path.stat().st_size
-        say(f"fetched  {artifact.filename} ({megabytes(path)}) in {time.monotonic() - file_started:.1f} s")
+    started = time.monotonic()
+    # Plugins first: a version whose plugin zips are not published then fails before the core zip
+    # is downloaded for nothing. The painless module only when the core zip lacks it, its pom first.
+    plugin_zips = [plugin.artifact for plugin in plugins(cfg)]
+    fetched_bytes = sum(fetch(cfg, artifact) for artifact in [*plugin_zips, core_artifact(cfg)])
+    if not distribution_has_module(cfg.artifacts_dir / core_artifact(cfg).filename, PAINLESS_MODULE):
+        fetched_bytes += fetch(cfg, painless_pom(cfg))
+        fetched_bytes += sum(fetch(cfg, artifact) for artifact in painless_module_jars(cfg))
     if fetched_bytes:
         say(f"downloaded {fetched_bytes / 1e6:.1f} MB in {time.monotonic() - started:.1f} s")
+
+
+def distribution_has_module(archive: Path, module: str) -> bool:
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            return any(name.endswith(f"/modules/{module}/plugin-descriptor.properties") for name in zipped.namelist())
+    except (OSError, zipfile.BadZipFile) as error:
+        raise TestbedError(f"cannot read {archive}: {error}") from error
+
+
+def fetch(cfg: Config, artifact: Artifact) -> int:
+    """Bring one artifact into the cache unless it is there; the bytes downloaded."""
+    path = cfg.artifacts_dir / artifact.filename
+    if path.exists():
+        say(f"cached   {artifact.filename} ({megabytes(path)})")
+        return 0
+    started = time.monotonic()
+    if shutil.which("mvn"):
+        download_with_maven(artifact, cfg.artifacts_dir)
+    else:
+        download_with_urllib(artifact, cfg.artifacts_dir)
+    say(f"fetched  {artifact.filename} ({megabytes(path)}) in {time.monotonic() - started:.1f} s")
+    return path.stat().st_size
 
 
 def download_with_maven(artifact: Artifact, destination: Path) -> None:
     # Copy into a staging directory and rename, so an interrupted run never
     # leaves a truncated zip that a later run would take for a cached one.
-    staging = destination / ".maven-staging"
+    # One per process: test beds of other checkouts may fetch into the same cache at the same time.
+    staging = destination / f".maven-staging-{os.getpid()}"
     # -U: otherwise a miss is cached in ~/.m2 and not retried for a day.
     command = ["mvn", "-B", "-q", "-U", MAVEN_COPY_GOAL,
                f"-Dartifact={artifact.coordinates}", f"-DoutputDirectory={staging}"]
@@ -307,7 +392,7 @@ def download_with_maven(artifact: Artifact, destination: Path) -> None:
 
 
 def download_with_urllib(artifact: Artifact, destination: Path) -> None:
-    partial = destination / f"{artifact.filename}.part"
+    partial = destination / f"{artifact.filename}.part-{os.getpid()}"
     try:
         with urllib.request.urlopen(artifact.url, timeout=60) as response, partial.open("wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)
@@ -397,18 +482,83 @@ def install_opensearch(cfg: Config, java_home: Path) -> Path:
     # No stamp means an earlier attempt stopped halfway: start over.
     shutil.rmtree(home, ignore_errors=True)
     say(f"installing OpenSearch {cfg.version} into {home}")
-    extract_keeping_modes(cfg.artifacts_dir / core_artifact(cfg).filename, home.parent)
+    # The zip holds one directory, opensearch-<version>: unpacked aside, so never over another install
+    # (the one of a checkout without this naming may have that name, and run nodes).
+    unpacking = home.parent / f".unpacking-{os.getpid()}"
+    shutil.rmtree(unpacking, ignore_errors=True)
+    extract_keeping_modes(cfg.artifacts_dir / core_artifact(cfg).filename, unpacking)
+    (unpacking / f"opensearch-{cfg.version}").rename(home)
+    unpacking.rmdir()
     # Kept so the config step can derive jvm.options afresh for each JDK.
     shutil.copy2(home / "config" / "jvm.options", home / "jvm.options.dist")
-    for plugin in plugin_artifacts(cfg):
-        plugin_zip = (cfg.artifacts_dir / plugin.filename).resolve()
+    if (home / "modules" / PAINLESS_MODULE).is_dir():
+        say(f"the distribution has the module {PAINLESS_MODULE}")
+    else:
+        install_painless_module(cfg, home)
+    for plugin in plugins(cfg):
+        plugin_zip = (cfg.artifacts_dir / plugin.artifact.filename).resolve()
         command = [str(home / "bin" / "opensearch-plugin"), "install", "--batch", plugin_zip.as_uri()]
-        run_checked(command, f"opensearch-plugin could not install {plugin.filename}",
+        run_checked(command, f"opensearch-plugin could not install {plugin.artifact.filename}",
                     cwd=home, env=java_environment(java_home))
-        say(f"installed plugin {plugin.name} {plugin.version}")
+        say(f"installed plugin {plugin.listed_as} {plugin.artifact.version}")
     chown_tree(home, RUN_USER)
-    stamp.write_text(f"{cfg.version}\n")
+    stamp.write_text("".join(f"{line}\n" for line in [
+        cfg.version, f"module {PAINLESS_MODULE}", *(plugin.artifact.filename for plugin in plugins(cfg))]))
     return home
+
+
+def install_painless_module(cfg: Config, home: Path) -> None:
+    """lang-painless as a module of the install (k-NN extends it), the way OpenSearch's test clusters
+    add modules to the integ-test-zip: its jars and a descriptor in modules/lang-painless."""
+    module_dir = home / "modules" / PAINLESS_MODULE
+    module_dir.mkdir()
+    jars = painless_module_jars(cfg)
+    for jar in jars:
+        shutil.copy2(cfg.artifacts_dir / jar.filename, module_dir / jar.filename)
+    classname = painless_classname(module_dir / jars[0].filename)
+    core_descriptor = home / "modules" / CORE_MODULE / "plugin-descriptor.properties"
+    java_version = read_properties(core_descriptor).get("java.version")
+    if not java_version:
+        raise TestbedError(f"{core_descriptor} names no java.version")
+    (module_dir / "plugin-descriptor.properties").write_text(painless_descriptor(cfg.version, java_version, classname))
+    (module_dir / "plugin-security.policy").write_text(PAINLESS_POLICY)
+    say(f"installed the module {PAINLESS_MODULE} {cfg.version} ({len(jars)} jars, {classname})")
+
+
+def painless_classname(jar: Path) -> str:
+    try:
+        with zipfile.ZipFile(jar) as zipped:
+            names = set(zipped.namelist())
+    except (OSError, zipfile.BadZipFile) as error:
+        raise TestbedError(f"cannot read {jar}: {error}") from error
+    for classname in PAINLESS_CLASSNAMES:
+        if classname.replace(".", "/") + ".class" in names:
+            return classname
+    raise TestbedError(f"{jar} holds none of the classes {', '.join(PAINLESS_CLASSNAMES)}")
+
+
+def painless_descriptor(version: str, java_version: str, classname: str) -> str:
+    properties = {
+        "description": "An easy, safe and fast scripting language for OpenSearch",
+        "version": version,
+        "name": PAINLESS_MODULE,
+        "classname": classname,
+        "java.version": java_version,
+        "opensearch.version": version,
+        "extended.plugins": "",
+        "has.native.controller": "false",
+    }
+    return "".join(f"{key}={value}\n" for key, value in properties.items())
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """The key=value lines of a plugin descriptor (no continuation lines or escapes: descriptors have none)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise TestbedError(f"cannot read {path}: {error}") from error
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith(("#", "!")))
+    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def extract_keeping_modes(archive: Path, destination: Path) -> None:
@@ -546,8 +696,8 @@ def start_node(node: Node, home: Path, java_home: Path) -> subprocess.Popen:
 
 
 def wait_for_nodes(cfg: Config, nodes: list[Node], processes: list[subprocess.Popen]) -> None:
-    """Until each of the nodes answers, the cluster has all its nodes and is yellow or green, and ML
-    Commons answers on each node."""
+    """Until each of the nodes answers, the cluster has all its nodes and is yellow or green, every node
+    has every plugin, and ML Commons answers on each node."""
     checks = [(f"GET / on {node.name} to answer", lambda node=node: http_status(f"{node.url}/") == 200)
               for node in nodes]
     url = nodes[0].url
@@ -555,12 +705,28 @@ def wait_for_nodes(cfg: Config, nodes: list[Node], processes: list[subprocess.Po
         (f"cluster health yellow with {cfg.nodes} node(s)",
          lambda: http_status(f"{url}/_cluster/health?wait_for_status=yellow&wait_for_nodes={cfg.nodes}&timeout=5s")
          == 200),
-        (f"_cat/plugins to list opensearch-ml on {cfg.nodes} node(s)",
-         lambda: (http_text(f"{url}/_cat/plugins?h=component") or "").split().count("opensearch-ml") == cfg.nodes),
+        (f"_cat/plugins to list {', '.join(plugin.listed_as for plugin in plugins(cfg))} on {cfg.nodes} node(s)",
+         lambda: plugins_listed(cfg, http_json(f"{url}/_cat/plugins?h=name,component&format=json"))),
     ]
     checks += [(f"GET /_plugins/_ml/stats on {node.name} to answer 200",
                 lambda node=node: http_status(f"{node.url}/_plugins/_ml/stats") == 200) for node in nodes]
     wait_until(checks, processes, "OpenSearch", BOOT_TIMEOUT_S)
+
+
+def plugins_listed(cfg: Config, cat_plugins: list | None) -> bool:
+    """Whether _cat/plugins (its rows of name and component) lists every plugin on every node; False
+    while it does not answer. Asked once the cluster has all its nodes, whose plugins are loaded by then:
+    one missing raises at once, naming it and the nodes without it."""
+    if not isinstance(cat_plugins, list):
+        return False
+    listed = {(row.get("name"), row.get("component")) for row in cat_plugins if isinstance(row, dict)}
+    for plugin in plugins(cfg):
+        missing = [node.name for node in cfg.cluster if (node.name, plugin.listed_as) not in listed]
+        if missing:
+            raise TestbedError(f"{plugin.listed_as} is not loaded on {', '.join(missing)} (not in _cat/plugins; "
+                               f"installed from {plugin.artifact.filename} into {cfg.opensearch_home / 'plugins'}; "
+                               "the node logs are above)")
+    return True
 
 
 def wait_until(checks: list, processes: list[subprocess.Popen], what: str, timeout_s: float) -> None:
@@ -596,6 +762,15 @@ def http_text(url: str) -> str | None:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.read().decode()
     except (urllib.error.URLError, OSError):
+        return None
+
+
+def http_json(url: str):
+    """The decoded JSON of a GET's answer, or None while nothing answers (or not with JSON)."""
+    text = http_text(url)
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
         return None
 
 
