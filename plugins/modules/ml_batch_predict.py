@@ -26,7 +26,7 @@ description:
     unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
   - O(state=cancelled) cancels the job named by O(task_id), or the running job with the same input, through ML Commons.
     A job that has already ended, or is being cancelled, is left as it is.
-  - With O(jobs), runs several jobs of the model at once, each found
+  - With O(jobs) (or O(input_file_ids), one OpenAI input file each), runs several jobs of the model at once, each found
     again or submitted once as a single job is, for example one per part of an input too large for one job. They are
     submitted in order while ML Commons has room for them. When C(plugins.ml_commons.max_batch_inference_tasks) jobs are
     already created or running (ML Commons answers 429), or the provider refuses or fails a job only because its queue is
@@ -61,7 +61,7 @@ options:
       - A job that expired is got back by a re-run, not submitted again as a single job would be. The provider has run,
         and charged for, part of its requests, whose results are in its output file; submit the others on their own.
       - With O(state=cancelled), every created or running job of the list is cancelled.
-      - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id).
+      - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id) or O(input_file_ids).
     type: list
     elements: dict
     suboptions:
@@ -69,6 +69,13 @@ options:
         description: The job's own parameters.
         type: dict
         required: true
+  input_file_ids:
+    description:
+      - OpenAI input files, a job each, in this order. The same as O(jobs) with one entry per ID whose C(parameters) hold only
+        that C(input_file_id); RV(jobs) is in the same order.
+      - Cannot be used with O(jobs) or O(task_id).
+    type: list
+    elements: str
   state:
     description:
       - V(present) submits the job, or finds the same job submitted before.
@@ -184,6 +191,15 @@ EXAMPLES = r"""
     wait: true
   register: parts
 
+- name: The same for every file an upload loop registered, a job each in the loop's order
+  opensearch.ml_commons.ml_batch_predict:
+    model_id: "{{ model.model_id }}"
+    parameters:
+      endpoint: /v1/embeddings
+    input_file_ids: "{{ uploads.results | map(attribute='file_id') | list }}"
+    wait: true
+  register: parts
+
 - name: Cancel it and wait until it is cancelled
   opensearch.ml_commons.ml_batch_predict:
     model_id: "{{ model.model_id }}"
@@ -231,13 +247,13 @@ raw:
   type: dict
 jobs:
   description:
-    - With O(jobs), one entry per job in the same order, each with C(task_id), C(status) and C(job) as for a single
+    - With O(jobs) or O(input_file_ids), one entry per job in the same order, each with C(task_id), C(status) and C(job) as for a single
       job (C(task_id) and C(status) are null while the job waits to be submitted), and C(reason), why a job ended
       failed, cancelled, expired or unreachable (else null).
     - RV(status) is then the least advanced of their states (null while one waits to be submitted, then that of a
       running job, then C(COMPLETED) when all completed, else the first other end); RV(task_id) is null, RV(job) and
       RV(raw) are empty.
-  returned: when O(jobs) is given
+  returned: when O(jobs) or O(input_file_ids) is given
   type: list
   elements: dict
   sample:
@@ -264,7 +280,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module 
 
 
 def listed_jobs(params):
-    """Each job's own parameters, from O(jobs); None for the one job of O(parameters) or O(task_id)."""
+    """Each job's own parameters, from O(jobs) or O(input_file_ids); None for the one job of O(parameters) or O(task_id)."""
+    if params["input_file_ids"] is not None:
+        return [{"input_file_id": file_id} for file_id in params["input_file_ids"]]
     if params["jobs"] is not None:
         return [entry["parameters"] for entry in params["jobs"]]
     return None
@@ -285,8 +303,9 @@ ARGUMENT_SPEC = dict(
     wait_timeout=dict(type="int", default=3600),
     poll_interval=dict(type="float", default=10),
     jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
+    input_file_ids=dict(type="list", elements="str"),
 )
-MUTUALLY_EXCLUSIVE = [("jobs", "task_id")]
+MUTUALLY_EXCLUSIVE = [("jobs", "task_id"), ("input_file_ids", "jobs"), ("input_file_ids", "task_id")]
 
 
 def main():

@@ -1,10 +1,11 @@
-"""ml_batch_predict with jobs: several jobs at once, within ML Commons' task limit, waited for together.
+"""ml_batch_predict with jobs (or input_file_ids): several jobs at once, within ML Commons' task limit, waited for together.
 
 ML Commons is played by ``Cluster``, a simulation at the level of the batch run's requests (find, submit, read,
 cancel), so the tests can count what the module asked for and hold it to the task limit as jobs end; the
 integration tests run the same against a real ML Commons."""
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import jobs as batch
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import run as batch_run
@@ -212,3 +213,21 @@ def test_cancelled_with_wait_waits_for_every_cancel(cluster):
     assert [entry["status"] for entry in outcome["jobs"]] == ["CANCELLED", "CANCELLED"]
     assert [entry["reason"] for entry in outcome["jobs"]] == ["no reason given"] * 2
     assert (outcome["status"], outcome["changed"]) == ("CANCELLED", True)
+
+
+def test_input_file_ids_run_the_same_jobs_as_jobs_in_the_same_order(cluster):
+    by_ids = run(FakeModule(ml_batch_predict, model_id="m1", parameters=SHARED, wait=True, input_file_ids=FILES))
+    assert cluster.submits == FILES
+    by_jobs = run(fake_module(FILES))
+    assert cluster.submits == FILES
+    assert by_ids["jobs"] == by_jobs["jobs"]
+    assert [entry["job"]["input_file_id"] for entry in by_ids["jobs"]] == FILES
+    assert (by_ids["status"], by_ids["changed"], by_jobs["changed"]) == ("COMPLETED", True, False)
+
+
+def test_input_file_ids_cannot_be_given_with_jobs_or_task_id():
+    validator = ArgumentSpecValidator(ml_batch_predict.ARGUMENT_SPEC, mutually_exclusive=ml_batch_predict.MUTUALLY_EXCLUSIVE)
+    for other in (dict(jobs=[{"parameters": {"input_file_id": "file-a"}}]), dict(task_id="t1")):
+        errors = validator.validate(dict(model_id="m1", input_file_ids=FILES, **other)).error_messages
+        assert len(errors) == 1 and errors[0].startswith("parameters are mutually exclusive: ")
+    assert validator.validate(dict(model_id="m1", input_file_ids=FILES)).error_messages == []
