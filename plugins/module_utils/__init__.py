@@ -2,6 +2,6 @@
 #   core/       the module base (options, one failure message), the HTTP client, errors, waiting, diffs,
 #               checks of names and connector templates
 #   mlcommons/  ML Commons' objects: lookups and writes (resource), its answers, models and their
-#               deployment, cluster settings
+#               deployment, connectors and their users, cluster settings
 #   batch/      batch jobs: identity, status, submitting and following them
 #   files/      local files: streamed reads and writes, batch inputs checked, split and merged

@@ -260,56 +260,32 @@ diff:
   type: dict
 """
 
-import json
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string, changed_fields, is_empty
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import (
-    deploy,
-    describe_models,
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import ACCESS_FIELDS, require_access_control
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.connectors import (
+    delete_refused,
+    differing_fields,
+    false_match_reason,
     false_users,
-    is_deployed_or_deploying,
     models_matching_connector,
+    models_named_in,
     models_using_connector,
-    undeploy,
+    removed_parameters,
+    replacement_body,
+    request_actions,
+    update_refused,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import deploy, is_deployed_or_deploying, undeploy
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
-    CONNECTOR,
-    MODEL,
-    Writer,
-    find_by_name,
-    get_by_id,
-    not_the_object,
-)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import CONNECTOR, MODEL, Writer, find_by_name, get_by_id, not_the_object
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.validation import check_connector_actions, check_name, check_safe_text
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
 
-COMPARED_FIELDS = ("name", "description", "version", "protocol", "parameters", "actions", "client_config", "access_mode", "backend_roles")
-ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function", "post_process_function")
 
-
-# -- desired state ----------------------------------------------------------------------------
-
-
-def request_body_text(body):
-    """A dict body serialised the way the module sends it; a string template as it is."""
-    if body is None or isinstance(body, str):
-        return body
-    return json.dumps(body)
-
-
-def desired_actions(actions):
-    if actions is None:
-        return None
-    desired = []
-    for action in actions:
-        entry = dict((name, action[name]) for name in ACTION_FIELDS if action.get(name) is not None)
-        if "request_body" in entry:
-            entry["request_body"] = request_body_text(entry["request_body"])
-        desired.append(entry)
-    return desired
+class ConnectorWriter(Writer):
+    def result(self, changed, before, after, redeployed_models=(), repointed_models=()):
+        return super(ConnectorWriter, self).result(changed, before, after, redeployed_models=list(redeployed_models),
+                                                   repointed_models=list(repointed_models))
 
 
 def desired_fields(params):
@@ -317,72 +293,8 @@ def desired_fields(params):
     wanted = dict((name, params[name]) for name in ("name", "description", "version", "protocol", "parameters", "client_config") + ACCESS_FIELDS
                   if params[name] is not None)
     if params["actions"] is not None:
-        wanted["actions"] = desired_actions(params["actions"])
+        wanted["actions"] = request_actions(params["actions"])
     return wanted
-
-
-# -- comparison -------------------------------------------------------------------------------
-
-
-def comparable_body(body):
-    """Bodies compare as JSON when both parse (so key order and spacing do not matter), else as text."""
-    if body is None:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body
-
-
-def comparable_action(action):
-    view = {}
-    for name in ACTION_FIELDS:
-        value = action.get(name)
-        if is_empty(value):
-            continue
-        if name in ("action_type", "method"):
-            value = value.upper()
-        elif name == "headers":
-            value = dict((key, as_server_string(item)) for key, item in value.items())
-        elif name == "request_body":
-            value = comparable_body(value)
-        view[name] = value
-    return view
-
-
-def normalize(name, value):
-    """One comparable form for desired and stored values of a connector field."""
-    if is_empty(value):
-        return None
-    if name == "version":
-        return as_server_string(value)
-    if name == "parameters":
-        return dict((key, as_server_string(item)) for key, item in value.items())
-    if name == "actions":
-        return sorted((comparable_action(action) for action in value), key=lambda action: json.dumps(action, sort_keys=True))
-    if name == "backend_roles":
-        return sorted(value)
-    return value
-
-
-def stored_view(connector, wanted):
-    """The stored connector shaped like :func:`desired_fields`.
-
-    ``client_config`` is cut to the keys the user set, because ML Commons fills in defaults for the rest.
-    """
-    view = with_access_mode(connector)
-    if "client_config" in wanted and isinstance(view.get("client_config"), dict):
-        view["client_config"] = dict((key, view["client_config"].get(key)) for key in wanted["client_config"])
-    return view
-
-
-def removed_parameters(connector, wanted):
-    if "parameters" not in wanted:
-        return []
-    return sorted(set(connector.get("parameters") or {}) - set(wanted["parameters"]))
-
-
-# -- operations -------------------------------------------------------------------------------
 
 
 def validate(params):
@@ -403,10 +315,6 @@ def find_connector(client, params):
     return find_by_name(client, CONNECTOR, params["name"])
 
 
-def result(writer, changed, before, connector, redeployed=(), repointed=()):
-    return writer.result(changed, before, connector, redeployed_models=list(redeployed), repointed_models=list(repointed))
-
-
 def create_body(params, wanted):
     body = dict(wanted)
     for required in ("version", "protocol", "actions"):
@@ -416,58 +324,34 @@ def create_body(params, wanted):
     return body
 
 
-def false_match_reason(others):
-    """Why ML Commons names ``others``, models of other connectors, as users of a connector."""
-    return (
-        "%s use(s) another connector (%s); ML Commons counts them because its check is a match query on the models' "
-        "connector_id, which matches any part of an ID between hyphens, and IDs made on one node within a minute or so can share one"
-        % (describe_models(others), ", ".join(sorted(set(model["connector_id"] for model in others))))
-    )
-
-
-def blocked_update(connector, deployed):
-    others = false_users(connector["connector_id"], deployed)
-    if others:
-        message = "ML Commons refuses to update connector %r (%s) while %d deployed model(s) count as its users: %s. %s." % (
-            connector.get("name"), connector["connector_id"], len(deployed), describe_models(deployed), false_match_reason(others))
-    else:
-        message = "Connector %r (%s) cannot be updated while %d deployed model(s) use it: %s." % (
-            connector.get("name"), connector["connector_id"], len(deployed), describe_models(deployed))
-    return MLCommonsError(
-        message + " Undeploy them first, or set redeploy_models: true to have the module undeploy, update and redeploy them.",
-        model_ids=[model["model_id"] for model in deployed],
-    )
-
-
 def update_in_place(module, writer, connector, changes, predicted):
     """Send the changes; when deployed models block them, cycle the models around the update if
-    allowed, else fail naming them. Returns the connector after it and the models redeployed.
+    allowed, else fail naming them. Returns the connector after it and the IDs of the models redeployed.
 
-    The server's own answer decides which models block the update: a search could miss a model
-    deployed a moment ago (search is near-real-time), ML Commons' check cannot. It may name models
-    of other connectors (:func:`false_users`); with redeploy_models they are cycled too, since ML
-    Commons refuses the update while they are deployed, and a warning names them.
+    ML Commons' refusal names the blocking models: a search could miss one deployed a moment ago.
+    With redeploy_models, models of other connectors it counts (:func:`false_users`) are cycled too,
+    since it refuses the update while they are deployed.
     """
     client = writer.client
     redeploy = module.params["redeploy_models"]
     connector_id = connector["connector_id"]
     if module.check_mode:
-        deployed = [model for model in models_matching_connector(client, connector_id) if is_deployed_or_deploying(model)]
-        if deployed and not redeploy:
-            raise blocked_update(connector, deployed)
-        return writer.update(connector, changes, predicted), [model["model_id"] for model in deployed]
+        blocking = [model for model in models_matching_connector(client, connector_id) if is_deployed_or_deploying(model)]
+        if blocking and not redeploy:
+            raise update_refused(connector, blocking)
+        return writer.update(connector, changes, predicted), [model["model_id"] for model in blocking]
     try:
         return writer.update(connector, changes), []
     except HTTPError as error:
-        blocking_ids = answers.models_blocking_connector_change(error)
-        if not blocking_ids:
+        blocking = models_named_in(client, error)
+        if not blocking:
             raise
-    deployed = [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in blocking_ids]
     if not redeploy:
-        raise blocked_update(connector, deployed)
-    others = false_users(connector_id, deployed)
+        raise update_refused(connector, blocking)
+    others = false_users(connector_id, blocking)
     if others:
         module.warn("Undeploying and redeploying models of other connectors to update connector %s: %s." % (connector_id, false_match_reason(others)))
+    blocking_ids = [model["model_id"] for model in blocking]
     timeout = module.params["wait_timeout"]
     for model_id in blocking_ids:
         undeploy(client, model_id, timeout)
@@ -480,9 +364,9 @@ def update_in_place(module, writer, connector, changes, predicted):
 def delete_when_unused(writer, connector, moved, timeout):
     """Delete a connector whose models (IDs ``moved``) were just moved away.
 
-    ML Commons finds a connector's users with a search, which sees the models' new connector only
-    after the next refresh (about a second): until then it answers 409 naming moved models, so the
-    delete is retried. A refusal that names another model cannot pass by waiting, and fails at once.
+    ML Commons' check of its users is a search, which sees the models' new connector only after the
+    next refresh: until then the delete is refused naming moved models, and is tried again. A refusal
+    that names another model cannot pass by waiting, and fails at once.
     """
     def try_delete():
         try:
@@ -490,9 +374,9 @@ def delete_when_unused(writer, connector, moved, timeout):
         except HTTPError as error:
             if error.status != 409:
                 raise
-            strangers = [model_id for model_id in answers.models_blocking_connector_change(error) if model_id not in moved]
+            strangers = models_named_in(writer.client, error, excluding=moved)
             if strangers:
-                raise in_use_error(connector, [get_by_id(writer.client, MODEL, model_id) or {"model_id": model_id} for model_id in strangers])
+                raise delete_refused(connector, strangers)
             return False
         return True
 
@@ -501,20 +385,18 @@ def delete_when_unused(writer, connector, moved, timeout):
 
 def recreate(module, writer, connector, wanted, predicted):
     """Replace a connector whose parameters lost keys: a new connector of the same name, its
-    models re-pointed, the old one deleted. Returns the new connector and the models moved.
+    models re-pointed, the old one deleted. Returns the new connector and the IDs of the models moved.
 
     The new connector is created as any other, so concurrent runs that replace the same connector
     keep one replacement; the original, called the same, is left out of that comparison."""
     client = writer.client
-    body = dict((name, value) for name, value in connector.items() if name in COMPARED_FIELDS and name not in ("access_mode",))
-    body.update(wanted)
     users = models_using_connector(client, connector["connector_id"])
     moved = [model["model_id"] for model in users]
     if not module.check_mode and not module.params["credential"]:
         raise ConfigurationError(
             "Recreating connector %r needs credential: ML Commons never returns the old one." % connector.get("name")
         )
-    body["credential"] = module.params["credential"]
+    body = replacement_body(connector, wanted, module.params["credential"])
     replacement = writer.create(body, body["name"], [not_the_object(connector["connector_id"])], predicted=predicted)
     models = Writer(client, MODEL, module.check_mode)
     for model in users:
@@ -534,7 +416,7 @@ def ensure_present(module, writer, connector):
     wanted = desired_fields(params)
     require_access_control(writer.client, wanted, "connector")
     if connector is None:
-        return result(writer, True, None, writer.create(create_body(params, wanted), wanted["name"], predicted=wanted))
+        return writer.result(True, None, writer.create(create_body(params, wanted), wanted["name"], predicted=wanted))
 
     removed = removed_parameters(connector, wanted)
     if removed and not params["recreate_on_parameter_removal"]:
@@ -543,61 +425,41 @@ def ensure_present(module, writer, connector):
             "from a connector, so add them back, or set recreate_on_parameter_removal: true to replace the connector "
             "(its models are moved to the new one)." % (connector.get("name"), connector["connector_id"], ", ".join(removed))
         )
-    comparable = dict((name, value) for name, value in wanted.items() if name != "add_all_backend_roles")
-    differing = changed_fields(comparable, stored_view(connector, wanted), normalize)
-    changes = dict((name, wanted[name]) for name in differing)
+    changes = dict((name, wanted[name]) for name in differing_fields(connector, wanted))
     if params["update_credential"] == "always" and params["credential"]:
         changes["credential"] = params["credential"]
     if not changes:
-        return result(writer, False, connector, connector)
+        return writer.result(False, connector, connector)
     predicted = dict(connector, **dict((name, value) for name, value in changes.items() if name != "credential"))
     if removed:
-        replaced, repointed = recreate(module, writer, connector, wanted, predicted)
-        return result(writer, True, connector, replaced, repointed=repointed)
-    updated, redeployed = update_in_place(module, writer, connector, changes, predicted)
-    return result(writer, True, connector, updated, redeployed=redeployed)
-
-
-def in_use_error(connector, users):
-    """The refusal of a delete, naming the models ML Commons counted as the connector's users; those of other
-    connectors (:func:`false_users`) are named as such."""
-    connector_id = connector["connector_id"]
-    others = false_users(connector_id, users)
-    own = [model for model in users if model not in others]
-    if own:
-        message = "Connector %r (%s) is still used by %d model(s): %s. Delete those models or point them at another connector first." % (
-            connector.get("name"), connector_id, len(own), describe_models(own))
-        if others:
-            message += " Also counted: %s." % false_match_reason(others)
-    else:
-        message = ("ML Commons refuses to delete connector %r (%s): %s. No model uses this connector; ML Commons deletes it once "
-                   "those models are deleted. It is left in place." % (connector.get("name"), connector_id, false_match_reason(others)))
-    return MLCommonsError(message, model_ids=[model["model_id"] for model in users])
+        replacement, repointed_ids = recreate(module, writer, connector, wanted, predicted)
+        return writer.result(True, connector, replacement, repointed_models=repointed_ids)
+    updated, redeployed_ids = update_in_place(module, writer, connector, changes, predicted)
+    return writer.result(True, connector, updated, redeployed_models=redeployed_ids)
 
 
 def ensure_absent(module, writer, connector):
-    client = writer.client
     if connector is None:
-        return result(writer, False, None, None)
+        return writer.result(False, None, None)
     if module.check_mode:
-        users = models_matching_connector(client, connector["connector_id"])
+        users = models_matching_connector(writer.client, connector["connector_id"])
         if users:
-            raise in_use_error(connector, users)
-        return result(writer, True, connector, None)
+            raise delete_refused(connector, users)
+        return writer.result(True, connector, None)
     try:
         writer.delete(connector)
     except HTTPError as error:
-        user_ids = answers.models_blocking_connector_change(error)
-        if not user_ids:
+        users = models_named_in(writer.client, error)
+        if not users:
             raise
-        raise in_use_error(connector, [get_by_id(client, MODEL, model_id) or {"model_id": model_id} for model_id in user_ids])
-    return result(writer, True, connector, None)
+        raise delete_refused(connector, users)
+    return writer.result(True, connector, None)
 
 
 def run(module, client):
     validate(module.params)
     connector = find_connector(client, module.params)
-    writer = Writer(client, CONNECTOR, module.check_mode)
+    writer = ConnectorWriter(client, CONNECTOR, module.check_mode)
     if module.params["state"] == "absent":
         return ensure_absent(module, writer, connector)
     return ensure_present(module, writer, connector)

@@ -298,8 +298,8 @@ def register(module, writer, wanted):
     return model, answer.get("task_id") if answer.get("model_id") == model["model_id"] else None
 
 
-def update(module, writer, model, changes):
-    """Apply the changes; returns the model after them and whether it had to be redeployed for them
+def apply_changes(module, writer, model, changes):
+    """Send the changes; returns the model after them and whether it had to be redeployed for them
     to take effect."""
     try:
         return writer.update(model, changes), False
@@ -343,21 +343,22 @@ def converge_deployment(module, client, model):
     return undeploy(client, model_id, timeout), True, []
 
 
-def result(writer, changed, before, model, task_id=None, redeployed=False, serving=None):
-    """The module's result; ``serving`` are the IDs of the nodes serving the model, read here when None."""
-    if serving is None:
-        serving = deployment(writer.client, model).serving if model and model.get("model_id") else []
-    return writer.result(changed, before, model, model_state=(model or {}).get("model_state"), task_id=task_id, redeployed=redeployed,
-                         serving_nodes=describe_nodes(writer.client, serving))
+class ModelWriter(Writer):
+    def result(self, changed, before, after, task_id=None, redeployed=False, serving=None):
+        """The module's result; ``serving`` are the IDs of the nodes serving the model, read here when None."""
+        if serving is None:
+            serving = deployment(self.client, after).serving if after and after.get("model_id") else []
+        return super(ModelWriter, self).result(changed, before, after, model_state=(after or {}).get("model_state"), task_id=task_id,
+                                               redeployed=redeployed, serving_nodes=describe_nodes(self.client, serving))
 
 
 def ensure_absent(module, writer, model):
     if model is None:
-        return result(writer, False, None, None)
+        return writer.result(False, None, None)
     if not module.check_mode and is_deployed_or_deploying(model):
         undeploy(writer.client, model["model_id"], module.params["wait_timeout"])
     writer.delete(model)
-    return result(writer, True, model, None)
+    return writer.result(True, model, None)
 
 
 def ensure_present(module, writer, model):
@@ -370,10 +371,10 @@ def ensure_present(module, writer, model):
             check_can_register(client, module.params)
         if module.check_mode:
             state = "DEPLOYED" if module.params["state"] == "deployed" else "REGISTERED"
-            return result(writer, True, None, dict(wanted, model_id=None, model_state=state))
+            return writer.result(True, None, dict(wanted, model_id=None, model_state=state))
         registered, task_id = register(module, writer, wanted)
-        created, _deployed, serving = converge_deployment(module, client, registered)
-        return result(writer, True, None, created, task_id=task_id, serving=serving)
+        created, _sent, serving = converge_deployment(module, client, registered)
+        return writer.result(True, None, created, task_id=task_id, serving=serving)
 
     changes = dict((name, wanted[name]) for name in changed_fields(wanted, model, normalize))
     if "connector_id" in changes:
@@ -381,9 +382,9 @@ def ensure_present(module, writer, model):
     redeployed = False
     after = model
     if changes:
-        after, redeployed = update(module, writer, model, changes)
+        after, redeployed = apply_changes(module, writer, model, changes)
     after, deployment_changed, serving = converge_deployment(module, client, after)
-    return result(writer, bool(changes) or deployment_changed, model, after, redeployed=redeployed, serving=serving)
+    return writer.result(bool(changes) or deployment_changed, model, after, redeployed=redeployed, serving=serving)
 
 
 def validate(params):
@@ -395,7 +396,7 @@ def validate(params):
 def run(module, client):
     validate(module.params)
     model = find_model(client, module.params)
-    writer = Writer(client, MODEL, module.check_mode)
+    writer = ModelWriter(client, MODEL, module.check_mode)
     if module.params["state"] == "absent":
         return ensure_absent(module, writer, model)
     return ensure_present(module, writer, model)

@@ -113,6 +113,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons im
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import ACCESS_FIELDS, require_access_control, with_access_mode
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import describe_models
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, MODEL_GROUP, Writer, find_by_name, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.validation import check_name, check_safe_text
@@ -144,32 +145,29 @@ def ensure_absent(writer, group):
     group_id = group["model_group_id"]
     models = models_in_group(writer.client, group_id)
     if models:
-        listed = ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
         raise MLCommonsError(
             "Model group %r (%s) still holds %d model(s): %s. Delete them first (opensearch.ml_commons.ml_model with "
-            "state: absent), then the group." % (group["name"], group_id, len(models), listed),
+            "state: absent), then the group." % (group["name"], group_id, len(models), describe_models(models)),
             model_ids=[model["model_id"] for model in models],
         )
     writer.delete(group)
     return writer.result(True, group, None)
 
 
-def create(writer, wanted):
-    def register():
-        try:
-            return writer.client.post(MODEL_GROUP.create_path, body=wanted)
-        except HTTPError as error:
-            # A concurrent run registered the name between our lookup and this request.
-            taken_by = answers.model_group_taking_name(error)
-            if taken_by:
-                return {"model_group_id": taken_by}
-            raise
-
-    group = writer.create(wanted, wanted["name"], send=register)
-    return writer.result(True, None, group)
+def register(client, wanted):
+    try:
+        return client.post(MODEL_GROUP.create_path, body=wanted)
+    except HTTPError as error:
+        # A concurrent run registered the name between our lookup and this request.
+        taken_by = answers.model_group_taking_name(error)
+        if taken_by:
+            return {"model_group_id": taken_by}
+        raise
 
 
-def update(writer, group, wanted):
+def ensure_present(writer, group, wanted):
+    if group is None:
+        return writer.result(True, None, writer.create(wanted, wanted["name"], send=lambda: register(writer.client, wanted)))
     # add_all_backend_roles is an instruction applied at creation, not a stored field: it cannot drift.
     comparable = dict((name, value) for name, value in wanted.items() if name != "add_all_backend_roles")
     changes = dict((name, wanted[name]) for name in changed_fields(comparable, with_access_mode(group), normalize))
@@ -194,9 +192,7 @@ def run(module, client):
         return ensure_absent(writer, group)
     wanted = desired_fields(params)
     require_access_control(client, wanted, "model")
-    if group is None:
-        return create(writer, wanted)
-    return update(writer, group, wanted)
+    return ensure_present(writer, group, wanted)
 
 
 ARGUMENT_SPEC = dict(

@@ -187,12 +187,11 @@ requests:
 """
 
 import os
-import tempfile
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInput
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import DigestSink, MultipartFile, file_digest, parse_checksum
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import DigestSink, MultipartFile, Replacement, file_digest, parse_checksum
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import OpenAIModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import Kind, create_once, get_by_id, keep_oldest_of, oldest_of
 
@@ -240,9 +239,10 @@ def local_file(params):
     return {"filename": fingerprinted_name(path, sha256), "bytes": os.path.getsize(path), "purpose": params["purpose"], "sha256": sha256}
 
 
-def file_result(changed, found, before=None, **extra):
-    found = found or {}
-    result = {"changed": changed, "file_id": found.get("id"), "file": found, "diff": build_diff(before or {}, found)}
+def file_result(changed, before, after, **extra):
+    """The module's result: the file object after the run (empty when there is none), its ID, the diff, and ``extra``."""
+    after = after or {}
+    result = {"changed": changed, "file_id": after.get("id"), "file": after, "diff": build_diff(before or {}, after)}
     result.update(extra)
     return result
 
@@ -279,7 +279,7 @@ def upload(module, client):
         extra["requests"] = request_count
     planned = dict((key, local[key]) for key in ("filename", "bytes", "purpose"))
     if module.check_mode:
-        return file_result(True, planned, **extra)
+        return file_result(True, None, planned, **extra)
     uploaded = create_once(lambda: send_upload(module, client, local), lambda: uploaded_copy(client, local))
     # Runs uploading the same file at once each make a copy, and then each a batch job of its own:
     # the oldest copy stands, as for ML Commons objects; a younger run deletes its copy.
@@ -287,12 +287,12 @@ def upload(module, client):
     if kept != uploaded["id"]:
         module.warn("A run at the same moment uploaded this file first; this run deleted its own copy (%s)." % uploaded["id"])
         uploaded = get_by_id(client, FILE, kept) or uploaded
-    return file_result(True, uploaded, **extra)
+    return file_result(True, None, uploaded, **extra)
 
 
 def download_target(dest, found):
-    """``dest``, or the file's own name inside it when ``dest`` is a directory, as an absolute path (ansible-core's
-    atomic_move fails for a new file named without a directory); its directory must exist."""
+    """``dest``, or the file's own name inside it when ``dest`` is a directory, as an absolute path; its directory
+    must exist."""
     dest = os.path.abspath(dest)
     if os.path.isdir(dest):
         return os.path.join(dest, os.path.basename(found.get("filename") or found["id"]))
@@ -310,26 +310,20 @@ def kept_without_download(params, dest, found, expected):
     return expected is None or file_digest(dest, expected[0]) == expected[1]
 
 
-def fetch(client, found, dest, expected):
-    """Stream the file into a temporary file beside ``dest`` (an absolute path, see download_target); return its
-    path and SHA-256. The caller moves it into place; a failure removes it."""
-    algorithms = ["sha256"] + ([expected[0]] if expected else [])
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".%s." % os.path.basename(dest), suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as partial:
-            sink = DigestSink(partial, algorithms)
-            client.request("GET", FILE.path(found["id"]) + "/content", download=sink)
-        if found.get("bytes") is not None and sink.size != found["bytes"]:
-            raise ConfigurationError("The download of %s ended after %d of its %d bytes; run again." % (found["id"], sink.size, found["bytes"]))
-        if expected and sink.hexdigest(expected[0]) != expected[1]:
-            raise ConfigurationError(
-                "The checksum of %s did not match: %s:%s was expected, the file has %s:%s. %s was not changed."
-                % (found["id"], expected[0], expected[1], expected[0], sink.hexdigest(expected[0]), dest)
-            )
-    except BaseException:
-        os.remove(temporary)
-        raise
-    return temporary, sink.hexdigest("sha256")
+def fetch(client, found, replacement, expected):
+    """Stream the file into ``replacement``; return its SHA-256 once it is complete and of ``expected``
+    (algorithm, digest), when given."""
+    sink = DigestSink(replacement.handle, ["sha256"] + ([expected[0]] if expected else []))
+    client.request("GET", FILE.path(found["id"]) + "/content", download=sink)
+    replacement.close()
+    if found.get("bytes") is not None and sink.size != found["bytes"]:
+        raise ConfigurationError("The download of %s ended after %d of its %d bytes; run again." % (found["id"], sink.size, found["bytes"]))
+    if expected and sink.hexdigest(expected[0]) != expected[1]:
+        raise ConfigurationError(
+            "The checksum of %s did not match: %s:%s was expected, the file has %s:%s. %s was not changed."
+            % (found["id"], expected[0], expected[1], expected[0], sink.hexdigest(expected[0]), replacement.dest)
+        )
+    return sink.hexdigest("sha256")
 
 
 def download(module, client):
@@ -340,16 +334,17 @@ def download(module, client):
         raise ConfigurationError("The Files API has no file %s to download." % params["file_id"])
     dest = download_target(params["dest"], found)
     before = {"dest": dest, "bytes": os.path.getsize(dest) if os.path.isfile(dest) else None}
+    after = {"dest": dest, "bytes": found.get("bytes")}
     if kept_without_download(params, dest, found, expected):
         return file_result(False, found, found, dest=dest, diff=build_diff(before, before))
     if module.check_mode:
-        return file_result(True, found, dest=dest, diff=build_diff(before, {"dest": dest, "bytes": found.get("bytes")}))
-    temporary, sha256 = fetch(client, found, dest, expected)
-    if before["bytes"] == found.get("bytes") and file_digest(dest) == sha256:
-        os.remove(temporary)
-        return file_result(False, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
-    module.atomic_move(temporary, dest)
-    return file_result(True, found, dest=dest, sha256=sha256, diff=build_diff(before, {"dest": dest, "bytes": found.get("bytes")}))
+        return file_result(True, None, found, dest=dest, diff=build_diff(before, after))
+    with Replacement(module, dest) as replacement:
+        sha256 = fetch(client, found, replacement, expected)
+        if before["bytes"] == found.get("bytes") and file_digest(dest) == sha256:
+            return file_result(False, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
+        replacement.commit()
+    return file_result(True, None, found, dest=dest, sha256=sha256, diff=build_diff(before, after))
 
 
 def delete(module, client):
@@ -359,12 +354,10 @@ def delete(module, client):
     else:
         found = uploaded_copy(client, local_file(params))
     if found is None:
-        return file_result(False, None)
+        return file_result(False, None, None)
     if not module.check_mode:
         client.delete(FILE.path(found["id"]))
-    result = file_result(True, None, found)
-    result["file_id"] = None
-    return result
+    return file_result(True, found, None)
 
 
 def run(module, client):

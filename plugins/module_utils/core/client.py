@@ -2,22 +2,14 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The one HTTP client every module of the collection uses.
+"""The one HTTP client of the collection: session, authentication (basic, client certificate, AWS
+SigV4, Bearer), TLS, timeouts, retries with backoff, typed errors, the server version.
 
-It owns the requests Session, authentication (basic, client certificate, AWS SigV4), TLS,
-timeouts, retries with backoff, the typed errors, and the server version (read once per run).
-
-Retry rules, and why:
-
-* GET, PUT, DELETE and searches are retried on 429, 502, 503, 504 and on connection errors:
-  repeating them cannot create anything. They are also retried on a 409 version conflict: ML
-  Commons refused the whole write because another one updated the object first.
-* A POST that creates something is retried only when the request certainly never reached the
-  server (connection refused, connect timeout). When it may have arrived (read timeout, dropped
-  connection), :class:`UncertainOutcomeError` is raised so that the resource layer looks the object
-  up before trying again: never a duplicate.
-* Any request is retried when ML Commons answers that its encryption master key is not initialised
-  yet: the server refused before writing anything, and says to retry in a few seconds.
+Retries: GET, PUT, DELETE and searches on 429, 502, 503, 504, connection errors and 409 version
+conflicts (they cannot create anything, and a conflict was refused whole). A POST that creates only
+when it certainly never reached the server; when it may have, :class:`UncertainOutcomeError` lets
+the caller look the object up first. Any request while ML Commons' master key is not ready: it
+refused before writing.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -92,11 +84,7 @@ URL_SHAPES = {
 
 
 class Client(object):
-    """A connection to one OpenSearch cluster.
-
-    ``stats`` counts what was sent (``requests``, ``retries``); tests and benchmarks compare it
-    with what a proxy in front of OpenSearch saw.
-    """
+    """A connection to one OpenSearch cluster, or a provider's API. ``stats`` counts what was sent."""
 
     def __init__(self, url, auth=None, cert=None, verify=True, timeout=30, retries=3, backoff=0.5, session=None, service="OpenSearch"):
         if requests is None:
@@ -106,7 +94,6 @@ class Client(object):
             raise ConfigurationError("%s; got %r." % (URL_SHAPES.get(service, "url must be an http or https URL"), _public_url(url or "")))
         if parts.username or parts.password:
             raise ConfigurationError("Put credentials in username and password, not in url.")
-        # Named in messages: the same client also talks to model providers' APIs (openai_file).
         self.service = service
         self.base_url = url.rstrip("/")
         self.public_url = _public_url(self.base_url)
@@ -122,8 +109,7 @@ class Client(object):
         self.cert = cert
         self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
         self.stats = {"requests": 0, "retries": 0}
-        # How long the last answered request took (to the answer's headers): the server's current
-        # pace, which sizes how long a create waits for concurrent ones (resource.keep_oldest).
+        # The server's current pace, which sizes how long a create waits for concurrent ones (resource.keep_oldest).
         self.last_answer_seconds = 0.0
         self._server_version = None
 
@@ -156,10 +142,8 @@ class Client(object):
 
     def request(self, method, path, body=None, query=None, idempotent=None, upload=None, download=None):
         """Send one request, retrying as the module docstring says; return the decoded JSON answer.
-
-        ``upload`` (a :class:`files.MultipartFile`) is sent as the body, read from disk as it goes;
-        ``download`` (a :class:`files.DigestSink`) receives the answer's bytes as they arrive, and
-        the number of bytes is returned instead of JSON. Neither holds the content in memory.
+        ``upload`` (a :class:`files.MultipartFile`) is read from disk as it is sent; ``download`` (a
+        :class:`files.DigestSink`) receives the answer as it arrives, and its size is returned.
         """
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
@@ -296,9 +280,8 @@ def _innermost(error):
 
 
 def _retriable(status, error):
-    """Busy answers, and version conflicts: ML Commons updates its objects under optimistic locking,
-    so an update or deploy that raced another one is refused whole (409) and may be sent again.
-    (A GET of a batch task also writes the task back, so two reads at once can collide.)"""
+    """Busy answers, and version conflicts: ML Commons refuses a write that raced another whole (a GET
+    of a batch task writes the task too)."""
     if status in RETRY_STATUSES:
         return True
     return answers.is_version_conflict(error)
@@ -335,11 +318,7 @@ class BearerAuth(object):
 
 
 class SigV4Auth(object):
-    """requests auth that signs each request with AWS Signature Version 4 (OpenSearch Service, Serverless).
-
-    botocore is imported here, only when SigV4 is used, so the rest of the collection does not
-    need it.
-    """
+    """requests auth that signs each request with AWS SigV4; botocore is imported only when it is used."""
 
     def __init__(self, region, service, profile=None):
         try:
@@ -395,10 +374,8 @@ def build_auth(params):
 
 
 def infer_auth_type(params):
-    """basic when a username is given, cert when a client certificate is, otherwise none.
-
-    aws_sigv4 is never inferred: AWS variables are often set for unrelated reasons.
-    """
+    """basic with a username, cert with a client certificate, else none; never aws_sigv4, as AWS
+    variables are often set for unrelated reasons."""
     if params.get("username"):
         return "basic"
     if params.get("client_cert"):

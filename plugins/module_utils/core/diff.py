@@ -2,12 +2,8 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Deciding what to change: compare only what the user set, after normalising server shapes.
-
-ML Commons changes what it stores: parameter values become strings, action types are
-upper-cased, an empty map may come back absent. Each module passes a ``normalize`` function
-for its own shapes; the comparison itself lives here once.
-"""
+"""Deciding what to change: only what the user set is compared, after each module's ``normalize``
+maps ML Commons' stored shapes (values as strings, upper-cased types, empty as absent)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -29,10 +25,7 @@ def as_server_string(value):
 
 
 def changed_fields(desired, actual, normalize=None):
-    """The names of the fields the user set (not None) whose normalised value differs from ``actual``.
-
-    ``normalize(name, value)`` maps a field's value to a comparable form; it is applied to both sides.
-    """
+    """The names of the fields the user set (not None) whose ``normalize(name, value)`` differs from ``actual``'s."""
     normalize = normalize or (lambda name, value: value)
     changed = []
     for name, wanted in sorted(desired.items()):

@@ -2,14 +2,9 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Typed errors of the collection.
-
-Every failure a module reports is one of these. ``str(error)`` is the single message the user
-reads: what went wrong and what to do. ``error.details`` are extra, secret-free keys for
-``fail_json`` (for example the HTTP status), so playbooks can branch on them.
-
-Nothing here ever holds request headers, auth or request bodies: messages are built only from
-the method, the path and what OpenSearch answered.
+"""Typed errors: ``str(error)`` is the one message the user reads, ``error.details`` are secret-free keys
+for ``fail_json``. Messages hold only the method, the path and what the server answered, never
+request headers, auth or bodies.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,9 +15,8 @@ import re
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 
-# What a remote provider may echo back in an error that ML Commons passes on: the key it was
-# given (OpenAI masks most of it, "Incorrect API key provided: sk-ab***wxyz", other services may
-# not), a bearer token, or a named secret. Replaced before any such text reaches a message.
+# What a provider may echo back in an error that ML Commons passes on: its key (not every provider
+# masks it), a bearer token, a named secret.
 _SECRET_PATTERNS = (
     re.compile(r"(API key provided:\s*)[A-Za-z0-9_*.~+/=-]+?(?=[.,;]?(?:\s|$|[\"']))", re.IGNORECASE),
     re.compile(r"(Bearer\s+)(?!YOUR_KEY\b)[A-Za-z0-9_*.~+/=-]+", re.IGNORECASE),
@@ -61,12 +55,9 @@ class TransportError(MLCommonsError):
 
 
 class UncertainOutcomeError(TransportError):
-    """The request left, but no answer came back: the server may or may not have acted on it.
-
-    A create that ends this way must not be repeated blindly; the resource helpers look the
-    object up again first (see ``resource.create_once``). ``settle_seconds`` is how long the
-    request may still take to be carried out (a request that timed out can still be queued on
-    the server): how long to keep looking before concluding it was lost.
+    """The request left, but no answer came back: the server may have acted on it, so a create is looked
+    for before it is sent again (``resource.create_once``). ``settle_seconds``: how long the request
+    may still take to be carried out.
     """
 
     def __init__(self, message, settle_seconds=0, **details):
@@ -101,6 +92,15 @@ class AmbiguousLookupError(MLCommonsError):
 
 class WaitTimeoutError(MLCommonsError):
     """A wait ran out of time; carries the last state seen."""
+
+
+class DeployFailedError(MLCommonsError):
+    """A deploy settled as failed. ``task_error`` is the error ML Commons recorded on the model's
+    deploy task, None when it recorded none."""
+
+    def __init__(self, message, task_error=None, **details):
+        super(DeployFailedError, self).__init__(message, **details)
+        self.task_error = task_error
 
 
 class PartialDeploymentError(MLCommonsError):

@@ -2,13 +2,9 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The module base every module of the collection is built on.
-
-It merges the connection options (documented in the ``opensearch.ml_commons.connection`` doc
-fragment) into the module's own argument spec, builds the client on first use, and turns every
-:class:`MLCommonsError` into one ``fail_json`` message. A module then only writes
-``run(module, client)`` returning its result, and a ``main()`` of two lines. A module that
-works on local files only builds on :class:`LocalModule` and writes ``run(module)``.
+"""The module base: the connection options merged into the module's own, the client built on first
+use, every :class:`MLCommonsError` turned into one ``fail_json`` message. A module writes
+``run(module, client)`` (``run(module)`` on :class:`LocalModule`) and a two-line ``main()``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -51,12 +47,8 @@ OPENAI_ARGUMENT_SPEC = dict(
 
 
 def clearer_argument_error(module, msg):
-    """The argument error that names its option, instead of one that does not.
-
-    For a list of dicts given something else (``actions: predict``), ansible-core's no_log scan
-    fails first, with "dictionary requested, could not parse JSON or key=value" and no option
-    name; the type check's error after it names the option. Report that one.
-    """
+    """The argument error that names its option: for a list of dicts given something else, ansible-core's
+    no_log scan fails first without naming it; the type check's error after it does."""
     result = getattr(module, "validation_result", None)
     errors = list(getattr(result, "errors", None) or [])
     if errors and msg == errors[0].msg and type(errors[0]).__name__ == "NoLogError":

@@ -13,13 +13,11 @@ import re
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 
-# ML Commons 3.1+ accepts only letters, digits, white space and this punctuation in names and
-# descriptions (StringUtils.SAFE_INPUT_PATTERN); 2.x accepts anything. Checking here makes a
-# playbook that works on 2.x keep working after an upgrade.
+# ML Commons 3.1+ accepts only letters, digits, white space and these in names and descriptions
+# (StringUtils.SAFE_INPUT_PATTERN); checked on every version, so a playbook survives an upgrade.
 SAFE_PUNCTUATION = frozenset(".,!?():@-_/'\"")
 
-# name.keyword has ignore_above 256: a longer name is stored but can never be found by the exact-name
-# lookup, so a re-run would create a duplicate.
+# name.keyword has ignore_above 256: a longer name can never be looked up, so a re-run would duplicate it.
 MAX_NAME_LENGTH = 256
 
 
@@ -51,8 +49,7 @@ def check_name(name, kind):
     check_safe_text("name", name, kind)
 
 
-# The HTTP methods ML Commons' HTTP connector executor can send; any other fails only at predict
-# time, with "unsupported http method".
+# ML Commons' HTTP connector sends only these; any other fails at predict time.
 CONNECTOR_METHODS = ("POST", "GET")
 # ${parameters.x}, ${credential.y}: filled in by ML Commons when it calls the model.
 PLACEHOLDER = re.compile(r"\$\{[^}]*\}")

@@ -4,16 +4,11 @@
 
 """A batch input JSONL checked as OpenAI's Batch API checks it while a batch is ``validating``.
 
-OpenAI's Files API accepts any ``.jsonl`` upload; a bad line only shows once a batch runs on it,
-which then fails as a whole. Checking beforehand, in one streamed pass, refuses such an input
-before anything is uploaded or paid for, with the line that is wrong. The checks are the
-validation failures OpenAI documents (``invalid_json_line``, ``duplicate_custom_id``,
-``url_mismatch``, ``model_mismatch``, ``empty_file``, ``too_many_tasks``) and the shape of
-``BatchRequestInput`` (``custom_id``, ``method`` POST, ``url``, ``body``).
-
-:class:`BatchInput` checks a whole input file; its :meth:`BatchInput.add` and
-:meth:`BatchInput.finish` are the same checks for a caller that reads the lines itself (the
-split of an input into parts reads them once for the check and the plan together).
+OpenAI's Files API accepts any ``.jsonl``; a bad line shows only when the batch runs, and fails it
+whole. Checked beforehand, in one streamed pass, such an input is refused before it is uploaded or
+paid for, naming its line. The checks are OpenAI's documented validation failures
+(``invalid_json_line``, ``duplicate_custom_id``, ``url_mismatch``, ``model_mismatch``,
+``empty_file``, ``too_many_tasks``) and the shape of ``BatchRequestInput``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -72,14 +67,10 @@ def _request(path, number, line):
 class CustomIds(object):
     """Whether any custom_id repeats, in memory that stays flat whatever the number of lines.
 
-    A set of every custom_id would grow with the input (a million IDs take over 100 MB in
-    Python). Instead each ID's 8-byte hash is written to a temporary file with its line number;
-    after the pass the file is cut into buckets by the hash's first byte (by the next byte for a
-    bucket still too large) until each bucket fits in :data:`BUCKET_BYTES`, and each bucket is
-    checked in memory on its own. A repeated hash is only a candidate (two IDs may share a hash),
-    so the candidates with the earliest repeats are confirmed by reading the input again,
-    comparing the IDs themselves. Memory then holds one bucket, at most 256 write buffers and at
-    most :data:`CANDIDATES` candidates, at any input size; the disk, 16 bytes per request, twice.
+    A set of the IDs would grow with the input. Instead each ID's 8-byte hash goes to a temporary
+    file with its line number; the file is cut into buckets by hash bytes until each fits in
+    :data:`BUCKET_BYTES`, and each bucket is checked in memory on its own. A repeated hash is only a
+    candidate (two IDs may share a hash), confirmed by reading the input again and comparing the IDs.
     """
 
     HASH_BYTES = 8

@@ -2,16 +2,15 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Local files at any size: read, hashed, sent and received in chunks, never whole in memory.
-
-Batch inputs reach 200 MB and outputs a gigabyte or more, and modules run in execution
-environments with a memory limit, so memory must stay flat whatever the size:
+"""Local files at any size: read, hashed, sent, received and replaced in chunks, never whole in memory.
 
 * :class:`MultipartFile` is a ``multipart/form-data`` body of a few text fields and one file,
-  read from disk as it is sent, with its length known beforehand (so it goes out with a
-  ``Content-Length``, as OpenAI's Files API expects) and the file's SHA-256 computed on the way.
+  read from disk as it is sent, with its length known beforehand (OpenAI's Files API wants a
+  ``Content-Length``) and the file's SHA-256 computed on the way.
 * :class:`DigestSink` receives a download chunk by chunk into an open file, computing the
   checksums on the way.
+* :class:`Replacement` writes a file beside its destination and moves it into place when complete;
+  :func:`read_manifest` and :func:`write_manifest` keep the JSON records that let a re-run write nothing.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +18,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import json
 import os
+import tempfile
 import uuid
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
@@ -34,6 +35,17 @@ def open_local(path):
         return open(path, "rb")
     except (IOError, OSError) as error:
         raise ConfigurationError("Cannot read %s: %s." % (path, error.strerror))
+
+
+def count_lines(path):
+    """The lines of the file at ``path``, read in chunks; a last line without its newline counts."""
+    count = 0
+    last = b"\n"
+    with open_local(path) as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
 
 
 def file_digest(path, algorithm="sha256"):
@@ -117,8 +129,7 @@ class _MultipartReader(object):
         return self._length
 
     def read(self, size=-1):
-        # A whole chunk whatever is asked: urllib3 asks for 16 KiB at a time, and one send per
-        # 16 KiB made the transfer of a 191 MB input take twice as long as curl's.
+        # A whole chunk whatever is asked: urllib3 asks for 16 KiB, and a send per 16 KiB slows a large upload.
         size = CHUNK_SIZE if size is None or size < CHUNK_SIZE else size
         while self._pending:
             source = self._pending[0]
@@ -159,3 +170,63 @@ class DigestSink(object):
 
     def hexdigest(self, algorithm):
         return self.digests[algorithm].hexdigest()
+
+
+class Replacement(object):
+    """A file written beside ``dest`` and moved into place by :meth:`commit` with ``module.atomic_move``
+    (which keeps the attributes of the file it replaces), so that ``dest`` is never seen half written.
+    Leaving the ``with`` block without a commit, by an error or on purpose, removes it."""
+
+    def __init__(self, module, dest, mode="wb"):
+        self.module = module
+        # atomic_move needs an absolute path to create a file (it looks at the directory's attributes).
+        self.dest = os.path.abspath(dest)
+        handle, self.path = tempfile.mkstemp(dir=os.path.dirname(self.dest), prefix=".%s." % os.path.basename(self.dest), suffix=".part")
+        self.handle = os.fdopen(handle, mode)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.discard()
+
+    def write(self, data):
+        self.handle.write(data)
+
+    def close(self):
+        """Stop writing; the file stays until :meth:`commit` or :meth:`discard`."""
+        self.handle.close()
+
+    def commit(self):
+        self.handle.close()
+        try:
+            self.module.atomic_move(self.path, self.dest)
+        except BaseException:
+            self.discard()
+            raise
+        self.path = None
+
+    def discard(self):
+        self.handle.close()
+        if self.path is not None and os.path.exists(self.path):
+            os.remove(self.path)
+        self.path = None
+
+
+def read_manifest(path, valid):
+    """The JSON object at ``path`` if ``valid(manifest)`` holds; None when there is none, it is not
+    JSON, or it is not one ``valid`` recognises (a manifest is only ever a shortcut)."""
+    try:
+        with open(path, "rb") as handle:
+            manifest = json.load(handle)
+        if valid(manifest):
+            return manifest
+    except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def write_manifest(module, path, manifest):
+    with Replacement(module, path, "w") as replacement:
+        json.dump(manifest, replacement, indent=1, sort_keys=True)
+        replacement.commit()

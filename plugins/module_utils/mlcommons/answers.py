@@ -2,14 +2,9 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""What ML Commons answers, recognised in one place.
-
-ML Commons tells most of its refusals apart only by their text, so each text the collection acts
-on is here once, with a predicate named for what the answer means. The texts are those of the
-ML Commons sources at the tags the collection is tested on (2.19 and 3.x) and, where they
-differ, of the earlier ones the contract tests cover. The predicates take any failure of the
-collection (:mod:`errors`): an answer's ``status``, ``error_type`` and ``reason`` are read when it
-has them, so a failure that got no answer (a transport error) is simply none of these answers.
+"""What ML Commons answers, recognised in one place: each text the collection acts on, with a predicate
+named for what it means (texts of the ML Commons sources at the tested tags). A predicate takes any
+failure of the collection; one that got no answer (a transport error) is none of these answers.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,8 +15,7 @@ import re
 
 # How ML Commons begins the reason of an error it passes on from a model provider.
 REMOTE_SERVICE_ERROR = "Error from remote service:"
-# Refused while the encryption master key cannot be had yet (right after a start): given before
-# anything is encrypted, decrypted or written, so any request may be sent again.
+# Refused before anything is written while the encryption master key is not ready (right after a start).
 MASTER_KEY_UNAVAILABLE = ("encryption master key has not been initialized yet", "Fetching master key timed out")
 # A register whose name another group has: "... already being used by a model group with ID: <id>."
 MODEL_GROUP_NAME_TAKEN = re.compile(r"already being used by a model group with ID: ([^.\s]+)")
@@ -29,10 +23,9 @@ MODEL_GROUP_NAME_TAKEN = re.compile(r"already being used by a model group with I
 CONNECTOR_IN_USE = re.compile(r"models are still using this connector.*\[([^\]]*)\]")
 # An update that was stored, but whose refresh of a node's copy of the model failed.
 MODEL_CACHE_NOT_UPDATED = "update model cache was failed"
-# Two deploys of one model that got in each other's way (the second fails as a duplicate, or on the
-# model's seqNo, or leaves no reason in its task at times), or a deploy right after a restart that
-# could not read the encryption key yet.
-DEPLOY_COLLISIONS = ("Duplicate deploy model task", "no reason recorded", "Fetching master key timed out", "version conflict")
+# A deploy task's error when another deploy of the model got in its way (a duplicate, or the model's
+# seqNo), or when the deploy came right after a restart, before the encryption key could be read.
+DEPLOY_COLLISIONS = ("Duplicate deploy model task", "Fetching master key timed out", "version conflict")
 BATCH_DISABLED = "Offline Batch Inference is currently disabled"
 BATCH_TASK_LIMIT = "Exceeded maximum limit for BATCH_PREDICTION tasks"
 ALL_SHARDS_FAILED = "all shards failed"
@@ -41,10 +34,9 @@ MODEL_NOT_READY = "Model not ready yet"
 NO_BATCH_ACTION = "no BATCH_PREDICT action found"
 NO_JOB_DESCRIBED = "Unable to create batch transform job"
 TASK_MODEL_GONE = "Failed to retrieve the ML model for the given task ID"
-# A provider refusing a job only because its queue or quota is full for now: OpenAI fails the batch
-# in validation with this error code (enqueued tokens), Bedrock and SageMaker refuse the create.
+# A provider's queue or quota full for now: OpenAI fails the batch in validation, Bedrock and SageMaker refuse the create.
 PROVIDER_QUEUE_FULL = ("token_limit_exceeded", "Enqueued token limit reached", "ServiceQuotaExceededException", "ResourceLimitExceeded")
-# 2.12-2.18 answered some missing objects (or missing system indices) with a 500 and these.
+# 2.12-2.18 answer some missing objects or system indices with a 500 and these.
 NOT_FOUND_TYPE = "m_l_resource_not_found_exception"
 NOT_FOUND_REASONS = ("Fail to find", "Failed to find")
 
@@ -64,8 +56,8 @@ def is_not_found(error):
 
 
 def is_version_conflict(error):
-    """ML Commons refused a whole write because another one changed the object first (optimistic
-    locking): nothing was written, and the request may be sent again."""
+    """A whole write refused because another changed the object first (optimistic locking): nothing was
+    written, so it may be sent again."""
     return _status(error) == 409 and "version conflict" in ("%s %s" % (getattr(error, "error_type", None) or "", _reason(error))).lower()
 
 
@@ -99,12 +91,10 @@ def is_model_cache_not_updated(error):
     return MODEL_CACHE_NOT_UPDATED in _reason(error)
 
 
-def is_deploy_collision(error):
-    """A deploy that failed only because another deploy of the same model got in its way: an HTTP
-    answer of version conflict, or a failed deploy task (or wait) whose message says so."""
-    if _status(error) is not None:
-        return is_version_conflict(error)
-    return any(text in str(error) for text in DEPLOY_COLLISIONS)
+def is_deploy_collision(task_error):
+    """Whether a failed deploy task's error says that another deploy got in its way. A task of two
+    colliding deploys records no error at times, so ``None`` (no error recorded) counts as one."""
+    return task_error is None or any(text in task_error for text in DEPLOY_COLLISIONS)
 
 
 def is_batch_disabled(error):
@@ -112,11 +102,9 @@ def is_batch_disabled(error):
 
 
 def is_batch_limit_check_failed(error):
-    """ML Commons 2.19 on a cluster: its check of the batch task limit searches the task index with a
-    query it cannot send to another node ("can not write type [class ...MLTaskState]",
-    MLTaskManager.checkMaxBatchJobTask, fixed in 3.0), so the search fails whenever the shard copy it
-    picks is on another node. The check comes before anything is submitted, and the next request is
-    dispatched to the next worker node: it may be sent again."""
+    """2.19 on a cluster: the batch task limit check searches with a query it cannot send to another node
+    (MLTaskManager.checkMaxBatchJobTask, fixed in 3.0). It comes before any submit, and the next request
+    goes to the next worker node, so it may be sent again."""
     return _status(error) == 400 and getattr(error, "error_type", None) == "search_phase_execution_exception" \
         and ALL_SHARDS_FAILED in _reason(error)
 
@@ -144,8 +132,7 @@ def is_job_undescribed(error):
 
 
 def is_provider_queue_full(text):
-    """Whether a provider's refusal or failure reason (``text``) only says that its queue or quota
-    of batch jobs is full for now: the same job may be submitted again once others have ended."""
+    """Whether a provider's refusal or failure reason only says its queue or quota is full for now."""
     return any(code in (text or "") for code in PROVIDER_QUEUE_FULL)
 
 

@@ -34,11 +34,8 @@ def effective_ml_settings(client):
 
 
 def access_control_enabled(client, setting):
-    """Whether ML Commons enforces access control of one kind (``model`` or ``connector``).
-
-    It needs both the Security plugin and ``plugins.ml_commons.<setting>_access_control_enabled``;
-    without them ML Commons refuses any access-control field with a 400.
-    """
+    """Whether ML Commons enforces access control of ``setting`` (``model`` or ``connector``): it needs the
+    Security plugin and the setting, or it refuses any access-control field."""
     plugins = set(plugin["component"] for plugin in installed_plugins(client))
     if SECURITY_PLUGIN not in plugins:
         return False
@@ -51,10 +48,8 @@ ACCESS_FIELDS = ("access_mode", "backend_roles", "add_all_backend_roles")
 
 
 def require_access_control(client, wanted, kind):
-    """Fail before writing when ``wanted`` sets access-control fields that the cluster would refuse.
-
-    ``kind`` is ``model`` (model groups) or ``connector``.
-    """
+    """Fail before writing when ``wanted`` sets access-control fields the cluster would refuse (``kind``:
+    ``model`` for model groups, or ``connector``)."""
     if any(name in wanted for name in ACCESS_FIELDS) and not access_control_enabled(client, kind):
         raise ConfigurationError(
             "access_mode, backend_roles and add_all_backend_roles need %s access control, which is off on this cluster "

@@ -2,8 +2,7 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Model operations several modules need: who uses a connector, which nodes serve a model, deploy and
-undeploy with waiting."""
+"""Models: which nodes serve one, deploy and undeploy with waiting."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,27 +13,20 @@ import time
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import effective_ml_settings
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, PartialDeploymentError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import DeployFailedError, MLCommonsError, PartialDeploymentError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, wait_until
 
 # States in which a node holds the model or is loading it; the pre-2.7 names still appear on upgraded clusters.
 DEPLOYED_OR_DEPLOYING_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"))
 DEPLOY_FAILED_STATES = frozenset(("DEPLOY_FAILED", "LOAD_FAILED"))
-# Stored states in which a deploy has settled with at least one node serving the model: DEPLOYED when
-# every planned node reported success, PARTIALLY_DEPLOYED when some failed or ML Commons' sync job
-# counts fewer serving nodes than eligible ones (a node came back, or joined).
+# A deploy settled with at least one node serving the model (some failed, or a node came back or joined).
 SERVED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED"))
-# First pause between two reads of a model's state while it deploys or undeploys. A remote model is
-# deployed within a few hundred milliseconds, so a first pause of a whole second was mostly idle
-# (make bench); the pause still grows by half each time, so a long deploy costs only a few reads more.
 STATE_POLL_INTERVAL = 0.2
 DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
-# How often a deploy is tried when deploys of the model collide (answers.is_deploy_collision).
 DEPLOY_ATTEMPTS = 5
-# Each node's answer about the models it holds in memory, whatever the model index says.
+# Each node's own answer about the models it holds in memory, whatever the model index says.
 PROFILE_PATH = "/_plugins/_ml/profile/models"
-# The cluster's nodes, by ID, with only their names, or with what makes them eligible for a remote model.
 NODES_PATH = "/_nodes"
 NODE_NAMES_QUERY = {"filter_path": "nodes.*.name"}
 NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attributes"}
@@ -49,27 +41,6 @@ def describe_models(models):
     return ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
 
 
-def models_matching_connector(client, connector_id):
-    """The models ML Commons counts as users of ``connector_id`` before it updates or deletes the connector.
-
-    ``connector_id`` has no explicit mapping in the model index (a text field), and ML Commons' checks
-    (2.19 to 3.6) search it with a ``match`` query, which matches any part of an ID between hyphens:
-    IDs made on one node within the same minute or so can share such a part, so models of another
-    connector may be among these (see :func:`false_users`).
-    """
-    return search(client, MODEL, [{"match": {"connector_id": connector_id}}])
-
-
-def false_users(connector_id, models):
-    """Those of ``models`` that ML Commons' check counts as users of ``connector_id`` while they use another connector."""
-    return [model for model in models if model.get("connector_id") not in (None, connector_id)]
-
-
-def models_using_connector(client, connector_id):
-    """Models registered with ``connector_id``: ML Commons' candidates, checked for exact equality."""
-    return [model for model in models_matching_connector(client, connector_id) if model.get("connector_id") == connector_id]
-
-
 def is_deployed_or_deploying(model):
     """Whether a node holds the model, or is loading it, by the stored state (see :func:`is_served`)."""
     return model.get("model_state") in DEPLOYED_OR_DEPLOYING_STATES
@@ -78,19 +49,11 @@ def is_deployed_or_deploying(model):
 class Deployment:
     """Which nodes serve a model, by each node's own profile, and which planned nodes do not.
 
-    The stored state outlives the nodes' memory: after a restart the model index still says
-    DEPLOYED while no node holds the model, until ML Commons' sync job marks it DEPLOY_FAILED
-    (every 10 s) or its own redeploy loads it again, which can fail or come after this run
-    (seen on 2.19.6 and 3.6.0 by the reliability suite's restart scenarios). So only a node's
-    profile saying DEPLOYED counts as serving. Every node that answers the profile API is listed
-    in its answer (``{}`` when it knows nothing of the model), which tells the live nodes apart.
-
-    A deploy without node IDs goes to every eligible node (data and ml nodes by default) and stores
-    their IDs as the model's ``planning_worker_nodes``; ML Commons' sync job keeps that list equal to
-    the eligible nodes of the moment. ``missing`` are the planned nodes that are alive and do not
-    serve the model; a planned node that left the cluster is not missing. ``unplanned`` are the live
-    nodes outside the plan that do not serve a model deployed to all nodes: a node that came back or
-    joined before the sync job added it to the plan, which :func:`deployment` checks for eligibility.
+    The stored state outlives the nodes' memory (after a restart it says DEPLOYED until ML Commons' sync
+    job or redeploy catches up), so only a node's profile saying DEPLOYED counts as serving. Every live
+    node is in the profile's answer (``{}`` when it knows nothing of the model). ``missing``: live planned
+    nodes that do not serve it. ``unplanned``: live nodes outside the plan of a model deployed to all
+    nodes, which ML Commons' sync job has not added yet (:func:`deployment` checks their eligibility).
     """
 
     def __init__(self, model, profile_nodes):
@@ -104,14 +67,12 @@ class Deployment:
         self.unplanned = sorted(set(profile_nodes) - set(self.planned or ()) - set(self.serving)) if to_all else []
 
     def is_served(self, every_node=True):
-        """Whether the model is deployed: on at least one node, and with ``every_node`` on every planned
-        node that is alive (a model stored without a plan must be DEPLOYED by its state).
+        """Whether the model is deployed: on at least one node, and with ``every_node`` on every live
+        planned node (without a plan, the stored state must be DEPLOYED).
 
-        A stored DEPLOYING is believed no more than a stored DEPLOYED: ML Commons' sync job stores it
-        whenever a node still lists a deploy task of the model, and a node restarted while the model
-        deployed can keep such a task while it serves the model, so that the stored state flips between
-        DEPLOYING and DEPLOYED every sync (seen on 2.19.6). The nodes' profiles say whether a deploy
-        is really under way: a node that loads the model reports it DEPLOYING, not DEPLOYED.
+        A stored DEPLOYING is believed no more than DEPLOYED: a node restarted while the model deployed
+        can keep a deploy task while it serves the model, and the sync job then flips the state between
+        the two. A node still loading the model reports it DEPLOYING in its profile.
         """
         if self.state not in SERVED_STATES | DEPLOYING_STATES or not self.serving:
             return False
@@ -123,8 +84,7 @@ class Deployment:
 
 
 def deployment(client, model):
-    """The model's :class:`Deployment`; a state in which no node can hold it needs no request, and
-    the nodes' roles and ML Commons' settings are read only for live nodes outside the plan."""
+    """The model's :class:`Deployment`; no request for a state in which no node can hold it."""
     if not model.get("model_id") or not is_deployed_or_deploying(model):
         return Deployment(model, {})
     model_id = model["model_id"]
@@ -142,7 +102,7 @@ def as_list(value):
 
 
 def eligible_among(client, node_ids):
-    """Those of ``node_ids`` to which ML Commons deploys a remote model (see REMOTE_ROLES_SETTING)."""
+    """Those of ``node_ids`` to which ML Commons deploys a remote model (DiscoveryNodeHelper.getEligibleNodes)."""
     settings = effective_ml_settings(client)
     roles = set(as_list(settings.get(REMOTE_ROLES_SETTING, DEFAULT_REMOTE_ROLES)))
     excluded = set(as_list(settings.get(EXCLUDED_NAMES_SETTING)))
@@ -177,8 +137,7 @@ def describe_nodes(client, node_ids):
 
 
 def serving_nodes_of(client, models):
-    """For each model ID, the nodes serving it (as :func:`describe_nodes`): one profile request and one
-    for the names, whatever the number of models."""
+    """For each model ID, the nodes serving it (as :func:`describe_nodes`), in two requests at most."""
     candidates = [model for model in models if is_deployed_or_deploying(model)]
     profile_nodes = (client.get(PROFILE_PATH).get("nodes") or {}) if candidates else {}
     serving = dict((model["model_id"], Deployment(model, profile_nodes).serving) for model in models)
@@ -194,11 +153,15 @@ def current_model(client, model_id):
     return model
 
 
-def deploy_failure_reason(client, model_id):
-    """The error of the model's latest DEPLOY_MODEL task: what ML Commons says went wrong."""
+def deploy_task_error(client, model_id):
+    """The error ML Commons recorded on the model's latest failed DEPLOY_MODEL task; None when none did."""
     tasks = search(client, TASK, [{"term": {"model_id": model_id}}, {"term": {"task_type": "DEPLOY_MODEL"}}])
     errors = [task.get("error") for task in tasks if task.get("error")]
-    return errors[-1] if errors else "no reason recorded; see the OpenSearch log"
+    return errors[-1] if errors else None
+
+
+def deploy_failure_reason(task_error):
+    return task_error or "no reason recorded; see the OpenSearch log"
 
 
 def wait_until_deployed(client, model_id, timeout):
@@ -212,9 +175,10 @@ def wait_until_deployed(client, model_id, timeout):
         describe=lambda model: "model %s is %s" % (model_id, model.get("model_state")),
     )
     if model.get("model_state") in DEPLOY_FAILED_STATES:
-        raise MLCommonsError(
-            "Deploying model %s failed (%s): %s" % (model_id, model["model_state"], deploy_failure_reason(client, model_id)),
-            model_state=model["model_state"],
+        task_error = deploy_task_error(client, model_id)
+        raise DeployFailedError(
+            "Deploying model %s failed (%s): %s" % (model_id, model["model_state"], deploy_failure_reason(task_error)),
+            task_error=task_error, model_state=model["model_state"],
         )
     return model
 
@@ -229,36 +193,28 @@ def check_served(client, model, every_node):
         "Model %s is %s: served by %s, not by %s: %s. A run after the cause is fixed deploys it again; "
         "deployed_on: any_node accepts a model that some nodes serve."
         % (model_id, model.get("model_state"), ", ".join(seen.serving) or "no node", ", ".join(seen.missing) or "its planned nodes",
-           deploy_failure_reason(client, model_id)),
+           deploy_failure_reason(deploy_task_error(client, model_id))),
         model_state=model.get("model_state"), serving_nodes=seen.serving, missing_nodes=seen.missing,
     )
 
 
 def is_retriable_deploy_failure(error):
-    """Another deploy got in the way, or some nodes do not serve the model yet (a node was lost or
-    came back while it deployed): both are worth another deploy."""
-    return isinstance(error, PartialDeploymentError) or answers.is_deploy_collision(error)
+    """Another deploy got in the way (by ML Commons' answer or its task's error), or some nodes do not
+    serve the model yet (a node was lost or came back while it deployed): both are worth another deploy."""
+    if isinstance(error, DeployFailedError):
+        return answers.is_deploy_collision(error.task_error)
+    return isinstance(error, PartialDeploymentError) or answers.is_version_conflict(error)
 
 
 def deploy(client, model_id, timeout, every_node=True):
-    """Deploy and wait until the model is served: by every planned node that is alive, or with
-    ``every_node`` false by at least one (see :class:`Deployment`). Returns the model and whether a
-    deploy or undeploy was sent: one that ML Commons had under way by itself may only be waited for.
+    """Deploy and wait until the model is served: by every live planned node, or with ``every_node`` false by
+    one. Returns the model and whether a deploy or undeploy was sent (one ML Commons had under way is
+    only waited for).
 
-    Deploying is idempotent (ML Commons deploys a deployed model again, nothing more), so a
-    deploy whose answer was lost is retried like a GET instead of failing the run.
-
-    Two deploys of one model get in each other's way: ML Commons answers the second 409 (both
-    update the model) or fails it ("Duplicate deploy model task") and marks the model
-    DEPLOY_FAILED while the first goes on. That happens when concurrent runs deploy the model they
-    converged on, and after a restart, when ML Commons redeploys by itself. So a deploy under way
-    (DEPLOYING) is waited for rather than doubled, and a collision is followed by a fresh look at
-    the model and, unless it is served by then, another deploy (after an undeploy when the
-    collisions go on while the model's state says no deploy runs: see below).
-
-    On a cluster a deploy can settle with some nodes not serving the model (PARTIALLY_DEPLOYED: a
-    node failed, or it left or came back while the model deployed); a deploy without node IDs goes
-    to every eligible node again, so it is repeated like a collision.
+    Deploying is idempotent, so a deploy whose answer was lost is sent again. Two deploys of one model
+    collide (409, or a task failed as a duplicate, with the model DEPLOY_FAILED while the first goes on):
+    a deploy under way is waited for rather than doubled, and a collision or a partial deploy is followed
+    by a fresh look and another deploy.
     """
     deadline = time.monotonic() + timeout
     sent = []
@@ -273,11 +229,8 @@ def deploy(client, model_id, timeout, every_node=True):
             if is_served(client, model, every_node):
                 return model
             if number > 2 and model.get("model_state") in DEPLOY_FAILED_STATES | SERVED_STATES:
-                # A node can keep a failed deploy as under way (ML Commons 2.19, after "Fetching master key
-                # timed out" following a restart; on a cluster, a node restarted while the model deployed) and
-                # refuse every later deploy as a duplicate (MLModelCacheHelper.initModelState). No deploy is
-                # under way by the model's state, and undeploying clears the node's stale entry; without a
-                # custom deployment plan (off by default) only an undeploy from every node is allowed.
+                # A node can keep a failed deploy as under way and refuse every later one as a duplicate
+                # (MLModelCacheHelper.initModelState, 2.19 after a restart); an undeploy clears it.
                 send("_undeploy")
         if current_model(client, model_id).get("model_state") not in DEPLOYING_STATES:
             send("_deploy")
@@ -288,11 +241,8 @@ def deploy(client, model_id, timeout, every_node=True):
 
 
 def undeploy(client, model_id, timeout):
-    """Undeploy and wait until no node holds the model.
-
-    A 200 answer alone proves nothing (2.19+ answers {} for a model no node holds), so the
-    state is read back.
-    """
+    """Undeploy and wait until no node holds the model: 2.19+ answers {} for a model no node holds, so
+    the state is read back."""
     client.post(MODEL.path(model_id) + "/_undeploy")
     model, _polls = wait_until(
         lambda: current_model(client, model_id),

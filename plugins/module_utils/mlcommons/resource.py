@@ -2,28 +2,12 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Finding ML Commons objects: by ID, by exact name, or all of them, the same way for every kind;
-and creating one once, however many runs try at the same moment.
+"""Finding ML Commons objects (by ID, by exact name, or all) and writing them, the same way for every
+kind; creating one once, however many runs try at the same moment.
 
-Lookups go through the ML ``_search`` APIs (never the system indices directly): they apply
-access control and strip credentials. Exact names use a ``term`` query on ``name.keyword``,
-the query ML Commons itself uses for its uniqueness check, so a lookup costs one request
-whatever the number of objects.
-
-The words used for convergence here and in the modules:
-
-* earlier: made by a run before this one (an earlier job, an earlier upload); a re-run looks for
-  it first and, when it finds it, writes nothing.
-* known: what a run had seen before it created anything, so that what appears afterwards can be
-  told apart as its own (a create whose answer was lost) or another run's.
-* existing: found by a lookup, as opposed to created by this run.
-* reusable: an earlier batch job that still counts, so a re-run returns it instead of paying for
-  another (created, running, completed, or unreachable); see ``batch.reusable_job``.
-* standing: of the copies concurrent runs made of the same thing, the ones that were not
-  discarded or cancelled; the oldest standing copy wins.
-* held: the object a run currently means to return while it looks again (keep_oldest_of).
-* adopt: to return another run's older copy instead of one's own, after discarding one's own.
-* settled: looked at again until duplicates made by concurrent runs have disappeared.
+Lookups use the ML ``_search`` APIs, which apply access control and strip credentials. An exact name is
+a ``term`` query on ``name.keyword``, the query of ML Commons' own uniqueness check. The words used for
+convergence (earlier, known, standing, held, adopt, settled, ...) are defined in docs/design.md, "Words".
 """
 
 from __future__ import absolute_import, division, print_function
@@ -41,28 +25,23 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors 
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import spaced, wait_until
 
-# How long duplicates made by concurrent runs may take to disappear (each run deletes its own),
-# and how often to look meanwhile.
+# Duplicates made by concurrent runs disappear within this long: each run deletes its own.
 DUPLICATE_SETTLE_SECONDS = 3.0
 DUPLICATE_POLL_SECONDS = 0.5
-# How long after a create a concurrent, older create may still become searchable: a multiple of
-# how long the server took to answer ours (see keep_oldest), within these bounds.
+# How long an older, concurrent create may take to become searchable after ours (see keep_oldest_of).
 CREATE_WINDOW_FACTOR = 2.0
 MIN_CREATE_WINDOW = 0.25
 MAX_CREATE_WINDOW = 3.0
-# How many looks keep_oldest_of takes at most before it settles on the oldest it saw last.
 KEEP_OLDEST_LOOKS = 5
-# How often a create whose outcome is unknown is looked for again.
 SETTLE_POLL_SECONDS = 1.0
-# ML Commons' own search APIs refuse more than the index's max_result_window (10000).
+# ML Commons' search APIs refuse more than the index's max_result_window (10000).
 PAGE_SIZE = 1000
 MAX_RESULTS = 10000
 
 
 class Kind(object):
-    """One kind of ML Commons object: where it lives and is created (``create_action`` under its
-    base path), what it is called in messages and in module results, and which field holds its
-    creation time (tasks call it ``create_time``, everything else ``created_time``)."""
+    """One kind of ML Commons object: its paths, its name in messages and results, and its creation-time
+    field (``create_time`` for tasks)."""
 
     def __init__(self, label, base_path, id_field, created_field="created_time", create_action=None):
         self.label = label
@@ -133,9 +112,8 @@ def name_filter(name):
 
 
 def settled_matches(client, kind, query):
-    """Objects matching ``query``; several are looked at again for a few seconds first, because
-    concurrent runs that created the same object delete their extra copies within moments
-    (see :func:`keep_oldest`)."""
+    """Objects matching ``query``; several are looked at again for a few seconds, as concurrent runs
+    that created the same object delete their extra copies within moments."""
     try:
         matches, _polls = wait_until(lambda: search(client, kind, query, size=20), lambda found: len(found) <= 1,
                                      DUPLICATE_SETTLE_SECONDS, interval=DUPLICATE_POLL_SECONDS, factor=1)
@@ -145,11 +123,8 @@ def settled_matches(client, kind, query):
 
 
 def find_by_name(client, kind, name, filters=()):
-    """The one object called exactly ``name`` (within ``filters``), read fresh; None if there is none.
-
-    Several matches raise :class:`AmbiguousLookupError` naming their IDs, because guessing which
-    one the user meant could change or delete the wrong object.
-    """
+    """The one object called exactly ``name`` (within ``filters``), read by ID; None if there is none.
+    Several raise :class:`AmbiguousLookupError`: guessing could change or delete the wrong object."""
     matches = settled_matches(client, kind, [name_filter(name)] + list(filters))
     if len(matches) > 1:
         ids = ", ".join(match[kind.id_field] for match in matches)
@@ -160,19 +135,13 @@ def find_by_name(client, kind, name, filters=()):
         )
     if not matches:
         return None
-    # Search is near-real-time (refreshed every second): its copy can miss a change made just before.
-    # GET by ID is real-time, so the object is compared in its current state.
+    # Search is near-real-time; GET by ID is real-time, so the object is compared as it is now.
     return get_by_id(client, kind, matches[0][kind.id_field])
 
 
 def list_objects(client, kind, object_id=None, name=None, filters=()):
-    """What an ``_info`` module returns: the object with ``object_id``, else those called ``name``
-    (within ``filters``), else all; always a list, empty when nothing matches.
-
-    Search finds which objects exist; each is then read by ID, because a search copy can lag a
-    second behind (a model just deployed still shows DEPLOYING there). One deleted in between
-    is left out.
-    """
+    """What an ``_info`` module returns: the object with ``object_id``, else those called ``name`` (within
+    ``filters``), else all; each read by ID, as a search copy can lag behind. One deleted meanwhile is left out."""
     if object_id:
         found = get_by_id(client, kind, object_id)
         return [found] if found and name in (None, found.get("name")) else []
@@ -199,26 +168,16 @@ def keep_oldest(client, kind, name, own_id, discard, filters=()):
 
 
 def keep_oldest_of(client, kind, own_id, discard, find_same):
-    """After creating ``own_id``: when concurrent runs created the same object (``find_same()``
-    lists them all, own included), the oldest wins.
+    """After creating ``own_id``: when concurrent runs created the same object (``find_same()`` lists
+    them, own included), the oldest wins, and a run whose own copy is younger calls ``discard(own_id)``.
+    Returns the ID that won.
 
-    ML Commons does not keep connector or model names unique, and its model-group check is not
-    atomic, so several playbook runs creating the same object at once each get one. A run that
-    sees an older object of the name calls ``discard(own_id)`` and adopts it. Whichever object a
-    run holds, it looks once more a moment later and returns it only if it is still the oldest:
-    an older create may have been in flight, and the object adopted may be one its own run is
-    about to discard for that older one (so adopting it at once returned a deleted ID in the
-    reliability suite's race harness, 1 round in 30).
-
-    How long that moment must be: ML Commons stamps the creation time just before it indexes the
-    document, with an immediate refresh, and answers once it is searchable (read in the 2.19.6
-    and 3.6.0 sources). So an older create in flight shows as soon as the server has indexed it,
-    which takes about as long as ours took: measured on the test bed, creation time to answer
-    was 0.05-0.11 s on an idle node and 0.2-0.36 s with four runs creating at once (0.9 s for
-    the very first create, which makes the index). The wait is CREATE_WINDOW_FACTOR times how long
-    our create took to answer (the client's ``last_answer_seconds``, so the create must be the
-    last request before this call), within MIN_CREATE_WINDOW and MAX_CREATE_WINDOW: short on an
-    idle cluster, longer when the server is slow. One object remains. Returns the ID that won.
+    ML Commons keeps neither connector nor model names unique, and its model-group check is not atomic.
+    A run returns the object it holds only once a later look finds it still the oldest: an older create
+    may still be in flight, and an adopted copy may be about to be discarded for an older one. The looks
+    are CREATE_WINDOW_FACTOR times our create's answer time apart (``client.last_answer_seconds``: the
+    create must be the last request before this call), within the bounds (docs/design.md, "The oldest
+    copy wins").
     """
     window = min(MAX_CREATE_WINDOW, max(MIN_CREATE_WINDOW, CREATE_WINDOW_FACTOR * client.last_answer_seconds))
     held = own_id
@@ -237,12 +196,8 @@ def create_once(create, find_existing):
     """Run ``create()`` and return what it returns; if its outcome is unknown, return what
     ``find_existing()`` finds (the same shape), or create again when it finds nothing.
 
-    Used for POSTs that create objects, which the client never retries blindly: a request that
-    timed out may still have been carried out, and a second create would make a duplicate.
-    A request that timed out may also still be waiting on the server and be carried out later,
-    so the lookup is repeated for the error's ``settle_seconds`` before creating again. (A
-    request held back even longer can still land after that; the next run then finds two
-    objects of the name and fails naming both IDs, never picking one silently.)
+    A create that timed out may still be carried out, so it is never repeated blindly, and the lookup
+    goes on for the error's ``settle_seconds`` first.
     """
     try:
         return create()
@@ -261,12 +216,9 @@ def not_the_object(object_id):
 
 
 class Writer(object):
-    """Every write of one module run to one kind of object, and the result it returns.
-
-    Creates, updates and deletes are read back as the server stores them and, in check mode,
-    predicted instead of sent, so a module states what it wants and this class carries it out.
-    ``answer`` is the last create's own answer (a model register's carries its task ID), or None
-    when the create's answer was lost and the object was found by name instead.
+    """Every write of one module run to one kind of object, and the result it returns: writes are read
+    back as stored and, in check mode, predicted instead of sent. ``answer`` is the last create's own
+    answer (a model register's holds its task ID), None when the object was found by name instead.
     """
 
     def __init__(self, client, kind, check_mode=False):
@@ -276,13 +228,10 @@ class Writer(object):
         self.answer = None
 
     def create(self, body, name, filters=(), send=None, predicted=None):
-        """The object created with ``body`` and called ``name`` (unique within ``filters``), as
-        stored; in check mode ``predicted`` (``body`` by default), without an ID.
-
-        ``send()`` posts it (by default to the kind's create path) and returns the answer, which
-        holds the new ID. A create whose answer was lost is looked for by name before it is sent
-        again (:func:`create_once`); when concurrent runs each created it, the oldest copy
-        stands and the younger ones are deleted (:func:`keep_oldest`).
+        """The object created with ``body`` and called ``name`` (unique within ``filters``), as stored; in
+        check mode ``predicted`` (``body`` by default) without an ID. ``send()`` posts it (by default to
+        the kind's create path) and returns the answer. A lost answer is looked for by name before a new
+        create (:func:`create_once`); of concurrent runs' copies the oldest stands (:func:`keep_oldest`).
         """
         kind = self.kind
         if self.check_mode:

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import HTTPError, MLCommonsError, UncertainOutcomeError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import HTTPError, UncertainOutcomeError
 
 
 def answer(status, reason, error_type="status_exception"):
@@ -36,14 +36,15 @@ def test_the_models_that_block_a_connector_change():
     assert answers.models_blocking_connector_change(answer(409, "version conflict")) == []
 
 
-@pytest.mark.parametrize("error, collided", [
-    (answer(409, "Document version conflict updating m1"), True),
-    (answer(400, "bad"), False),
-    (MLCommonsError("Deploying model m1 failed (DEPLOY_FAILED): Duplicate deploy model task"), True),
-    (MLCommonsError("Deploying model m1 failed (DEPLOY_FAILED): Connector not found"), False),
+@pytest.mark.parametrize("task_error, collided", [
+    ('{"node":"Duplicate deploy model task"}', True),
+    ("[m1]: version conflict, required seqNo [353], primary term [17]", True),
+    ("Fetching master key timed out.", True),
+    (None, True),  # ML Commons recorded no error
+    ("Connector not found", False),
 ])
-def test_deploy_collisions(error, collided):
-    assert answers.is_deploy_collision(error) is collided
+def test_a_deploy_collision_is_read_from_the_deploy_tasks_error(task_error, collided):
+    assert answers.is_deploy_collision(task_error) is collided
 
 
 @pytest.mark.parametrize("predicate, reason", [
@@ -69,8 +70,8 @@ def test_a_providers_error_and_its_body():
     assert not answers.is_from_remote_service("Remote service error")
 
 
-@pytest.mark.parametrize("predicate", [answers.is_version_conflict, answers.is_not_found, answers.is_deploy_collision,
-                                       answers.model_group_taking_name, answers.is_batch_task_limit])
+@pytest.mark.parametrize("predicate", [answers.is_version_conflict, answers.is_not_found, answers.model_group_taking_name,
+                                       answers.is_batch_task_limit])
 def test_a_failure_without_an_answer_is_none_of_them(predicate):
     """A register retried on version conflicts can also fail with no answer at all (a timeout)."""
     assert not predicate(UncertainOutcomeError("No answer to POST /x within 30s"))

@@ -112,7 +112,8 @@ def test_searches_are_retried_although_they_are_posts(server):
 
 
 def test_put_and_delete_are_retried(server):
-    server.script(UNAVAILABLE, (200, {}), (504, {}), (200, {}))
+    server.answer("PUT", "/a", UNAVAILABLE, (200, {}))
+    server.answer("DELETE", "/a", (504, {}), (200, {}))
     client = make_client(server)
     client.put("/a", body={"x": 1})
     client.delete("/a")
@@ -438,8 +439,8 @@ def test_a_create_refused_for_a_version_conflict_is_not_sent_again(server):
 
 def test_a_providers_401_passed_on_by_ml_commons_gets_no_opensearch_login_hint(server):
     reason = 'Error from remote service: {"error": {"message": "Incorrect API key provided: sk-****1234."}}'
-    server.script((401, {"error": {"type": "status_exception", "reason": reason}}),
-                  (401, {"error": {"type": "security_exception", "reason": "Unauthorized"}}))
+    server.answer("POST", "/_plugins/_ml/models/m/_batch_predict", (401, {"error": {"type": "status_exception", "reason": reason}}))
+    server.answer("GET", "/", (401, {"error": {"type": "security_exception", "reason": "Unauthorized"}}))
     client = make_client(server)
     with pytest.raises(HTTPError) as provider:
         client.post("/_plugins/_ml/models/m/_batch_predict", body={})

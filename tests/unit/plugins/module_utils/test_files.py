@@ -1,6 +1,8 @@
-"""Streamed files: a multipart body read from disk, checksums, and a download sink."""
+"""Local files: a multipart body read from disk, checksums, a download sink, files replaced whole, manifests, line counts."""
 
 import hashlib
+import json
+import os
 
 import pytest
 
@@ -9,9 +11,14 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     CHUNK_SIZE,
     DigestSink,
     MultipartFile,
+    Replacement,
+    count_lines,
     file_digest,
     parse_checksum,
+    read_manifest,
+    write_manifest,
 )
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 
 
 def test_the_body_is_read_in_chunks_of_at_most_the_size_asked(tmp_path):
@@ -60,3 +67,65 @@ def test_the_sink_keeps_every_digest_and_restarts_empty(tmp_path):
         assert sink.size == 5
         assert sink.hexdigest("md5") == hashlib.md5(b"right").hexdigest()
     assert (tmp_path / "out").read_bytes() == b"right"
+
+
+@pytest.mark.parametrize("content, lines", [
+    (b"", 0), (b"\n", 1), (b"a\nb\n", 2), (b"a\nb", 2), (b"a", 1),
+    (b"x" * (CHUNK_SIZE - 1) + b"\n", 1), (b"x" * CHUNK_SIZE + b"\ny", 2),
+])
+def test_a_last_line_without_its_newline_is_a_line(tmp_path, content, lines):
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(content)
+    assert count_lines(str(path)) == lines
+
+
+def test_a_replacement_appears_whole_at_its_commit_and_nothing_is_left_beside_it(tmp_path):
+    dest = tmp_path / "out.jsonl"
+    dest.write_bytes(b"old")
+    with Replacement(FakeModule({}), str(dest)) as replacement:
+        replacement.write(b"new ")
+        assert dest.read_bytes() == b"old"
+        replacement.write(b"content")
+        replacement.commit()
+    assert dest.read_bytes() == b"new content" and os.listdir(str(tmp_path)) == ["out.jsonl"]
+
+
+def test_a_replacement_not_committed_is_removed_and_dest_kept(tmp_path):
+    dest = tmp_path / "out.jsonl"
+    dest.write_bytes(b"old")
+    with Replacement(FakeModule({}), str(dest)) as replacement:
+        replacement.write(b"unwanted")
+    with pytest.raises(ValueError):
+        with Replacement(FakeModule({}), str(dest)) as replacement:
+            replacement.write(b"half")
+            raise ValueError("a failure while writing")
+    assert dest.read_bytes() == b"old" and os.listdir(str(tmp_path)) == ["out.jsonl"]
+
+
+def test_a_replacement_that_cannot_be_moved_into_place_is_removed(tmp_path, monkeypatch):
+    module = FakeModule({})
+
+    def refused(source, dest):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(module, "atomic_move", refused)
+    with pytest.raises(OSError, match="Permission denied"):
+        with Replacement(module, str(tmp_path / "out.jsonl")) as replacement:
+            replacement.write(b"data")
+            replacement.commit()
+    assert os.listdir(str(tmp_path)) == []
+
+
+def versioned(manifest):
+    return manifest["version"] == 1
+
+
+def test_a_manifest_is_read_back_as_written_or_not_at_all(tmp_path):
+    path = str(tmp_path / "records.json")
+    assert read_manifest(path, versioned) is None
+    write_manifest(FakeModule({}), path, {"version": 1, "parts": [1, 2]})
+    assert read_manifest(path, versioned) == {"version": 1, "parts": [1, 2]}
+    assert os.listdir(str(tmp_path)) == ["records.json"]
+    for content in ("{not json", "[]", json.dumps({"version": 2}), json.dumps({"other": 1})):
+        (tmp_path / "records.json").write_text(content)
+        assert read_manifest(path, versioned) is None, content

@@ -4,7 +4,13 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import models
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError, PartialDeploymentError, WaitTimeoutError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
+    DeployFailedError,
+    HTTPError,
+    MLCommonsError,
+    PartialDeploymentError,
+    WaitTimeoutError,
+)
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import wait_until_deployed
 
 
@@ -77,6 +83,22 @@ def test_a_deploy_that_lost_the_race_for_the_model_is_tried_again():
     assert client.posts == ["_deploy", "_deploy"]
 
 
+def test_a_failed_deploy_whose_task_recorded_no_error_is_tried_again():
+    """Two colliding deploys leave no error in the task at times."""
+    client = FakeClient(["REGISTERED", "DEPLOY_FAILED", "DEPLOY_FAILED", "REGISTERED", "DEPLOYED"])
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
+    assert client.posts == ["_deploy", "_deploy"]
+
+
+def test_retries_follow_ml_commons_answer_not_the_collections_own_message():
+    assert models.is_retriable_deploy_failure(DeployFailedError("Deploying model m1 failed (DEPLOY_FAILED): reworded", task_error=None))
+    assert not models.is_retriable_deploy_failure(
+        DeployFailedError("Deploying model m1 failed (DEPLOY_FAILED): no reason recorded; see the OpenSearch log", task_error="Connector not found"))
+    assert not models.is_retriable_deploy_failure(MLCommonsError("no reason recorded; see the OpenSearch log"))
+    assert models.is_retriable_deploy_failure(HTTPError("POST", "/x", 409, "version_conflict_engine_exception", "[m1]: version conflict"))
+    assert not models.is_retriable_deploy_failure(HTTPError("POST", "/x", 500, "status_exception", "Duplicate deploy model task"))
+
+
 def test_a_deploy_that_does_not_finish_times_out_naming_the_state(server):
     server.default = (200, {"name": "m", "model_state": "DEPLOYING"})
     with pytest.raises(WaitTimeoutError) as caught:
@@ -86,7 +108,8 @@ def test_a_deploy_that_does_not_finish_times_out_naming_the_state(server):
 
 
 def test_a_failed_deploy_reports_ml_commons_reason(server):
-    server.script((200, {"name": "m", "model_state": "DEPLOY_FAILED"}),
+    server.answer("GET", "/_plugins/_ml/models/m1", (200, {"name": "m", "model_state": "DEPLOY_FAILED"}))
+    server.answer("POST", "/_plugins/_ml/tasks/_search",
                   (200, {"hits": {"hits": [{"_id": "t1", "_source": {"error": "no eligible node found", "task_type": "DEPLOY_MODEL"}}]}}))
     with pytest.raises(MLCommonsError) as caught:
         wait_until_deployed(Client(server.url), "m1", timeout=5)
@@ -275,10 +298,11 @@ def test_a_deploy_is_not_sent_when_every_node_serves_by_the_time_of_the_next_att
 
 
 def test_the_nodes_serving_each_model_cost_one_profile_and_one_names_request(server):
-    server.script((200, {"nodes": {"n0": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
+    server.answer("GET", models.PROFILE_PATH,
+                  (200, {"nodes": {"n0": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
                                    "n1": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"worker_nodes": ["n0"]}}},
-                                   "n2": {}}}),
-                  (200, {"nodes": {"n0": {"name": "ml-testbed-0"}, "n1": {"name": "ml-testbed-1"}, "n2": {"name": "ml-testbed-2"}}}))
+                                   "n2": {}}}))
+    server.answer("GET", "/_nodes", (200, {"nodes": {"n0": {"name": "ml-testbed-0"}, "n1": {"name": "ml-testbed-1"}, "n2": {"name": "ml-testbed-2"}}}))
     found = models.serving_nodes_of(Client(server.url), [cluster_model("DEPLOYED", model_id="m1"),
                                                          cluster_model("PARTIALLY_DEPLOYED", model_id="m2"),
                                                          cluster_model("REGISTERED", model_id="m3")])
@@ -313,7 +337,9 @@ def node_roles(**overrides):
     ({}, node_roles(n2={"name": "ml-testbed-2", "roles": ["ml"]}), True),
 ])
 def test_a_node_back_before_the_sync_job_planned_it_counts_when_ml_commons_would_deploy_to_it(server, settings, nodes, eligible):
-    server.script((200, came_back_profile()), (200, {"persistent": {}, "transient": {}, "defaults": settings}), (200, nodes))
+    server.answer("GET", models.PROFILE_PATH + "/m1", (200, came_back_profile()))
+    server.answer("GET", "/_cluster/settings", (200, {"persistent": {}, "transient": {}, "defaults": settings}))
+    server.answer("GET", "/_nodes", (200, nodes))
     seen = models.deployment(Client(server.url), cluster_model("DEPLOYED", planned=("n0", "n1")))
     assert seen.missing == (["n2"] if eligible else [])
     assert seen.is_served(True) is not eligible

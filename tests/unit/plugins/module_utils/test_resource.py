@@ -23,6 +23,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.re
 )
 
 
+CONNECTORS = "/_plugins/_ml/connectors"
+
+
 def hits(*ids):
     return {"hits": {"hits": [{"_id": object_id, "_source": {"name": "n"}} for object_id in ids]}}
 
@@ -48,7 +51,8 @@ def test_get_by_id_raises_other_errors(server):
 
 
 def test_find_by_name_is_one_term_query_then_a_fresh_read(server):
-    server.script((200, hits("c1")), (200, {"name": "n", "description": "current"}))
+    server.answer("POST", CONNECTORS + "/_search", (200, hits("c1")))
+    server.answer("GET", CONNECTORS + "/c1", (200, {"name": "n", "description": "current"}))
     found = find_by_name(Client(server.url), CONNECTOR, "n")
     assert found == {"connector_id": "c1", "name": "n", "description": "current"}
     sent = json.loads(server.received[0]["body"])
@@ -68,13 +72,16 @@ def test_find_by_name_refuses_to_guess_between_lasting_duplicates(server, monkey
 
 
 def test_find_by_name_waits_for_duplicates_of_concurrent_runs_to_go(server):
-    server.script((200, hits("c1", "c2")), (200, hits("c1")), (200, {"name": "n"}))
+    server.answer("POST", CONNECTORS + "/_search", (200, hits("c1", "c2")), (200, hits("c1")))
+    server.answer("GET", CONNECTORS + "/c1", (200, {"name": "n"}))
     assert find_by_name(Client(server.url), CONNECTOR, "n") == {"connector_id": "c1", "name": "n"}
 
 
 def test_list_objects_returns_current_copies_and_leaves_out_the_deleted(server):
     not_found = (404, {"error": {"type": "status_exception", "reason": "Failed to find model"}})
-    server.script((200, hits("m1", "m2")), (200, {"name": "n", "model_state": "DEPLOYED"}), not_found)
+    server.answer("POST", "/_plugins/_ml/models/_search", (200, hits("m1", "m2")))
+    server.answer("GET", "/_plugins/_ml/models/m1", (200, {"name": "n", "model_state": "DEPLOYED"}))
+    server.answer("GET", "/_plugins/_ml/models/m2", not_found)
     found = list_objects(Client(server.url), resource.MODEL, filters=[{"term": {"model_group_id": "g"}}])
     assert found == [{"model_id": "m1", "name": "n", "model_state": "DEPLOYED"}]
     assert [request["path"] for request in server.received[1:]] == ["/_plugins/_ml/models/m1", "/_plugins/_ml/models/m2"]
@@ -250,8 +257,9 @@ def test_the_writer_predicts_in_check_mode_and_sends_nothing(server):
 
 
 def test_the_writer_creates_at_the_kinds_create_path_and_reads_the_survivor_back(server, no_create_window):
-    server.script((200, {"connector_id": "mine"}), (200, dated_hits(("mine", 5))), (200, dated_hits(("mine", 5))),
-                  (200, {"name": "n", "created_time": 5}))
+    server.answer("POST", CONNECTORS + "/_create", (200, {"connector_id": "mine"}))
+    server.answer("POST", CONNECTORS + "/_search", (200, dated_hits(("mine", 5))))
+    server.answer("GET", CONNECTORS + "/mine", (200, {"name": "n", "created_time": 5}))
     writer = Writer(Client(server.url), CONNECTOR)
     assert writer.create({"name": "n"}, "n") == {"name": "n", "created_time": 5, "connector_id": "mine"}
     assert writer.answer == {"connector_id": "mine"}
@@ -262,9 +270,10 @@ def test_the_writer_creates_at_the_kinds_create_path_and_reads_the_survivor_back
 
 def test_a_younger_copy_the_writer_cannot_delete_is_named_with_what_to_do(server, no_create_window):
     # ML Commons refuses to delete a connector made a moment ago when its match query counts another connector's model.
-    server.script((200, {"connector_id": "mine"}), (200, dated_hits(("theirs", 3), ("mine", 5))),
-                  (409, {"error": {"type": "status_exception", "reason": "1 models are still using this connector, please delete or "
-                                   "update the models first: [m9]"}, "status": 409}))
+    server.answer("POST", CONNECTORS + "/_create", (200, {"connector_id": "mine"}))
+    server.answer("POST", CONNECTORS + "/_search", (200, dated_hits(("theirs", 3), ("mine", 5))))
+    server.answer("DELETE", CONNECTORS + "/mine", (409, {"error": {"type": "status_exception", "reason": "1 models are still using this "
+                                                                   "connector, please delete or update the models first: [m9]"}, "status": 409}))
     writer = Writer(Client(server.url, backoff=0), CONNECTOR)
     with pytest.raises(MLCommonsError) as raised:
         writer.create({"name": "n"}, "n")
@@ -275,7 +284,9 @@ def test_a_younger_copy_the_writer_cannot_delete_is_named_with_what_to_do(server
 
 
 def test_the_writer_updates_and_deletes_by_id_and_shapes_the_result(server):
-    server.script((200, {"result": "updated"}), (200, {"name": "n", "description": "d"}), (200, {"result": "deleted"}))
+    server.answer("PUT", "/_plugins/_ml/model_groups/g%2F1", (200, {"result": "updated"}))
+    server.answer("GET", "/_plugins/_ml/model_groups/g%2F1", (200, {"name": "n", "description": "d"}))
+    server.answer("DELETE", "/_plugins/_ml/model_groups/g%2F1", (200, {"result": "deleted"}))
     writer = Writer(Client(server.url), MODEL_GROUP)
     updated = writer.update({"model_group_id": "g/1", "name": "n"}, {"description": "d"})
     writer.delete(updated)

@@ -28,15 +28,14 @@ SETTINGS = {
 }
 
 
-DEFAULTS = {}
-
-
-def fake_module(check_mode=False, **params):
-    return FakeModule(DEFAULTS, check_mode, **params)
-
-
 def run(server):
-    return ml_cluster_info.run(fake_module(), Client(server.url, backoff=0))
+    return ml_cluster_info.run(FakeModule(ml_cluster_info), Client(server.url, backoff=0))
+
+
+def answer(server, *replies):
+    """Replies to the root, the plugins and the settings, in that order; a request left out fails."""
+    for path, reply in zip(("/", "/_cat/plugins", "/_cluster/settings"), replies):
+        server.answer("GET", path, reply)
 
 
 def sent(request):
@@ -45,7 +44,7 @@ def sent(request):
 
 
 def test_version_plugins_and_settings(server):
-    server.script((200, ROOT), (200, PLUGINS), (200, SETTINGS))
+    answer(server, (200, ROOT), (200, PLUGINS), (200, SETTINGS))
     result = run(server)
     assert result == {
         "changed": False,
@@ -69,8 +68,8 @@ def test_version_plugins_and_settings(server):
 
 
 def test_a_cluster_without_ml_commons_has_no_ml_commons_version(server):
-    server.script((200, dict(ROOT, version={"distribution": "opensearch", "number": "3.6.0"})),
-                  (200, [{"component": "opensearch-security", "version": "3.6.0.0"}]), (200, {"defaults": {}}))
+    answer(server, (200, dict(ROOT, version={"distribution": "opensearch", "number": "3.6.0"})),
+           (200, [{"component": "opensearch-security", "version": "3.6.0.0"}]), (200, {"defaults": {}}))
     result = run(server)
     assert result["version"] == "3.6.0" and result["ml_commons_version"] is None
     assert result["plugins"] == [{"component": "opensearch-security", "version": "3.6.0.0"}]
@@ -78,14 +77,14 @@ def test_a_cluster_without_ml_commons_has_no_ml_commons_version(server):
 
 
 def test_an_error_answer_fails_with_the_servers_reason(server):
-    server.script((200, ROOT), (403, {"error": {"type": "security_exception", "reason": "no permissions for [cluster:monitor/state]"},
-                                      "status": 403}))
+    answer(server, (200, ROOT), (403, {"error": {"type": "security_exception", "reason": "no permissions for [cluster:monitor/state]"},
+                                       "status": 403}))
     with pytest.raises(HTTPError, match=r"OpenSearch answered 403 to GET /_cat/plugins.*no permissions"):
         run(server)
 
 
 def test_a_url_that_is_not_opensearch_fails_clearly(server):
-    server.script((200, {"status": "ok"}))
+    answer(server, (200, {"status": "ok"}))
     with pytest.raises(MLCommonsError, match=r"/ answered without a version, so it is not OpenSearch .* Check url\."):
         run(server)
     assert len(server.received) == 1

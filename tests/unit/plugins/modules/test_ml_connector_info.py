@@ -13,12 +13,11 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 
 
 CONNECTORS = "/_plugins/_ml/connectors"
-DEFAULTS = dict(connector_id=None, name=None)
 NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find connector with the provided connector id: c9"}, "status": 404})
 
 
 def fake_module(check_mode=False, **params):
-    return FakeModule(DEFAULTS, check_mode, **params)
+    return FakeModule(ml_connector_info, check_mode, **params)
 
 
 def connector(name, version="1", **fields):
@@ -33,7 +32,7 @@ def run(server, **params):
 
 
 def test_by_id_is_one_read_and_a_credential_in_the_answer_is_dropped(server):
-    server.script((200, connector("OpenAI", credential={"openAI_key": "sk-secret"})))
+    server.answer("GET", CONNECTORS + "/c1", (200, connector("OpenAI", credential={"openAI_key": "sk-secret"})))
     result = run(server, connector_id="c1")
     assert result == {"changed": False, "connectors": [dict(connector("OpenAI"), connector_id="c1")]}
     assert "sk-secret" not in json.dumps(result)
@@ -41,14 +40,15 @@ def test_by_id_is_one_read_and_a_credential_in_the_answer_is_dropped(server):
 
 
 def test_an_unknown_id_is_an_empty_list(server):
-    server.script(NOT_FOUND)
+    server.answer("GET", CONNECTORS + "/c9", NOT_FOUND)
     assert run(server, connector_id="c9") == {"changed": False, "connectors": []}
 
 
 def test_by_name_returns_every_connector_of_the_name_as_read_by_id(server):
     """ML Commons allows several connectors of one name; each is returned in its current state."""
-    server.script((200, hits(("c1", connector("OpenAI")), ("c2", connector("OpenAI")))),
-                  (200, connector("OpenAI", version="2", credential={"openAI_key": "sk-secret"})), (200, connector("OpenAI", version="3")))
+    server.answer("POST", CONNECTORS + "/_search", (200, hits(("c1", connector("OpenAI")), ("c2", connector("OpenAI")))))
+    server.answer("GET", CONNECTORS + "/c1", (200, connector("OpenAI", version="2", credential={"openAI_key": "sk-secret"})))
+    server.answer("GET", CONNECTORS + "/c2", (200, connector("OpenAI", version="3")))
     result = run(server, name="OpenAI")
     assert result["connectors"] == [dict(connector("OpenAI", version="2"), connector_id="c1"),
                                     dict(connector("OpenAI", version="3"), connector_id="c2")]
@@ -57,7 +57,9 @@ def test_by_name_returns_every_connector_of_the_name_as_read_by_id(server):
 
 
 def test_all_connectors_leave_out_one_deleted_between_search_and_read(server):
-    server.script((200, hits(("c1", connector("a")), ("c2", connector("b")))), NOT_FOUND, (200, connector("b")))
+    server.answer("POST", CONNECTORS + "/_search", (200, hits(("c1", connector("a")), ("c2", connector("b")))))
+    server.answer("GET", CONNECTORS + "/c1", NOT_FOUND)
+    server.answer("GET", CONNECTORS + "/c2", (200, connector("b")))
     result = run(server)
     assert result["connectors"] == [dict(connector("b"), connector_id="c2")]
     assert json.loads(server.received[0]["body"])["query"] == {"match_all": {}}
@@ -65,6 +67,6 @@ def test_all_connectors_leave_out_one_deleted_between_search_and_read(server):
 
 
 def test_nothing_found_is_an_empty_list_after_one_search(server):
-    server.script((200, hits()))
+    server.answer("POST", CONNECTORS + "/_search", (200, hits()))
     assert run(server, name="nobody") == {"changed": False, "connectors": []}
     assert requests_sent(server) == [("POST", CONNECTORS + "/_search")]

@@ -13,9 +13,6 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 
 MODELS = "/_plugins/_ml/models"
 PROFILE = "/_plugins/_ml/profile/models"
-DEFAULTS = dict(name=None, model_id=None, model_group_id=None, connector_id=None, description=None, function_name="remote",
-                rate_limiter=None, interface=None, guardrails=None, is_enabled=None, state="deployed", wait=True, wait_timeout=300,
-                deployed_on="every_node")
 NAME = "OpenAI embeddings"
 WANTED = dict(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds text")
 GROUP = {"name": "team_group", "latest_version": 0, "access": "public"}
@@ -23,7 +20,7 @@ CONNECTOR = {"name": "OpenAI", "protocol": "http", "actions": [{"action_type": "
 
 
 def fake_module(check_mode=False, **params):
-    return FakeModule(DEFAULTS, check_mode, **params)
+    return FakeModule(ml_model, check_mode, **params)
 
 
 def stored(state, **fields):
@@ -50,21 +47,39 @@ def client(server):
     return Client(server.url, backoff=0)
 
 
-def register_replies(model_state="REGISTERED"):
-    """The lookup that finds nothing, the group and connector checks, the register and the looks for concurrent copies."""
-    listed = hits(("m1", stored(model_state)))
-    return [(200, hits()), (200, GROUP), (200, CONNECTOR), (200, {"task_id": "t1", "status": "CREATED", "model_id": "m1"}),
-            (200, listed), (200, listed)]
+def answer(server, search=(), reads=(), profiles=(), names=None, **sent):
+    """What each request gets: the name lookup (``search``, sources of m1 in turn), the reads of m1 by ID
+    and of its profile in turn, the node names, and each write of ``sent`` (deploy, undeploy, update, delete)."""
+    if search:
+        server.answer("POST", MODELS + "/_search", *[(200, hits(("m1", found)) if found else hits()) for found in search])
+    if reads:
+        server.answer("GET", MODELS + "/m1", *reads)
+    if profiles:
+        server.answer("GET", PROFILE + "/m1", *profiles)
+    if names:
+        server.answer("GET", "/_nodes", names)
+    routes = {"deploy": ("POST", MODELS + "/m1/_deploy"), "undeploy": ("POST", MODELS + "/m1/_undeploy"),
+              "update": ("PUT", MODELS + "/m1"), "delete": ("DELETE", MODELS + "/m1")}
+    for action, reply in sent.items():
+        server.answer(*(routes[action] + (reply,)))
+
+
+def answer_register(server, group=(200, GROUP), connector=(200, CONNECTOR)):
+    """No model of the name until the register; then only the registered one."""
+    server.answer("POST", MODELS + "/_search", (200, hits()), (200, hits(("m1", stored("REGISTERED")))))
+    server.answer("GET", "/_plugins/_ml/model_groups/g1", group)
+    server.answer("GET", "/_plugins/_ml/connectors/c1", connector)
+    server.answer("POST", MODELS + "/_register", (200, {"task_id": "t1", "status": "CREATED", "model_id": "m1"}))
+
+
+DEPLOYED = (200, {"task_id": "t2", "task_type": "DEPLOY_MODEL", "status": "COMPLETED"})
 
 
 def test_a_missing_model_is_registered_in_its_group_then_deployed(server):
-    server.script(*register_replies())
-    server.script((200, stored("REGISTERED")),  # read after the register
-                  (200, stored("REGISTERED")),  # deploy: read before deploying
-                  (200, {"task_id": "t2", "task_type": "DEPLOY_MODEL", "status": "COMPLETED"}),
-                  (200, stored("DEPLOYING")), (200, stored("DEPLOYED")),  # wait: read until DEPLOYED
-                  (200, profile("m1", "DEPLOYED")),  # deploy: the nodes serve it
-                  (200, profile("m1", "DEPLOYED")), NODE_NAMES)  # the result's serving nodes
+    answer_register(server)
+    # Read after the register, before the deploy, then until DEPLOYED.
+    answer(server, reads=[(200, stored("REGISTERED")), (200, stored("REGISTERED")), (200, stored("DEPLOYING")), (200, stored("DEPLOYED"))],
+           profiles=[(200, profile("m1", "DEPLOYED"))], names=NODE_NAMES, deploy=DEPLOYED)
     result = ml_model.run(fake_module(**WANTED), client(server))
     assert result["changed"] is True
     assert (result["model_id"], result["model_state"], result["task_id"], result["redeployed"]) == ("m1", "DEPLOYED", "t1", False)
@@ -82,15 +97,15 @@ def test_a_missing_model_is_registered_in_its_group_then_deployed(server):
 
 
 def test_state_present_registers_without_deploying(server):
-    server.script(*register_replies())
-    server.script((200, stored("REGISTERED")))
+    answer_register(server)
+    answer(server, reads=[(200, stored("REGISTERED"))])
     result = ml_model.run(fake_module(state="present", **WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "REGISTERED" and result["model_id"] == "m1"
     assert [write[:2] for write in writes(server)] == [("POST", MODELS + "/_register")]
 
 
 def test_check_mode_predicts_the_register_and_deploy_without_writing(server):
-    server.script((200, hits()), (200, GROUP), (200, CONNECTOR))
+    answer_register(server)
     result = ml_model.run(fake_module(check_mode=True, **WANTED), client(server))
     assert result["changed"] is True
     assert result["model_id"] is None and result["model_state"] == "DEPLOYED"
@@ -100,14 +115,14 @@ def test_check_mode_predicts_the_register_and_deploy_without_writing(server):
 
 def test_a_model_registered_without_a_group_fails_before_writing(server):
     """ML Commons would create a group named after the model on its own; the module refuses instead."""
-    server.script((200, hits()))
+    answer(server, search=[None])
     with pytest.raises(ConfigurationError, match="Registering model 'OpenAI embeddings' needs model_group_id"):
         ml_model.run(fake_module(name=NAME, connector_id="c1"), client(server))
     assert writes(server) == []
 
 
 def test_a_group_that_does_not_exist_fails_before_writing(server):
-    server.script((200, hits()), (404, {"error": {"type": "status_exception", "reason": "Failed to find model group"}, "status": 404}))
+    answer_register(server, group=(404, {"error": {"type": "status_exception", "reason": "Failed to find model group"}, "status": 404}))
     with pytest.raises(MLCommonsError, match="No model group has the ID g1"):
         ml_model.run(fake_module(**WANTED), client(server))
     assert writes(server) == []
@@ -115,7 +130,7 @@ def test_a_group_that_does_not_exist_fails_before_writing(server):
 
 def test_a_connector_without_a_predict_action_fails_before_writing(server):
     cancel_only = dict(CONNECTOR, actions=[{"action_type": "CANCEL_BATCH_PREDICT", "method": "POST", "url": "https://x"}])
-    server.script((200, hits()), (200, GROUP), (200, cancel_only))
+    answer_register(server, connector=(200, cancel_only))
     with pytest.raises(MLCommonsError, match="Connector c1 has no predict or batch_predict action"):
         ml_model.run(fake_module(**WANTED), client(server))
     assert writes(server) == []
@@ -132,8 +147,8 @@ def test_bad_characters_fail_before_any_request(server, params, complaint):
 
 
 def test_a_rerun_on_a_served_model_only_reads(server):
-    server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED", rate_limiter={"limit": "4", "unit": "MINUTES"})),
-                  (200, profile("m1", "DEPLOYED")), NODE_NAMES)
+    answer(server, search=[stored("DEPLOYED")], reads=[(200, stored("DEPLOYED", rate_limiter={"limit": "4", "unit": "MINUTES"}))],
+           profiles=[(200, profile("m1", "DEPLOYED"))], names=NODE_NAMES)
     result = ml_model.run(fake_module(rate_limiter={"limit": 4, "unit": "MINUTES"}, **WANTED), client(server))
     assert result["changed"] is False
     assert (result["model_id"], result["model_state"], result["task_id"], result["redeployed"]) == ("m1", "DEPLOYED", None, False)
@@ -144,10 +159,9 @@ def test_a_rerun_on_a_served_model_only_reads(server):
 
 def test_a_deployed_model_no_node_serves_is_deployed_again(server):
     """After a restart the model index still says DEPLOYED while no node holds the model."""
-    server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
-                  (200, {}),  # the profile: no node holds it
-                  (200, stored("DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, stored("DEPLOYED")),
-                  (200, profile("m1", "DEPLOYED")), (200, profile("m1", "DEPLOYED")), NODE_NAMES)
+    answer(server, search=[stored("DEPLOYED")], reads=[(200, stored("DEPLOYED"))],
+           profiles=[(200, {}), (200, profile("m1", "DEPLOYED"))],  # no node holds it until the deploy
+           names=NODE_NAMES, deploy=DEPLOYED)
     result = ml_model.run(fake_module(**WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert requests_sent(server)[2] == ("GET", PROFILE + "/m1")
@@ -155,7 +169,7 @@ def test_a_deployed_model_no_node_serves_is_deployed_again(server):
 
 
 def test_a_deployed_model_no_node_serves_in_check_mode_is_a_change_without_writing(server):
-    server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")), (200, profile("m1", "DEPLOYING")))
+    answer(server, search=[stored("DEPLOYED")], reads=[(200, stored("DEPLOYED"))], profiles=[(200, profile("m1", "DEPLOYING"))])
     result = ml_model.run(fake_module(check_mode=True, **WANTED), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert result["serving_nodes"] == []  # the nodes serving it now
@@ -165,21 +179,17 @@ def test_a_deployed_model_no_node_serves_in_check_mode_is_a_change_without_writi
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_a_deploy_ml_commons_has_under_way_is_waited_for_and_is_no_change(server, check_mode):
     """ML Commons redeploys a model by itself after a node restarts: the run only waits."""
-    server.script((200, hits(("m1", stored("DEPLOYING")))), (200, stored("DEPLOYING")), (200, profile("m1", "DEPLOYING")))
-    if not check_mode:
-        server.script((200, stored("DEPLOYING")),  # deploy: read before deploying, under way
-                      (200, stored("DEPLOYED")),  # wait: read until DEPLOYED
-                      (200, profile("m1", "DEPLOYED")),  # deploy: the node serves it
-                      (200, profile("m1", "DEPLOYED")), NODE_NAMES)  # the result's serving nodes
+    # Found, read before the deploy (under way), then until DEPLOYED; the node loads it, then serves it.
+    answer(server, search=[stored("DEPLOYING")], reads=[(200, stored("DEPLOYING")), (200, stored("DEPLOYING")), (200, stored("DEPLOYED"))],
+           profiles=[(200, profile("m1", "DEPLOYING")), (200, profile("m1", "DEPLOYED"))], names=NODE_NAMES)
     result = ml_model.run(fake_module(check_mode=check_mode, **WANTED), client(server))
     assert result["changed"] is False and result["model_state"] == "DEPLOYED"
     assert writes(server) == []
 
 
 def test_only_the_changed_field_is_sent_to_a_deployed_model(server):
-    server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")),
-                  (200, {"result": "updated"}), (200, stored("DEPLOYED", description="Embeds more text")),
-                  (200, profile("m1", "DEPLOYED")), NODE_NAMES)
+    answer(server, search=[stored("DEPLOYED")], reads=[(200, stored("DEPLOYED")), (200, stored("DEPLOYED", description="Embeds more text"))],
+           profiles=[(200, profile("m1", "DEPLOYED"))], names=NODE_NAMES, update=(200, {"result": "updated"}))
     result = ml_model.run(fake_module(name=NAME, model_group_id="g1", connector_id="c1", description="Embeds more text"), client(server))
     assert result["changed"] is True and result["redeployed"] is False
     assert writes(server) == [("PUT", MODELS + "/m1", {"description": "Embeds more text"})]
@@ -191,11 +201,12 @@ def test_only_the_changed_field_is_sent_to_a_deployed_model(server):
 def test_an_update_whose_cache_refresh_failed_redeploys_the_model(server):
     cache_failed = (500, {"error": {"type": "exception", "reason": "Successfully update ML model index with model ID m1 but update model "
                                     "cache was failed on following nodes [n1], please retry or redeploy model manually."}, "status": 500})
-    server.script((200, hits(("m1", stored("DEPLOYED")))), (200, stored("DEPLOYED")), cache_failed,
-                  (200, {}), (200, stored("UNDEPLOYED")),  # undeploy, read back
-                  (200, stored("UNDEPLOYED")), (200, {"status": "COMPLETED"}), (200, stored("DEPLOYED")),  # deploy
-                  (200, profile("m1", "DEPLOYED")),  # deploy: the nodes serve it
-                  (200, stored("DEPLOYED", is_enabled=False)), (200, profile("m1", "DEPLOYED")), NODE_NAMES)
+    answer(server, search=[stored("DEPLOYED")],
+           reads=[(200, stored("DEPLOYED")), (200, stored("UNDEPLOYED")),  # found; after the undeploy
+                  (200, stored("UNDEPLOYED")), (200, stored("DEPLOYED")),  # before and after the deploy
+                  (200, stored("DEPLOYED", is_enabled=False))],  # read back
+           profiles=[(200, profile("m1", "DEPLOYED"))], names=NODE_NAMES,
+           update=cache_failed, undeploy=(200, {}), deploy=(200, {"status": "COMPLETED"}))
     result = ml_model.run(fake_module(is_enabled=False, **WANTED), client(server))
     assert result["changed"] is True and result["redeployed"] is True
     assert writes(server) == [("PUT", MODELS + "/m1", {"is_enabled": False}), ("POST", MODELS + "/m1/_undeploy", None),
@@ -203,7 +214,7 @@ def test_an_update_whose_cache_refresh_failed_redeploys_the_model(server):
 
 
 def test_state_undeployed_undeploys_and_waits_until_no_node_holds_it(server):
-    server.script((200, stored("DEPLOYED")), (200, {}), (200, stored("DEPLOYED")), (200, stored("UNDEPLOYED")))
+    answer(server, reads=[(200, stored("DEPLOYED")), (200, stored("DEPLOYED")), (200, stored("UNDEPLOYED"))], undeploy=(200, {}))
     result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
     assert result["changed"] is True and result["model_state"] == "UNDEPLOYED"
     assert result["model"] == with_id(stored("UNDEPLOYED"))
@@ -213,23 +224,23 @@ def test_state_undeployed_undeploys_and_waits_until_no_node_holds_it(server):
 
 
 def test_state_undeployed_leaves_an_undeployed_model_alone(server):
-    server.script((200, stored("UNDEPLOYED")))
+    answer(server, reads=[(200, stored("UNDEPLOYED"))])
     result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
     assert result["changed"] is False and result["model_state"] == "UNDEPLOYED"
     assert requests_sent(server) == [("GET", MODELS + "/m1")]
 
 
 def test_deploy_without_wait_sends_the_deploy_and_returns_the_state_read_after_it(server):
-    server.script((200, stored("REGISTERED")), (200, {"task_id": "t2", "status": "CREATED"}), (200, stored("DEPLOYING")),
-                  (200, profile("m1", "DEPLOYING")))
+    answer(server, reads=[(200, stored("REGISTERED")), (200, stored("DEPLOYING"))], profiles=[(200, profile("m1", "DEPLOYING"))],
+           deploy=(200, {"task_id": "t2", "status": "CREATED"}))
     result = ml_model.run(fake_module(model_id="m1", wait=False), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYING"
     assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
 
 
 def test_a_failed_deploy_fails_with_the_reason_of_its_task(server):
-    server.script((200, stored("REGISTERED")),  # found by ID
-                  (200, stored("REGISTERED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, stored("DEPLOY_FAILED")),
+    answer(server, reads=[(200, stored("REGISTERED")), (200, stored("REGISTERED")), (200, stored("DEPLOY_FAILED"))], deploy=DEPLOYED)
+    server.answer("POST", "/_plugins/_ml/tasks/_search",
                   (200, hits(("t2", {"task_type": "DEPLOY_MODEL", "model_id": "m1", "state": "FAILED", "error": "no eligible node found"}))))
     with pytest.raises(MLCommonsError, match=r"Deploying model m1 failed \(DEPLOY_FAILED\): no eligible node found"):
         ml_model.run(fake_module(model_id="m1"), client(server))
@@ -237,7 +248,7 @@ def test_a_failed_deploy_fails_with_the_reason_of_its_task(server):
 
 
 def test_absent_undeploys_a_deployed_model_then_deletes_it(server):
-    server.script((200, stored("DEPLOYED")), (200, {}), (200, stored("UNDEPLOYED")), (200, {"result": "deleted"}))
+    answer(server, reads=[(200, stored("DEPLOYED")), (200, stored("UNDEPLOYED"))], undeploy=(200, {}), delete=(200, {"result": "deleted"}))
     result = ml_model.run(fake_module(model_id="m1", state="absent"), client(server))
     assert result["changed"] is True
     assert (result["model_id"], result["model"], result["model_state"]) == (None, {}, None)
@@ -246,35 +257,36 @@ def test_absent_undeploys_a_deployed_model_then_deletes_it(server):
 
 
 def test_absent_deletes_a_registered_model_by_name_without_undeploying(server):
-    server.script((200, hits(("m1", stored("REGISTERED")))), (200, stored("REGISTERED")), (200, {"result": "deleted"}))
+    answer(server, search=[stored("REGISTERED")], reads=[(200, stored("REGISTERED"))], delete=(200, {"result": "deleted"}))
     result = ml_model.run(fake_module(name=NAME, model_group_id="g1", state="absent"), client(server))
     assert result["changed"] is True and result["model_id"] is None
     assert writes(server) == [("DELETE", MODELS + "/m1", None)]
 
 
 def test_absent_in_check_mode_writes_nothing(server):
-    server.script((200, stored("DEPLOYED")))
+    answer(server, reads=[(200, stored("DEPLOYED"))])
     result = ml_model.run(fake_module(check_mode=True, model_id="m1", state="absent"), client(server))
     assert result["changed"] is True and result["model_id"] is None
     assert writes(server) == []
 
 
 def test_absent_when_the_model_is_gone_changes_nothing(server):
-    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find model with the provided model id: m1"}, "status": 404}))
+    answer(server, reads=[(404, {"error": {"type": "status_exception", "reason": "Failed to find model with the provided model id: m1"},
+                                 "status": 404})])
     result = ml_model.run(fake_module(model_id="m1", state="absent"), client(server))
     assert result["changed"] is False and result["model_id"] is None and result["model"] == {}
     assert requests_sent(server) == [("GET", MODELS + "/m1")]
 
 
 def test_absent_when_no_model_has_the_name_changes_nothing(server):
-    server.script((200, hits()))
+    answer(server, search=[None])
     result = ml_model.run(fake_module(name=NAME, model_group_id="g1", state="absent"), client(server))
     assert result["changed"] is False and result["model_id"] is None
     assert requests_sent(server) == [("POST", MODELS + "/_search")]
 
 
 def test_an_unknown_model_id_fails_unless_absent_is_wanted(server):
-    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find model"}, "status": 404}))
+    server.answer("GET", MODELS + "/m9", (404, {"error": {"type": "status_exception", "reason": "Failed to find model"}, "status": 404}))
     with pytest.raises(MLCommonsError, match="No model has the ID m9. Leave model_id out to register a model by name."):
         ml_model.run(fake_module(model_id="m9", state="present"), client(server))
     assert writes(server) == []
@@ -304,12 +316,11 @@ def named(*node_ids):
 
 def test_a_partially_deployed_model_is_deployed_again_until_every_node_serves_it(server):
     """Node n2 came back after the deploy: ML Commons' sync job says PARTIALLY_DEPLOYED; the re-run loads it on n2."""
-    server.script((200, on_cluster("PARTIALLY_DEPLOYED")),
-                  (200, cluster_profile(serving=("n0", "n1"))),  # served by two of the three planned nodes
-                  (200, on_cluster("PARTIALLY_DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}),  # deploy
-                  (200, on_cluster("DEPLOYING")), (200, on_cluster("DEPLOYED")),  # wait
-                  (200, cluster_profile(serving=NODES)),  # deploy: every node serves it
-                  (200, cluster_profile(serving=NODES)), THREE_NAMES)  # the result's serving nodes
+    answer(server, reads=[(200, on_cluster("PARTIALLY_DEPLOYED")), (200, on_cluster("PARTIALLY_DEPLOYED")),  # found; before the deploy
+                          (200, on_cluster("DEPLOYING")), (200, on_cluster("DEPLOYED"))],  # until deployed
+           profiles=[(200, cluster_profile(serving=("n0", "n1"))),  # served by two of the three planned nodes
+                     (200, cluster_profile(serving=NODES))],  # after the deploy
+           names=THREE_NAMES, deploy=DEPLOYED)
     result = ml_model.run(fake_module(model_id="m1"), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert result["serving_nodes"] == named("n0", "n1", "n2")
@@ -317,7 +328,7 @@ def test_a_partially_deployed_model_is_deployed_again_until_every_node_serves_it
 
 
 def test_a_partially_deployed_model_is_left_alone_with_any_node(server):
-    server.script((200, on_cluster("PARTIALLY_DEPLOYED")), (200, cluster_profile(serving=("n0", "n1"))), THREE_NAMES)
+    answer(server, reads=[(200, on_cluster("PARTIALLY_DEPLOYED"))], profiles=[(200, cluster_profile(serving=("n0", "n1")))], names=THREE_NAMES)
     result = ml_model.run(fake_module(model_id="m1", deployed_on="any_node"), client(server))
     assert result["changed"] is False and result["model_state"] == "PARTIALLY_DEPLOYED"
     assert result["serving_nodes"] == named("n0", "n1")
@@ -326,7 +337,8 @@ def test_a_partially_deployed_model_is_left_alone_with_any_node(server):
 
 def test_a_model_every_live_node_serves_after_a_node_was_lost_is_left_alone(server):
     """Node n2 was killed: it does not answer, and the sync job has not yet taken it out of the plan."""
-    server.script((200, on_cluster("DEPLOYED")), (200, cluster_profile(serving=("n0", "n1"), live=("n0", "n1"))), THREE_NAMES)
+    answer(server, reads=[(200, on_cluster("DEPLOYED"))], profiles=[(200, cluster_profile(serving=("n0", "n1"), live=("n0", "n1")))],
+           names=THREE_NAMES)
     result = ml_model.run(fake_module(model_id="m1"), client(server))
     assert result["changed"] is False
     assert result["serving_nodes"] == named("n0", "n1")
@@ -335,16 +347,16 @@ def test_a_model_every_live_node_serves_after_a_node_was_lost_is_left_alone(serv
 
 def test_a_stored_deployed_model_a_live_planned_node_lacks_is_deployed_again(server):
     """Right after n2 restarted and before ML Commons noticed: the index still says DEPLOYED."""
-    server.script((200, on_cluster("DEPLOYED")), (200, cluster_profile(serving=("n0", "n1"))),
-                  (200, on_cluster("DEPLOYED")), (200, {"task_id": "t2", "status": "COMPLETED"}), (200, on_cluster("DEPLOYED")),
-                  (200, cluster_profile(serving=NODES)), (200, cluster_profile(serving=NODES)), THREE_NAMES)
+    answer(server, reads=[(200, on_cluster("DEPLOYED"))],
+           profiles=[(200, cluster_profile(serving=("n0", "n1"))), (200, cluster_profile(serving=NODES))],  # before and after the deploy
+           names=THREE_NAMES, deploy=DEPLOYED)
     result = ml_model.run(fake_module(model_id="m1"), client(server))
     assert result["changed"] is True and result["serving_nodes"] == named("n0", "n1", "n2")
     assert writes(server) == [("POST", MODELS + "/m1/_deploy", None)]
 
 
 def test_a_partially_deployed_model_in_check_mode_is_a_change_reporting_the_nodes_serving_it_now(server):
-    server.script((200, on_cluster("PARTIALLY_DEPLOYED")), (200, cluster_profile(serving=("n0",))), THREE_NAMES)
+    answer(server, reads=[(200, on_cluster("PARTIALLY_DEPLOYED"))], profiles=[(200, cluster_profile(serving=("n0",)))], names=THREE_NAMES)
     result = ml_model.run(fake_module(check_mode=True, model_id="m1"), client(server))
     assert result["changed"] is True and result["model_state"] == "DEPLOYED"
     assert result["serving_nodes"] == named("n0")
@@ -352,7 +364,7 @@ def test_a_partially_deployed_model_in_check_mode_is_a_change_reporting_the_node
 
 
 def test_undeployed_reports_no_serving_node_without_asking(server):
-    server.script((200, on_cluster("DEPLOYED")), (200, {}), (200, on_cluster("UNDEPLOYED")))
+    answer(server, reads=[(200, on_cluster("DEPLOYED")), (200, on_cluster("UNDEPLOYED"))], undeploy=(200, {}))
     result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
     assert result["changed"] is True and result["serving_nodes"] == []
     assert PROFILE + "/m1" not in [path for _method, path in requests_sent(server)]

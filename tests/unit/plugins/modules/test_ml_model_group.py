@@ -12,6 +12,7 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 
 
 GROUPS = "/_plugins/_ml/model_groups"
+MODELS = "/_plugins/_ml/models"
 STORED = {"name": "team_group", "description": "The team's models", "latest_version": 0, "access": "public",
           "created_time": 1722037257000, "last_updated_time": 1722037257000}
 
@@ -22,6 +23,16 @@ def fake_module(check_mode=False, **params):
 
 def client(server):
     return Client(server.url, backoff=0)
+
+
+def answer_found(server, *later):
+    """The lookup by name finds g1 as STORED, and reads of g1 give STORED, then ``later`` in turn."""
+    server.answer("POST", GROUPS + "/_search", (200, hits(("g1", STORED))))
+    server.answer("GET", GROUPS + "/g1", (200, STORED), *later)
+
+
+def answer_models(server, *found):
+    server.answer("POST", MODELS + "/_search", (200, hits(*found)))
 
 
 def test_a_missing_group_is_registered_and_returned_as_stored(server):
@@ -43,7 +54,7 @@ def test_a_missing_group_is_registered_and_returned_as_stored(server):
 
 
 def test_check_mode_predicts_the_create_without_writing(server):
-    server.script((200, hits()))
+    server.answer("POST", GROUPS + "/_search", (200, hits()))
     result = ml_model_group.run(fake_module(check_mode=True, name="team_group", description="d"), client(server))
     assert result["changed"] is True and result["model_group_id"] is None
     predicted = {"name": "team_group", "description": "d", "model_group_id": None}
@@ -55,14 +66,17 @@ def test_check_mode_predicts_the_create_without_writing(server):
 def test_a_register_refused_because_a_concurrent_run_took_the_name_returns_that_group(server):
     taken = (400, {"error": {"type": "illegal_argument_exception",
                              "reason": "The name you provided is already being used by a model group with ID: g0."}, "status": 400})
-    server.script((200, hits()), taken, (200, hits(("g0", STORED))), (200, hits(("g0", STORED))), (200, STORED))
+    # Not found by the lookup; found after the refused register.
+    server.answer("POST", GROUPS + "/_search", (200, hits()), (200, hits(("g0", STORED))))
+    server.answer("POST", GROUPS + "/_register", taken)
+    server.answer("GET", GROUPS + "/g0", (200, STORED))
     result = ml_model_group.run(fake_module(name="team_group"), client(server))
     assert result["changed"] is True and result["model_group_id"] == "g0"
     assert [write[:2] for write in writes(server)] == [("POST", GROUPS + "/_register")]  # nothing deleted, nothing registered again
 
 
 def test_a_rerun_that_finds_the_group_as_wanted_only_reads(server):
-    server.script((200, hits(("g1", STORED))), (200, STORED))
+    answer_found(server)
     result = ml_model_group.run(fake_module(name="team_group", description="The team's models"), client(server))
     assert result["changed"] is False
     assert result["model_group_id"] == "g1" and result["model_group"] == dict(STORED, model_group_id="g1")
@@ -72,7 +86,8 @@ def test_a_rerun_that_finds_the_group_as_wanted_only_reads(server):
 
 def test_only_the_changed_field_is_sent_and_the_group_is_read_back(server):
     updated = dict(STORED, description="New text", last_updated_time=1722037999000)
-    server.script((200, hits(("g1", STORED))), (200, STORED), (200, {"status": "Updated"}), (200, updated))
+    answer_found(server, (200, updated))
+    server.answer("PUT", GROUPS + "/g1", (200, {"status": "Updated"}))
     result = ml_model_group.run(fake_module(name="team_group", description="New text"), client(server))
     assert result["changed"] is True and result["model_group_id"] == "g1"
     assert writes(server) == [("PUT", GROUPS + "/g1", {"description": "New text"})]
@@ -81,7 +96,7 @@ def test_only_the_changed_field_is_sent_and_the_group_is_read_back(server):
 
 
 def test_check_mode_predicts_the_update_without_writing(server):
-    server.script((200, hits(("g1", STORED))), (200, STORED))
+    answer_found(server)
     result = ml_model_group.run(fake_module(check_mode=True, name="team_group", description="New text"), client(server))
     assert result["changed"] is True
     assert result["model_group"]["description"] == "New text"
@@ -90,40 +105,43 @@ def test_check_mode_predicts_the_update_without_writing(server):
 
 
 def test_clearing_the_description_fails_before_writing(server):
-    server.script((200, hits(("g1", STORED))), (200, STORED))
+    answer_found(server)
     with pytest.raises(ConfigurationError, match="cannot clear the description of model group 'team_group'"):
         ml_model_group.run(fake_module(name="team_group", description=""), client(server))
     assert writes(server) == []
 
 
 def test_access_fields_fail_before_writing_when_access_control_is_off(server):
-    server.script((200, hits()), (200, [{"component": "opensearch-ml", "version": "2.19.6.0"}]))
+    server.answer("POST", GROUPS + "/_search", (200, hits()))
+    server.answer("GET", "/_cat/plugins", (200, [{"component": "opensearch-ml", "version": "2.19.6.0"}]))
     with pytest.raises(ConfigurationError, match="need model access control, which is off"):
         ml_model_group.run(fake_module(name="team_group", access_mode="private"), client(server))
     assert writes(server) == []
 
 
 def test_absent_deletes_an_empty_group(server):
-    server.script((200, hits(("g1", STORED))), (200, STORED), (200, hits()), (200, {"result": "deleted"}))
+    answer_found(server)
+    answer_models(server)
+    server.answer("DELETE", GROUPS + "/g1", (200, {"result": "deleted"}))
     result = ml_model_group.run(fake_module(name="team_group", state="absent"), client(server))
     assert result["changed"] is True
     assert result["model_group_id"] is None and result["model_group"] == {}
     assert result["diff"] == {"before": dict(STORED, model_group_id="g1"), "after": {}}
-    models_lookup = server.received[2]
-    assert models_lookup["path"] == "/_plugins/_ml/models/_search"
+    [models_lookup] = [request for request in server.received if request["path"] == MODELS + "/_search"]
     assert body(models_lookup)["query"] == {"bool": {"filter": [{"term": {"model_group_id": "g1"}}]}}
     assert writes(server) == [("DELETE", GROUPS + "/g1", None)]
 
 
 def test_absent_in_check_mode_deletes_nothing(server):
-    server.script((200, hits(("g1", STORED))), (200, STORED), (200, hits()))
+    answer_found(server)
+    answer_models(server)
     result = ml_model_group.run(fake_module(check_mode=True, name="team_group", state="absent"), client(server))
     assert result["changed"] is True and result["model_group_id"] is None
     assert writes(server) == []
 
 
 def test_absent_when_no_group_has_the_name_changes_nothing(server):
-    server.script((200, hits()))
+    server.answer("POST", GROUPS + "/_search", (200, hits()))
     result = ml_model_group.run(fake_module(name="team_group", state="absent"), client(server))
     assert result["changed"] is False
     assert result["model_group_id"] is None and result["model_group"] == {}
@@ -131,8 +149,8 @@ def test_absent_when_no_group_has_the_name_changes_nothing(server):
 
 
 def test_a_group_that_still_holds_models_fails_listing_them_and_is_kept(server):
-    server.script((200, hits(("g1", STORED))), (200, STORED),
-                  (200, hits(("m1", {"name": "embedder", "model_group_id": "g1"}), ("m2", {"name": "chat", "model_group_id": "g1"}))))
+    answer_found(server)
+    answer_models(server, ("m1", {"name": "embedder", "model_group_id": "g1"}), ("m2", {"name": "chat", "model_group_id": "g1"}))
     with pytest.raises(MLCommonsError) as caught:
         ml_model_group.run(fake_module(name="team_group", state="absent"), client(server))
     message = str(caught.value)

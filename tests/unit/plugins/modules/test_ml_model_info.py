@@ -14,12 +14,11 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 
 
 MODELS = "/_plugins/_ml/models"
-DEFAULTS = dict(model_id=None, name=None, model_group_id=None, connector_id=None)
 NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find model with the provided model id: m9"}, "status": 404})
 
 
 def fake_module(check_mode=False, **params):
-    return FakeModule(DEFAULTS, check_mode, **params)
+    return FakeModule(ml_model_info, check_mode, **params)
 
 
 def model(name, state="DEPLOYED", group="g1", connector="c1"):
@@ -27,6 +26,8 @@ def model(name, state="DEPLOYED", group="g1", connector="c1"):
             "created_time": 1722037257000}
 
 
+PROFILES = "/_plugins/_ml/profile/models"
+NODES = "/_nodes"
 PROFILE = (200, {"nodes": {"n1": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}}}})
 NODE_NAMES = (200, {"nodes": {"n1": {"name": "ml-testbed-0"}}})
 SERVED_BY_N1 = [{"node_id": "n1", "name": "ml-testbed-0"}]
@@ -34,6 +35,22 @@ SERVED_BY_N1 = [{"node_id": "n1", "name": "ml-testbed-0"}]
 
 def found(source, model_id="m1", serving=()):
     return dict(source, model_id=model_id, serving_nodes=list(serving))
+
+
+def answer_models(server, *models):
+    """The search finds ``models``: (ID, source) pairs, as the search copy has them."""
+    server.answer("POST", MODELS + "/_search", (200, hits(*models)))
+
+
+def answer_reads(server, **replies):
+    """Each model ID's reply to its GET by ID."""
+    for model_id, reply in replies.items():
+        server.answer("GET", MODELS + "/" + model_id, reply)
+
+
+def answer_serving(server, profile=PROFILE, names=NODE_NAMES):
+    server.answer("GET", PROFILES, profile)
+    server.answer("GET", NODES, names)
 
 
 def run(server, **params):
@@ -45,7 +62,8 @@ def search_query(server):
 
 
 def test_by_id_is_one_read_with_the_models_state(server):
-    server.script((200, model("embedder")), PROFILE, NODE_NAMES)
+    answer_reads(server, m1=(200, model("embedder")))
+    answer_serving(server)
     result = run(server, model_id="m1")
     assert result == {"changed": False, "models": [found(model("embedder"), serving=SERVED_BY_N1)]}
     assert result["models"][0]["model_state"] == "DEPLOYED"
@@ -54,18 +72,20 @@ def test_by_id_is_one_read_with_the_models_state(server):
 
 
 def test_an_unknown_id_is_an_empty_list(server):
-    server.script(NOT_FOUND)
+    answer_reads(server, m9=NOT_FOUND)
     assert run(server, model_id="m9") == {"changed": False, "models": []}
 
 
 def test_an_id_outside_the_group_asked_for_is_an_empty_list(server):
-    server.script((200, model("embedder", group="g2")))
+    answer_reads(server, m1=(200, model("embedder", group="g2")))
     assert run(server, model_id="m1", model_group_id="g1")["models"] == []
 
 
 def test_by_name_returns_the_state_read_by_id_not_the_lagging_search_copy(server):
     """Just deployed: the search copy still says DEPLOYING, the model itself DEPLOYED."""
-    server.script((200, hits(("m1", model("embedder", "DEPLOYING")))), (200, model("embedder", "DEPLOYED")), PROFILE, NODE_NAMES)
+    answer_models(server, ("m1", model("embedder", "DEPLOYING")))
+    answer_reads(server, m1=(200, model("embedder", "DEPLOYED")))
+    answer_serving(server)
     result = run(server, name="embedder")
     assert result["models"] == [found(model("embedder", "DEPLOYED"), serving=SERVED_BY_N1)]
     assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "embedder"}}]}}
@@ -74,8 +94,9 @@ def test_by_name_returns_the_state_read_by_id_not_the_lagging_search_copy(server
 
 def test_the_filters_combine_and_the_connector_must_match_exactly(server):
     """connector_id is a text field: the search matches on its words, only an exact match is returned."""
-    server.script((200, hits(("m1", model("embedder")), ("m2", model("embedder", connector="c1 c2")))),
-                  (200, model("embedder")), (200, model("embedder", connector="c1 c2")), PROFILE, NODE_NAMES)
+    answer_models(server, ("m1", model("embedder")), ("m2", model("embedder", connector="c1 c2")))
+    answer_reads(server, m1=(200, model("embedder")), m2=(200, model("embedder", connector="c1 c2")))
+    answer_serving(server)
     result = run(server, name="embedder", model_group_id="g1", connector_id="c1")
     assert result["models"] == [found(model("embedder"), serving=SERVED_BY_N1)]
     assert search_query(server) == {"bool": {"filter": [{"term": {"name.keyword": "embedder"}}, {"term": {"model_group_id": "g1"}},
@@ -84,13 +105,15 @@ def test_the_filters_combine_and_the_connector_must_match_exactly(server):
 
 
 def test_a_model_moved_to_another_group_since_the_search_is_left_out(server):
-    server.script((200, hits(("m1", model("a")), ("m2", model("b")))), (200, model("a")), (200, model("b", group="g2")), PROFILE, NODE_NAMES)
+    answer_models(server, ("m1", model("a")), ("m2", model("b")))
+    answer_reads(server, m1=(200, model("a")), m2=(200, model("b", group="g2")))
+    answer_serving(server)
     assert [found["model_id"] for found in run(server, model_group_id="g1")["models"]] == ["m1"]
 
 
 def test_all_models_are_each_read_by_id_and_one_deleted_meanwhile_is_left_out(server):
-    server.script((200, hits(("m1", model("a")), ("m2", model("b")), ("m3", model("c")))),
-                  (200, model("a", "UNDEPLOYED")), NOT_FOUND, (200, model("c", "REGISTERED")))
+    answer_models(server, ("m1", model("a")), ("m2", model("b")), ("m3", model("c")))
+    answer_reads(server, m1=(200, model("a", "UNDEPLOYED")), m2=NOT_FOUND, m3=(200, model("c", "REGISTERED")))
     result = run(server)
     assert result["models"] == [found(model("a", "UNDEPLOYED")), found(model("c", "REGISTERED"), model_id="m3")]
     assert search_query(server) == {"match_all": {}}
@@ -98,7 +121,7 @@ def test_all_models_are_each_read_by_id_and_one_deleted_meanwhile_is_left_out(se
 
 
 def test_nothing_found_is_an_empty_list_after_one_search(server):
-    server.script((200, hits()))
+    answer_models(server)
     assert run(server, connector_id="c1") == {"changed": False, "models": []}
     assert requests_sent(server) == [("POST", MODELS + "/_search")]
 
@@ -106,12 +129,13 @@ def test_nothing_found_is_an_empty_list_after_one_search(server):
 def test_on_a_cluster_each_model_has_the_nodes_that_serve_it_from_one_profile_request(server):
     """Three nodes: m1 DEPLOYED on all, m2 PARTIALLY_DEPLOYED (n2 came back without it), m3 stored DEPLOYED that
     no node holds any more (all restarted, ML Commons' sync job not yet run)."""
-    server.script((200, hits(("m1", model("a")), ("m2", model("b", "PARTIALLY_DEPLOYED")), ("m3", model("c")))))
-    server.script((200, model("a")), (200, model("b", "PARTIALLY_DEPLOYED")), (200, model("c")),
-                  (200, {"nodes": {"n0": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
-                                   "n1": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
-                                   "n2": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"worker_nodes": ["n0", "n1"]}}}}}),
-                  (200, {"nodes": {"n0": {"name": "ml-testbed-0"}, "n1": {"name": "ml-testbed-1"}, "n2": {"name": "ml-testbed-2"}}}))
+    answer_models(server, ("m1", model("a")), ("m2", model("b", "PARTIALLY_DEPLOYED")), ("m3", model("c")))
+    answer_reads(server, m1=(200, model("a")), m2=(200, model("b", "PARTIALLY_DEPLOYED")), m3=(200, model("c")))
+    answer_serving(server,
+                   (200, {"nodes": {"n0": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
+                                    "n1": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"model_state": "DEPLOYED"}}},
+                                    "n2": {"models": {"m1": {"model_state": "DEPLOYED"}, "m2": {"worker_nodes": ["n0", "n1"]}}}}}),
+                   (200, {"nodes": {"n0": {"name": "ml-testbed-0"}, "n1": {"name": "ml-testbed-1"}, "n2": {"name": "ml-testbed-2"}}}))
     result = run(server)
     serving = dict((item["model_id"], [node["name"] for node in item["serving_nodes"]]) for item in result["models"])
     assert serving == {"m1": ["ml-testbed-0", "ml-testbed-1", "ml-testbed-2"], "m2": ["ml-testbed-0", "ml-testbed-1"], "m3": []}

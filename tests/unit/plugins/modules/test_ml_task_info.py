@@ -13,12 +13,11 @@ pytestmark = pytest.mark.usefixtures("module_test_server")
 
 
 TASKS = "/_plugins/_ml/tasks"
-DEFAULTS = dict(task_id=None, model_id=None, task_type=None, state=None)
 NOT_FOUND = (404, {"error": {"type": "status_exception", "reason": "Failed to find task"}, "status": 404})
 
 
 def fake_module(check_mode=False, **params):
-    return FakeModule(DEFAULTS, check_mode, **params)
+    return FakeModule(ml_task_info, check_mode, **params)
 
 
 def batch_task(state="RUNNING", status="in_progress", completed=1.0):
@@ -34,7 +33,7 @@ def run(server, **params):
 
 
 def test_by_id_reads_the_task_with_whole_numbers_as_integers(server):
-    server.script((200, batch_task()))
+    server.answer("GET", TASKS + "/t1", (200, batch_task()))
     _module, result = run(server, task_id="t1")
     assert result["changed"] is False
     [task] = result["tasks"]
@@ -45,13 +44,14 @@ def test_by_id_reads_the_task_with_whole_numbers_as_integers(server):
 
 
 def test_an_unknown_id_is_an_empty_list(server):
-    server.script(NOT_FOUND)
+    server.answer("GET", TASKS + "/t9", NOT_FOUND)
     assert run(server, task_id="t9")[1] == {"changed": False, "tasks": []}
 
 
 def test_when_the_provider_cannot_be_asked_the_stored_task_is_returned_with_a_warning(server):
     unreachable = (500, {"error": {"type": "status_exception", "reason": "Error from remote service: connection refused"}, "status": 500})
-    server.script(unreachable, (200, hits(("t1", batch_task()))))
+    server.answer("GET", TASKS + "/t1", unreachable)
+    server.answer("POST", TASKS + "/_search", (200, hits(("t1", batch_task()))))
     module, result = run(server, task_id="t1")
     assert [task["task_id"] for task in result["tasks"]] == ["t1"]
     assert result["tasks"][0]["remote_job"]["request_counts"]["total"] == 3
@@ -61,13 +61,14 @@ def test_when_the_provider_cannot_be_asked_the_stored_task_is_returned_with_a_wa
 
 
 def test_an_id_with_filters_it_does_not_meet_is_an_empty_list(server):
-    server.script((200, batch_task(state="RUNNING")))
+    server.answer("GET", TASKS + "/t1", (200, batch_task(state="RUNNING")))
     assert run(server, task_id="t1", state="completed")[1]["tasks"] == []
 
 
 def test_filters_are_searched_in_upper_case_and_tasks_returned_as_stored(server):
     """A search returns tasks as last stored: no task is read again (that would ask the provider for each)."""
-    server.script((200, hits(("t1", batch_task("COMPLETED", "completed", 3.0)), ("t2", batch_task("COMPLETED", "completed", 2.0)))))
+    completed = (("t1", batch_task("COMPLETED", "completed", 3.0)), ("t2", batch_task("COMPLETED", "completed", 2.0)))
+    server.answer("POST", TASKS + "/_search", (200, hits(*completed)))
     _module, result = run(server, model_id="m1", task_type="batch_prediction", state="completed")
     assert [task["task_id"] for task in result["tasks"]] == ["t1", "t2"]
     assert result["tasks"][1]["remote_job"]["request_counts"] == {"total": 3, "completed": 2, "failed": 0}
@@ -80,7 +81,7 @@ def test_filters_are_searched_in_upper_case_and_tasks_returned_as_stored(server)
 
 def test_all_tasks_are_one_search_and_a_task_without_a_remote_job_is_returned_as_it_is(server):
     register = {"model_id": "m1", "task_type": "REGISTER_MODEL", "state": "COMPLETED", "create_time": 1714000000000}
-    server.script((200, hits(("t0", register), ("t1", batch_task()))))
+    server.answer("POST", TASKS + "/_search", (200, hits(("t0", register), ("t1", batch_task()))))
     _module, result = run(server)
     assert result["tasks"] == [dict(register, task_id="t0"), dict(batch_task(), task_id="t1", remote_job=result["tasks"][1]["remote_job"])]
     assert "remote_job" not in result["tasks"][0]
@@ -88,6 +89,6 @@ def test_all_tasks_are_one_search_and_a_task_without_a_remote_job_is_returned_as
 
 
 def test_nothing_found_is_an_empty_list(server):
-    server.script((200, hits()))
+    server.answer("POST", TASKS + "/_search", (200, hits()))
     assert run(server, model_id="m9")[1] == {"changed": False, "tasks": []}
     assert requests_sent(server) == [("POST", TASKS + "/_search")]
