@@ -2,8 +2,8 @@
 # Copyright: contributors to the opensearch.ml_commons collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Offline batch inference: one result shape on every ML Commons version, what makes two jobs
-the same, and reading, waiting for and cancelling batch tasks.
+"""One batch job as ML Commons keeps it: one shape on every version, its states, and the requests
+that submit, read, find and cancel it.
 
 The answer to ``POST /_plugins/_ml/models/<id>/_batch_predict`` changed twice:
 
@@ -34,8 +34,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors 
     WaitTimeoutError,
     redact_secrets,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import TASK, search
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, TASK, create_once, search
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, wait_until
 
 BATCH_TASK_TYPE = "BATCH_PREDICTION"
 FIRST_BATCH_VERSION = (2, 16)
@@ -43,9 +43,6 @@ FIRST_TASK_VERSION = (2, 17)
 
 # ML task states (MLTaskState). ML Commons stores a new batch task as RUNNING and moves it on
 # only when it reads the provider's status (a GET of the task, or the 2.19+ poller every minute).
-# How status checks of a long job space out (see wait_for_job).
-POLL_FRACTION_OF_WAIT = 0.1
-MAX_POLL_INTERVAL = 300
 ACTIVE_STATES = frozenset(("CREATED", "RUNNING"))
 DONE_STATES = frozenset(("COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"))
 # A job in one of these states is never given back to a re-run: it has not produced, and will
@@ -63,11 +60,17 @@ PROVIDER_STATUS_FIELDS = ("status", "Status", "TransformJobStatus")
 # Keys ML Commons adds to remote_job itself; they are not part of the provider's job.
 ML_COMMONS_JOB_KEYS = ("dlq", "num_of_retries")
 
+# Each status check makes ML Commons call the provider: checks of a long job space out to this
+# fraction of the time waited so far, at most MAX_POLL_INTERVAL apart.
+POLL_FRACTION_OF_WAIT = 0.1
+MAX_POLL_INTERVAL = 300
 # How long a run that submitted a job waits, at most, for the new task to be searchable.
 VISIBILITY_TIMEOUT = 10
+# How often a submit is sent whose batch task limit check failed on a cluster (answers.is_batch_limit_check_failed).
+LIMIT_CHECK_ATTEMPTS = 6
 
 
-# -- one result shape -----------------------------------------------------------------------
+# -- one shape ------------------------------------------------------------------------------
 
 
 def integral_numbers(value):
@@ -100,7 +103,7 @@ def provider_status(job):
     return None
 
 
-def batch_result(task_id, job, status, raw):
+def job_shape(task_id, job, status, raw):
     return {"task_id": task_id, "job": provider_job(job), "status": status, "raw": raw}
 
 
@@ -122,173 +125,108 @@ def from_batch_answer(answer):
     answer = answer or {}
     if "inference_results" in answer:
         job = synchronous_job(answer)
-        return batch_result(None, job, provider_status(job), answer)
-    return batch_result(answer.get("task_id"), answer.get("remote_job"), answer.get("status"), answer)
+        return job_shape(None, job, provider_status(job), answer)
+    return job_shape(answer.get("task_id"), answer.get("remote_job"), answer.get("status"), answer)
 
 
 def from_task(task_id, task):
     """A batch task (as GET or search returns it) as ``{task_id, job, status, raw}``."""
-    return batch_result(task_id, task.get("remote_job"), task.get("state"), task)
+    return job_shape(task_id, task.get("remote_job"), task.get("state"), task)
 
 
-def summary(result):
+def summary(shape):
     """What diff mode shows of a job: its task and states, not the whole provider object."""
-    if not result or not result.get("task_id"):
+    if not shape or not shape.get("task_id"):
         return {}
-    return {"task_id": result["task_id"], "status": result["status"], "provider_status": provider_status(result["job"])}
+    return {"task_id": shape["task_id"], "status": shape["status"], "provider_status": provider_status(shape["job"])}
 
 
-# -- which provider, and what makes two jobs the same ---------------------------------------
+def describe_task(task_id, task):
+    job = provider_job((task or {}).get("remote_job"))
+    text = "task %s is %s" % (task_id, (task or {}).get("state"))
+    status = provider_status(job)
+    if status:
+        text += " (provider status %s" % status
+        counts = job.get("request_counts")
+        if isinstance(counts, dict) and counts.get("total"):
+            text += ", %s of %s requests done" % ((counts.get("completed") or 0) + (counts.get("failed") or 0), counts["total"])
+        text += ")"
+    return text
 
 
-def connector_action(connector, action_type):
-    for action in (connector or {}).get("actions") or []:
-        if str(action.get("action_type", "")).upper() == action_type:
-            return action
-    return None
+def _failure_texts(task):
+    """What the provider, then ML Commons, said of a job that ended badly: ``(text, input line or None)``."""
+    job = provider_job((task or {}).get("remote_job"))
+    errors = job.get("errors")
+    if isinstance(errors, dict):
+        for entry in errors.get("data") or []:
+            yield entry.get("message") or entry.get("code"), entry.get("line")
+    for key in ("FailureReason", "message"):
+        if isinstance(job.get(key), str) and job[key]:
+            yield job[key], None
+    if (task or {}).get("error"):
+        yield task["error"], None
 
 
-def provider_of(connector):
-    """The provider, recognised the way ML Commons recognises it: by the batch_predict URL."""
-    url = ((connector_action(connector, "BATCH_PREDICT") or {}).get("url") or "").lower()
-    for provider in ("sagemaker", "openai", "cohere", "bedrock"):
-        if provider in url:
-            return provider
-    return None
+def failure_reason(task):
+    """Why a job ended unsuccessfully, in the provider's words when it gave any."""
+    reasons = ["%s%s" % (text, " (line %s)" % line if line is not None else "") for text, line in _failure_texts(task)]
+    return redact_secrets("; ".join(reasons)) if reasons else "no reason given"
 
 
-def _text(value):
-    """A parameter value as it is sent: strings as they are, anything else as JSON text."""
-    return None if value is None else as_server_string(value)
+def failed_for_full_queue(task):
+    """The provider failed the job only because its queue was full (OpenAI's token_limit_exceeded):
+    the same job may be submitted again once others have ended."""
+    return (task or {}).get("state") == "FAILED" and any(answers.is_provider_queue_full(text) for text, _line in _failure_texts(task))
 
 
-def _wildcard_literal(text):
-    return text.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+# -- when a running job should end ----------------------------------------------------------
 
 
-def _object(value):
-    """A parameter that holds an object, given as a dict or as its JSON text; None otherwise."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
-    return None
-
-
-def _dig(value, *path):
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-class JobIdentity(object):
-    """What makes two batch jobs of one model the same job, for one provider.
-
-    ``field`` is the key in the task's ``remote_job`` (a ``flat_object``, so dotted paths are
-    searchable), ``clause`` the search clause that finds candidates, and :meth:`matches` the exact
-    check made on each candidate.
-    """
-
-    def __init__(self, provider, parameter, field, value, clause=None, matches=None):
-        self.provider = provider
-        self.parameter = parameter
-        self.field = field
-        self.value = value
-        self.clause = clause or {"term": {"remote_job." + field: value}}
-        self._matches = matches or (lambda job: _text(_dig(job, *field.split("."))) == value)
-
-    def matches(self, job):
-        return self._matches(job or {})
-
-    def __eq__(self, other):
-        return isinstance(other, JobIdentity) and (self.provider, self.field, self.value) == (other.provider, other.field, other.value)
-
-    def __ne__(self, other):
-        return not self == other
-
-    __hash__ = None
-
-    def __str__(self):
-        return "%s %s %s" % (self.provider, self.parameter, self.value)
-
-
-def _openai_identity(parameters):
-    value = _text(parameters.get("input_file_id"))
-    return value and JobIdentity("OpenAI", "input_file_id", "input_file_id", value)
-
-
-def _sagemaker_identity(parameters):
-    name = _text(parameters.get("TransformJobName"))
-    if not name:
+def seconds_to_end(task, now):
+    """Seconds until a running job should end, from the progress its provider reports (OpenAI's
+    ``request_counts`` and ``in_progress_at``): the time it ran times the requests left over those done.
+    While the provider finalizes (every request ran) for a time it does not foretell, the job is due again
+    after a tenth of the time it has finalized (0 until ``finalizing_at`` is known): a short finalization
+    is seen within the poll interval, a long one costs few checks. None when the provider does not say."""
+    job = provider_job((task or {}).get("remote_job"))
+    counts = job.get("request_counts")
+    started = job.get("in_progress_at")
+    if not isinstance(counts, dict) or not isinstance(started, (int, float)) or not counts.get("total"):
         return None
-    # CreateTransformJob answers only TransformJobArn, whose last segment is the name (SageMaker
-    # writes ARNs in lower case); TransformJobName joins remote_job at the first status read.
-    clause = {"bool": {"minimum_should_match": 1, "should": [
-        {"term": {"remote_job.TransformJobName": name}},
-        {"wildcard": {"remote_job.TransformJobArn": {"value": "*/" + _wildcard_literal(name), "case_insensitive": True}}},
-    ]}}
-
-    def matches(job):
-        arn = job.get("TransformJobArn")
-        return job.get("TransformJobName") == name or (isinstance(arn, str) and arn.rsplit("/", 1)[-1].lower() == name.lower())
-
-    return JobIdentity("SageMaker", "TransformJobName", "TransformJobName", name, clause, matches)
-
-
-def _bedrock_identity(parameters):
-    # CreateModelInvocationJob answers only jobArn; jobName and inputDataConfig join remote_job at
-    # the first status read (GetModelInvocationJob).
-    name = _text(parameters.get("jobName"))
-    if name:
-        return JobIdentity("Bedrock", "jobName", "jobName", name)
-    uri = _text(_dig(_object(parameters.get("inputDataConfig")), "s3InputDataConfig", "s3Uri"))
-    if uri:
-        return JobIdentity("Bedrock", "inputDataConfig.s3InputDataConfig.s3Uri", "inputDataConfig.s3InputDataConfig.s3Uri", uri)
-    return None
-
-
-IDENTITIES = {"openai": _openai_identity, "sagemaker": _sagemaker_identity, "bedrock": _bedrock_identity}
-
-
-def job_identity(connector, parameters):
-    """The :class:`JobIdentity` of a job submitted with ``parameters``, or None when it cannot be told.
-
-    The request's parameters win over the connector's, as they do in ML Commons.
-    """
-    identity = IDENTITIES.get(provider_of(connector))
-    if identity is None:
+    done = (counts.get("completed") or 0) + (counts.get("failed") or 0)
+    if done >= counts["total"]:
+        finalizing = job.get("finalizing_at")
+        return max(now - finalizing, 0) * POLL_FRACTION_OF_WAIT if isinstance(finalizing, (int, float)) else 0
+    if done <= 0:
         return None
-    merged = dict((connector or {}).get("parameters") or {})
-    merged.update(parameters or {})
-    return identity(merged) or None
+    return max(now - started, 0) * (counts["total"] - done) / float(done)
 
 
-def job_identity_of_request(parameters):
-    """The :class:`JobIdentity` the request's own parameters give, or None.
-
-    Each provider's identifying parameter is its own (input_file_id, TransformJobName, jobName or
-    inputDataConfig), so a re-run can look for its job before reading the model and its connector:
-    the look-up a no-op re-run makes is then its only request.
-    """
-    for identity in IDENTITIES.values():
-        found = identity(parameters or {})
-        if found:
-            return found
-    return None
+def seconds_to_first_end(tasks, now=None):
+    """The soonest :func:`seconds_to_end` of ``tasks`` that still run (None when none can tell)."""
+    now = time.time() if now is None else now
+    due = [seconds_to_end(task, now) for task in tasks if task is not None and task.get("state") not in DONE_STATES]
+    due = [seconds for seconds in due if seconds is not None]
+    return min(due) if due else None
 
 
-# -- reading and finding batch tasks --------------------------------------------------------
+def poll_pace(poll_interval):
+    """How :func:`wait_until` spaces the status checks of batch jobs: ``poll_interval`` apart, then a tenth of
+    the time waited so far, at most MAX_POLL_INTERVAL (or ``poll_interval``, when longer)."""
+    return dict(interval=poll_interval, max_interval=max(poll_interval, MAX_POLL_INTERVAL), factor=1 + POLL_FRACTION_OF_WAIT)
 
 
-class TaskLimitReached(MLCommonsError):
-    """ML Commons refused a job because as many batch tasks as it allows are created or running;
-    nothing was created, so the same request may be sent again once some have ended."""
+# -- ML Commons' refusals -------------------------------------------------------------------
+
+
+class NoRoomForJob(MLCommonsError):
+    """ML Commons or the provider refused a job only for want of room now; nothing was created, so
+    the same request may be sent again once other jobs have ended."""
+
+
+class TaskLimitReached(NoRoomForJob):
+    """As many batch tasks as ML Commons allows are created or running."""
 
 
 def explain(error, doing, model_id=None):
@@ -315,6 +253,8 @@ def explain(error, doing, model_id=None):
                    % (doing, reason))
     elif answers.is_from_remote_service(reason):
         message = "The provider refused to %s (HTTP %s): %s" % (doing, error.status, provider_reason(reason))
+        if answers.is_provider_queue_full(error.reason):
+            return NoRoomForJob(message, **details)
     elif answers.is_private_ip_refused(error):
         message = ("ML Commons could not %s: %s. ML Commons reads and cancels batch jobs without honouring "
                    "plugins.ml_commons.connector.private_ip_enabled, so the provider must be at a public address." % (doing, reason))
@@ -354,6 +294,9 @@ def provider_reason(reason):
     return body
 
 
+# -- requests -------------------------------------------------------------------------------
+
+
 def read_task(client, task_id, doing="read the batch job's status"):
     """The task with its provider status refreshed (a live call through the connector), or None
     when no task has that ID."""
@@ -364,6 +307,14 @@ def read_task(client, task_id, doing="read the batch job's status"):
             return None
         raise explain(error, doing)
     task["task_id"] = task_id
+    return task
+
+
+def read_waited_task(client, task_id, label=None):
+    """The task of a job being waited for, which must still exist; ``label`` tells the job apart in the error."""
+    task = read_task(client, task_id)
+    if task is None:
+        raise MLCommonsError("Batch task %s%s disappeared while waiting for it." % (task_id, " (%s)" % label if label else ""), task_id=task_id)
     return task
 
 
@@ -398,20 +349,37 @@ def reusable_job(client, candidates):
     return None
 
 
-def read_new_task(client, task_id):
-    """Read a task just created, so that a re-run right after this one finds it; returns
-    ``(task or None, warning or None)``.
+def submit(client, model_id, parameters, identity, known_ids):
+    """POST ``_batch_predict`` once and return the answer. When its outcome is unknown (a timeout), a
+    job of ``identity`` whose task is not among ``known_ids`` is taken as this request's."""
+    path = MODEL.path(model_id) + "/_batch_predict"
+    body = {"parameters": dict((key, as_server_string(value)) for key, value in (parameters or {}).items())}
 
-    The task itself is searchable as soon as ``_batch_predict`` answers: ML Commons indexes it
-    with an immediate refresh on every version (explicitly in 2.17 and 2.18; through the
-    remote-metadata SDK, whose write requests default to it, since 2.19). Checked on 2.19.6 and
-    3.6.0: a search sent right after the answer found the new task 20 times out of 20, without
-    this read. What the search cannot find yet is the SageMaker and Bedrock job name, which the
-    provider reports only on a status read. So the task is read once: ML Commons asks the
-    provider, merges the answer into remote_job and writes the task back, again with an immediate
-    refresh (MLTaskManager.updateMLTaskDirectly). On 2.17, whose answer has no job, the read also
-    fills in the job. Should the read fail, the search is polled until the task shows (which it
-    should at once), for at most VISIBILITY_TIMEOUT seconds, in case a version indexes it lazily.
+    def send():
+        try:
+            return retry(lambda _number: client.post(path, body=body), answers.is_batch_limit_check_failed, LIMIT_CHECK_ATTEMPTS,
+                         lambda number: number * 0.5)
+        except HTTPError as error:
+            raise explain(error, "submit the batch job", model_id)
+
+    if identity is None:
+        return send()
+
+    def submitted_meanwhile():
+        for task in find_jobs(client, model_id, identity):
+            if task["task_id"] not in known_ids:
+                return {"task_id": task["task_id"], "status": task.get("state"), "remote_job": task.get("remote_job")}
+        return None
+
+    return create_once(send, submitted_meanwhile)
+
+
+def read_new_task(client, task_id):
+    """Read a task just created, so that a re-run right after this one finds it by what the answer lacked
+    (SageMaker's and Bedrock's job names come with the first status read; 2.17's answer has no job): the
+    read makes ML Commons store them, with an immediate refresh. Returns ``(task or None, warning or None)``.
+    Should the read fail, the search is polled for the task for at most VISIBILITY_TIMEOUT seconds, in case
+    a version indexes it lazily.
     """
     try:
         task = read_task(client, task_id)
@@ -427,99 +395,17 @@ def read_new_task(client, task_id):
     return None, warning
 
 
-def describe_task(task_id, task):
-    job = provider_job((task or {}).get("remote_job"))
-    text = "task %s is %s" % (task_id, (task or {}).get("state"))
-    status = provider_status(job)
-    if status:
-        text += " (provider status %s" % status
-        counts = job.get("request_counts")
-        if isinstance(counts, dict) and counts.get("total"):
-            text += ", %s of %s requests done" % ((counts.get("completed") or 0) + (counts.get("failed") or 0), counts["total"])
-        text += ")"
-    return text
-
-
-def failure_reason(task):
-    """Why a job ended unsuccessfully, in the provider's words when it gave any."""
-    job = provider_job((task or {}).get("remote_job"))
-    reasons = []
-    errors = job.get("errors")
-    if isinstance(errors, dict):
-        for entry in errors.get("data") or []:
-            line = " (line %s)" % entry["line"] if entry.get("line") is not None else ""
-            reasons.append("%s%s" % (entry.get("message") or entry.get("code"), line))
-    for key in ("FailureReason", "message"):
-        if isinstance(job.get(key), str) and job[key]:
-            reasons.append(job[key])
-    if (task or {}).get("error"):
-        reasons.append(task["error"])
-    return redact_secrets("; ".join(reasons)) if reasons else "no reason given"
-
-
-def seconds_to_end(task, now):
-    """In how many seconds a running job should end, judged from the progress its provider reports (OpenAI's
-    ``request_counts`` and ``in_progress_at``): the time it has run times the requests left over those done. Once
-    every request ran the provider finalizes, for a time it does not foretell: the job is due again after a tenth
-    of the time it has finalized (``finalizing_at``), so that a short finalization is seen within the poll interval
-    and a long one costs few checks; 0 until it says when it began. None when the provider does not say (other
-    providers, a job not started or with nothing done yet)."""
-    job = provider_job((task or {}).get("remote_job"))
-    counts = job.get("request_counts")
-    started = job.get("in_progress_at")
-    if not isinstance(counts, dict) or not isinstance(started, (int, float)) or not counts.get("total"):
-        return None
-    done = (counts.get("completed") or 0) + (counts.get("failed") or 0)
-    if done >= counts["total"]:
-        finalizing = job.get("finalizing_at")
-        return max(now - finalizing, 0) * POLL_FRACTION_OF_WAIT if isinstance(finalizing, (int, float)) else 0
-    if done <= 0:
-        return None
-    return max(now - started, 0) * (counts["total"] - done) / float(done)
-
-
-def seconds_to_first_end(tasks, now=None):
-    """The soonest :func:`seconds_to_end` of ``tasks`` that still run (None when none can tell)."""
-    now = time.time() if now is None else now
-    due = [seconds_to_end(task, now) for task in tasks if task is not None and task.get("state") not in DONE_STATES]
-    due = [seconds for seconds in due if seconds is not None]
-    return min(due) if due else None
-
-
-def read_waited_task(client, task_id, label=None):
-    """The task of a job being waited for, which must still exist; ``label`` tells the job apart in the error."""
-    task = read_task(client, task_id)
-    if task is None:
-        raise MLCommonsError("Batch task %s%s disappeared while waiting for it." % (task_id, " (%s)" % label if label else ""), task_id=task_id)
-    return task
-
-
-def wait_for_job(client, task_id, timeout, interval, done=DONE_STATES):
-    """Poll the task (each read asks the provider) until its state is in ``done``; return it.
-
-    Checks start ``interval`` apart and then space out to a tenth of the time waited so far (at
-    most MAX_POLL_INTERVAL): a job of minutes is seen ending within ``interval``, a job of hours
-    costs the provider few calls and is seen ending at most a tenth of its duration late (a factor
-    of 1.5 per check had let a job that ended after some minutes go unseen for up to a minute more;
-    make bench, issue 7). When the provider reports the job's progress, the check after its expected end comes
-    then (see seconds_to_end), so the end is seen at most about ``interval``, or a tenth of the provider's
-    finalization, late. On timeout fails with the last state seen and the task ID.
-    """
-    try:
-        task, _polls = wait_until(lambda: read_waited_task(client, task_id), lambda task: task.get("state") in done, timeout, interval=interval,
-                                  max_interval=max(interval, MAX_POLL_INTERVAL), elapsed_fraction=POLL_FRACTION_OF_WAIT,
-                                  describe=lambda task: describe_task(task_id, task),
-                                  expected_in=lambda task: seconds_to_first_end([task]))
-    except WaitTimeoutError as error:
-        last = getattr(error, "last", None) or {}
-        raise WaitTimeoutError(
-            "%s The job goes on; wait for it again with task_id: %s." % (error, task_id),
-            task_id=task_id, status=last.get("state"), job=provider_job(last.get("remote_job")), **error.details
-        )
-    return task
-
-
 def cancel_path(version, task_id):
     """The cancel route: ``_cancel_batch`` on 2.17.0 only, ``_cancel`` since 2.17.1."""
     suffix = "/_cancel_batch" if tuple(version[:3]) == (2, 17, 0) else "/_cancel"
     return TASK.path(task_id) + suffix
+
+
+def cancel_task(client, task_id):
+    """Ask ML Commons to cancel the job. A cancel whose answer was lost is sent again only if the job
+    still runs once the request can no longer be under way (create_once's look before a repeat)."""
+    def cancelled_meanwhile():
+        fresh = read_task(client, task_id)
+        return fresh if fresh is not None and fresh.get("state") not in ACTIVE_STATES else None
+
+    create_once(lambda: client.post(cancel_path(client.server_version, task_id)), cancelled_meanwhile)

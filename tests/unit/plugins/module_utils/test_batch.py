@@ -1,35 +1,43 @@
-"""Batch inference: one result shape for every server answer, job identity, reading, waiting, cancelling.
+"""Batch inference: one shape for every server answer, job identity, reading, explaining, pacing the waits.
 
 ML Commons 2.16 and 2.17 cannot run on the test bed (their ML zips are not on Maven Central), so
 their answer shapes are covered here, from the documented and source-read shapes.
 """
 
-import functools
 import json
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import (
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.identity import (
     JobIdentity,
+    job_identity,
+    job_identity_of_request,
+    provider_of,
+)
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import (
+    NoRoomForJob,
+    TaskLimitReached,
     cancel_path,
     describe_task,
     explain,
+    failed_for_full_queue,
     failure_reason,
     find_jobs,
     from_batch_answer,
     from_task,
     integral_numbers,
-    job_identity,
-    job_identity_of_request,
-    read_new_task,
-    provider_of,
+    poll_pace,
     provider_reason,
+    read_new_task,
     read_task,
     reusable_job,
-    wait_for_job,
+    seconds_to_end,
+    seconds_to_first_end,
 )
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client, ServerVersion
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import HTTPError, MLCommonsError, WaitTimeoutError, redact_secrets
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import HTTPError, MLCommonsError, redact_secrets
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
 
 OPENAI_JOB = {
     "id": "batch_abc",
@@ -200,7 +208,7 @@ def test_identities_differ_by_provider_field_or_value():
 
 
 def test_find_jobs_searches_by_type_model_and_identity_newest_first(server):
-    server.script((200, hits(
+    server.answer("POST", "/_plugins/_ml/tasks/_search", (200, hits(
         {"_id": "old", "state": "COMPLETED", "remote_job": {"input_file_id": "file-in"}},
         {"_id": "other", "state": "RUNNING", "remote_job": {"input_file_id": "file-other"}},
         {"_id": "new", "state": "RUNNING", "remote_job": {"input_file_id": "file-in"}},
@@ -219,10 +227,8 @@ def test_find_jobs_searches_by_type_model_and_identity_newest_first(server):
 
 
 def test_reusable_job_skips_ended_jobs_and_reads_each_candidate_fresh(server):
-    server.script(
-        (200, {"state": "CANCELLED", "remote_job": {}}),  # "b" was RUNNING when stored, CANCELLED now
-        (200, {"state": "COMPLETED", "remote_job": {"id": "batch_c"}}),  # "c"
-    )
+    server.answer("GET", "/_plugins/_ml/tasks/b", (200, {"state": "CANCELLED", "remote_job": {}}))  # RUNNING when stored
+    server.answer("GET", "/_plugins/_ml/tasks/c", (200, {"state": "COMPLETED", "remote_job": {"id": "batch_c"}}))
     candidates = [{"task_id": "a", "state": "FAILED"}, {"task_id": "b", "state": "RUNNING"}, {"task_id": "c", "state": "RUNNING"}]
     found = reusable_job(Client(server.url), candidates)
     assert found["task_id"] == "c" and found["state"] == "COMPLETED"
@@ -249,14 +255,16 @@ def http_error(status, reason, error_type="status_exception"):
 
 
 def test_read_task_adds_the_id_and_gives_none_for_a_missing_task(server):
-    server.script((200, {"state": "RUNNING"}), (404, {"error": {"type": "status_exception", "reason": "Failed to find task"}}))
+    server.answer("GET", "/_plugins/_ml/tasks/t1", (200, {"state": "RUNNING"}))
+    server.answer("GET", "/_plugins/_ml/tasks/t2", (404, {"error": {"type": "status_exception", "reason": "Failed to find task"}}))
     client = Client(server.url)
     assert read_task(client, "t1") == {"state": "RUNNING", "task_id": "t1"}
     assert read_task(client, "t2") is None
 
 
 def test_read_task_of_a_deleted_model_is_an_error_not_a_missing_task(server):
-    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to retrieve the ML model for the given task ID"}}))
+    gone = {"error": {"type": "status_exception", "reason": "Failed to retrieve the ML model for the given task ID"}}
+    server.answer("GET", "/_plugins/_ml/tasks/t1", (404, gone))
     with pytest.raises(MLCommonsError) as caught:
         read_task(Client(server.url), "t1")
     assert "the task's model no longer exists" in str(caught.value)
@@ -343,74 +351,78 @@ def test_cancel_path_by_version(version, path):
     assert cancel_path(ServerVersion(version), "t1") == path
 
 
-# -- waiting and visibility -------------------------------------------------------------------
+# -- explaining refusals for want of room, and pacing the waits -------------------------------
 
 
-def test_wait_for_job_polls_until_the_job_has_ended(server):
-    server.script((200, {"state": "RUNNING", "remote_job": {"status": "in_progress"}}),
-                  (200, {"state": "COMPLETED", "remote_job": {"status": "completed", "output_file_id": "file-out"}}))
-    task = wait_for_job(Client(server.url), "t1", timeout=10, interval=0.01)
-    assert task["state"] == "COMPLETED" and task["task_id"] == "t1"
-    assert len(server.received) == 2
+def test_no_room_for_a_job_is_told_apart_by_ml_commons_answer():
+    limit = explain(http_error(429, "Exceeded maximum limit for BATCH_PREDICTION tasks. To increase the limit, update the "
+                                    "plugins.ml_commons.max_batch_inference_tasks setting."), "submit the batch job")
+    body = {"error": {"message": "Enqueued token limit reached for text-embedding-ada-002.", "code": "token_limit_exceeded"}}
+    queue_full = explain(http_error(400, "Error from remote service: " + json.dumps(body)), "submit the batch job")
+    refused = explain(http_error(400, 'Error from remote service: {"error": {"message": "No such File object: file-x"}}'), "submit the batch job")
+    assert isinstance(limit, TaskLimitReached) and isinstance(limit, NoRoomForJob)
+    assert isinstance(queue_full, NoRoomForJob)
+    assert str(queue_full).startswith("The provider refused to submit the batch job (HTTP 400): Enqueued token limit reached")
+    assert not isinstance(refused, NoRoomForJob)
 
 
-def test_wait_for_job_times_out_with_the_last_state_and_the_task(server):
-    server.default = (200, {"state": "RUNNING", "remote_job": {"status": "validating", "request_counts": {"total": 0.0}}})
-    with pytest.raises(WaitTimeoutError) as caught:
-        wait_for_job(Client(server.url), "t1", timeout=0.2, interval=0.05)
-    assert "last state seen: task t1 is RUNNING (provider status validating)" in str(caught.value)
-    assert "wait for it again with task_id: t1" in str(caught.value)
-    assert caught.value.details["task_id"] == "t1"
-    assert caught.value.details["status"] == "RUNNING"
-    assert caught.value.details["job"] == {"status": "validating", "request_counts": {"total": 0}}
+def test_a_job_failed_for_a_full_queue_is_told_by_the_provider_words_only():
+    def failed(code, message):
+        return {"state": "FAILED", "remote_job": {"errors": {"data": [{"code": code, "message": message}]}}}
+
+    assert failed_for_full_queue(failed("token_limit_exceeded", "Enqueued token limit reached for text-embedding-ada-002."))
+    assert not failed_for_full_queue(failed("invalid_json_line", "This line is not parseable as valid JSON."))
+    # The collection's own words are not the provider's: a failure without a reason is not a full queue.
+    assert failure_reason({"state": "FAILED"}) == "no reason given"
+    assert not failed_for_full_queue({"state": "FAILED"})
+    assert not failed_for_full_queue(dict(failed("token_limit_exceeded", "Enqueued token limit reached"), state="RUNNING"))
 
 
-def test_wait_for_job_checks_every_poll_interval_then_a_tenth_of_the_wait(monkeypatch):
+class FakeClock:
+    """``time.monotonic`` and ``time.sleep`` for core.wait; each check of a job takes ``check_seconds``."""
+
+    def __init__(self, now=0.0, check_seconds=0.0):
+        self.now = now
+        self.check_seconds = check_seconds
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds + self.check_seconds
+
+
+def test_batch_checks_come_every_poll_interval_then_a_tenth_of_the_wait(monkeypatch):
     """A job of minutes is seen ending within one poll interval, one of hours within a tenth of its
-    duration, with few provider calls (make bench, issue 7)."""
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import jobs as batch
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
-
-    clock = {"now": 0.0}
+    duration, with few provider calls."""
+    clock = FakeClock()
+    monkeypatch.setattr(wait, "time", clock)
     reads = []
 
-    def read_task(client, task_id):
-        reads.append(clock["now"])
-        return {"state": "COMPLETED" if clock["now"] >= 7200 else "RUNNING"}
+    def read():
+        reads.append(clock.now)
+        return "COMPLETED" if clock.now >= 7200 else "RUNNING"
 
-    def sleep(seconds):
-        clock["now"] += seconds
-
-    monkeypatch.setattr(batch, "read_task", read_task)
-    monkeypatch.setattr(batch, "wait_until", functools.partial(wait.wait_until, sleep=sleep, clock=lambda: clock["now"]))
-    wait_for_job(None, "t1", timeout=86400, interval=2)
+    wait_until(read, lambda state: state == "COMPLETED", 86400, **poll_pace(2))
     gaps = [later - earlier for earlier, later in zip(reads, reads[1:])]
     assert gaps[:5] == [2, 2, 2, 2, 2]
     assert max(gaps) <= 300
     assert reads[-1] - 7200 <= 7200 * 0.1 + 2
     assert len(reads) < 100
-
-
-def test_wait_for_job_fails_when_the_task_disappears(server):
-    server.script((404, {"error": {"type": "status_exception", "reason": "Failed to find task"}}))
-    with pytest.raises(MLCommonsError) as caught:
-        wait_for_job(Client(server.url), "t1", timeout=5, interval=0.01)
-    assert "disappeared" in str(caught.value)
+    assert poll_pace(600)["max_interval"] == 600
 
 
 def test_make_searchable_reads_the_new_task_once(server):
-    server.script((200, {"state": "RUNNING", "remote_job": {"id": "batch_1"}}))
+    server.answer("GET", "/_plugins/_ml/tasks/t1", (200, {"state": "RUNNING", "remote_job": {"id": "batch_1"}}))
     task, warning = read_new_task(Client(server.url), "t1")
     assert task["task_id"] == "t1" and warning is None
     assert [request["path"] for request in server.received] == ["/_plugins/_ml/tasks/t1"]
 
 
 def test_make_searchable_polls_the_search_when_the_read_fails(server):
-    server.script(
-        (400, {"error": {"type": "illegal_argument_exception", "reason": "Remote inference host name has private ip address: 10.1.1.1"}}),
-        (200, {"hits": {"hits": []}}),
-        (200, hits({"_id": "t1", "state": "RUNNING"})),
-    )
+    server.answer("GET", "/_plugins/_ml/tasks/t1",
+                  (400, {"error": {"type": "illegal_argument_exception", "reason": "Remote inference host name has private ip address: 10.1.1.1"}}))
+    server.answer("POST", "/_plugins/_ml/tasks/_search", (200, {"hits": {"hits": []}}), (200, hits({"_id": "t1", "state": "RUNNING"})))
     task, warning = read_new_task(Client(server.url), "t1")
     assert task is None
     assert "Submitted batch job t1, but could not read its status yet" in warning
@@ -425,7 +437,6 @@ def running(total, completed, failed=0, in_progress_at=1000.0, state="RUNNING"):
 
 
 def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import seconds_to_end, seconds_to_first_end
     # A quarter done in 60 s: three quarters left, 180 s.
     assert seconds_to_end(running(1000, 200, 50), now=1060.0) == 180.0
     # Every request ran: the end is due now; once the provider says it finalizes, due again after a tenth of the
@@ -445,18 +456,18 @@ def test_a_job_that_reports_progress_is_expected_to_end_when_its_pace_says():
     assert seconds_to_first_end(tasks, now=1100.0) == 100.0
 
 
-def simulated_wait(finalizing_s, poll_interval=2.0, validating_s=60.0, in_progress_s=1800.0):
+def simulated_wait(monkeypatch, finalizing_s, poll_interval=2.0, validating_s=60.0, in_progress_s=1800.0):
     """ml_batch_predict's wait for one OpenAI job, on a simulated clock: (status checks while it finalized, seconds
     after its end that the wait saw it)."""
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import POLL_FRACTION_OF_WAIT, seconds_to_first_end
-    from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import wait_until
-
-    created, clock, checks = 1000.0, [1000.0], []
+    created = 1000.0
+    clock = FakeClock(now=created, check_seconds=0.05)
+    monkeypatch.setattr(wait, "time", clock)
+    checks = []
     in_progress_at, finalizing_at = created + validating_s, created + validating_s + in_progress_s
     ends_at = finalizing_at + finalizing_s
 
     def read():
-        now = clock[0]
+        now = clock.now
         checks.append(now)
         if now >= ends_at:
             return {"state": "COMPLETED", "remote_job": {"status": "completed"}}
@@ -468,19 +479,15 @@ def simulated_wait(finalizing_s, poll_interval=2.0, validating_s=60.0, in_progre
             job.update(status="finalizing", finalizing_at=int(finalizing_at))
         return {"state": "RUNNING", "remote_job": job}
 
-    def sleep(seconds):
-        clock[0] += seconds + 0.05  # each check takes a moment
-
-    wait_until(read, lambda task: task["state"] == "COMPLETED", 10 ** 6, interval=poll_interval, max_interval=300,
-               elapsed_fraction=POLL_FRACTION_OF_WAIT, sleep=sleep, clock=lambda: clock[0],
-               expected_in=lambda task: seconds_to_first_end([task], now=clock[0]))
-    return len([at for at in checks if finalizing_at <= at]), clock[0] - ends_at
+    wait_until(read, lambda task: task["state"] == "COMPLETED", 10 ** 6, expected_in=lambda task: seconds_to_first_end([task], now=clock.now),
+               **poll_pace(poll_interval))
+    return len([at for at in checks if finalizing_at <= at]), clock.now - ends_at
 
 
-def test_a_finalizing_job_is_checked_less_and_less_often():
+def test_a_finalizing_job_is_checked_less_and_less_often(monkeypatch):
     # A short finalization is seen within the poll interval; a long one costs few checks and is seen at most about a
     # tenth of its length late (checking every poll interval, 900 s of finalizing would take 450 checks).
-    checks, late = simulated_wait(finalizing_s=10)
+    checks, late = simulated_wait(monkeypatch, finalizing_s=10)
     assert late <= 2.1
-    checks, late = simulated_wait(finalizing_s=900)
+    checks, late = simulated_wait(monkeypatch, finalizing_s=900)
     assert checks <= 60 and late <= 0.1 * 900 + 2.1

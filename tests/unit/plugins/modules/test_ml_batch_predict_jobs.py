@@ -1,25 +1,26 @@
-"""ml_batch_predict with jobs: several jobs at once, within ML Commons' task limit, waited for together.
+"""ml_batch_predict with jobs (or input_file_ids): several jobs at once, within ML Commons' task limit, waited for together.
 
-ML Commons is played by ``Cluster``, at the level of the module's own helpers (find, submit, read,
-cancel), so the tests can count what the module asked for and hold it to the task limit; the
+ML Commons is played by ``Cluster``, a simulation at the level of the batch run's requests (find, submit, read,
+cancel), so the tests can count what the module asked for and hold it to the task limit as jobs end; the
 integration tests run the same against a real ML Commons."""
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import jobs as batch
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import run as batch_run
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, WaitTimeoutError
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_batch_predict
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
 
-DEFAULTS = dict(model_id="m1", parameters={"endpoint": "/v1/embeddings"}, state="present", task_id=None, force=False, wait=True,
-                wait_timeout=60, poll_interval=1)
+SHARED = {"endpoint": "/v1/embeddings"}
 OPENAI_CONNECTOR = {"connector_id": "c1", "actions": [{"action_type": "BATCH_PREDICT", "url": "https://api.openai.com/v1/batches"}]}
 
 
 def fake_module(files, check_mode=False, **params):
-    jobs = [{"parameters": {"input_file_id": file_id}} for file_id in files]
-    return FakeModule(DEFAULTS, check_mode, jobs=jobs, **params)
+    params = dict(dict(model_id="m1", parameters=SHARED, wait=True, wait_timeout=60, poll_interval=1), **params)
+    return FakeModule(ml_batch_predict, check_mode, jobs=[{"parameters": {"input_file_id": file_id}} for file_id in files], **params)
 
 
 class Client:
@@ -60,6 +61,10 @@ class Cluster:
         task = self.tasks.get(task_id)
         if task is None:
             return None
+        if task["state"] == "CANCELLING":
+            # The provider takes one status read to confirm a cancel.
+            task["state"] = "CANCELLED" if task.pop("cancel_seen", False) else "CANCELLING"
+            task.setdefault("cancel_seen", task["state"] == "CANCELLING")
         if task["state"] == "RUNNING":
             task["reads"] += 1
             if task["reads"] >= self.reads_to_finish:
@@ -75,18 +80,22 @@ class Cluster:
         found = [dict(task) for task in self.tasks.values() if identity.matches(task["remote_job"])]
         return sorted(found, key=lambda task: task["create_time"], reverse=True)
 
+    def cancel(self, client, task_id):
+        self.cancels.append(task_id)
+        self.tasks[task_id]["state"] = "CANCELLING"
+
 
 @pytest.fixture
 def cluster(monkeypatch):
     fake = Cluster()
-    monkeypatch.setattr(ml_batch_predict, "load_model", lambda client, model_id: ({"model_id": model_id}, OPENAI_CONNECTOR))
-    monkeypatch.setattr(ml_batch_predict, "check_can_submit", lambda module, client, model, connector: None)
-    monkeypatch.setattr(ml_batch_predict, "submit", fake.submit)
-    monkeypatch.setattr(ml_batch_predict, "read_task", fake.read)
+    monkeypatch.setattr(batch_run, "load_model", lambda client, model_id: ({"model_id": model_id}, OPENAI_CONNECTOR))
+    monkeypatch.setattr(batch_run, "check_can_submit", lambda module, client, model, connector: None)
+    monkeypatch.setattr(batch_run, "submit", fake.submit)
+    monkeypatch.setattr(batch_run, "read_task", fake.read)
     monkeypatch.setattr(batch, "read_task", fake.read)
-    monkeypatch.setattr(ml_batch_predict, "find_jobs", fake.find)
-    monkeypatch.setattr(ml_batch_predict, "older_job_of_concurrent_run", lambda *args: None)
-    monkeypatch.setattr(ml_batch_predict, "cancel_path", lambda version, task_id: task_id)
+    monkeypatch.setattr(batch_run, "find_jobs", fake.find)
+    monkeypatch.setattr(batch_run, "cancel_task", fake.cancel)
+    monkeypatch.setattr(batch_run.Run, "older_copy", lambda self, job: None)
     monkeypatch.setattr(wait.time, "sleep", lambda seconds: None)
     return fake
 
@@ -141,7 +150,7 @@ def test_a_queue_full_failure_is_retried_and_then_completes(cluster, monkeypatch
             cluster.ends.pop("file-b", None)  # the queue has room from now on
         return task
 
-    monkeypatch.setattr(ml_batch_predict, "read_task", read_then_allow)
+    monkeypatch.setattr(batch_run, "read_task", read_then_allow)
     monkeypatch.setattr(batch, "read_task", read_then_allow)
     outcome = run(fake_module(FILES[:3]))
     assert cluster.submits.count("file-b") == 2
@@ -172,7 +181,7 @@ def test_check_mode_submits_nothing(cluster):
 
 
 def test_a_job_the_module_cannot_recognise_is_refused_before_anything_is_sent(cluster):
-    module = FakeModule(DEFAULTS, jobs=[{"parameters": {"input_file_id": "file-a"}}, {"parameters": {"model": "x"}}], parameters={})
+    module = FakeModule(ml_batch_predict, model_id="m1", jobs=[{"parameters": {"input_file_id": "file-a"}}, {"parameters": {"model": "x"}}])
     with pytest.raises(ConfigurationError, match=r"jobs\[1\]"):
         run(module)
     assert cluster.submits == []
@@ -187,18 +196,38 @@ def test_the_wait_timeout_names_every_job_that_has_not_ended(cluster):
     assert [entry["task_id"] for entry in raised.value.details["jobs"]] == ["t1", "t2", None]
 
 
-def test_cancelled_cancels_every_running_job_and_leaves_ended_ones(cluster, monkeypatch):
+def test_cancelled_cancels_every_running_job_and_leaves_ended_ones(cluster):
     run(fake_module(FILES[:2], wait=False))
     cluster.tasks["t1"]["state"] = "COMPLETED"
-    monkeypatch.setattr(ml_batch_predict, "create_once", lambda send, meanwhile: send())
-
-    class CancellingClient(Client):
-        def post(self, path):
-            cluster.cancels.append(path)
-            cluster.tasks[path]["state"] = "CANCELLING"
-
-    outcome = ml_batch_predict.run(fake_module(FILES[:2], state="cancelled", wait=False), CancellingClient())
+    outcome = run(fake_module(FILES[:2], state="cancelled", wait=False))
     assert cluster.cancels == ["t2"]
     # As for one job: an ended job is not a job to cancel, so its entry is empty.
     assert [entry["status"] for entry in outcome["jobs"]] == [None, "CANCELLING"]
     assert outcome["changed"] is True
+
+
+def test_cancelled_with_wait_waits_for_every_cancel(cluster):
+    run(fake_module(FILES[:2], wait=False))
+    outcome = run(fake_module(FILES[:2], state="cancelled", wait=True))
+    assert cluster.cancels == ["t1", "t2"]
+    assert [entry["status"] for entry in outcome["jobs"]] == ["CANCELLED", "CANCELLED"]
+    assert [entry["reason"] for entry in outcome["jobs"]] == ["no reason given"] * 2
+    assert (outcome["status"], outcome["changed"]) == ("CANCELLED", True)
+
+
+def test_input_file_ids_run_the_same_jobs_as_jobs_in_the_same_order(cluster):
+    by_ids = run(FakeModule(ml_batch_predict, model_id="m1", parameters=SHARED, wait=True, input_file_ids=FILES))
+    assert cluster.submits == FILES
+    by_jobs = run(fake_module(FILES))
+    assert cluster.submits == FILES
+    assert by_ids["jobs"] == by_jobs["jobs"]
+    assert [entry["job"]["input_file_id"] for entry in by_ids["jobs"]] == FILES
+    assert (by_ids["status"], by_ids["changed"], by_jobs["changed"]) == ("COMPLETED", True, False)
+
+
+def test_input_file_ids_cannot_be_given_with_jobs_or_task_id():
+    validator = ArgumentSpecValidator(ml_batch_predict.ARGUMENT_SPEC, mutually_exclusive=ml_batch_predict.MUTUALLY_EXCLUSIVE)
+    for other in (dict(jobs=[{"parameters": {"input_file_id": "file-a"}}]), dict(task_id="t1")):
+        errors = validator.validate(dict(model_id="m1", input_file_ids=FILES, **other)).error_messages
+        assert len(errors) == 1 and errors[0].startswith("parameters are mutually exclusive: ")
+    assert validator.validate(dict(model_id="m1", input_file_ids=FILES)).error_messages == []

@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the opensearch.ml_commons collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Which provider runs a model's batch jobs, and what makes two of its jobs the same job: a re-run
+finds its job again by it, and concurrent runs converge on the oldest copy of it."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string
+
+
+def connector_action(connector, action_type):
+    for action in (connector or {}).get("actions") or []:
+        if str(action.get("action_type", "")).upper() == action_type:
+            return action
+    return None
+
+
+def provider_of(connector):
+    """The provider, recognised the way ML Commons recognises it: by the batch_predict URL."""
+    url = ((connector_action(connector, "BATCH_PREDICT") or {}).get("url") or "").lower()
+    for provider in ("sagemaker", "openai", "cohere", "bedrock"):
+        if provider in url:
+            return provider
+    return None
+
+
+def _text(value):
+    """A parameter value as it is sent: strings as they are, anything else as JSON text."""
+    return None if value is None else as_server_string(value)
+
+
+def _wildcard_literal(text):
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+
+
+def _object(value):
+    """A parameter that holds an object, given as a dict or as its JSON text; None otherwise."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def _dig(value, *path):
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+class JobIdentity(object):
+    """What makes two batch jobs of one model the same job, for one provider.
+
+    ``field`` is the key in the task's ``remote_job`` (a ``flat_object``, so dotted paths are
+    searchable), ``clause`` the search clause that finds candidates, and :meth:`matches` the exact
+    check made on each candidate.
+    """
+
+    def __init__(self, provider, parameter, field, value, clause=None, matches=None):
+        self.provider = provider
+        self.parameter = parameter
+        self.field = field
+        self.value = value
+        self.clause = clause or {"term": {"remote_job." + field: value}}
+        self._matches = matches or (lambda job: _text(_dig(job, *field.split("."))) == value)
+
+    def matches(self, job):
+        return self._matches(job or {})
+
+    def __eq__(self, other):
+        return isinstance(other, JobIdentity) and (self.provider, self.field, self.value) == (other.provider, other.field, other.value)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+    def __str__(self):
+        return "%s %s %s" % (self.provider, self.parameter, self.value)
+
+
+def _openai_identity(parameters):
+    value = _text(parameters.get("input_file_id"))
+    return value and JobIdentity("OpenAI", "input_file_id", "input_file_id", value)
+
+
+def _sagemaker_identity(parameters):
+    name = _text(parameters.get("TransformJobName"))
+    if not name:
+        return None
+    # CreateTransformJob answers only TransformJobArn, whose last segment is the name (SageMaker
+    # writes ARNs in lower case); TransformJobName joins remote_job at the first status read.
+    clause = {"bool": {"minimum_should_match": 1, "should": [
+        {"term": {"remote_job.TransformJobName": name}},
+        {"wildcard": {"remote_job.TransformJobArn": {"value": "*/" + _wildcard_literal(name), "case_insensitive": True}}},
+    ]}}
+
+    def matches(job):
+        arn = job.get("TransformJobArn")
+        return job.get("TransformJobName") == name or (isinstance(arn, str) and arn.rsplit("/", 1)[-1].lower() == name.lower())
+
+    return JobIdentity("SageMaker", "TransformJobName", "TransformJobName", name, clause, matches)
+
+
+def _bedrock_identity(parameters):
+    # CreateModelInvocationJob answers only jobArn; jobName and inputDataConfig join remote_job at
+    # the first status read (GetModelInvocationJob).
+    name = _text(parameters.get("jobName"))
+    if name:
+        return JobIdentity("Bedrock", "jobName", "jobName", name)
+    uri = _text(_dig(_object(parameters.get("inputDataConfig")), "s3InputDataConfig", "s3Uri"))
+    if uri:
+        return JobIdentity("Bedrock", "inputDataConfig.s3InputDataConfig.s3Uri", "inputDataConfig.s3InputDataConfig.s3Uri", uri)
+    return None
+
+
+IDENTITIES = {"openai": _openai_identity, "sagemaker": _sagemaker_identity, "bedrock": _bedrock_identity}
+
+
+def job_identity(connector, parameters):
+    """The :class:`JobIdentity` of a job submitted with ``parameters``, or None when it cannot be told.
+
+    The request's parameters win over the connector's, as they do in ML Commons.
+    """
+    identity = IDENTITIES.get(provider_of(connector))
+    if identity is None:
+        return None
+    merged = dict((connector or {}).get("parameters") or {})
+    merged.update(parameters or {})
+    return identity(merged) or None
+
+
+def job_identity_of_request(parameters):
+    """The :class:`JobIdentity` the request's own parameters give, or None.
+
+    Each provider's identifying parameter is its own (input_file_id, TransformJobName, jobName or
+    inputDataConfig), so a re-run can look for its job before reading the model and its connector:
+    the look-up a no-op re-run makes is then its only request.
+    """
+    for identity in IDENTITIES.values():
+        found = identity(parameters or {})
+        if found:
+            return found
