@@ -13,17 +13,17 @@ short_description: Write the documents of an index that need a result as a batch
 version_added: 0.1.0
 description:
   - Reads the documents of O(index) that O(query) matches and writes one batch request per document to O(dest), for
-    O(endpoint): the document's text (O(text_field)) is the C(input) of a C(/v1/embeddings) request, or goes into
+    O(endpoint). The document's text (O(text_field)) is the C(input) of a C(/v1/embeddings) request, or goes into
     the O(messages) of a C(/v1/chat/completions) request where they say C({text}).
   - The file feeds M(opensearch.ml_commons.batch_input_split), which checks it as OpenAI checks a batch input and
     cuts it into parts that fit one job each; M(opensearch.ml_commons.index_batch_output) writes the results back.
   - Incremental by default (O(incremental)). Each request has a fingerprint, the SHA-256 of its endpoint and body
     (so of the text, the model and every body parameter). M(opensearch.ml_commons.index_batch_output) stores the
     fingerprint of the request that produced a result in O(fingerprint_field) of the document that holds the result.
-    A document whose stored fingerprint equals its request's has a current result and is not sent again: a re-run
+    A document whose stored fingerprint equals its request's has a current result and is not sent again, so a re-run
     after nothing changed writes an empty input, and one after N new and M edited documents writes N + M requests.
   - Each request's C(custom_id) is C(<fingerprint>:<_id>), 64 hexadecimal digits, a colon and the document's
-    C(_id): the output line then names both the document and the text its answer is for.
+    C(_id), so that the output line names both the document and the text its answer is for.
   - Documents without O(text_field), or whose text is empty or not a string, are not sent; RV(skipped_documents)
     names them.
   - The index is read through a scroll sorted by C(_doc), a page at a time, and the file written through a temporary

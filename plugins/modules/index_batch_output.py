@@ -31,7 +31,7 @@ description:
     the result, with C(pipeline=_none), which skips the target's default pipeline (its C(final_pipeline), if any,
     still runs).
   - Idempotent without a write. The documents of each page of 500 lines are read first (C(_mget)) and only those
-    whose result (and fingerprint, and copied fields) differ are written: a re-run sends no index operation, and the
+    whose result (and fingerprint, and copied fields) differ are written, so a re-run sends no index operation, and the
     index's C(indexing.index_total) does not move.
   - Writes go in C(_bulk) requests of at most O(bulk_bytes) bytes. An item rejected for load (429,
     C(es_rejected_execution_exception)) is sent again after a growing pause, up to O(bulk_retries) times; items that

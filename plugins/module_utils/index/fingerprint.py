@@ -42,4 +42,3 @@ def parse_custom_id(value):
     if match:
         return match.group(2), match.group(1)
     return value, None
-

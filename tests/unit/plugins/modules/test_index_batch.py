@@ -56,12 +56,13 @@ def test_chat_requests_put_the_text_where_the_messages_say(module_test_server, t
     dest = tmp_path / "input.jsonl"
     scroll(module_test_server, ("a", {"text": "hello"}))
     messages = [{"role": "system", "content": "Summarise."}, {"role": "user", "content": "Text: {text}"}]
-    params = dict(EXPORT, body=None, endpoint="/v1/chat/completions", messages=messages)
-    index_batch_input.run(FakeModule(index_batch_input, dest=str(dest), **params), Client(module_test_server.url))
+    params = dict(EXPORT, dest=str(dest), endpoint="/v1/chat/completions")
+    params.update(body=None, messages=messages)
+    index_batch_input.run(FakeModule(index_batch_input, **params), Client(module_test_server.url))
     assert json.loads(dest.read_text())["body"]["messages"][1] == {"role": "user", "content": "Text: hello"}
+    params.update(messages=[{"role": "user", "content": "x"}])
     with pytest.raises(ConfigurationError, match="No message holds"):
-        index_batch_input.run(FakeModule(index_batch_input, dest=str(dest), **dict(params, messages=[{"role": "user", "content": "x"}])),
-                              Client(module_test_server.url))
+        index_batch_input.run(FakeModule(index_batch_input, **params), Client(module_test_server.url))
 
 
 def output_line(doc_id, text, vector):
@@ -86,15 +87,16 @@ def test_the_write_back_updates_only_what_differs_and_retries_rejected_items(mod
         {"_id": "a", "found": True, "_source": {"vec": [0.5, 0.5], "vec_fingerprint": embedding_fingerprint("x")}},
         {"_id": "b", "found": True, "_source": {"text": "y"}}, {"_id": "c", "found": False}]}))
     rejected = {"update": {"_id": "b", "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "queue full"}}}
-    module_test_server.answer("POST", "/_bulk", (200, {"errors": True, "items": [rejected]}), (200, {"errors": False, "items": [{"update": {"_id": "b", "result": "updated"}}]}))
+    updated = {"update": {"_id": "b", "result": "updated"}}
+    module_test_server.answer("POST", "/_bulk", (200, {"errors": True, "items": [rejected]}), (200, {"errors": False, "items": [updated]}))
     module_test_server.answer("POST", "/docs/_refresh", (200, {}))
     result = index_batch_output.run(FakeModule(index_batch_output, src=str(src), index="docs", target_field="vec"), Client(module_test_server.url))
     assert result["changed"] and (result["written"], result["unchanged"], result["failed_documents"]) == (1, 1, 2)
     assert result["failures"][0] == {"_id": "gone", "reason": "batch_expired: late"}
     assert result["failures"][1]["_id"] == "c" and "not created again" in result["failures"][1]["reason"]
     bulks = [request for request in module_test_server.received if request["path"] == "/_bulk"]
-    assert len(bulks) == 2 and bulk_lines(bulks[1]) == [{"update": {"_index": "docs", "_id": "b"}},
-                                                         {"doc": {"vec": [1.0, 0.0], "vec_fingerprint": embedding_fingerprint("y")}}]
+    update = {"doc": {"vec": [1.0, 0.0], "vec_fingerprint": embedding_fingerprint("y")}}
+    assert len(bulks) == 2 and bulk_lines(bulks[1]) == [{"update": {"_index": "docs", "_id": "b"}}, update]
     assert bulks[0]["headers"]["Content-Type"] == "application/x-ndjson"
 
 
