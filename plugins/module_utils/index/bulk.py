@@ -13,6 +13,8 @@ __metaclass__ = type
 import json
 import time
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
+
 RETRIED_TYPES = frozenset(("es_rejected_execution_exception",))
 MAX_PAUSE_SECONDS = 30.0
 
@@ -41,8 +43,8 @@ def action_lines(action, source):
 
 class BulkWriter(object):
     """Collects ``(_id, action, source)`` operations and sends them once they reach ``max_bytes``;
-    ``failed(_id, reason)`` hears of each item that could not be written, ``written`` counts the others
-    (a noop among them is counted in ``noops``)."""
+    ``failed(_id, reason)`` hears of each item that could not be written, ``written`` counts the items
+    written and ``noops`` those OpenSearch found unchanged."""
 
     def __init__(self, client, max_bytes, failed, retries=5, backoff=1.0, sleep=None):
         self.client = client
@@ -73,9 +75,10 @@ class BulkWriter(object):
             rejected = []
             for (doc_id, lines), entry in zip(operations, answer["items"]):
                 item = list(entry.values())[0]
-                if "error" not in item:
+                if "error" not in item and item.get("result") == "noop":
+                    self.noops += 1
+                elif "error" not in item:
                     self.written += 1
-                    self.noops += item.get("result") == "noop"
                 elif is_rejection(item) and attempt < self.retries:
                     rejected.append((doc_id, lines))
                 else:
@@ -88,4 +91,4 @@ class BulkWriter(object):
     def refresh(self):
         """Make what was written searchable."""
         for index in sorted(self.indices):
-            self.client.request("POST", "/%s/_refresh" % index, idempotent=True)
+            self.client.request("POST", "/%s/_refresh" % quote_id(index), idempotent=True)

@@ -8,6 +8,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.export import request_body
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import custom_id, fingerprint, parse_custom_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.write_back import same
 from ansible_collections.opensearch.ml_commons.plugins.modules import index_batch_input, index_batch_output
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, requests_sent
 
@@ -129,3 +130,10 @@ def test_into_another_index_creates_it_and_indexes_past_its_pipeline(module_test
     assert bulk_lines(bulk) == [{"index": {"_index": "copy", "_id": "a", "pipeline": "_none"}},
                                 {"title": "T", "vec": [0.5, 0.5], "vec_fingerprint": embedding_fingerprint("x")}]
     assert result["written"] == 1 and result["created_index"]
+
+
+def test_a_vector_given_back_as_float32_is_the_same_result():
+    """OpenSearch 3 gives a knn_vector back from the stored float32s, not as the JSON that was sent."""
+    assert same([-0.50393401277065277, 0.25], [-0.503934, 0.25])
+    assert not same([-0.5039, 0.25], [-0.503934, 0.25])
+    assert same("text", "text") and not same([1, 2], [1, 2, 3])
