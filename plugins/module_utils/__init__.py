@@ -5,3 +5,4 @@
 #               deployment, connectors and their users, cluster settings
 #   batch/      batch jobs: identity, status, submitting and following them
 #   files/      local files: streamed reads and writes, batch inputs checked, split and merged
+#   index/      documents of an index: read (scroll, _mget), written (_bulk), as batch inputs and back from outputs
