@@ -44,9 +44,9 @@ options:
   parts:
     description:
       - The parts of the input, in input order.
+      - Required unless O(split_parts) is given.
     type: list
     elements: dict
-    required: true
     suboptions:
       input:
         description:
@@ -78,6 +78,38 @@ options:
             description:
               - Why the job ended unsuccessfully, reported for the lines it left unanswered.
             type: str
+  split_parts:
+    description:
+      - Instead of O(parts), the parts as M(opensearch.ml_commons.batch_input_split) returned them, in input order; each
+        one's C(path) is its input. Their attempts are built from O(jobs), O(retry_jobs) and O(downloads).
+    type: list
+    elements: dict
+  jobs:
+    description:
+      - With O(split_parts), the parts' jobs as M(opensearch.ml_commons.ml_batch_predict) returned them (its C(jobs)),
+        one per part in the same order, each the first attempt of its part. Every job must have ended.
+    type: list
+    elements: dict
+  retry_inputs:
+    description:
+      - With O(split_parts), the retry inputs this module returned (RV(retry_inputs)) that ran as O(retry_jobs); each
+        one's C(part) names its part by its 1-based position in O(split_parts).
+    type: list
+    elements: dict
+  retry_jobs:
+    description:
+      - The jobs of O(retry_inputs) as M(opensearch.ml_commons.ml_batch_predict) returned them, one per retry input in
+        the same order, each the next attempt of its part. Every job must have ended.
+    type: list
+    elements: dict
+  downloads:
+    description:
+      - With O(split_parts), the jobs' downloaded files, as M(opensearch.ml_commons.openai_file) returned them (each
+        with C(file_id) and C(dest)), for example a download loop's C(results); results without them (skipped loop
+        items) are left out.
+      - A job's output or error file is found here by its file ID; one that is not here fails the task.
+    type: list
+    elements: dict
   dest:
     description:
       - Where to write the merged output, one answer per successful input line, in input order.
@@ -148,6 +180,14 @@ EXAMPLES = r"""
     dest: results/corpus.output.jsonl
     errors_dest: results/corpus.errors.jsonl
     retry_dir: work/retry
+
+- name: Merge the results of a split input's jobs, the downloads found by file ID
+  opensearch.ml_commons.batch_output_merge:
+    split_parts: "{{ split.parts }}"
+    jobs: "{{ batch.jobs }}"
+    downloads: "{{ downloads.results }}"
+    dest: results/corpus.output.jsonl
+    errors_dest: results/corpus.errors.jsonl
 
 - name: Only report which lines failed (nothing is written)
   opensearch.ml_commons.batch_output_merge:
@@ -239,11 +279,14 @@ retry_inputs:
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import LocalModule
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.attempts import parts_with_attempts
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.merge import Merge
 
 
 def run(module):
     params = module.params
+    if params["split_parts"] is not None:
+        params["parts"] = parts_with_attempts(params["split_parts"], params["jobs"], params["retry_inputs"], params["retry_jobs"], params["downloads"])
     merge = Merge(module, params["parts"], dest=params["dest"], errors_dest=params["errors_dest"], retry_dir=params["retry_dir"])
     changed, before, after, counts = merge.apply()
     errors = params["errors_dest"] if counts["failed_requests"] else None
@@ -252,18 +295,25 @@ def run(module):
 
 ATTEMPT_SPEC = dict(output=dict(type="path"), errors=dict(type="path"), status=dict(type="str"), reason=dict(type="str"))
 ARGUMENT_SPEC = dict(
-    parts=dict(type="list", elements="dict", required=True, options=dict(
+    parts=dict(type="list", elements="dict", options=dict(
         input=dict(type="path", required=True),
         attempts=dict(type="list", elements="dict", default=[], options=ATTEMPT_SPEC),
     )),
     dest=dict(type="path"),
     errors_dest=dict(type="path"),
     retry_dir=dict(type="path"),
+    split_parts=dict(type="list", elements="dict"),
+    jobs=dict(type="list", elements="dict"),
+    retry_inputs=dict(type="list", elements="dict"),
+    retry_jobs=dict(type="list", elements="dict"),
+    downloads=dict(type="list", elements="dict"),
 )
 
 
 def main():
-    LocalModule(argument_spec=ARGUMENT_SPEC).execute(run)
+    LocalModule(argument_spec=ARGUMENT_SPEC, required_one_of=[("parts", "split_parts")], mutually_exclusive=[("parts", "split_parts")],
+                required_together=[("split_parts", "jobs"), ("retry_inputs", "retry_jobs")],
+                required_by={"retry_inputs": "split_parts", "downloads": "split_parts"}).execute(run)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The batch_inference role's connector bodies, rendered by Ansible's templating, against the fields
-of ML Commons' batch blueprints (Bedrock and SageMaker cannot be reached from here)."""
+of ML Commons' batch blueprints (Bedrock and SageMaker cannot be reached from here), and the names
+it gives downloads."""
 
 import json
 import os
@@ -36,23 +37,24 @@ def trusted(value):
     return trust_as_template(ENV_LOOKUP.sub("''", value)) if isinstance(value, str) else value
 
 
-def render(provider, **overrides):
-    """The provider's connector and batch parameters. The tests give every variable whose default is an
-    environment lookup, so no plugin loader is needed."""
+def rendered(expression, **variables_set):
+    """``expression`` rendered with the role's defaults and vars. The tests give every variable whose default is
+    an environment lookup, so no plugin loader is needed."""
     loader = DataLoader()
     variables = {}
     for part in ("defaults", "vars"):
         variables.update(trusted(loader.load_from_file(os.path.join(ROLE, part, "main.yml"))))
-    variables.update(overrides, batch_inference_provider=provider)
+    variables.update(variables_set)
     templar = Templar(loader=loader, variables=variables)
+    # to_json renders every nested template, as the role's task arguments are.
+    return json.loads(templar.template(trust_as_template("{{ %s | to_json }}" % expression)))
 
-    def rendered(expression):
-        # to_json renders every nested template, as the role's task arguments are.
-        return json.loads(templar.template(trust_as_template("{{ %s | to_json }}" % expression)))
 
-    # OpenAI's jobs take their parameters from the input files (tasks/jobs.yml), the others' from the role's variables.
-    jobs = "__batch_inference_job_list" if provider == "openai" else "__batch_inference_batch_parameters[batch_inference_provider]"
-    return rendered("__batch_inference_connectors[batch_inference_provider]"), rendered(jobs)
+def render(provider, **overrides):
+    """The provider's connector and batch parameters (OpenAI's jobs take theirs from the input files)."""
+    overrides["batch_inference_provider"] = provider
+    return (rendered("__batch_inference_connectors[batch_inference_provider]", **overrides),
+            rendered("__batch_inference_batch_parameters[batch_inference_provider] | default({})", **overrides))
 
 
 def actions_by_type(body):
@@ -60,8 +62,7 @@ def actions_by_type(body):
 
 
 def test_openai_follows_the_openai_blueprint():
-    body, jobs = render("openai", batch_inference_openai_base_url="https://api.openai.com/v1",
-                        batch_inference_openai_api_key="sk-test", __batch_inference_job_inputs=["file-abc", "file-def"])
+    body, parameters = render("openai", batch_inference_openai_base_url="https://api.openai.com/v1", batch_inference_openai_api_key="sk-test")
     actions = actions_by_type(body)
     assert body["protocol"] == "http" and body["credential"] == {"openAI_key": "sk-test"}
     assert body["parameters"] == {"model": "text-embedding-ada-002", "endpoint": "/v1/embeddings"}
@@ -72,7 +73,7 @@ def test_openai_follows_the_openai_blueprint():
     assert actions["cancel_batch_predict"]["url"] == "https://api.openai.com/v1/batches/${parameters.id}/cancel"
     # ML Commons sends every provider call with the predict action's headers: they must carry the key too.
     assert {action["headers"]["Authorization"] for action in actions.values()} == {"Bearer ${credential.openAI_key}"}
-    assert jobs == [{"parameters": {"input_file_id": "file-abc"}}, {"parameters": {"input_file_id": "file-def"}}]
+    assert parameters == {}
 
 
 def test_bedrock_follows_ml_commons_batch_job_shape():
@@ -118,3 +119,12 @@ def test_sagemaker_follows_the_sagemaker_blueprint(endpoint_name, with_predict):
         assert '"%s" : ${parameters.%s}' % (field, field) in batch["request_body"] or '"%s": ${parameters.%s}' % (field, field) in batch["request_body"]
     assert '"TransformJobName" : "${parameters.TransformJobName}"' in batch["request_body"]
     assert parameters == {"TransformJobName": "tj-1"}
+
+
+@pytest.mark.parametrize("input_file, part, attempt, job_input, expected", [
+    ("/data/corpus.v2.jsonl", 3, 2, "5891b5b522d5df08", "corpus.v2.part-00003.attempt-2.5891b5b522d5df08"),
+    ("", "1", 1, "file-abc", "batch-inference.part-00001.attempt-1.file-abc"),
+])
+def test_a_download_is_named_after_the_input_the_part_the_attempt_and_the_job_input(input_file, part, attempt, job_input, expected):
+    assert rendered("__batch_inference_download_name", batch_inference_input_file=input_file, __batch_inference_download_part=part,
+                    __batch_inference_download_attempt=attempt, __batch_inference_download_input=job_input) == expected
