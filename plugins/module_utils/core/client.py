@@ -342,8 +342,8 @@ def checked_secret(value, what):
 class BearerAuth(object):
     """requests auth that sends an API key as a Bearer token (OpenAI and compatible APIs)."""
 
-    def __init__(self, token, what="api_key"):
-        self._token = checked_secret(token, what)
+    def __init__(self, token):
+        self._token = checked_secret(token, "api_key")
 
     def __call__(self, prepared):
         prepared.headers["Authorization"] = "Bearer %s" % self._token
