@@ -78,11 +78,8 @@ class EchoingServer:
 
             def answer(self, status, payload):
                 data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (status, self.responses[status][0], len(data))
+                self.wfile.write(head.encode() + data)
 
             def do_GET(self):
                 if self.path == "/":

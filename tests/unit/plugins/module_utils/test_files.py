@@ -140,14 +140,6 @@ def mode_of(path):
     return stat.S_IMODE(os.stat(str(path)).st_mode)
 
 
-@pytest.fixture
-def open_umask():
-    """The loosest umask, so that only the collection's own care keeps files private."""
-    previous = os.umask(0)
-    yield
-    os.umask(previous)
-
-
 @pytest.mark.usefixtures("open_umask")
 def test_files_created_are_0600_and_replaced_ones_keep_their_mode_whatever_the_umask(tmp_path):
     with module_args({}):

@@ -367,14 +367,11 @@ def modes_of(*paths):
     return [stat.S_IMODE(os.stat(path).st_mode) for path in paths]
 
 
+@pytest.mark.usefixtures("open_umask")
 def test_outputs_retry_inputs_and_the_retry_directory_are_private_whatever_the_umask_and_mode_sets_others(two_parts):
     parts, tmp_path = two_parts
     dest, errors, retry = str(tmp_path / "merged.jsonl"), str(tmp_path / "errors.jsonl"), str(tmp_path / "retry" / "new")
-    previous = os.umask(0)
-    try:
-        run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
-    finally:
-        os.umask(previous)
+    run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
     retried = [os.path.join(retry, name) for name in sorted(os.listdir(retry))]
     assert modes_of(dest, errors, dest + ".merge.json", *retried) == [0o600] * 5
     assert modes_of(str(tmp_path / "retry"), retry) == [0o700, 0o700]

@@ -236,13 +236,6 @@ def test_an_endless_download_stops_as_soon_as_it_exceeds_the_announced_size(tmp_
     assert endless.sent < 64 * 1024 * 1024
 
 
-@pytest.fixture
-def open_umask():
-    previous = os.umask(0)
-    yield
-    os.umask(previous)
-
-
 @pytest.mark.usefixtures("open_umask")
 def test_a_download_is_0600_unless_mode_says_otherwise_and_a_mode_change_alone_is_a_change(server, tmp_path):
     dest = tmp_path / "out.jsonl"
