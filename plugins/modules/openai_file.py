@@ -113,7 +113,7 @@ options:
     description:
       - For an upload, whether a file of the Files API with the upload's name (its content's SHA-256) and size stands
         for O(src), so that nothing is uploaded again.
-      - The Files API keeps no checksum: anyone with a key to the same project could plant a file of that name and
+      - The Files API keeps no checksum, so anyone with a key to the same project could plant a file of that name and
         size, and a batch job would then run on its content. With V(false), O(src) is uploaded on every run (the task
         always reports a change) and no copy found by name is used or deleted.
     type: bool
@@ -128,11 +128,11 @@ notes:
   - The Files API keeps no checksum of a file, so an existing O(dest) is recognised by its size alone unless
     O(checksum) is given. Files in the Files API never change, and the batch_inference role names each download
     after its job.
-  - Who is trusted. The module trusts the provider's project: every member with a key to it can list, plant and delete
-    its files, and an upload found by name and size (O(reuse=true)) is taken to hold O(src)'s content without reading
-    it back. It does not trust the server's answers to name local files (a server's file name is never a local path),
-    to be as long as they announce, to list without end, or to redirect (a redirect is an error, as it would carry
-    the key elsewhere). See the collection's docs/security.md.
+  - Who is trusted. The module trusts the provider's project, whose every member with a key to it can list, plant
+    and delete its files; an upload found by name and size (O(reuse=true)) is taken to hold O(src)'s content without
+    reading it back. It does not trust the server's answers to name local files (a server's file name is never a
+    local path), to be as long as they announce, to list without end, or to redirect (a redirect is an error, as it
+    would carry the key elsewhere). See the collection's docs/security.md.
 """
 
 EXAMPLES = r"""
@@ -259,8 +259,7 @@ def listed_files(client, purpose):
     for _page in range(MAX_LIST_PAGES):
         page = client.get("/files", query=query)
         data = [listed for listed in page.get("data") or [] if isinstance(listed, dict)]
-        for listed in data:
-            yield listed
+        yield from data
         cursor = data[-1].get("id") if data else None
         if not page.get("has_more") or not cursor or cursor == query.get("after"):
             return

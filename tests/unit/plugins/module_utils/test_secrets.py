@@ -70,8 +70,8 @@ def test_a_key_with_whitespace_around_it_is_sent_without_it(server):
 def test_an_unexpected_exception_is_one_failure_redacted_in_every_form(capsys):
     def run(module, client):
         # What http.client raises for a header it cannot send: the bytes' repr of the whole header.
-        raise ValueError("Invalid header value %r, JSON %s" % (("Bearer " + module.params["api_key"] + "\n").encode(),
-                                                                json.dumps(module.params["api_key"])))
+        header = ("Bearer " + module.params["api_key"] + "\n").encode()
+        raise ValueError("Invalid header value %r, JSON %s" % (header, json.dumps(module.params["api_key"])))
 
     with openai_args(INNER.strip() + "x"):
         module = openai_module()
