@@ -29,8 +29,11 @@ description:
     size and modification time and what was written; when all of them still match, nothing is read. Otherwise the
     merge runs again and replaces only the files whose content differs, each through a temporary file renamed into
     place.
+  - O(mode) applies to the merged output, the merged error file and the retry inputs.
 author:
   - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+extends_documentation_fragment:
+  - opensearch.ml_commons.file_mode
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -287,7 +290,8 @@ def run(module):
     params = module.params
     if params["split_parts"] is not None:
         params["parts"] = parts_with_attempts(params["split_parts"], params["jobs"], params["retry_inputs"], params["retry_jobs"], params["downloads"])
-    merge = Merge(module, params["parts"], dest=params["dest"], errors_dest=params["errors_dest"], retry_dir=params["retry_dir"])
+    merge = Merge(module, params["parts"], dest=params["dest"], errors_dest=params["errors_dest"], retry_dir=params["retry_dir"],
+                  mode=params["mode"])
     changed, before, after, counts = merge.apply()
     errors = params["errors_dest"] if counts["failed_requests"] else None
     return dict(counts, changed=changed, output=params["dest"], errors=errors, diff=build_diff(before, after))
@@ -307,6 +311,7 @@ ARGUMENT_SPEC = dict(
     retry_inputs=dict(type="list", elements="dict"),
     retry_jobs=dict(type="list", elements="dict"),
     downloads=dict(type="list", elements="dict"),
+    mode=dict(type="raw"),
 )
 
 

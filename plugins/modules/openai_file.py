@@ -20,17 +20,21 @@ description:
     after the file and its SHA-256 (C(input.jsonl) becomes C(input.sha256-<hex>.jsonl)), so a re-run finds it from
     the file list (one request, whatever the file's size) and uploads nothing. Runs that upload the same file at the
     same moment keep one copy, the oldest; each younger run deletes its own copy and returns the oldest, with a warning.
+    O(reuse=false) uploads every time instead (see the notes on who is trusted).
   - Before a batch input (O(purpose=batch)) is uploaded, it is checked line by line as OpenAI's batch validation
     checks it (see O(check_input)), so an input that would fail the whole batch is refused before it is paid for,
     naming the line.
   - With O(file_id) and O(dest), downloads the file to O(dest) as M(ansible.builtin.get_url) does, into a
     temporary file beside it that replaces O(dest) once complete. An existing O(dest) of the file's size is kept
     without downloading anything unless O(force=true); with O(checksum) it must also have that checksum.
+  - A download is stopped as soon as it exceeds the size the Files API announced for the file. O(mode) applies to
+    downloads.
   - With O(state=absent), deletes the file given by O(file_id), or the uploaded copy of O(src).
 author:
   - opensearch.ml_commons maintainers (@opensearch-ml-commons)
 extends_documentation_fragment:
   - opensearch.ml_commons.openai
+  - opensearch.ml_commons.file_mode
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -55,7 +59,9 @@ options:
   dest:
     description:
       - Where to download O(file_id) to. Its directory must exist. When O(dest) is a directory, the file is saved
-        there under its name in the Files API.
+        there as C(<file_id><extension>), the extension (such as C(.jsonl)) being that of its name in the Files API,
+        never under the name the server gives, which could name any file of the directory. O(file_id) must then be a
+        plain file name (no C(/), not C(..)).
     type: path
   force:
     description:
@@ -103,6 +109,15 @@ options:
       - The largest batch input, in bytes. OpenAI's limit is 200 MB (209715200 bytes). V(0) checks no size.
     type: int
     default: 209715200
+  reuse:
+    description:
+      - For an upload, whether a file of the Files API with the upload's name (its content's SHA-256) and size stands
+        for O(src), so that nothing is uploaded again.
+      - The Files API keeps no checksum, so anyone with a key to the same project could plant a file of that name and
+        size, and a batch job would then run on its content. With V(false), O(src) is uploaded on every run (the task
+        always reports a change) and no copy found by name is used or deleted.
+    type: bool
+    default: true
   state:
     description:
       - V(present) uploads O(src) or downloads O(file_id); V(absent) deletes the file in the Files API.
@@ -113,6 +128,11 @@ notes:
   - The Files API keeps no checksum of a file, so an existing O(dest) is recognised by its size alone unless
     O(checksum) is given. Files in the Files API never change, and the batch_inference role names each download
     after its job.
+  - Who is trusted. The module trusts the provider's project, whose every member with a key to it can list, plant
+    and delete its files; an upload found by name and size (O(reuse=true)) is taken to hold O(src)'s content without
+    reading it back. It does not trust the server's answers to name local files (a server's file name is never a
+    local path), to be as long as they announce, to list without end, or to redirect (a redirect is an error, as it
+    would carry the key elsewhere). See the collection's docs/security.md.
 """
 
 EXAMPLES = r"""
@@ -142,6 +162,19 @@ EXAMPLES = r"""
     max_requests: 10000
     api_base_url: https://gateway.example.com/v1
     api_key: "{{ gateway_api_key }}"
+
+- name: Upload without trusting any copy already in the project (uploads on every run)
+  opensearch.ml_commons.openai_file:
+    src: files/embeddings.jsonl
+    reuse: false
+    api_key: "{{ openai_api_key }}"
+
+- name: Download a result that a group may read
+  opensearch.ml_commons.openai_file:
+    file_id: "{{ batch.job.output_file_id }}"
+    dest: results/output.jsonl
+    mode: "0640"
+    api_key: "{{ openai_api_key }}"
 
 - name: Delete the input once it is no longer needed
   opensearch.ml_commons.openai_file:
@@ -187,17 +220,29 @@ requests:
 """
 
 import os
+import re
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInput
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import DigestSink, MultipartFile, Replacement, file_digest, parse_checksum
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, UnexpectedAnswerError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
+    DigestSink,
+    MultipartFile,
+    Replacement,
+    file_digest,
+    parse_checksum,
+    plain_name,
+)
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import OpenAIModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import Kind, create_once, get_by_id, keep_oldest_of, oldest_of
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
-# The Files API's largest page.
+# The Files API's largest page, and the most pages a listing reads: a million files, far more than a project
+# keeps, so that a listing whose cursor goes round in circles ends.
 LIST_PAGE_SIZE = 10000
+MAX_LIST_PAGES = 100
+# What of a server's file name a download into a directory keeps: a plain extension.
+PLAIN_EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,16}$")
 
 
 def fingerprinted_name(path, sha256):
@@ -207,23 +252,31 @@ def fingerprinted_name(path, sha256):
 
 
 def listed_files(client, purpose):
-    """Every file of ``purpose``, page after page."""
+    """Every file of ``purpose``, page after page, one page in memory at a time. The listing ends at a page
+    without ``has_more``, an empty page or a cursor that does not move on (a gateway that ignores ``after``),
+    and fails after MAX_LIST_PAGES."""
     query = {"purpose": purpose, "limit": LIST_PAGE_SIZE}
-    files = []
-    while True:
+    for _page in range(MAX_LIST_PAGES):
         page = client.get("/files", query=query)
-        files.extend(page.get("data") or [])
-        if not page.get("has_more") or not files:
-            return files
-        query["after"] = files[-1]["id"]
+        data = [listed for listed in page.get("data") or [] if isinstance(listed, dict)]
+        yield from data
+        cursor = data[-1].get("id") if data else None
+        if not page.get("has_more") or not cursor or cursor == query.get("after"):
+            return
+        query["after"] = cursor
+    raise UnexpectedAnswerError(
+        "The Files API listed more than %d pages of files of purpose %s without an end; the listing was stopped. "
+        "Is api_base_url a gateway whose pages never end? reuse: false uploads without listing." % (MAX_LIST_PAGES, purpose)
+    )
 
 
 def uploaded_copies(client, local):
     """The uploaded files with the content of ``local``: its fingerprinted name and size, from the list alone."""
-    return [
-        listed for listed in listed_files(client, local["purpose"])
-        if listed.get("filename") == local["filename"] and listed.get("bytes") == local["bytes"]
-    ]
+    copies = {}
+    for listed in listed_files(client, local["purpose"]):
+        if listed.get("filename") == local["filename"] and listed.get("bytes") == local["bytes"]:
+            copies[listed.get("id")] = listed
+    return list(copies.values())
 
 
 def uploaded_copy(client, local):
@@ -270,7 +323,8 @@ def send_upload(module, client, local):
 
 def upload(module, client):
     local = local_file(module.params)
-    existing = uploaded_copy(client, local)
+    reuse = module.params["reuse"]
+    existing = uploaded_copy(client, local) if reuse else None
     if existing is not None:
         return file_result(False, existing, existing, sha256=local["sha256"])
     extra = {"sha256": local["sha256"]}
@@ -280,6 +334,10 @@ def upload(module, client):
     planned = dict((key, local[key]) for key in ("filename", "bytes", "purpose"))
     if module.check_mode:
         return file_result(True, None, planned, **extra)
+    if not reuse:
+        # No copy found by name is trusted: not after an unknown outcome (that fails; the next run uploads
+        # again), not as the oldest copy of concurrent runs.
+        return file_result(True, None, send_upload(module, client, local), **extra)
     uploaded = create_once(lambda: send_upload(module, client, local), lambda: uploaded_copy(client, local))
     # Runs uploading the same file at once each make a copy, and then each a batch job of its own:
     # the oldest copy stands, as for ML Commons objects; a younger run deletes its copy.
@@ -290,12 +348,15 @@ def upload(module, client):
     return file_result(True, None, uploaded, **extra)
 
 
-def download_target(dest, found):
-    """``dest``, or the file's own name inside it when ``dest`` is a directory, as an absolute path; its directory
-    must exist."""
+def download_target(dest, file_id, found):
+    """``dest``, or ``<file_id><extension>`` inside it when ``dest`` is a directory, as an absolute path; its
+    directory must exist. Of the server's file name only a plain extension is kept: the name itself could be
+    any file of the directory, or lead out of it."""
     dest = os.path.abspath(dest)
     if os.path.isdir(dest):
-        return os.path.join(dest, os.path.basename(found.get("filename") or found["id"]))
+        filename = found.get("filename")
+        extension = os.path.splitext(filename)[1] if isinstance(filename, str) else ""
+        return os.path.join(dest, plain_name(file_id, "file_id") + (extension if PLAIN_EXTENSION.match(extension) else ""))
     directory = os.path.dirname(dest)
     if not os.path.isdir(directory):
         raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
@@ -313,7 +374,8 @@ def kept_without_download(params, dest, found, expected):
 def fetch(client, found, replacement, expected):
     """Stream the file into ``replacement``; return its SHA-256 once it is complete and of ``expected``
     (algorithm, digest), when given."""
-    sink = DigestSink(replacement.handle, ["sha256"] + ([expected[0]] if expected else []))
+    announced = found.get("bytes") if isinstance(found.get("bytes"), int) else None
+    sink = DigestSink(replacement.handle, ["sha256"] + ([expected[0]] if expected else []), limit=announced)
     client.request("GET", FILE.path(found["id"]) + "/content", download=sink)
     replacement.close()
     if found.get("bytes") is not None and sink.size != found["bytes"]:
@@ -332,18 +394,21 @@ def download(module, client):
     found = get_by_id(client, FILE, params["file_id"])
     if found is None:
         raise ConfigurationError("The Files API has no file %s to download." % params["file_id"])
-    dest = download_target(params["dest"], found)
+    dest = download_target(params["dest"], params["file_id"], found)
     before = {"dest": dest, "bytes": os.path.getsize(dest) if os.path.isfile(dest) else None}
     after = {"dest": dest, "bytes": found.get("bytes")}
     if kept_without_download(params, dest, found, expected):
-        return file_result(False, found, found, dest=dest, diff=build_diff(before, before))
+        changed = module.set_mode_if_different(dest, params["mode"], False)
+        return file_result(changed, found, found, dest=dest, diff=build_diff(before, before))
     if module.check_mode:
         return file_result(True, None, found, dest=dest, diff=build_diff(before, after))
     with Replacement(module, dest) as replacement:
         sha256 = fetch(client, found, replacement, expected)
         if before["bytes"] == found.get("bytes") and file_digest(dest) == sha256:
-            return file_result(False, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
+            changed = module.set_mode_if_different(dest, params["mode"], False)
+            return file_result(changed, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
         replacement.commit()
+    module.set_mode_if_different(dest, params["mode"], True)
     return file_result(True, None, found, dest=dest, sha256=sha256, diff=build_diff(before, after))
 
 
@@ -382,6 +447,8 @@ ARGUMENT_SPEC = dict(
     endpoint=dict(type="str"),
     max_requests=dict(type="int", default=50000),
     max_bytes=dict(type="int", default=209715200),
+    reuse=dict(type="bool", default=True),
+    mode=dict(type="raw"),
     state=dict(type="str", choices=["present", "absent"], default="present"),
 )
 

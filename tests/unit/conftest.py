@@ -5,6 +5,7 @@ tests talk to a real OpenSearch.
 """
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -117,3 +118,11 @@ def module_test_server(server, monkeypatch):
     monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait.time.sleep", lambda seconds: None)
     monkeypatch.setattr("ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource.MIN_CREATE_WINDOW", 0)
     return server
+
+
+@pytest.fixture
+def open_umask():
+    """The loosest umask, so that only the collection's own care keeps files private."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)

@@ -5,6 +5,9 @@
 """The one HTTP client of the collection: session, authentication (basic, client certificate, AWS
 SigV4, Bearer), TLS, timeouts, retries with backoff, typed errors, the server version.
 
+Redirects are never followed: requests would send the credentials (and, on a 307 or 308, the body,
+a connector's ``credential`` included) to wherever the server points; a 3xx is an error naming it.
+
 Retries: GET, PUT, DELETE and searches on 429, 502, 503, 504, connection errors and 409 version
 conflicts (they cannot create anything, and a conflict was refused whole). A POST that creates only
 when it certainly never reached the server; when it may have, :class:`UncertainOutcomeError` lets
@@ -29,7 +32,7 @@ except ImportError as import_error:  # pragma: no cover - exercised by the sanit
     requests = None
     REQUESTS_IMPORT_ERROR = import_error
 
-from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit, urlencode, quote
+from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit, urlencode, quote
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
@@ -37,6 +40,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors 
     HTTPError,
     TransportError,
     UncertainOutcomeError,
+    UnexpectedAnswerError,
+    redact_secrets,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import CHUNK_SIZE
 
@@ -166,9 +171,12 @@ class Client(object):
             try:
                 response = self.session.request(
                     method, url, data=data, headers=headers, timeout=self.timeout, verify=self.verify, cert=self.cert,
-                    stream=download is not None,
+                    stream=download is not None, allow_redirects=False,
                 )
                 self.last_answer_seconds = response.elapsed.total_seconds()
+                if 300 <= response.status_code < 400:
+                    response.close()
+                    raise self._redirect_error(method, shown_path, url, response)
                 if response.status_code < 400 and download is not None:
                     return self._receive(response, download)
             except requests.exceptions.RequestException as error:
@@ -216,6 +224,16 @@ class Client(object):
             return response.json()
         except ValueError:
             raise HTTPError(method, path, response.status_code, reason="the answer is not JSON: %s" % response.text[:200], service=self.service)
+
+    def _redirect_error(self, method, path, url, response):
+        location = response.headers.get("Location")
+        where = redact_secrets(_public_url(urljoin(url, location))) if location else "no Location given"
+        return UnexpectedAnswerError(
+            "%s answered %s to %s %s, a redirect to %s. Redirects are not followed, as they would carry the credentials "
+            "(and the request's body) elsewhere: if the service has moved, give its new address as %s."
+            % (self.service, response.status_code, method, path, where, "url" if self.service == "OpenSearch" else "api_base_url"),
+            status=response.status_code, location=where,
+        )
 
     def _http_error(self, method, path, response):
         """The error, read from OpenSearch's shape ({"error": {"type", "reason"}}) or a provider's
@@ -306,11 +324,26 @@ def _root_cause(error):
     return text
 
 
+def checked_secret(value, what):
+    """``value`` without the whitespace around it (a key pasted or vaulted with its newline), refused with a
+    message that does not hold it when whitespace or a control character remains inside: a header cannot
+    carry one, and http.client's error would print the whole header."""
+    value = (value or "").strip()
+    if not value:
+        raise ConfigurationError("%s is empty." % what)
+    if any(character.isspace() or ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ConfigurationError(
+            "%s holds whitespace or a control character (a line break, a tab) inside it, which no key has. "
+            "Check how it is set (a vault, a YAML block, a pasted value)." % what
+        )
+    return value
+
+
 class BearerAuth(object):
     """requests auth that sends an API key as a Bearer token (OpenAI and compatible APIs)."""
 
     def __init__(self, token):
-        self._token = token
+        self._token = checked_secret(token, "api_key")
 
     def __call__(self, prepared):
         prepared.headers["Authorization"] = "Bearer %s" % self._token
@@ -336,7 +369,13 @@ class SigV4Auth(object):
                 "auth_type aws_sigv4 found no AWS credentials: set aws_profile, or the AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY environment variables, or run where an instance role is available."
             )
-        self._signer = BotoSigV4Auth(credentials.get_frozen_credentials(), service, region)
+        frozen = credentials.get_frozen_credentials()
+        frozen = frozen._replace(
+            access_key=checked_secret(frozen.access_key, "The AWS access key ID"),
+            secret_key=checked_secret(frozen.secret_key, "The AWS secret access key"),
+            token=checked_secret(frozen.token, "The AWS session token") if frozen.token else frozen.token,
+        )
+        self._signer = BotoSigV4Auth(frozen, service, region)
         self._request_class = AWSRequest
 
     def __call__(self, prepared):

@@ -15,14 +15,17 @@ import re
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 
-# What a provider may echo back in an error that ML Commons passes on: its key (not every provider
-# masks it), a bearer token, a named secret.
+# What a server may echo back in an error or a warning: a provider's key (not every provider masks it), a
+# bearer or basic credential, a key in a query string (Google's ?key=), a named secret or token.
 _SECRET_PATTERNS = (
     re.compile(r"(API key provided:\s*)[A-Za-z0-9_*.~+/=-]+?(?=[.,;]?(?:\s|$|[\"']))", re.IGNORECASE),
     re.compile(r"(Bearer\s+)(?!YOUR_KEY\b)[A-Za-z0-9_*.~+/=-]+", re.IGNORECASE),
+    # As in a header (case and base64 alphabet with a digit or padding): "Basic authentication" is no credential.
+    re.compile(r"(Basic\s+)(?=[A-Za-z+/]*[0-9+/=])[A-Za-z0-9+/]{8,}=*"),
+    re.compile(r"([?&](?:key|api[_-]?key|token|access[_-]?token|sig|signature|x-amz-signature|x-amz-security-token)=)[^&#\s\"']+", re.IGNORECASE),
     re.compile(
-        r"((?:api[_-]?key|openai[_-]?key|secret[_-]?(?:access[_-]?)?key|access[_-]?key(?:[_-]?id)?|session[_-]?token|password)"
-        r"[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+",
+        r"((?:api[_-]?key|openai[_-]?key|secret[_-]?(?:access[_-]?)?key|access[_-]?key(?:[_-]?id)?|token|password|secret)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}&)\]]+",
         re.IGNORECASE,
     ),
 )
@@ -84,6 +87,11 @@ class HTTPError(MLCommonsError):
     def is_not_found(self):
         """True when the answer means "no such object", across ML Commons versions."""
         return answers.is_not_found(self)
+
+
+class UnexpectedAnswerError(MLCommonsError):
+    """A server answered what the collection does not follow: a redirect, a download longer than announced,
+    a listing that does not end."""
 
 
 class AmbiguousLookupError(MLCommonsError):

@@ -3,20 +3,26 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """The module base: the connection options merged into the module's own, the client built on first
-use, every :class:`MLCommonsError` turned into one ``fail_json`` message. A module writes
-``run(module, client)`` (``run(module)`` on :class:`LocalModule`) and a two-line ``main()``.
+use, every exception turned into one ``fail_json`` message. A module writes ``run(module, client)``
+(``run(module)`` on :class:`LocalModule`) and a two-line ``main()``.
+
+Failures and warnings are redacted of every ``no_log`` value in every form it can take in a message
+(as given, stripped, escaped as ``repr`` and JSON write it), and of what looks like a key or token:
+ansible-core masks only the exact value, and not in warnings.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import traceback
 import warnings
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import REQUESTS_IMPORT_ERROR, BearerAuth, Client, client_from_params
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import MLCommonsError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import REDACTED, MLCommonsError, redact_secrets
 
 CONNECTION_ARGUMENT_SPEC = dict(
     url=dict(type="str", required=True, fallback=(env_fallback, ["OPENSEARCH_URL"])),
@@ -58,25 +64,68 @@ def clearer_argument_error(module, msg):
     return msg
 
 
+def secret_forms(values):
+    """Every form the secrets ``values`` can take in a message: each as given and stripped (a key given with
+    its newline is sent without it), and each of those as ``repr`` (of the text and of its UTF-8 bytes) and
+    JSON escape it: a newline becomes ``\\n``, which exact masking would miss."""
+    forms = set()
+    for value in values:
+        value = value if isinstance(value, str) else str(value)
+        for text in (value, value.strip()):
+            forms.update((
+                text, repr(text)[1:-1], repr(text.encode("utf-8", "surrogateescape"))[2:-1],
+                json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
+            ))
+    forms.discard("")
+    return forms
+
+
+def redacted(text, secrets):
+    """``text`` without any form of ``secrets`` (longest first) nor anything that looks like a key or token."""
+    text = text if isinstance(text, str) else str(text)
+    for form in sorted(secret_forms(secrets), key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    return redact_secrets(text)
+
+
 class LocalModule(AnsibleModule):
     """An AnsibleModule for local work (no connection options, no client) with uniform failures."""
 
     def __init__(self, argument_spec, **kwargs):
         kwargs.setdefault("supports_check_mode", True)
         super(LocalModule, self).__init__(argument_spec=argument_spec, **kwargs)
+        # ansible-core then masks these forms too, wherever they appear in the result.
+        self.no_log_values.update(secret_forms(self.no_log_values))
+
+    def redacted(self, text):
+        return redacted(text, getattr(self, "no_log_values", ()))
+
+    def warn(self, warning, **kwargs):
+        super(LocalModule, self).warn(self.redacted(warning), **kwargs)
 
     def fail_json(self, msg=None, **kwargs):
-        super(LocalModule, self).fail_json(msg=clearer_argument_error(self, msg), **kwargs)
+        for key, value in kwargs.items():
+            if isinstance(value, str):
+                kwargs[key] = self.redacted(value)
+        msg = clearer_argument_error(self, msg)
+        super(LocalModule, self).fail_json(msg=None if msg is None else self.redacted(msg), **kwargs)
 
     def call(self, run):
         return run(self)
 
     def execute(self, run):
-        """Call ``run`` and exit with its result, or fail with one clear message."""
+        """Call ``run`` and exit with its result, or fail with one clear message, whatever it raises."""
+        # fail_json is called once the exception is handled: ansible-core would add its traceback, unredacted.
+        result = failure = None
         try:
             result = self.call(run)
         except MLCommonsError as error:
-            self.fail_json(msg=str(error), **error.details)
+            failure = dict(error.details, msg=str(error))
+        except Exception as error:  # pylint: disable=broad-except
+            # Left to ansible-core, it would be printed unmasked (http.client's error holds a whole header).
+            failure = {"msg": "Unexpected %s: %s" % (type(error).__name__, error), "exception": traceback.format_exc()}
+        if failure is not None:
+            self.fail_json(**failure)
         if not self._diff:
             result.pop("diff", None)
         self.exit_json(**result)

@@ -11,6 +11,9 @@
   checksums on the way.
 * :class:`Replacement` writes a file beside its destination and moves it into place when complete;
   :func:`read_manifest` and :func:`write_manifest` keep the JSON records that let a re-run write nothing.
+
+Files the collection creates are ``0600`` and directories ``0700``, whatever the umask: outputs hold
+whatever the documents held. A file it replaces keeps its mode; a module's ``mode`` option sets another.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,12 +25,39 @@ import json
 import os
 import tempfile
 import uuid
+from contextlib import contextmanager
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, UnexpectedAnswerError
 
 CHUNK_SIZE = 1024 * 1024
 # hashlib's algorithms that every Python has, less the SHAKEs, whose digests have no fixed length.
 CHECKSUM_ALGORITHMS = tuple(sorted(name for name in hashlib.algorithms_guaranteed if not name.startswith("shake_")))
+
+
+@contextmanager
+def private_umask():
+    """Whatever is created inside is its owner's alone (files 0600, directories 0700); the umask is restored after."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def make_directory(path):
+    """Create the directory ``path`` and its missing parents, each 0700."""
+    with private_umask():
+        os.makedirs(path)
+
+
+def plain_name(name, what):
+    """``name`` when it is a plain file name, else a :class:`ConfigurationError` naming ``what``: a name that
+    comes from a server (a file or job ID) must not lead out of the directory it is joined to."""
+    text = name if isinstance(name, str) else ""
+    if (text in ("", ".", "..") or "/" in text or "\\" in text or len(text.encode("utf-8", "surrogateescape")) > 255
+            or any(ord(character) < 32 or ord(character) == 127 for character in text)):
+        raise ConfigurationError("%s %r is not a plain file name, so no local file is named after it." % (what, name))
+    return text
 
 
 def open_local(path):
@@ -148,11 +178,13 @@ class _MultipartReader(object):
 
 
 class DigestSink(object):
-    """Where a download goes: the open binary file ``handle``, with each ``algorithms``' digest kept."""
+    """Where a download goes: the open binary file ``handle``, with each ``algorithms``' digest kept. A download
+    longer than ``limit`` bytes (the size the server announced) is stopped as soon as it exceeds it."""
 
-    def __init__(self, handle, algorithms=("sha256",)):
+    def __init__(self, handle, algorithms=("sha256",), limit=None):
         self.handle = handle
         self.algorithms = tuple(sorted(set(algorithms)))
+        self.limit = limit
         self.restart()
 
     def restart(self):
@@ -163,6 +195,8 @@ class DigestSink(object):
         self.digests = dict((algorithm, hashlib.new(algorithm)) for algorithm in self.algorithms)
 
     def write(self, chunk):
+        if self.limit is not None and self.size + len(chunk) > self.limit:
+            raise UnexpectedAnswerError("The server sent more than the %d bytes it announced for the file; the download was stopped there." % self.limit)
         self.handle.write(chunk)
         self.size += len(chunk)
         for digest in self.digests.values():
@@ -173,16 +207,17 @@ class DigestSink(object):
 
 
 class Replacement(object):
-    """A file written beside ``dest`` and moved into place by :meth:`commit` with ``module.atomic_move``
+    """A binary file written beside ``dest`` and moved into place by :meth:`commit` with ``module.atomic_move``
     (which keeps the attributes of the file it replaces), so that ``dest`` is never seen half written.
     Leaving the ``with`` block without a commit, by an error or on purpose, removes it."""
 
-    def __init__(self, module, dest, mode="wb"):
+    def __init__(self, module, dest):
         self.module = module
         # atomic_move needs an absolute path to create a file (it looks at the directory's attributes).
         self.dest = os.path.abspath(dest)
+        # mkstemp's file is 0600.
         handle, self.path = tempfile.mkstemp(dir=os.path.dirname(self.dest), prefix=".%s." % os.path.basename(self.dest), suffix=".part")
-        self.handle = os.fdopen(handle, mode)
+        self.handle = os.fdopen(handle, "wb")
 
     def __enter__(self):
         return self
@@ -200,7 +235,9 @@ class Replacement(object):
     def commit(self):
         self.handle.close()
         try:
-            self.module.atomic_move(self.path, self.dest)
+            # atomic_move gives a file it creates the umask's mode: 0600 under this one.
+            with private_umask():
+                self.module.atomic_move(self.path, self.dest)
         except BaseException:
             self.discard()
             raise
@@ -227,6 +264,6 @@ def read_manifest(path, valid):
 
 
 def write_manifest(module, path, manifest):
-    with Replacement(module, path, "w") as replacement:
-        json.dump(manifest, replacement, indent=1, sort_keys=True)
+    with Replacement(module, path) as replacement:
+        replacement.write(json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
         replacement.commit()

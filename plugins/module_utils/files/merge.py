@@ -24,6 +24,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     CHUNK_SIZE,
     Replacement,
     count_lines,
+    make_directory,
     open_local,
     read_manifest,
     write_manifest,
@@ -347,14 +348,16 @@ def is_manifest(manifest):
 
 class Merge(object):
     """The merge of ``parts`` (each a dict of ``input`` and ``attempts``, in input order) into the merged output
-    ``dest``, the merged error file ``errors_dest`` and the retry inputs in ``retry_dir``, each optional."""
+    ``dest``, the merged error file ``errors_dest`` and the retry inputs in ``retry_dir``, each optional, with the
+    permissions ``mode`` (the ``mode`` option's form) when given."""
 
-    def __init__(self, module, parts, dest=None, errors_dest=None, retry_dir=None):
+    def __init__(self, module, parts, dest=None, errors_dest=None, retry_dir=None, mode=None):
         self.module = module
         self.specs = parts
         self.dest = dest
         self.errors_dest = errors_dest
         self.retry_dir = retry_dir
+        self.mode = mode
 
     def manifest_path(self):
         if self.dest:
@@ -429,7 +432,7 @@ class Merge(object):
         manifest = read_manifest(manifest_file, is_manifest) if manifest_file else None
         if self.still_valid(manifest, request, sources):
             states = manifest["result"]["states"]
-            return False, states, states, counts_of(manifest["result"])
+            return self.with_mode(False, states), states, states, counts_of(manifest["result"])
         parts = [Part(number, spec) for number, spec in enumerate(self.specs, 1)]
         self.check_retry_names(parts)
         written = Written(self.module, manifest)
@@ -437,7 +440,14 @@ class Merge(object):
         result = self.merge(parts, written)
         if manifest_file and not self.module.check_mode:
             write_manifest(self.module, manifest_file, {"request": request, "sources": sources, "outputs": written.outputs, "result": result})
-        return written.changed, before, result["states"], counts_of(result)
+        return self.with_mode(written.changed, result["states"]), before, result["states"], counts_of(result)
+
+    def with_mode(self, changed, states):
+        """``changed``, or True when ``mode`` changes the permissions of a file the merge wrote."""
+        for state in [states["output"], states["errors"]] + states["retry_inputs"]:
+            if state and os.path.isfile(state["path"]):
+                changed = self.module.set_mode_if_different(state["path"], self.mode, changed)
+        return changed
 
     @staticmethod
     def still_valid(manifest, request, sources):
@@ -452,7 +462,7 @@ class Merge(object):
         output = Output(module, self.dest) if self.dest else None
         errors = Output(module, self.errors_dest) if self.errors_dest else None
         if self.retry_dir and not module.check_mode and not os.path.isdir(self.retry_dir):
-            os.makedirs(self.retry_dir)
+            make_directory(self.retry_dir)
         result = {"requests": 0, "succeeded": 0, "failed_requests": 0, "failed_lines": [], "retry_inputs": []}
         retries = []
         try:

@@ -24,6 +24,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     Replacement,
     count_lines,
     file_digest,
+    make_directory,
     open_local,
     read_manifest,
     write_manifest,
@@ -130,7 +131,7 @@ class Split(object):
         if changed and not self.module.check_mode:
             if not os.path.isdir(self.dest):
                 try:
-                    os.makedirs(self.dest)
+                    make_directory(self.dest)
                 except OSError as error:
                     raise ConfigurationError("Cannot create the directory %s: %s." % (self.dest, error.strerror))
             self.write_parts(split, missing)

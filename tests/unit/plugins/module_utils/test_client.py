@@ -30,6 +30,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors 
     HTTPError,
     TransportError,
     UncertainOutcomeError,
+    UnexpectedAnswerError,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import openai_base_url
 
@@ -464,3 +465,43 @@ def test_an_empty_openai_base_url_means_the_default():
     assert openai_base_url({"api_base_url": ""}) == "https://api.openai.com/v1"
     assert openai_base_url({"api_base_url": None}) == "https://api.openai.com/v1"
     assert openai_base_url({"api_base_url": "http://gateway:8080/v1"}) == "http://gateway:8080/v1"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_naming_its_location_and_nothing_goes_there(scripted_server, status):
+    server, elsewhere = scripted_server(), scripted_server()
+    location = elsewhere.url + "/_plugins/_ml/connectors/_create?token=tok-0123456789"
+    server.script((status, {}, {"headers": {"Location": location}}))
+    client = make_client(server, auth=("admin", SECRET))
+    with pytest.raises(UnexpectedAnswerError) as caught:
+        client.post("/_plugins/_ml/connectors/_create", body={"credential": {"openAI_key": SECRET}})
+    message = str(caught.value)
+    assert "answered %d to POST /_plugins/_ml/connectors/_create, a redirect to %s/_plugins/_ml/connectors/_create." % (status, elsewhere.url) in message
+    assert "tok-0123456789" not in message and "give its new address as url" in message
+    assert len(server.received) == 1 and elsewhere.received == []
+
+
+def test_a_redirected_download_writes_nothing(scripted_server, tmp_path):
+    server, elsewhere = scripted_server(), scripted_server()
+    server.script((302, {}, {"headers": {"Location": elsewhere.url + "/content"}}))
+    target = tmp_path / "out"
+    with target.open("wb") as handle:
+        with pytest.raises(UnexpectedAnswerError, match="a redirect to .*api_base_url"):
+            Client(server.url, auth=BearerAuth("sk-test"), service="OpenAI").request("GET", "/files/f/content", download=DigestSink(handle))
+    assert target.read_bytes() == b"" and elsewhere.received == []
+
+
+@pytest.mark.parametrize("variable", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"])
+def test_aws_credentials_with_a_line_break_inside_are_refused_without_showing_them(aws_keys, monkeypatch, variable):
+    monkeypatch.setenv(variable, "AKIDEX\nAMPLE-%s" % SECRET)
+    with pytest.raises(ConfigurationError, match="holds whitespace or a control character") as caught:
+        build_auth({"auth_type": "aws_sigv4", "aws_region": "eu-west-1"})
+    assert SECRET not in str(caught.value) and "AKIDEX" not in str(caught.value)
+
+
+def test_aws_credentials_are_signed_without_the_whitespace_around_them(server, aws_keys, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE\n")
+    auth = build_auth({"auth_type": "aws_sigv4", "aws_region": "eu-west-1"})[0]
+    server.script((200, {"ok": True}))
+    Client(server.url, auth=auth).get("/")
+    assert server.received[0]["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")

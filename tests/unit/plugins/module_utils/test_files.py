@@ -1,12 +1,15 @@
 """Local files: a multipart body read from disk, checksums, a download sink, files replaced whole, manifests, line counts."""
 
 import hashlib
+import io
 import json
 import os
+import stat
 
 import pytest
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, UnexpectedAnswerError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import LocalModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
     CHUNK_SIZE,
     DigestSink,
@@ -14,11 +17,13 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     Replacement,
     count_lines,
     file_digest,
+    make_directory,
     parse_checksum,
+    plain_name,
     read_manifest,
     write_manifest,
 )
-from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, module_args
 
 
 def test_the_body_is_read_in_chunks_of_at_most_the_size_asked(tmp_path):
@@ -129,3 +134,52 @@ def test_a_manifest_is_read_back_as_written_or_not_at_all(tmp_path):
     for content in ("{not json", "[]", json.dumps({"version": 2}), json.dumps({"other": 1})):
         (tmp_path / "records.json").write_text(content)
         assert read_manifest(path, versioned) is None, content
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_files_created_are_0600_and_replaced_ones_keep_their_mode_whatever_the_umask(tmp_path):
+    with module_args({}):
+        module = LocalModule(argument_spec={})  # its atomic_move, which gives a new file the umask's mode
+        with Replacement(module, str(tmp_path / "new.jsonl")) as replacement:
+            replacement.write(b"new")
+            replacement.commit()
+        kept = tmp_path / "kept.jsonl"
+        kept.write_bytes(b"old")
+        os.chmod(str(kept), 0o640)
+        with Replacement(module, str(kept)) as replacement:
+            replacement.write(b"replaced")
+            replacement.commit()
+        write_manifest(module, str(tmp_path / "records.json"), {"version": 1})
+    assert (mode_of(tmp_path / "new.jsonl"), mode_of(kept), mode_of(tmp_path / "records.json")) == (0o600, 0o640, 0o600)
+    assert os.umask(0) == 0
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_directories_created_are_0700_parents_included(tmp_path):
+    make_directory(str(tmp_path / "a" / "b"))
+    assert (mode_of(tmp_path / "a"), mode_of(tmp_path / "a" / "b")) == (0o700, 0o700)
+
+
+def test_a_download_longer_than_announced_stops_as_soon_as_it_exceeds_it():
+    handle = io.BytesIO()
+    sink = DigestSink(handle, limit=10)
+    sink.write(b"12345")
+    sink.write(b"67890")
+    with pytest.raises(UnexpectedAnswerError, match="more than the 10 bytes it announced"):
+        sink.write(b"x")
+    assert handle.getvalue() == b"1234567890" and sink.size == 10
+
+
+@pytest.mark.parametrize("name", ["../../srv/app/x", "..", ".", "", "a/b", "a\\b", "x\ny", "x\x00", "n" * 256, None, 7])
+def test_a_name_from_a_server_must_be_plain(name):
+    with pytest.raises(ConfigurationError, match="the job ID .* is not a plain file name"):
+        plain_name(name, "the job ID")
+
+
+def test_plain_names_pass_as_they_are():
+    assert plain_name("batch_6801e2a0-output", "the job ID") == "batch_6801e2a0-output"
+    assert plain_name("file-abc.jsonl", "file_id") == "file-abc.jsonl"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -42,9 +43,9 @@ def merged_ids(path):
     return [json.loads(line)["custom_id"] for line in open(path, "rb")]
 
 
-def run(check_mode=False, parts=(), dest=None, errors_dest=None, retry_dir=None):
+def run(check_mode=False, parts=(), dest=None, errors_dest=None, retry_dir=None, mode=None):
     """The merge's outcome as one dict: changed, the counts and failed lines, the diff."""
-    changed, before, after, counts = merge.Merge(FakeModule({}, check_mode), list(parts), dest, errors_dest, retry_dir).apply()
+    changed, before, after, counts = merge.Merge(FakeModule({}, check_mode), list(parts), dest, errors_dest, retry_dir, mode).apply()
     return dict(counts, changed=changed, diff={"before": before, "after": after})
 
 
@@ -360,3 +361,21 @@ def test_a_merge_that_fails_half_way_leaves_the_files_as_they_were(two_parts):
         run(parts=parts, **params)
     assert (sorted(os.listdir(str(tmp_path))), sorted(os.listdir(params["retry_dir"]))) == listing
     assert dict((path, open(path, "rb").read()) for path in contents) == contents
+
+
+def modes_of(*paths):
+    return [stat.S_IMODE(os.stat(path).st_mode) for path in paths]
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_outputs_retry_inputs_and_the_retry_directory_are_private_whatever_the_umask_and_mode_sets_others(two_parts):
+    parts, tmp_path = two_parts
+    dest, errors, retry = str(tmp_path / "merged.jsonl"), str(tmp_path / "errors.jsonl"), str(tmp_path / "retry" / "new")
+    run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry)
+    retried = [os.path.join(retry, name) for name in sorted(os.listdir(retry))]
+    assert modes_of(dest, errors, dest + ".merge.json", *retried) == [0o600] * 5
+    assert modes_of(str(tmp_path / "retry"), retry) == [0o700, 0o700]
+    # The manifest shows the merge done: only the permissions change, and that is a change.
+    assert run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry, mode="0640")["changed"]
+    assert modes_of(dest, errors, *retried) == [0o640] * 4 and modes_of(dest + ".merge.json") == [0o600]
+    assert not run(parts=parts, dest=dest, errors_dest=errors, retry_dir=retry, mode="0640")["changed"]

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import stat
 
 import pytest
 
@@ -301,3 +302,13 @@ def test_an_input_that_grows_past_one_job_is_split_and_one_that_shrinks_loses_it
     result = split(tmp_path, src, max_requests=2)
     assert [part["path"] for part in result["parts"]] == [src]
     assert files_in(tmp_path / "parts") == ["input.parts.json"]
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_parts_manifest_and_directory_are_private_whatever_the_umask(tmp_path):
+    src = write_input(tmp_path, [request("r%d" % n) for n in range(3)])
+    result = split(tmp_path, src, dest=str(tmp_path / "out" / "parts"), max_requests=2)
+    written = [part["path"] for part in result["parts"]] + [str(tmp_path / "out" / "parts" / "input.parts.json")]
+    modes = [stat.S_IMODE(os.stat(path).st_mode) for path in written]
+    assert modes == [0o600] * 3
+    assert [stat.S_IMODE(os.stat(str(path)).st_mode) for path in (tmp_path / "out", tmp_path / "out" / "parts")] == [0o700, 0o700]

@@ -1,13 +1,17 @@
 """openai_file against a scripted Files API: re-runs that move no content, streamed downloads, checks."""
 
 import hashlib
+import json
 import os
+import stat
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInputError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import BearerAuth, Client
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, UnexpectedAnswerError
 from ansible_collections.opensearch.ml_commons.plugins.modules import openai_file
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, requests_sent
 
@@ -113,12 +117,136 @@ def test_a_checksum_mismatch_fails_and_keeps_dest(server, tmp_path):
     assert dest.read_bytes() == b"old" and os.listdir(str(tmp_path)) == ["out.jsonl"]
 
 
-def test_a_dest_directory_takes_the_files_name(server, tmp_path):
+def test_a_dest_directory_takes_the_file_id_and_the_plain_extension_of_the_files_name(server, tmp_path):
     server.answer("GET", "/v1/files/file-out", (200, listed("file-out", "batch_1_output.jsonl", 11)))
     server.answer("GET", "/v1/files/file-out/content", (200, {"line": 1}))
     result = openai_file.run(fake_module(file_id="file-out", dest=str(tmp_path)), openai(server))
-    assert result["dest"] == str(tmp_path / "batch_1_output.jsonl")
-    assert (tmp_path / "batch_1_output.jsonl").read_bytes() == b'{"line": 1}'
+    assert result["dest"] == str(tmp_path / "file-out.jsonl")
+    assert (tmp_path / "file-out.jsonl").read_bytes() == b'{"line": 1}'
+
+
+@pytest.mark.parametrize("filename", ["../../srv/app/x", ".bashrc", "/etc/cron.d/job", "x.json\nl", None])
+def test_a_servers_file_name_never_names_the_local_file(server, tmp_path, filename):
+    target = tmp_path / "downloads"
+    target.mkdir()
+    server.answer("GET", "/v1/files/file-out", (200, listed("file-out", filename, 11)))
+    server.answer("GET", "/v1/files/file-out/content", (200, {"line": 1}))
+    result = openai_file.run(fake_module(file_id="file-out", dest=str(target)), openai(server))
+    assert result["dest"] == str(target / "file-out") and os.listdir(str(tmp_path)) == ["downloads"]
+    assert os.listdir(str(target)) == ["file-out"]
+
+
+def test_a_traversal_file_id_is_refused_before_anything_is_downloaded_into_a_directory(server, tmp_path):
+    server.answer("GET", "/v1/files/*", (200, listed("../../srv/app/x", "out.jsonl", 11)))
+    with pytest.raises(ConfigurationError, match="file_id '../../srv/app/x' is not a plain file name"):
+        openai_file.run(fake_module(file_id="../../srv/app/x", dest=str(tmp_path)), openai(server))
+    # The ID went to the API as one escaped path segment, and nothing was written.
+    assert requests_sent(server) == [("GET", "/v1/files/..%2F..%2Fsrv%2Fapp%2Fx")] and os.listdir(str(tmp_path)) == []
+
+
+def test_a_listing_whose_cursor_does_not_move_on_stops(server, tmp_path):
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(LINE)
+    # A gateway that ignores after: the same page, has_more for ever.
+    server.answer("GET", "/v1/files", (200, {"data": [listed("file-a", "other.jsonl", 3)], "has_more": True}))
+    result = openai_file.run(fake_module(src=str(source), check_mode=True), openai(server))
+    assert result["changed"]
+    assert requests_sent(server) == [("GET", "/v1/files?purpose=batch&limit=10000"),
+                                     ("GET", "/v1/files?purpose=batch&limit=10000&after=file-a")]
+
+
+def test_an_empty_page_that_claims_more_ends_the_listing(server, tmp_path):
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(LINE)
+    server.answer("GET", "/v1/files", (200, {"data": [], "has_more": True}))
+    openai_file.run(fake_module(src=str(source), check_mode=True), openai(server))
+    assert requests_sent(server) == [("GET", "/v1/files?purpose=batch&limit=10000")]
+
+
+def test_a_listing_that_never_ends_fails_after_the_cap_of_pages(server, tmp_path, monkeypatch):
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(LINE)
+    monkeypatch.setattr(openai_file, "MAX_LIST_PAGES", 4)
+    server.answer("GET", "/v1/files", *[(200, {"data": [listed("file-%d" % page, "other.jsonl", 3)], "has_more": True}) for page in range(10)])
+    with pytest.raises(UnexpectedAnswerError, match="listed more than 4 pages"):
+        openai_file.run(fake_module(src=str(source), check_mode=True), openai(server))
+    assert len(server.received) == 4
+
+
+def test_reuse_false_uploads_without_trusting_or_deleting_a_copy_of_the_same_name(server, tmp_path):
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(LINE)
+    name = openai_file.fingerprinted_name(str(source), hashlib.sha256(LINE).hexdigest())
+    planted = listed("file-planted", name, len(LINE), created_at=0)
+    server.answer("GET", "/v1/files", (200, {"data": [planted], "has_more": False}))
+    server.answer("POST", "/v1/files", (200, listed("file-mine", name, len(LINE), created_at=5)))
+    result = openai_file.run(fake_module(src=str(source), reuse=False), openai(server))
+    assert result["changed"] and result["file_id"] == "file-mine"
+    assert requests_sent(server) == [("POST", "/v1/files")]
+
+
+class EndlessBody:
+    """A Files API whose content never ends, counting what it sent."""
+
+    def __init__(self, announced):
+        self.sent = 0
+        endless = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if not self.path.endswith("/content"):
+                    data = json.dumps(listed("file-out", "out.jsonl", announced)).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    while endless.sent < 512 * 1024 * 1024:
+                        self.wfile.write(b"x" * 65536)
+                        endless.sent += 65536
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_an_endless_download_stops_as_soon_as_it_exceeds_the_announced_size(tmp_path):
+    endless = EndlessBody(announced=100000)
+    try:
+        client = Client(endless.url + "/v1", auth=BearerAuth("sk-test"), service="OpenAI", backoff=0, timeout=5)
+        with pytest.raises(UnexpectedAnswerError, match="more than the 100000 bytes it announced"):
+            openai_file.run(fake_module(file_id="file-out", dest=str(tmp_path / "out.jsonl")), client)
+    finally:
+        endless.close()
+    assert os.listdir(str(tmp_path)) == []
+    # What the sockets' buffers held when the client hung up, not the 512 MiB the server would send.
+    assert endless.sent < 64 * 1024 * 1024
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_download_is_0600_unless_mode_says_otherwise_and_a_mode_change_alone_is_a_change(server, tmp_path):
+    dest = tmp_path / "out.jsonl"
+    server.answer("GET", "/v1/files/file-out", (200, listed("file-out", "out.jsonl", 11)))
+    server.answer("GET", "/v1/files/file-out/content", (200, {"line": 1}))
+    assert openai_file.run(fake_module(file_id="file-out", dest=str(dest)), openai(server))["changed"]
+    assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o600
+    again = openai_file.run(fake_module(file_id="file-out", dest=str(dest), mode="0640"), openai(server))
+    assert again["changed"] and stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o640
+    assert not openai_file.run(fake_module(file_id="file-out", dest=str(dest), mode="0640"), openai(server))["changed"]
+    assert [path for method, path in requests_sent(server) if path.endswith("/content")] == ["/v1/files/file-out/content"]
 
 
 def test_check_mode_downloads_nothing(server, tmp_path):
