@@ -168,7 +168,7 @@ def main():
     checks.check("the first run provisioned the model and ran the batch job to completion",
                  bool(result.get("model_id")) and str(result.get("status", "")).upper() == "COMPLETED", json.dumps(result)[:1000])
     downloaded = sorted(os.listdir(extravars["batch_inference_download_dir"]))
-    checks.check("the job's output was downloaded", any(name.endswith("-output.jsonl") for name in downloaded), repr(downloaded))
+    checks.check("the job's output was downloaded", any(".attempt-1." in name and name.endswith(".output.jsonl") for name in downloaded), repr(downloaded))
     stats = runs["second"].stats or {}
     checks.check("the second run changes nothing",
                  runs["second"].status == "successful" and "localhost" in stats.get("ok", {}) and stats.get("changed", {}).get("localhost", 0) == 0,
