@@ -121,10 +121,13 @@ def test_sagemaker_follows_the_sagemaker_blueprint(endpoint_name, with_predict):
     assert parameters == {"TransformJobName": "tj-1"}
 
 
-@pytest.mark.parametrize("input_file, part, attempt, job_input, expected", [
-    ("/data/corpus.v2.jsonl", 3, 2, "5891b5b522d5df08", "corpus.v2.part-00003.attempt-2.5891b5b522d5df08"),
-    ("", "1", 1, "file-abc", "batch-inference.part-00001.attempt-1.file-abc"),
+@pytest.mark.parametrize("input_file, host, part, attempt, job_input, expected", [
+    ("/data/corpus.v2.jsonl", "search-eu-1", 3, 2, "5891b5b522d5df08", "corpus.v2.search-eu-1.part-00003.attempt-2.5891b5b522d5df08"),
+    ("", "localhost", "1", 1, "file-abc", "batch-inference.localhost.part-00001.attempt-1.file-abc"),
+    # A host name is made a plain name: it never adds a directory.
+    ("/data/in.jsonl", "../../etc/x:22", 1, 1, "ab", "in..._.._etc_x_22.part-00001.attempt-1.ab"),
 ])
-def test_a_download_is_named_after_the_input_the_part_the_attempt_and_the_job_input(input_file, part, attempt, job_input, expected):
-    assert rendered("__batch_inference_download_name", batch_inference_input_file=input_file, __batch_inference_download_part=part,
-                    __batch_inference_download_attempt=attempt, __batch_inference_download_input=job_input) == expected
+def test_a_download_is_named_after_the_input_the_host_the_part_the_attempt_and_the_job_input(input_file, host, part, attempt, job_input, expected):
+    assert rendered("__batch_inference_download_name", batch_inference_input_file=input_file, inventory_hostname=host,
+                    __batch_inference_download_part=part, __batch_inference_download_attempt=attempt,
+                    __batch_inference_download_input=job_input) == expected
