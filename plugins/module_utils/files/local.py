@@ -54,8 +54,9 @@ def plain_name(name, what):
     """``name`` when it is a plain file name, else a :class:`ConfigurationError` naming ``what``: a name that
     comes from a server (a file or job ID) must not lead out of the directory it is joined to."""
     text = name if isinstance(name, str) else ""
-    if (text in ("", ".", "..") or "/" in text or "\\" in text or len(text.encode("utf-8", "surrogateescape")) > 255
-            or any(ord(character) < 32 or ord(character) == 127 for character in text)):
+    leads_out = text in ("", ".", "..") or "/" in text or "\\" in text
+    unusable = len(text.encode("utf-8", "surrogateescape")) > 255 or any(ord(character) < 32 or ord(character) == 127 for character in text)
+    if leads_out or unusable:
         raise ConfigurationError("%s %r is not a plain file name, so no local file is named after it." % (what, name))
     return text
 
