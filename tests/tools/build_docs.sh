@@ -27,6 +27,8 @@ LABELS = {  # label: (page under BASE, title)
                                                            "ansible.builtin.get_url module"),
     "ansible_collections.ansible.builtin.copy_module": ("collections/ansible/builtin/copy_module.html#ansible-collections-ansible-builtin-copy-module",
                                                         "ansible.builtin.copy module"),
+    "ansible_collections.ansible.builtin.file_module": ("collections/ansible/builtin/file_module.html#ansible-collections-ansible-builtin-file-module",
+                                                        "ansible.builtin.file module"),
 }
 lines = "".join("%s std:label -1 %s %s\n" % (label, page, title) for label, (page, title) in sorted(LABELS.items()))
 with open("ansible_devel.inv", "wb") as f:
