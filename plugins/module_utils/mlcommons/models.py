@@ -13,7 +13,12 @@ import time
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import effective_ml_settings
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import DeployFailedError, MLCommonsError, PartialDeploymentError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
+    DeployFailedError,
+    MLCommonsError,
+    PartialDeploymentError,
+    WaitTimeoutError,
+)
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import MODEL, TASK, get_by_id, search
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.wait import retry, wait_until
 
@@ -25,6 +30,8 @@ SERVED_STATES = frozenset(("DEPLOYED", "PARTIALLY_DEPLOYED"))
 STATE_POLL_INTERVAL = 0.2
 DEPLOYING_STATES = frozenset(("DEPLOYING", "LOADING"))
 DEPLOY_ATTEMPTS = 5
+# ML Commons' sync job runs every 10 s by default (plugins.ml_commons.sync_up_job_interval_in_seconds).
+SYNC_CATCH_UP_SECONDS = 30
 # Each node's own answer about the models it holds in memory, whatever the model index says.
 PROFILE_PATH = "/_plugins/_ml/profile/models"
 NODES_PATH = "/_nodes"
@@ -237,7 +244,21 @@ def deploy(client, model_id, timeout, every_node=True):
         model = wait_until_deployed(client, model_id, max(deadline - time.monotonic(), 1))
         return check_served(client, model, every_node)
 
-    return retry(attempt, is_retriable_deploy_failure, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline), bool(sent)
+    model = retry(attempt, is_retriable_deploy_failure, DEPLOY_ATTEMPTS, lambda number: number * 2, deadline)
+    if every_node and model.get("model_state") != "DEPLOYED":
+        model = stored_as_deployed(client, model_id, min(deadline - time.monotonic(), SYNC_CATCH_UP_SECONDS))
+    return model, bool(sent)
+
+
+def stored_as_deployed(client, model_id, timeout):
+    """The model once its stored state says DEPLOYED, as every planned node serves it: ML Commons' sync job
+    can store a state it read while the deploy was under way (PARTIALLY_DEPLOYED, DEPLOYING), and its
+    next round corrects it. Past ``timeout`` the model as stored."""
+    try:
+        return wait_until(lambda: current_model(client, model_id), lambda seen: seen.get("model_state") == "DEPLOYED",
+                          max(timeout, 0), interval=STATE_POLL_INTERVAL * 5)[0]
+    except WaitTimeoutError as error:
+        return error.last
 
 
 def undeploy(client, model_id, timeout):

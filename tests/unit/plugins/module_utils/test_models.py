@@ -260,6 +260,25 @@ def test_a_partial_deploy_is_deployed_again_until_every_node_serves():
     assert client.posts == ["_deploy", "_deploy"]
 
 
+def test_a_state_the_sync_job_stored_mid_deploy_is_waited_out_once_every_node_serves():
+    """3.6.0, three nodes: the deploy ends DEPLOYED, then the sync job stores the PARTIALLY_DEPLOYED it read
+    while a node still loaded the model; its next round stores DEPLOYED."""
+    client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", NODES), ("PARTIALLY_DEPLOYED", NODES),
+                            ("PARTIALLY_DEPLOYED", NODES), ("DEPLOYED", NODES)])
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "DEPLOYED"
+    assert client.posts == ["_deploy"]
+
+
+def test_a_stored_state_that_never_catches_up_is_reported_as_stored(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(models.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(models.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", NODES)])
+    assert models.deploy(client, "m1", 300)[0]["model_state"] == "PARTIALLY_DEPLOYED"
+    assert client.posts == ["_deploy"]
+    assert clock[0] >= models.SYNC_CATCH_UP_SECONDS
+
+
 def test_a_partial_deploy_is_enough_with_any_node():
     client = ClusterClient([("REGISTERED", ()), ("PARTIALLY_DEPLOYED", ("n0", "n1"))])
     assert models.deploy(client, "m1", 300, every_node=False)[0]["model_state"] == "PARTIALLY_DEPLOYED"
