@@ -33,7 +33,7 @@ description:
     re-run with the same O(src) and limits reads O(src) once to hash it, finds the parts in place with their sizes,
     and neither checks nor writes anything.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

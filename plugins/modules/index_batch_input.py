@@ -30,7 +30,7 @@ description:
     file renamed into place, so memory stays flat at any index size. O(dest) is replaced only when its content
     differs.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes

@@ -37,7 +37,7 @@ description:
   - Every ML Commons version gets the same result shape, RV(task_id), RV(job), RV(status) and RV(raw), although the
     server's answer changed in 2.17 and 2.18.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes

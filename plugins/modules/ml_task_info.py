@@ -22,7 +22,7 @@ description:
     A search returns the tasks as last stored; ML Commons 2.19 and later refresh running batch tasks every minute.
   - Returns an empty list when nothing matches.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes.INFO

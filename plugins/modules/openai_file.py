@@ -31,7 +31,7 @@ description:
     downloads.
   - With O(state=absent), deletes the file given by O(file_id), or the uploaded copy of O(src).
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.openai
   - opensearch.ml_commons.file_mode
