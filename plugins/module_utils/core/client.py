@@ -435,11 +435,21 @@ def check_readable_files(params):
             raise ConfigurationError("%s %s cannot be read by the user that runs the module." % (option, path))
 
 
-def client_from_params(params):
-    """A :class:`Client` configured from the module's connection options."""
-    check_readable_files(params)
-    auth, cert = build_auth(params)
+def verify_setting(params):
+    """requests' ``verify``: the CA bundle of ``ca_path`` when certificates are verified."""
     verify = params.get("validate_certs", True)
     if verify and params.get("ca_path"):
-        verify = params["ca_path"]
-    return Client(params["url"], auth=auth, cert=cert, verify=verify, timeout=params.get("timeout") or 30, retries=params.get("retries", 3))
+        return params["ca_path"]
+    return verify
+
+
+def client_from_params(params):
+    """A :class:`Client` configured from the module's connection options."""
+    if not params.get("url"):
+        # (A playbook that passes an unset variable gives an empty url, which passes the required check.)
+        raise ConfigurationError("No OpenSearch URL: set url, or the OPENSEARCH_URL environment variable, for example https://search.example.com:9200.")
+    check_readable_files(params)
+    auth, cert = build_auth(params)
+    return Client(
+        params["url"], auth=auth, cert=cert, verify=verify_setting(params), timeout=params.get("timeout") or 30, retries=params.get("retries", 3),
+    )
