@@ -74,6 +74,11 @@ options:
       - Reads, updates, deletes and searches are retried. A request that creates something is retried only
         when it certainly did not reach the server; otherwise the module looks the object up first, so a retry
         never creates a duplicate.
+      - Any request, a create included, that a cluster still starting refused before running it (a 503
+        C(no_shard_available_action_exception), C(cluster_block_exception) or no cluster manager, or ML Commons'
+        encryption master key not ready yet) is sent again until it runs, for up to the module's C(wait_timeout)
+        where it has one, and at least 60 seconds, whatever O(retries) says. So a play can configure a cluster it
+        created moments ago.
     type: int
     default: 3
   aws_region:
