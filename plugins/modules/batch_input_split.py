@@ -68,8 +68,9 @@ options:
     default: 190000000
   endpoint:
     description:
-      - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses), C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given,
-        every line must name the first line's.
+      - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses),
+        C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given, every line must name the
+        first line's.
       - It is only checked against the lines, which the parts hold as they are.
     type: str
 notes:

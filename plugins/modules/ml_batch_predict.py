@@ -53,9 +53,10 @@ options:
       - The request's C(parameters). They fill the C(${parameters.*}) placeholders of the connector's C(batch_predict)
         action, over the connector's own parameters.
       - "For OpenAI's batch blueprint: C(input_file_id), the uploaded input (M(opensearch.ml_commons.openai_file)'s
-        C(file_id)); C(endpoint), the Batch API endpoint the batch is created for, one of C(/v1/responses), C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions), which every
-        line's C(url) must name. The model is chosen by each line's C(body.model): a C(model) parameter is used by the
-        connector's C(predict) action, not sent with the batch."
+        C(file_id)); C(endpoint), the Batch API endpoint the batch is created for, one of C(/v1/responses),
+        C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions), which every line's C(url) must name. The
+        model is chosen by each line's C(body.model): a C(model) parameter is used by the connector's C(predict)
+        action, not sent with the batch."
       - Values that are not strings are sent as JSON text, the way ML Commons stores connector parameters.
     type: dict
   jobs:

@@ -95,8 +95,9 @@ options:
     default: true
   endpoint:
     description:
-      - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses), C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given,
-        every line must name the first line's.
+      - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses),
+        C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given, every line must name the
+        first line's.
       - It is only checked against the lines, which are uploaded as they are; the batch is created for an endpoint when it
         is submitted (M(opensearch.ml_commons.ml_batch_predict)'s C(endpoint) parameter), which must be the same.
     type: str

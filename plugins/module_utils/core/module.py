@@ -29,7 +29,6 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import REDACTED, MLCommonsError, redact_secrets
 
 
-
 def set_env_fallback(*names):
     """``env_fallback`` that takes an empty variable as unset: AWX injects an unset credential field as an
     empty string, which would otherwise be a choice no option accepts or a file that does not exist."""

@@ -70,7 +70,8 @@ def test_a_cluster_not_ready_yet_is_a_503_that_says_the_request_did_not_run():
     assert answers.is_cluster_not_ready(answer(503, no_shard, "m_l_exception"))
     assert not answers.is_cluster_not_ready(answer(503, "try later", "unavailable"))
     # A block that is not about starting (an index made read-only) is no 503, and is not waited out.
-    assert not answers.is_cluster_not_ready(answer(429, "blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark", "cluster_block_exception"))
+    flood_stage = "blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark"
+    assert not answers.is_cluster_not_ready(answer(429, flood_stage, "cluster_block_exception"))
     assert answers.is_not_run_yet(answer(503, no_shard, "no_shard_available_action_exception"))
     assert answers.is_not_run_yet(answer(500, "Fetching master key timed out."))
     assert not answers.is_not_run_yet(UncertainOutcomeError("No answer to POST /x within 30s"))
