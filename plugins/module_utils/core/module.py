@@ -29,7 +29,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import REDACTED, MLCommonsError, redact_secrets
 
 
-def set_env_fallback(*names):
+def non_empty_env_fallback(*names):
     """``env_fallback`` that takes an empty variable as unset: AWX injects an unset credential field as an
     empty string, which would otherwise be a choice no option accepts or a file that does not exist."""
     for name in names:
@@ -40,12 +40,12 @@ def set_env_fallback(*names):
 
 CONNECTION_ARGUMENT_SPEC = dict(
     url=dict(type="str", required=True, fallback=(env_fallback, ["OPENSEARCH_URL"])),
-    auth_type=dict(type="str", choices=["none", "basic", "cert", "aws_sigv4"], fallback=(set_env_fallback, ["OPENSEARCH_AUTH_TYPE"])),
+    auth_type=dict(type="str", choices=["none", "basic", "cert", "aws_sigv4"], fallback=(non_empty_env_fallback, ["OPENSEARCH_AUTH_TYPE"])),
     username=dict(type="str", fallback=(env_fallback, ["OPENSEARCH_USERNAME"])),
     password=dict(type="str", no_log=True, fallback=(env_fallback, ["OPENSEARCH_PASSWORD"])),
-    client_cert=dict(type="path", fallback=(set_env_fallback, ["OPENSEARCH_CLIENT_CERT"])),
-    client_key=dict(type="path", no_log=False, fallback=(set_env_fallback, ["OPENSEARCH_CLIENT_KEY"])),
-    ca_path=dict(type="path", fallback=(set_env_fallback, ["OPENSEARCH_CA_PATH"])),
+    client_cert=dict(type="path", fallback=(non_empty_env_fallback, ["OPENSEARCH_CLIENT_CERT"])),
+    client_key=dict(type="path", no_log=False, fallback=(non_empty_env_fallback, ["OPENSEARCH_CLIENT_KEY"])),
+    ca_path=dict(type="path", fallback=(non_empty_env_fallback, ["OPENSEARCH_CA_PATH"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["OPENSEARCH_VALIDATE_CERTS"])),
     timeout=dict(type="float", default=30),
     retries=dict(type="int", default=3),
