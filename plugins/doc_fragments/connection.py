@@ -9,13 +9,14 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     # The connection options every module shares. Keep in step with
-    # plugins/module_utils/module.py (CONNECTION_ARGUMENT_SPEC).
+    # plugins/module_utils/core/module.py (CONNECTION_ARGUMENT_SPEC).
     DOCUMENTATION = r"""
 options:
   url:
     description:
       - Base URL of the OpenSearch cluster, for example C(https://search.example.com:9200).
-      - If not set, the value of the E(OPENSEARCH_URL) environment variable is used.
+      - If not set, the value of the E(OPENSEARCH_URL) environment variable is used. The task fails, naming both,
+        when neither is set.
       - Never put credentials in the URL; use O(username) and O(password).
     type: str
     required: true
@@ -26,6 +27,7 @@ options:
         V(aws_sigv4) is never inferred.
       - V(aws_sigv4) signs every request for Amazon OpenSearch Service (O(aws_service=es)) or Serverless (O(aws_service=aoss)),
         and needs the Python library botocore.
+      - If not set, the value of the E(OPENSEARCH_AUTH_TYPE) environment variable is used, unless it is empty.
     type: str
     choices: [none, basic, cert, aws_sigv4]
   username:
@@ -41,15 +43,18 @@ options:
   client_cert:
     description:
       - Path to a PEM client certificate for TLS client authentication.
+      - If not set, the value of the E(OPENSEARCH_CLIENT_CERT) environment variable is used, unless it is empty.
     type: path
   client_key:
     description:
       - Path to the PEM private key of O(client_cert), unless that file holds the key too.
+      - If not set, the value of the E(OPENSEARCH_CLIENT_KEY) environment variable is used, unless it is empty.
     type: path
   ca_path:
     description:
       - Path to a PEM bundle of CA certificates used to verify the server certificate, for clusters whose
         certificate is not signed by a public CA.
+      - If not set, the value of the E(OPENSEARCH_CA_PATH) environment variable is used, unless it is empty.
     type: path
   validate_certs:
     description:
@@ -69,6 +74,11 @@ options:
       - Reads, updates, deletes and searches are retried. A request that creates something is retried only
         when it certainly did not reach the server; otherwise the module looks the object up first, so a retry
         never creates a duplicate.
+      - Any request, a create included, that a cluster still starting refused before running it (a 503
+        C(no_shard_available_action_exception), C(cluster_block_exception) or no cluster manager, or ML Commons'
+        encryption master key not ready yet) is sent again until it runs, for up to the module's C(wait_timeout)
+        where it has one, and at least 60 seconds, whatever O(retries) says. So a play can configure a cluster it
+        created moments ago.
     type: int
     default: 3
   aws_region:

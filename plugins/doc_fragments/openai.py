@@ -9,7 +9,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     # The options of modules that call OpenAI's API. Keep in step with
-    # plugins/module_utils/module.py (OPENAI_ARGUMENT_SPEC).
+    # plugins/module_utils/core/module.py (OPENAI_ARGUMENT_SPEC).
     DOCUMENTATION = r"""
 options:
   api_base_url:
@@ -30,6 +30,12 @@ options:
       - Whether to verify the API's TLS certificate.
     type: bool
     default: true
+  ca_path:
+    description:
+      - Path to a PEM bundle of CA certificates used to verify the API's certificate, for a gateway whose
+        certificate is not signed by a public CA.
+      - Without it, the system's CA bundle is used (or the one E(REQUESTS_CA_BUNDLE) names).
+    type: path
   timeout:
     description:
       - Seconds to wait for each HTTP answer.

@@ -33,7 +33,7 @@ description:
     re-run with the same O(src) and limits reads O(src) once to hash it, finds the parts in place with their sizes,
     and neither checks nor writes anything.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -68,8 +68,10 @@ options:
     default: 190000000
   endpoint:
     description:
-      - The batch endpoint every line's C(url) must name, for example C(/v1/embeddings). When not given, every line
-        must name the first line's.
+      - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses),
+        C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given, every line must name the
+        first line's.
+      - It is only checked against the lines, which the parts hold as they are.
     type: str
 notes:
   - A part already in place is recognised by its size and SHA-256 when O(src) is split again; a re-run that finds the

@@ -31,7 +31,7 @@ description:
     place.
   - O(mode) applies to the merged output, the merged error file and the retry inputs.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.file_mode
 attributes:

@@ -30,7 +30,7 @@ description:
     file renamed into place, so memory stays flat at any index size. O(dest) is replaced only when its content
     differs.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes
@@ -56,13 +56,16 @@ options:
     required: true
   endpoint:
     description:
-      - The batch endpoint the requests call.
+      - The batch endpoint the requests call, each line's C(url). The batch must be created for the same one
+        (M(opensearch.ml_commons.ml_batch_predict)'s C(endpoint) parameter).
+      - The Batch API also takes C(/v1/responses) and C(/v1/completions), whose request bodies this module does not write.
     type: str
     choices: [/v1/embeddings, /v1/chat/completions]
     default: /v1/embeddings
   model:
     description:
-      - The model every request names.
+      - The model every request names, as its C(body.model). In a batch, this chooses the model, not a connector's
+        C(model) parameter.
     type: str
     required: true
   body:

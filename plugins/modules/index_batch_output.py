@@ -41,7 +41,7 @@ description:
   - The indices written to are refreshed before the task returns, so what it wrote is searchable.
   - The output is read a line at a time, so memory stays flat at any output size.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes

@@ -37,7 +37,7 @@ description:
   - Every ML Commons version gets the same result shape, RV(task_id), RV(job), RV(status) and RV(raw), although the
     server's answer changed in 2.17 and 2.18.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes
@@ -51,7 +51,12 @@ options:
   parameters:
     description:
       - The request's C(parameters). They fill the C(${parameters.*}) placeholders of the connector's C(batch_predict)
-        action, over the connector's own parameters; for OpenAI typically C(input_file_id), C(endpoint) and C(model).
+        action, over the connector's own parameters.
+      - "For OpenAI's batch blueprint: C(input_file_id), the uploaded input (M(opensearch.ml_commons.openai_file)'s
+        C(file_id)); C(endpoint), the Batch API endpoint the batch is created for, one of C(/v1/responses),
+        C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions), which every line's C(url) must name. The
+        model is chosen by each line's C(body.model): a C(model) parameter is used by the connector's C(predict)
+        action, not sent with the batch."
       - Values that are not strings are sent as JSON text, the way ML Commons stores connector parameters.
     type: dict
   jobs:
@@ -148,12 +153,18 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Run the blueprint's batch job on a file already uploaded to OpenAI, once, and wait for it
+- name: Upload the batch input to OpenAI, once (a re-run finds it by its content)
+  opensearch.ml_commons.openai_file:
+    src: ./embeddings.jsonl
+    endpoint: /v1/embeddings
+  register: upload
+
+- name: Run the blueprint's batch job on it, once, and wait for it
   opensearch.ml_commons.ml_batch_predict:
     model_id: "{{ model.model_id }}"
     parameters:
-      model: text-embedding-ada-002
-      input_file_id: "{{ upload.json.id }}"
+      input_file_id: "{{ upload.file_id }}"
+      endpoint: /v1/embeddings
     wait: true
     wait_timeout: 86400
     poll_interval: 60
@@ -169,7 +180,8 @@ EXAMPLES = r"""
   opensearch.ml_commons.ml_batch_predict:
     model_id: "{{ model.model_id }}"
     parameters:
-      input_file_id: "{{ upload.json.id }}"
+      input_file_id: "{{ upload.file_id }}"
+      endpoint: /v1/embeddings
   register: submitted
 
 - name: Wait for that job

@@ -17,7 +17,7 @@ description:
     and the effective C(plugins.ml_commons.*) settings.
   - Fails with one clear message when the cluster cannot be reached or answers with an error.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes.INFO

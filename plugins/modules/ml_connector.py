@@ -21,7 +21,7 @@ description:
     absent and empty treated alike). A run that finds everything as wanted sends no write request.
   - V(absent) deletes the connector; while models still use it, the module fails and lists them.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes

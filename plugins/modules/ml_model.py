@@ -23,7 +23,7 @@ description:
   - Fields you set that differ (description, connector, the optional fields) are corrected with the update API, which
     ML Commons applies to a deployed model at once. A run that finds everything as wanted sends no write request.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes

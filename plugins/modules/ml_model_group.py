@@ -18,7 +18,7 @@ description:
   - V(absent) deletes the group. ML Commons refuses to delete a group that still holds models, so the module
     fails first and lists those models.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes

@@ -16,7 +16,7 @@ description:
   - Each object the search finds is read again by ID, so what is returned is current (search copies lag up to a second behind changes).
   - Returns an empty list when nothing matches.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes.INFO

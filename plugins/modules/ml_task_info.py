@@ -22,7 +22,7 @@ description:
     A search returns the tasks as last stored; ML Commons 2.19 and later refresh running batch tasks every minute.
   - Returns an empty list when nothing matches.
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.connection
   - opensearch.ml_commons.attributes.INFO
@@ -39,10 +39,13 @@ options:
     description:
       - Return only tasks of this type, for example C(BATCH_PREDICTION), C(REGISTER_MODEL) or C(DEPLOY_MODEL) (any case).
     type: str
-  state:
+  task_state:
     description:
       - Return only tasks in this state, for example C(RUNNING), C(COMPLETED), C(FAILED) or C(CANCELLED) (any case).
+      - The alias C(state) is deprecated, as C(state) names what a module makes, not a filter; it will be
+        removed in version 1.0.0.
     type: str
+    aliases: [state]
 """
 
 EXAMPLES = r"""
@@ -50,7 +53,7 @@ EXAMPLES = r"""
   opensearch.ml_commons.ml_task_info:
     model_id: "{{ model.model_id }}"
     task_type: BATCH_PREDICTION
-    state: RUNNING
+    task_state: RUNNING
   register: running
 
 - name: Their provider job IDs
@@ -92,15 +95,16 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import MLCommonsModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import TASK, search, with_values
 
-FILTERS = ("model_id", "task_type", "state")
+# Each filter's option, and the task field it matches.
+FILTERS = (("model_id", "model_id"), ("task_type", "task_type"), ("task_state", "state"))
 
 
 def wanted_values(params):
-    """The filters set, in the form ML Commons stores them (task types and states are upper-case enums)."""
+    """The filters set, by task field, in the form ML Commons stores them (task types and states are upper-case enums)."""
     wanted = {}
-    for name in FILTERS:
-        if params[name]:
-            wanted[name] = params[name] if name == "model_id" else params[name].upper()
+    for option, field in FILTERS:
+        if params[option]:
+            wanted[field] = params[option] if option == "model_id" else params[option].upper()
     return wanted
 
 
@@ -134,7 +138,7 @@ ARGUMENT_SPEC = dict(
     task_id=dict(type="str"),
     model_id=dict(type="str"),
     task_type=dict(type="str"),
-    state=dict(type="str"),
+    task_state=dict(type="str", aliases=["state"], deprecated_aliases=[dict(name="state", version="1.0.0", collection_name="opensearch.ml_commons")]),
 )
 
 

@@ -31,7 +31,7 @@ description:
     downloads.
   - With O(state=absent), deletes the file given by O(file_id), or the uploaded copy of O(src).
 author:
-  - opensearch.ml_commons maintainers (@opensearch-ml-commons)
+  - opensearch.ml_commons maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - opensearch.ml_commons.openai
   - opensearch.ml_commons.file_mode
@@ -95,8 +95,11 @@ options:
     default: true
   endpoint:
     description:
-      - The batch endpoint every line's C(url) must name, for example C(/v1/embeddings). When not given, every line
-        must name the first line's.
+      - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses),
+        C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given, every line must name the
+        first line's.
+      - It is only checked against the lines, which are uploaded as they are; the batch is created for an endpoint when it
+        is submitted (M(opensearch.ml_commons.ml_batch_predict)'s C(endpoint) parameter), which must be the same.
     type: str
   max_requests:
     description:

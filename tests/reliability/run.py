@@ -933,6 +933,10 @@ class Suite:
         if with_ca.rc != 0:
             problems.append("with ca_path the run failed:\n" + with_ca.tail())
         problems += TALLY.judge_chain(names)
+        # The CA as AWX's credential type hands it over: a path in OPENSEARCH_CA_PATH, no option in the play.
+        from_env = run_playbook(self.workdir, play(chain_tasks(names), {"url": url}), extra_env={"OPENSEARCH_CA_PATH": self.certs["ca"]})
+        if from_env.rc != 0 or from_env.changed != 0:
+            problems.append(f"ca_path from OPENSEARCH_CA_PATH: rc {from_env.rc}, changed {from_env.changed}:\n" + from_env.tail())
         insecure = run_chain(self.workdir, names, url, validate_certs=False)
         if insecure.rc != 0 or insecure.changed != 0:
             problems.append(f"validate_certs false: rc {insecure.rc}, changed {insecure.changed}:\n" + insecure.tail())
@@ -943,7 +947,7 @@ class Suite:
         delete_everything_named(PREFIX + tag)
         if problems:
             raise ScenarioFailed("; ".join(problems))
-        return "no ca_path: clear failure, nothing created; ca_path: ok; validate_certs false: ok and warned"
+        return "no ca_path: clear failure, nothing created; ca_path: ok; OPENSEARCH_CA_PATH: ok, no change; validate_certs false: ok and warned"
 
     # -- secrets ---------------------------------------------------------------------------------
 

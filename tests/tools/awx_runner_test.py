@@ -5,8 +5,9 @@ credentials' injectors filled. This test builds that directory from docs/awx-cre
 itself: each injector template is rendered the way AWX renders it (a sandboxed Jinja environment,
 unset fields rendering as empty strings, unset booleans as False), from the inputs of a credential
 that sets the test bed's OpenSearch URL, a password, TLS verification (its default) and the
-emulator's OpenAI key and base URL, and leaves the user name unset. The job's extra variables hold
-no connection setting. It then runs the playbook twice and tears down, and checks:
+emulator's OpenAI key and base URL, and leaves the user name, the authentication, the CA and the client
+certificate unset (set PEM fields are checked to become files the environment names). The job's extra
+variables hold no connection setting. It then runs the playbook twice and tears down, and checks:
 
 - the job succeeds, the batch job completes and its output is downloaded;
 - the second run changes nothing;
@@ -30,8 +31,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def injected_env(credential_type, inputs):
-    """The environment AWX injects for a credential of this type with these inputs."""
+def injected_env(credential_type, inputs, files_dir):
+    """The environment AWX injects for a credential of this type with these inputs. As AWX does, each file
+    injector (``template.<name>``) is rendered into a file of ``files_dir``, whose path the env templates
+    read as ``tower.filename.<name>``."""
     namespace = dict(inputs)
     for field in credential_type["inputs"]["fields"]:
         # AWX: "default missing boolean fields to False"; other missing fields are undefined,
@@ -39,7 +42,19 @@ def injected_env(credential_type, inputs):
         if field.get("type") == "boolean" and field["id"] not in inputs:
             namespace[field["id"]] = False
     sandbox = ImmutableSandboxedEnvironment()
+    filenames = {}
+    for label, template in credential_type["injectors"].get("file", {}).items():
+        path = os.path.join(files_dir, label.replace(".", "_"))
+        with open(path, "w") as handle:
+            handle.write(sandbox.from_string(template).render(**namespace))
+        filenames[label.split(".", 1)[1] if "." in label else label] = path
+    namespace["tower"] = {"filename": filenames.get("template") if list(filenames) == ["template"] else filenames}
     return {name: sandbox.from_string(template).render(**namespace) for name, template in credential_type["injectors"]["env"].items()}
+
+
+def read_text(path):
+    with open(path) as handle:
+        return handle.read()
 
 
 class Checks:
@@ -115,17 +130,29 @@ def main():
         "openai_api_key": testbed["OPENAI_API_KEY"],
         "openai_base_url": testbed["OPENAI_BASE_URL"],
     }
-    credential_env = injected_env(credential_type, inputs)
+    workdir = tempfile.mkdtemp(prefix="awx-runner-")
+    credential_env = injected_env(credential_type, inputs, workdir)
     checks = Checks()
     checks.check("the unset user name is injected as an empty string", credential_env.get("OPENSEARCH_USERNAME") == "",
                  repr(credential_env.get("OPENSEARCH_USERNAME")))
+    # The runs below succeed with them, so the modules take these empty variables as unset.
+    unset = ("OPENSEARCH_AUTH_TYPE", "OPENSEARCH_CA_PATH", "OPENSEARCH_CLIENT_CERT", "OPENSEARCH_CLIENT_KEY")
+    checks.check("the unset authentication, CA and client certificate fields are injected as empty strings",
+                 all(credential_env.get(name) == "" for name in unset), repr({name: credential_env.get(name) for name in unset}))
     checks.check("every injector of the credential type is set", set(credential_env) == set(credential_type["injectors"]["env"]))
+    pem = "-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n"
+    files_dir = tempfile.mkdtemp(prefix="awx-credential-files-", dir=workdir)
+    with_pem = injected_env(credential_type, dict(inputs, opensearch_ca_cert=pem, opensearch_client_cert=pem, opensearch_client_key=pem,
+                                                  opensearch_auth_type="cert"), files_dir)
+    named = [with_pem.get(name) for name in ("OPENSEARCH_CA_PATH", "OPENSEARCH_CLIENT_CERT", "OPENSEARCH_CLIENT_KEY")]
+    checks.check("set PEM fields are injected as paths of files holding them, and the authentication as given",
+                 all(path and os.path.dirname(path) == files_dir and read_text(path) == pem for path in named)
+                 and with_pem.get("OPENSEARCH_AUTH_TYPE") == "cert", repr(with_pem))
 
     # What AWX's execution environment provides besides the credential: ansible-playbook on PATH and
     # the collection installed.
     env = dict(credential_env, ANSIBLE_COLLECTIONS_PATH=args.collections, ANSIBLE_FORCE_COLOR="0",
                PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
-    workdir = tempfile.mkdtemp(prefix="awx-runner-")
     nonce = time.time_ns()
     with open(os.path.join(workdir, "input.jsonl"), "w") as handle:
         for n in range(3):

@@ -5,8 +5,15 @@
 set -euo pipefail
 collections=$1 dest=$2
 bin=$(cd "$(dirname "$0")/../../.venv/bin" && pwd)
-export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$collections"
 rm -rf "$dest" && mkdir -p "$dest/site"
+# antsibull-docs turns galaxy.yml's repository into a "Repository (Sources)" button on every page. While that field
+# holds the reserved example address (see galaxy.yml), the site is built from a copy without it: no link to a place
+# that does not exist.
+docs_collection="$dest/collections/ansible_collections/opensearch/ml_commons"
+mkdir -p "$docs_collection"
+(cd "$collections/ansible_collections/opensearch/ml_commons" && tar --exclude=./tests/output -cf - .) | tar -xf - -C "$docs_collection"
+sed -i '/^repository: https:\/\/example\.org\//d' "$docs_collection/galaxy.yml"
+export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$dest/collections"
 cd "$dest/site"
 antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error --dest-dir . \
     --project opensearch.ml_commons --title "opensearch.ml_commons" --copyright "opensearch.ml_commons contributors" \
@@ -45,4 +52,5 @@ PY
 # build.sh runs antsibull-docs collection --fail-on-error, then sphinx-build -W (warnings are errors).
 ./build.sh
 mv build/html "$dest/html"
+if grep -rl 'href="https://example\.org' "$dest/html"; then echo "docs: the pages above link to the reserved example address"; exit 1; fi
 echo "docs: $(find "$dest/html" -name '*.html' | wc -l) HTML pages in $dest/html (index.html)"

@@ -11,8 +11,9 @@ a connector's ``credential`` included) to wherever the server points; a 3xx is a
 Retries: GET, PUT, DELETE and searches on 429, 502, 503, 504, connection errors and 409 version
 conflicts (they cannot create anything, and a conflict was refused whole). A POST that creates only
 when it certainly never reached the server; when it may have, :class:`UncertainOutcomeError` lets
-the caller look the object up first. Any request while ML Commons' master key is not ready: it
-refused before writing.
+the caller look the object up first. Any request refused by a cluster that is still starting (ML Commons'
+master key not ready, no shard of its system index available, the state not recovered): it did not run.
+Those are waited out for ``not_ready_wait`` seconds, so a cluster created moments ago can be configured.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -47,7 +48,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
 
 RETRY_STATUSES = frozenset((429, 502, 503, 504))
 IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE"))
-MASTER_KEY_WAIT_SECONDS = 60
+# The least time a request refused by a starting cluster is sent again for (a module's wait_timeout can give more).
+NOT_READY_WAIT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 8.0
 BROKEN_CONNECTION_SETTLE_SECONDS = 5.0
 
@@ -91,7 +93,8 @@ URL_SHAPES = {
 class Client(object):
     """A connection to one OpenSearch cluster, or a provider's API. ``stats`` counts what was sent."""
 
-    def __init__(self, url, auth=None, cert=None, verify=True, timeout=30, retries=3, backoff=0.5, session=None, service="OpenSearch"):
+    def __init__(self, url, auth=None, cert=None, verify=True, timeout=30, retries=3, backoff=0.5, session=None, service="OpenSearch",
+                 not_ready_wait=NOT_READY_WAIT_SECONDS):
         if requests is None:
             raise ConfigurationError("The Python library requests is required: pip install requests (%s)." % REQUESTS_IMPORT_ERROR)
         parts = urlsplit(url or "")
@@ -107,6 +110,7 @@ class Client(object):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.not_ready_wait = not_ready_wait
         self.session = session or requests.Session()
         self.session.auth = auth
         # Passed with every request: requests lets REQUESTS_CA_BUNDLE override a Session's verify.
@@ -160,7 +164,7 @@ class Client(object):
         if upload is not None:
             headers = {"Content-Type": upload.content_type}
         attempt = 0
-        master_key_deadline = None
+        not_ready_deadline = None
         while True:
             attempt += 1
             self.stats["requests"] += 1
@@ -189,9 +193,9 @@ class Client(object):
             if response.status_code < 400:
                 return self._decode(method, shown_path, response)
             error = self._http_error(method, shown_path, response)
-            if answers.is_master_key_unavailable(error):
-                master_key_deadline = master_key_deadline or time.time() + MASTER_KEY_WAIT_SECONDS
-                if time.time() < master_key_deadline:
+            if answers.is_not_run_yet(error):
+                not_ready_deadline = not_ready_deadline or time.time() + self.not_ready_wait
+                if time.time() < not_ready_deadline:
                     self._pause(min(attempt, 3))
                     continue
             elif idempotent and _retriable(response.status_code, error) and attempt <= self.retries:
@@ -435,11 +439,22 @@ def check_readable_files(params):
             raise ConfigurationError("%s %s cannot be read by the user that runs the module." % (option, path))
 
 
-def client_from_params(params):
-    """A :class:`Client` configured from the module's connection options."""
-    check_readable_files(params)
-    auth, cert = build_auth(params)
+def verify_setting(params):
+    """requests' ``verify``: the CA bundle of ``ca_path`` when certificates are verified."""
     verify = params.get("validate_certs", True)
     if verify and params.get("ca_path"):
-        verify = params["ca_path"]
-    return Client(params["url"], auth=auth, cert=cert, verify=verify, timeout=params.get("timeout") or 30, retries=params.get("retries", 3))
+        return params["ca_path"]
+    return verify
+
+
+def client_from_params(params):
+    """A :class:`Client` configured from the module's connection options."""
+    if not params.get("url"):
+        # (A playbook that passes an unset variable gives an empty url, which passes the required check.)
+        raise ConfigurationError("No OpenSearch URL: set url, or the OPENSEARCH_URL environment variable, for example https://search.example.com:9200.")
+    check_readable_files(params)
+    auth, cert = build_auth(params)
+    return Client(
+        params["url"], auth=auth, cert=cert, verify=verify_setting(params), timeout=params.get("timeout") or 30, retries=params.get("retries", 3),
+        not_ready_wait=max(NOT_READY_WAIT_SECONDS, params.get("wait_timeout") or 0),
+    )

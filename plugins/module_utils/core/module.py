@@ -16,22 +16,36 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import traceback
 import warnings
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import REQUESTS_IMPORT_ERROR, BearerAuth, Client, client_from_params
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import (
+    REQUESTS_IMPORT_ERROR, BearerAuth, Client, check_readable_files, client_from_params, verify_setting,
+)
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import REDACTED, MLCommonsError, redact_secrets
+
+
+def non_empty_env_fallback(*names):
+    """``env_fallback`` that takes an empty variable as unset: AWX injects an unset credential field as an
+    empty string, which would otherwise be a choice no option accepts or a file that does not exist."""
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
+
 
 CONNECTION_ARGUMENT_SPEC = dict(
     url=dict(type="str", required=True, fallback=(env_fallback, ["OPENSEARCH_URL"])),
-    auth_type=dict(type="str", choices=["none", "basic", "cert", "aws_sigv4"]),
+    auth_type=dict(type="str", choices=["none", "basic", "cert", "aws_sigv4"], fallback=(non_empty_env_fallback, ["OPENSEARCH_AUTH_TYPE"])),
     username=dict(type="str", fallback=(env_fallback, ["OPENSEARCH_USERNAME"])),
     password=dict(type="str", no_log=True, fallback=(env_fallback, ["OPENSEARCH_PASSWORD"])),
-    client_cert=dict(type="path"),
-    client_key=dict(type="path", no_log=False),
-    ca_path=dict(type="path"),
+    client_cert=dict(type="path", fallback=(non_empty_env_fallback, ["OPENSEARCH_CLIENT_CERT"])),
+    client_key=dict(type="path", no_log=False, fallback=(non_empty_env_fallback, ["OPENSEARCH_CLIENT_KEY"])),
+    ca_path=dict(type="path", fallback=(non_empty_env_fallback, ["OPENSEARCH_CA_PATH"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["OPENSEARCH_VALIDATE_CERTS"])),
     timeout=dict(type="float", default=30),
     retries=dict(type="int", default=3),
@@ -47,21 +61,39 @@ OPENAI_ARGUMENT_SPEC = dict(
     api_base_url=dict(type="str", default=OPENAI_DEFAULT_BASE_URL, fallback=(env_fallback, ["OPENAI_BASE_URL"])),
     api_key=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["OPENAI_API_KEY"])),
     validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
     timeout=dict(type="float", default=60),
     retries=dict(type="int", default=3),
 )
 
 
+MISSING_REQUIRED = "missing required arguments: "
+
+
 def clearer_argument_error(module, msg):
     """The argument error that names its option: for a list of dicts given something else, ansible-core's
-    no_log scan fails first without naming it; the type check's error after it does."""
+    no_log scan fails first without naming it; the type check's error after it does. A missing option that
+    the environment can set names its variable."""
     result = getattr(module, "validation_result", None)
     errors = list(getattr(result, "errors", None) or [])
     if errors and msg == errors[0].msg and type(errors[0]).__name__ == "NoLogError":
         specific = [error.msg for error in errors[1:] if type(error).__name__ != "NoLogError"]
         if specific:
             return specific[0]
+    if isinstance(msg, str) and msg.startswith(MISSING_REQUIRED):
+        spec = getattr(module, "argument_spec", None) or {}
+        names = msg[len(MISSING_REQUIRED):].split(", ")
+        return MISSING_REQUIRED + ", ".join(with_environment(name, spec.get(name)) for name in names)
     return msg
+
+
+def with_environment(name, option):
+    """``name``, followed by the environment variables that can set it, if any."""
+    fallback = (option or {}).get("fallback") or ()
+    variables = list(fallback[1]) if len(fallback) > 1 else []
+    if not variables:
+        return name
+    return "%s (or the %s environment variable)" % (name, " or ".join(variables))
 
 
 def secret_forms(values):
@@ -173,7 +205,8 @@ class OpenAIModule(MLCommonsModule):
 
     def build_client(self):
         params = self.params
+        check_readable_files(params)
         return Client(
-            openai_base_url(params), auth=BearerAuth(params["api_key"]), verify=params["validate_certs"],
+            openai_base_url(params), auth=BearerAuth(params["api_key"]), verify=verify_setting(params),
             timeout=params["timeout"], retries=params["retries"], service="OpenAI",
         )

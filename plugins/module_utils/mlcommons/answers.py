@@ -17,6 +17,11 @@ import re
 REMOTE_SERVICE_ERROR = "Error from remote service:"
 # Refused before anything is written while the encryption master key is not ready (right after a start).
 MASTER_KEY_UNAVAILABLE = ("encryption master key has not been initialized yet", "Fetching master key timed out")
+# 503s of a cluster not ready yet (created or restarted moments ago: ML Commons' system index without an active
+# shard, the state not recovered, no cluster manager): refused before the request ran.
+CLUSTER_NOT_READY_TYPES = ("no_shard_available_action_exception", "cluster_block_exception",
+                           "cluster_manager_not_discovered_exception", "master_not_discovered_exception")
+NO_SHARD_AVAILABLE = "No shard available for"
 # A register whose name another group has: "... already being used by a model group with ID: <id>."
 MODEL_GROUP_NAME_TAKEN = re.compile(r"already being used by a model group with ID: ([^.\s]+)")
 # A connector update or delete refused: "N models are still using this connector, please ... first: [id1, id2]".
@@ -63,6 +68,19 @@ def is_version_conflict(error):
 
 def is_master_key_unavailable(error):
     return any(answer in _reason(error) for answer in MASTER_KEY_UNAVAILABLE)
+
+
+def is_cluster_not_ready(error):
+    """A 503 of a cluster that cannot run the request yet (see CLUSTER_NOT_READY_TYPES)."""
+    if _status(error) != 503:
+        return False
+    return getattr(error, "error_type", None) in CLUSTER_NOT_READY_TYPES or NO_SHARD_AVAILABLE in _reason(error)
+
+
+def is_not_run_yet(error):
+    """The request was refused before it ran, by a cluster or an ML Commons that is still starting: it may be
+    sent again, a create included."""
+    return is_master_key_unavailable(error) or is_cluster_not_ready(error)
 
 
 def is_from_remote_service(reason):

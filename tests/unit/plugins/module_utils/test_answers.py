@@ -63,6 +63,20 @@ def test_each_answer_is_recognised_by_its_own_predicate_only(predicate, reason):
     assert not predicate(answer(400, "something else"))
 
 
+def test_a_cluster_not_ready_yet_is_a_503_that_says_the_request_did_not_run():
+    no_shard = "No shard available for [get [.plugins-ml-config][master_key]: routing [null]]"
+    assert answers.is_cluster_not_ready(answer(503, no_shard, "no_shard_available_action_exception"))
+    assert answers.is_cluster_not_ready(answer(503, "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];", "cluster_block_exception"))
+    assert answers.is_cluster_not_ready(answer(503, no_shard, "m_l_exception"))
+    assert not answers.is_cluster_not_ready(answer(503, "try later", "unavailable"))
+    # A block that is not about starting (an index made read-only) is no 503, and is not waited out.
+    flood_stage = "blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark"
+    assert not answers.is_cluster_not_ready(answer(429, flood_stage, "cluster_block_exception"))
+    assert answers.is_not_run_yet(answer(503, no_shard, "no_shard_available_action_exception"))
+    assert answers.is_not_run_yet(answer(500, "Fetching master key timed out."))
+    assert not answers.is_not_run_yet(UncertainOutcomeError("No answer to POST /x within 30s"))
+
+
 def test_a_providers_error_and_its_body():
     reason = 'Error from remote service: {"error": {"message": "bad"}}'
     assert answers.is_from_remote_service(reason)

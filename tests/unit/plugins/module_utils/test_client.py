@@ -137,6 +137,53 @@ def test_a_master_key_fetch_that_timed_out_is_retried_like_a_read(server):
     assert len(server.received) == 2
 
 
+# What a cluster created moments ago answers ML Commons' connector create (OpenSearch 2.19.6, three nodes).
+NO_SHARD_REASON = "No shard available for [get [.plugins-ml-config][master_key]: routing [null]]"
+NO_SHARD = (503, {"error": {"root_cause": [{"type": "no_shard_available_action_exception", "reason": NO_SHARD_REASON}],
+                            "type": "no_shard_available_action_exception", "reason": NO_SHARD_REASON}, "status": 503})
+NOT_RECOVERED = (503, {"error": {"type": "cluster_block_exception", "reason": "blocked by: [SERVICE_UNAVAILABLE/1/state not recovered / initialized];"},
+                       "status": 503})
+
+
+def test_a_create_refused_by_a_cluster_without_shards_yet_is_sent_again_until_it_runs(server, no_sleep):
+    server.script(NO_SHARD, NO_SHARD, NO_SHARD, NO_SHARD, NO_SHARD, (200, {"connector_id": "c1"}))
+    client = make_client(server, retries=3)
+    assert client.post("/_plugins/_ml/connectors/_create", body={"name": "c"}) == {"connector_id": "c1"}
+    # More than retries: the wait is bounded by time, not by a count.
+    assert [request["method"] for request in server.received] == ["POST"] * 6
+    assert len(no_sleep) == 5 and max(no_sleep) <= 2
+
+
+def test_a_read_refused_while_the_cluster_state_is_not_recovered_is_sent_again(server):
+    server.script(NOT_RECOVERED, NOT_RECOVERED, NOT_RECOVERED, NOT_RECOVERED, NOT_RECOVERED, (200, {"ok": True}))
+    assert make_client(server, retries=1).get("/_plugins/_ml/connectors/c1") == {"ok": True}
+    assert len(server.received) == 6
+
+
+def test_a_cluster_that_stays_unready_fails_with_its_answer_after_the_wait(server):
+    server.script(NO_SHARD, NO_SHARD)
+    client = make_client(server, not_ready_wait=0)
+    with pytest.raises(HTTPError) as caught:
+        client.post("/_plugins/_ml/connectors/_create", body={"name": "c"})
+    assert caught.value.status == 503 and NO_SHARD_REASON in str(caught.value)
+    assert len(server.received) == 1
+
+
+def test_another_503_on_a_create_is_still_not_sent_again(server):
+    server.script(UNAVAILABLE, (200, {"connector_id": "c1"}))
+    with pytest.raises(HTTPError):
+        make_client(server).post("/_plugins/_ml/connectors/_create", body={"name": "c"})
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize("wait_timeout, expected", [(None, 60), (10, 60), (300, 300), (86400, 86400)])
+def test_the_wait_for_a_starting_cluster_is_the_tasks_timeout_and_at_least_a_minute(wait_timeout, expected):
+    params = {"url": "https://localhost:9200", "validate_certs": True}
+    if wait_timeout is not None:
+        params["wait_timeout"] = wait_timeout
+    assert client_from_params(params).not_ready_wait == expected
+
+
 def test_a_refused_connection_is_retried_even_for_a_create_and_then_reported():
     client = Client("http://127.0.0.1:%d" % free_port(), timeout=2, retries=2)
     with pytest.raises(TransportError) as caught:

@@ -3,10 +3,11 @@
 import json
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.modules import ml_task_info
-from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, hits, requests_sent
+from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, exit_output, hits, module_args, requests_sent
 
 # A request nothing was scripted for fails at once, and no wait pauses (see tests/unit/conftest.py).
 pytestmark = pytest.mark.usefixtures("module_test_server")
@@ -62,14 +63,14 @@ def test_when_the_provider_cannot_be_asked_the_stored_task_is_returned_with_a_wa
 
 def test_an_id_with_filters_it_does_not_meet_is_an_empty_list(server):
     server.answer("GET", TASKS + "/t1", (200, batch_task(state="RUNNING")))
-    assert run(server, task_id="t1", state="completed")[1]["tasks"] == []
+    assert run(server, task_id="t1", task_state="completed")[1]["tasks"] == []
 
 
 def test_filters_are_searched_in_upper_case_and_tasks_returned_as_stored(server):
     """A search returns tasks as last stored: no task is read again (that would ask the provider for each)."""
     completed = (("t1", batch_task("COMPLETED", "completed", 3.0)), ("t2", batch_task("COMPLETED", "completed", 2.0)))
     server.answer("POST", TASKS + "/_search", (200, hits(*completed)))
-    _module, result = run(server, model_id="m1", task_type="batch_prediction", state="completed")
+    _module, result = run(server, model_id="m1", task_type="batch_prediction", task_state="completed")
     assert [task["task_id"] for task in result["tasks"]] == ["t1", "t2"]
     assert result["tasks"][1]["remote_job"]["request_counts"] == {"total": 3, "completed": 2, "failed": 0}
     sent = json.loads(server.received[0]["body"])
@@ -92,3 +93,21 @@ def test_nothing_found_is_an_empty_list(server):
     server.answer("POST", TASKS + "/_search", (200, hits()))
     assert run(server, model_id="m9")[1] == {"changed": False, "tasks": []}
     assert requests_sent(server) == [("POST", TASKS + "/_search")]
+
+
+def test_the_old_state_filter_still_filters(server, capsys, monkeypatch):
+    """A real module run with ``state``, the deprecated alias of ``task_state``."""
+    monkeypatch.setenv("OPENSEARCH_URL", server.url)
+    server.answer("POST", TASKS + "/_search", (200, hits(("t1", batch_task("FAILED", "failed")))))
+    with module_args({"task_type": "BATCH_PREDICTION", "state": "failed"}):
+        _printed, output = exit_output(capsys, ml_task_info.main)
+    assert [task["task_id"] for task in output["tasks"]] == ["t1"]
+    assert {"term": {"state": "FAILED"}} in json.loads(server.received[0]["body"])["query"]["bool"]["filter"]
+
+
+def test_the_old_state_filter_is_deprecated_for_1_0_0():
+    # (Read from the validation: where a module's deprecations go depends on what else the process has loaded.)
+    result = ArgumentSpecValidator(ml_task_info.ARGUMENT_SPEC).validate({"state": "failed"})
+    assert result.validated_parameters["task_state"] == "failed"
+    assert [(item["version"], item["collection_name"]) for item in result._deprecations] == [("1.0.0", "opensearch.ml_commons")]
+    assert "'state'" in result._deprecations[0]["msg"]
