@@ -161,8 +161,10 @@ unchanged:
   returned: always
   type: int
   sample: 98800
-skipped:
-  description: How many documents were left out because they have no text.
+skipped_count:
+  description:
+    - How many documents were left out because they have no text. (Not C(skipped), which Ansible reads as the task's
+      own skip.)
   returned: always
   type: int
   sample: 2

@@ -79,7 +79,7 @@ class Export(object):
         self.fingerprint_field = fingerprint_field
         self.incremental = incremental
         self.page_size = page_size
-        self.counts = {"requests": 0, "unchanged": 0, "skipped": 0}
+        self.counts = {"requests": 0, "unchanged": 0, "skipped_count": 0}
         self.skipped_documents = []
 
     def apply(self):
@@ -138,6 +138,6 @@ class Export(object):
         return (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
 
     def skip(self, doc_id, reason):
-        self.counts["skipped"] += 1
+        self.counts["skipped_count"] += 1
         if len(self.skipped_documents) < REPORTED:
             self.skipped_documents.append({"_id": doc_id, "reason": reason})
