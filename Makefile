@@ -19,7 +19,7 @@ export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume bench-batch gnu-time clean reliability reliability-quick reliability-cluster
+.PHONY: help venv get-pip collection sanity units lint changelog-lint up down status integration integration-all integration-cluster test demo bench bench-volume bench-batch bench-index gnu-time clean reliability reliability-quick reliability-cluster
 
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
@@ -28,7 +28,7 @@ help:
 	@echo "              reliability-quick, awx-runner"
 	@echo "make matrix - sanity and units on every ansible-core of MATRIX, module units on Python $(MODULE_PYTHON), integration on the oldest and newest"
 	@echo "make docs   - the HTML docs site in build/docs/html; make release-check - the tarball through galaxy-importer"
-	@echo "make bench  - the benchmark (docs/benchmark.md); make bench-volume / make bench-batch - only its volume / volume_batch phase"
+	@echo "make bench  - the benchmark (docs/benchmark.md); make bench-volume / make bench-batch / make bench-index - only its volume / volume_batch / index phase"
 	@echo "make up / make down / make status - the local test bed (OPENSEARCH_VERSION=$(OPENSEARCH_VERSION); OPENSEARCH_NODES=3 for a cluster)"
 
 $(BIN)/.installed: requirements-dev.txt
@@ -146,6 +146,13 @@ bench-volume: venv collection gnu-time
 # for a quick run).
 bench-batch: venv collection gnu-time
 	BENCH_PHASES=volume_batch $(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
+
+# Only the bench's index phase: 100,000 documents exported by index_batch_input and by opensearch-py's helpers.scan,
+# through the batch_inference role (2 jobs of 50,000, 60 s in progress each), written back by index_batch_output and by
+# helpers.streaming_bulk / parallel_bulk, then the loop's re-run; about 10 minutes (BENCH_INDEX_DOCUMENTS=1000000 for
+# the large run).
+bench-index: venv collection gnu-time
+	BENCH_PHASES=index $(BIN)/python tests/bench/bench.py --collections $(COLLECTIONS)
 
 # The volume phase reads the module process's peak RSS from GNU time.
 gnu-time:

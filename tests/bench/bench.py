@@ -56,6 +56,22 @@ Keys (targets in TARGETS):
     volume_batch_rerun_paid_requests
                                    what the re-run of the completed run paid for at OpenAI: files uploaded, batches
                                    created and content downloads, counted by the emulator
+    index_export_ratio_vs_opensearch_py
+                                   BENCH_INDEX_DOCUMENTS documents (100,000; 1,000 bytes of text each) exported by
+                                   index_batch_input (its task's time less that of a no-op task of the same module)
+                                   over opensearch-py's helpers.scan reading the same field (tests/bench/
+                                   index_reference.py, timed in its own process), fastest of BENCH_ROUNDS alternating
+    index_write_ratio_vs_opensearch_py
+                                   the merged output of those documents' jobs (BENCH_INDEX_DIMENSIONS, 256) written back
+                                   by index_batch_output (task time less a no-op task's) over helpers.streaming_bulk
+                                   sending the same partial updates to a clone of the index, then a refresh;
+                                   index_write_ratio_vs_parallel_bulk the same over parallel_bulk (informative)
+    index_peak_rss_mb              the largest peak RSS of an index_batch_input or index_batch_output process
+    index_rerun_paid_requests      what the re-run of the whole loop paid for at OpenAI (emulator counters)
+    index_rerun_index_ops          the index's indexing.index_total over that re-run
+    index_roundtrip_overhead_ratio the whole loop (export, the batch_inference role on the exported input, write-back)
+                                   over the emulator's batch_busy_seconds, as volume_batch_overhead_ratio; no target:
+                                   it depends on the job length (BENCH_INDEX_JOB_SECONDS in progress, default 60)
 
 Keys that cannot be measured are null, with the reason under "<key>_reason".
 
@@ -63,7 +79,7 @@ Environment: OPENSEARCH_PORT, OPENAI_EMULATOR_PORT, ML_TESTBED_CACHE, OPENSEARCH
 bed's), FAULT_PROXY_PORT (default 9290), BENCH_SIZES (default "10 50 200"), BENCH_REPEAT (default 30),
 BENCH_ROUNDS (default 3: each timed pair is run that many times, alternating, the fastest kept),
 BENCH_JOB_SECONDS (default 6), BENCH_POLL_INTERVAL (default 2), BENCH_PHASES (some of "first_run
-module_overhead scale wait cluster volume volume_batch", to run only those while working on one; the table then lacks
+module_overhead scale wait cluster volume volume_batch index", to run only those while working on one; the table then lacks
 the others),
 BENCH_VOLUME_LINES (default 50000; 3,800 bytes a line), BENCH_VOLUME_DIMENSIONS (default: as many as an output
 of 1 GB needs), BENCH_VOLUME_BATCH_TIMEOUT (default 3600 s), BENCH_VOLUME_KEEP (1 keeps the phase's files in
@@ -72,11 +88,14 @@ phase BENCH_VOLUME_BATCH_LINES (default 200000; 1,000 bytes a line), BENCH_VOLUM
 50000, the role's default and OpenAI's limit), BENCH_VOLUME_BATCH_DIMENSIONS (default 256),
 BENCH_VOLUME_BATCH_JOB_SECONDS (default 180: each job's in_progress time, after 10 s validating and before 10 s
 finalizing), BENCH_VOLUME_BATCH_POLL_INTERVAL (default 2, the role's default) and BENCH_VOLUME_BATCH_TIMEOUT
-(default 3600 s, the role's wait_timeout).
+(default 3600 s, the role's wait_timeout); for the index phase BENCH_INDEX_DOCUMENTS (default 100000),
+BENCH_INDEX_DIMENSIONS (default 256), BENCH_INDEX_REQUESTS_PER_JOB (default 50000), BENCH_INDEX_JOB_SECONDS
+(default 60, with 10 s validating and 10 s finalizing), BENCH_INDEX_KEEP (1 keeps its indices and files).
 """
 
 import argparse
 import filecmp
+import importlib.util
 import ipaddress
 import json
 import math
@@ -139,6 +158,12 @@ TARGETS = {
     "volume_batch_overhead_ratio": ("<=", 1.1),
     "volume_batch_peak_rss_mb": ("<=", 100),
     "volume_batch_rerun_paid_requests": ("<=", 0),
+    "index_export_ratio_vs_opensearch_py": ("<=", 1.0),
+    "index_write_ratio_vs_opensearch_py": ("<=", 1.0),
+    "index_peak_rss_mb": ("<=", 100),
+    "index_rerun_paid_requests": ("<=", 0),
+    "index_rerun_index_ops": ("<=", 0),
+    "index_roundtrip_overhead_ratio": (None, None),
 }
 
 
@@ -1070,6 +1095,243 @@ def volume_batch_steps(runner, emulator, opensearch_url, settings):
     }
 
 
+# -- from an index back into the index ------------------------------------------------------------
+
+INDEX_DIR = OUTPUT_DIR / "index"
+INDEX_NAME = "bench-index"
+# Copies of the index as it was before the write-back, for opensearch-py's writers (made with _clone: hard links).
+INDEX_COPIES = {"streaming_bulk": INDEX_NAME + "-streaming-bulk", "parallel_bulk": INDEX_NAME + "-parallel-bulk"}
+INDEX_REFERENCE = BENCH_DIR / "index_reference.py"
+INDEX_TARGET_FIELD = "vector"
+INDEX_FINGERPRINT_FIELD = "vector_fingerprint"  # the module's default for target_field "vector"
+INDEX_TEXT_BYTES = 1000  # a passage of about 150 words, as in volume_batch
+INDEX_LOAD_BULK_BYTES = 5 * 10 ** 6
+
+
+def index_documents(count):
+    """(_id, text) of the phase's documents: the same on every run, no two texts alike."""
+    generator = random.Random(1)
+    pool = " ".join("".join(generator.choices(string.ascii_lowercase, k=generator.randint(2, 10))) for _word in range(INDEX_TEXT_BYTES))
+    for number in range(count):
+        start = number * 7919 % (len(pool) - INDEX_TEXT_BYTES)
+        yield "doc-%d" % number, "doc %d %s" % (number, pool[start:start + INDEX_TEXT_BYTES])
+
+
+def index_load(opensearch_url, count, dimensions):
+    """The index (a lucene knn_vector field of ``dimensions``, the fingerprint field, one shard, no replica) with
+    ``count`` documents, then its copies, cloned while it is read-only."""
+    for name in [INDEX_NAME] + list(INDEX_COPIES.values()):
+        try:
+            http("DELETE", "%s/%s" % (opensearch_url, name))
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
+    http("PUT", "%s/%s" % (opensearch_url, INDEX_NAME), {
+        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}},
+        "mappings": {"properties": {
+            "text": {"type": "text"},
+            INDEX_TARGET_FIELD: {"type": "knn_vector", "dimension": dimensions,
+                                 "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2"}},
+            INDEX_FINGERPRINT_FIELD: {"type": "keyword"}}}})
+    chunk, size = [], 0
+    for doc_id, text in index_documents(count):
+        lines = json.dumps({"index": {"_id": doc_id}}) + "\n" + json.dumps({"text": text}) + "\n"
+        chunk.append(lines)
+        size += len(lines)
+        if size >= INDEX_LOAD_BULK_BYTES:
+            index_load_chunk(opensearch_url, chunk)
+            chunk, size = [], 0
+    if chunk:
+        index_load_chunk(opensearch_url, chunk)
+    http("POST", "%s/%s/_refresh" % (opensearch_url, INDEX_NAME))
+    http("POST", "%s/%s/_forcemerge?max_num_segments=1" % (opensearch_url, INDEX_NAME), timeout=900)
+    http("PUT", "%s/%s/_settings" % (opensearch_url, INDEX_NAME), {"index.blocks.write": True})
+    for copy in INDEX_COPIES.values():
+        http("POST", "%s/%s/_clone/%s?wait_for_active_shards=1" % (opensearch_url, INDEX_NAME, copy), {"settings": {"index.number_of_replicas": 0}})
+    for name in [INDEX_NAME] + list(INDEX_COPIES.values()):
+        http("PUT", "%s/%s/_settings" % (opensearch_url, name), {"index.blocks.write": None})
+    http("GET", "%s/_cluster/health/%s?wait_for_status=green&timeout=120s" % (opensearch_url, ",".join([INDEX_NAME] + list(INDEX_COPIES.values()))),
+         timeout=130)
+    return http("GET", "%s/%s/_count" % (opensearch_url, INDEX_NAME))["count"]
+
+
+def index_load_chunk(opensearch_url, chunk):
+    answer = http("POST", "%s/%s/_bulk" % (opensearch_url, INDEX_NAME), raw="".join(chunk).encode(),
+                  headers={"Content-Type": "application/x-ndjson"}, timeout=300)
+    if answer.get("errors"):
+        raise BenchError("loading the index failed: %s" % json.dumps([item for item in answer["items"] if "error" in list(item.values())[0]][:3]))
+
+
+def index_ops(opensearch_url, index=INDEX_NAME):
+    return http("GET", "%s/%s/_stats/indexing" % (opensearch_url, index))["_all"]["primaries"]["indexing"]["index_total"]
+
+
+def index_reference(*arguments):
+    done = subprocess.run([sys.executable, str(INDEX_REFERENCE)] + [str(argument) for argument in arguments], capture_output=True,
+                          text=True, timeout=PLAYBOOK_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise BenchError("opensearch-py's %s failed: %s" % (arguments[0], done.stderr[-2000:]))
+    found = json.loads(done.stdout)
+    say("opensearch-py %-16s %6.2f s" % (arguments[0], found["seconds"]))
+    return found
+
+
+def measure_index(runner, env, opensearch_url, settings):
+    """index_*: an index's documents exported, through batch jobs, written back; opensearch-py side by side.
+
+    Empties the emulator before and after (which also restores its start-up timings); deletes the phase's indices
+    and files at the end unless ``settings["keep"]``."""
+    keys = ("index_export_ratio_vs_opensearch_py", "index_write_ratio_vs_opensearch_py", "index_peak_rss_mb",
+            "index_rerun_paid_requests", "index_rerun_index_ops", "index_roundtrip_overhead_ratio")
+    if importlib.util.find_spec("opensearchpy") is None:
+        reason = "opensearch-py is not installed (requirements-dev.txt; make venv)"
+        return dict([(key, None) for key in keys] + [(key + "_reason", reason) for key in keys])
+    if not status_readable(env["OPENAI_BASE_URL"]):
+        reason = "no batch job can be waited for on this test bed: " + LOOPBACK_REASON % env["OPENAI_BASE_URL"]
+        return dict([(key, None) for key in keys] + [(key + "_reason", reason) for key in keys])
+    shutil.rmtree(INDEX_DIR, ignore_errors=True)
+    INDEX_DIR.mkdir(parents=True)
+    emulator = Emulator(env)
+    try:
+        return index_steps(runner, emulator, opensearch_url, settings)
+    finally:
+        emulator.reset()
+        if not settings["keep"]:
+            shutil.rmtree(INDEX_DIR, ignore_errors=True)
+            for name in [INDEX_NAME] + list(INDEX_COPIES.values()):
+                try:
+                    http("DELETE", "%s/%s" % (opensearch_url, name))
+                except urllib.error.HTTPError:
+                    pass
+
+
+def index_steps(runner, emulator, opensearch_url, settings):
+    documents, dimensions = settings["documents"], settings["dimensions"]
+    # The input and its parts; the jobs' outputs, their downloads and the merged output (about 16 bytes a dimension).
+    check_free_space(documents * (3 * INDEX_TEXT_BYTES + 3 * dimensions * 16), "the input, its parts, the jobs' outputs, "
+                     "their downloads and the merged output", INDEX_DIR)
+    started = time.monotonic()
+    loaded = index_load(opensearch_url, documents, dimensions)
+    if loaded != documents:
+        raise BenchError("the index holds %d documents, not %d" % (loaded, documents))
+    say("index: %d documents of %d bytes of text loaded, copied twice (%.1f s)" % (documents, INDEX_TEXT_BYTES, time.monotonic() - started))
+    variables = {
+        "bench_index_url": opensearch_url,
+        "bench_index_name": INDEX_NAME,
+        "bench_index_model": VOLUME_MODEL,
+        "bench_index_dimensions": dimensions,
+        "bench_volume_interpreter": str(peak_rss_interpreter(INDEX_DIR)),
+        "bench_index_max_requests": settings["requests_per_job"],
+        "bench_index_results_dir": str(INDEX_DIR / "results"),
+        "bench_index_poll_interval": settings["poll_interval"],
+        "bench_index_wait_timeout": settings["wait_timeout_s"],
+    }
+    peaks = []
+
+    def run(playbook, label, **extra):
+        run_dir = INDEX_DIR / label
+        run_dir.mkdir()
+        done = runner.run(playbook, label, check=False, bench_index_run_dir=str(run_dir), **dict(variables, **extra))
+        if not done["ok"]:
+            raise BenchError("%s failed (%s): %s" % (playbook, label, log_tail(done, 8)))
+        rss_file = run_dir / "modules.rss"
+        peaks.extend(module_peaks(rss_file) if rss_file.exists() else [])
+        return done, run_dir
+
+    # The export, alternating with helpers.scan on the same documents, before anything is written back.
+    exports, scans = [], []
+    for round_number in range(settings["rounds"]):
+        done, run_dir = run("index_export.yml", "index-export-%d" % round_number)
+        exported = json.loads((run_dir / "exported.json").read_text())
+        if exported["requests"] != documents:
+            raise BenchError("the export wrote %d requests, not %d" % (exported["requests"], documents))
+        exports.append(round(task_seconds(done, "Export") - task_seconds(done, "Export of nothing"), 3))
+        scanned = index_reference("scan", opensearch_url, INDEX_NAME, "text")
+        if scanned["documents"] != documents:
+            raise BenchError("helpers.scan read %d documents, not %d" % (scanned["documents"], documents))
+        scans.append(scanned["seconds"])
+
+    emulator.reset()
+    timings = http("POST", emulator.admin_url + "/timings", settings["timings"])
+    ops_before = index_ops(opensearch_url)
+    first, run_dir = run("index_loop.yml", "index-loop")
+    after = emulator.stats()
+    result = json.loads((run_dir / "result.json").read_text())
+    role, written = result["role"], result["written"]
+    if role.get("status") != "COMPLETED" or (role.get("request_counts") or {}).get("completed") != documents:
+        raise BenchError("the jobs did not all complete: status %s, request counts %s" % (role.get("status"), json.dumps(role.get("request_counts"))))
+    if written["written"] != documents or written["failed_documents"]:
+        raise BenchError("the write-back wrote %d of %d documents, %d failed: %s"
+                         % (written["written"], documents, written["failed_documents"], json.dumps(written["failures"][:3])))
+    first_ops = index_ops(opensearch_url) - ops_before
+    output = role["output"]
+    tasks = {task["name"]: task for task in first["tasks"]}
+    loop_s = tasks["Write back"]["end"] - tasks["Export"]["start"]
+    write_s = round(tasks["Write back"]["seconds"] - tasks["Write-back of nothing"]["seconds"], 3)
+    loop_export_s = round(tasks["Export"]["seconds"] - tasks["Export of nothing"]["seconds"], 3)
+    busy = after["batch_busy_seconds"]
+
+    references = {}
+    for kind, copy in INDEX_COPIES.items():
+        references[kind] = index_reference(kind, opensearch_url, copy, output, INDEX_TARGET_FIELD, INDEX_FINGERPRINT_FIELD)
+        if references[kind]["written"] != documents:
+            raise BenchError("opensearch-py's %s wrote %d of %d documents" % (kind, references[kind]["written"], documents))
+
+    ops_before = index_ops(opensearch_url)
+    rerun_before = emulator.stats()
+    rerun, run_dir = run("index_loop.yml", "index-loop-rerun", bench_index_previous_output=output)
+    rerun_after = emulator.stats()
+    rerun_ops = index_ops(opensearch_url) - ops_before
+    rerun_result = json.loads((run_dir / "result.json").read_text())
+    paid = {counter: rerun_after[counter] - rerun_before[counter] for counter in PAID_COUNTERS}
+
+    by_module = {}
+    for mb, module in peaks:
+        by_module[module] = max(mb, by_module.get(module, 0.0))
+    export_s, scan_s = min(exports), min(scans)
+    streaming_s, parallel_s = references["streaming_bulk"]["seconds"], references["parallel_bulk"]["seconds"]
+    return {
+        "index_export_ratio_vs_opensearch_py": round(export_s / scan_s, 3),
+        "index_write_ratio_vs_opensearch_py": round(write_s / streaming_s, 3),
+        "index_write_ratio_vs_parallel_bulk": round(write_s / parallel_s, 3),
+        "index_peak_rss_mb": max(by_module.get("index_batch_input", 0.0), by_module.get("index_batch_output", 0.0)),
+        "index_rerun_paid_requests": sum(paid.values()),
+        "index_rerun_index_ops": rerun_ops,
+        "index_roundtrip_overhead_ratio": round(loop_s / busy, 3),
+        "index_documents": documents,
+        "index_dimensions": dimensions,
+        "index_text_bytes": INDEX_TEXT_BYTES,
+        "index_export_s": exports,
+        "index_scan_s": scans,
+        "index_loop_export_s": loop_export_s,
+        "index_write_s": write_s,
+        "index_streaming_bulk_s": streaming_s,
+        "index_parallel_bulk_s": parallel_s,
+        "index_first_run_index_ops": first_ops,
+        "index_loop_s": round(loop_s, 3),
+        "index_busy_s": busy,
+        "index_parts": len(role["jobs"]),
+        "index_requests_per_job": settings["requests_per_job"],
+        "index_emulator_timings_s": timings,
+        "index_poll_interval_s": settings["poll_interval"],
+        "index_output_bytes": Path(output).stat().st_size,
+        "index_peak_rss_by_module_mb": by_module,
+        "index_rerun": {"paid": paid, "changed": recap_changed(rerun), "exported_requests": rerun_result["exported"]["requests"],
+                        "written": rerun_result["written"]["written"], "unchanged": rerun_result["written"]["unchanged"],
+                        "wall_s": rerun["wall_s"]},
+        "index_method": (
+            "%d documents (%d bytes of text each) in one shard; export: index_batch_input's task time less that of a no-op "
+            "task of the same module (a query that matches nothing) over helpers.scan of the text field in its own process "
+            "(1,000 a page), fastest of %d alternating rounds; write-back: index_batch_output's task time (less its no-op "
+            "task, an empty output) in the loop over streaming_bulk (and parallel_bulk, 4 threads) sending the same merged "
+            "output as partial updates (vector and fingerprint) to a clone of the index taken before the write-back, then a "
+            "refresh, one run each; round trip: export start to write-back end over the emulator's batch_busy_seconds; "
+            "re-run: the same playbook again (no job when the export sends nothing)"
+            % (documents, INDEX_TEXT_BYTES, settings["rounds"])
+        ),
+    }
+
+
 # -- reporting ------------------------------------------------------------------------------------
 
 
@@ -1117,6 +1379,16 @@ def markdown_table(results):
                          timeline.get("after_jobs_s", 0), results["volume_batch_busy_s"],
                          "/".join("%g" % results["volume_batch_emulator_timings_s"][status] for status in ("validating", "in_progress", "finalizing")),
                          results["volume_batch_poll_interval_s"], results["volume_batch_rerun"]["role_s"]))
+    if "index_documents" in results:
+        lines.append("")
+        lines.append("Index: %d documents, %d dimensions; export %.2f s by the module, %.2f s by helpers.scan; write-back %.2f s by the "
+                     "module, %.2f s by streaming_bulk, %.2f s by parallel_bulk; loop %.1f s, %d parts, jobs running %.1f s (each %s s "
+                     "validating, in progress, finalizing); peak RSS %s" % (
+                         results["index_documents"], results["index_dimensions"], min(results["index_export_s"]), min(results["index_scan_s"]),
+                         results["index_write_s"], results["index_streaming_bulk_s"], results["index_parallel_bulk_s"], results["index_loop_s"],
+                         results["index_parts"], results["index_busy_s"],
+                         "/".join("%g" % results["index_emulator_timings_s"][status] for status in ("validating", "in_progress", "finalizing")),
+                         ", ".join("%s %.1f MB" % pair for pair in sorted(results["index_peak_rss_by_module_mb"].items()))))
     reasons = [(key, results[key + "_reason"]) for key in TARGETS if results.get(key + "_reason")]
     for key, reason in reasons:
         lines.append("")
@@ -1167,8 +1439,16 @@ def main():
                     "poll_interval": float(os.environ.get("BENCH_VOLUME_BATCH_POLL_INTERVAL", "2")),
                     "wait_timeout_s": int(os.environ.get("BENCH_VOLUME_BATCH_TIMEOUT", "3600")),
                     "keep": volume["keep"]}
+    index = {"documents": int(os.environ.get("BENCH_INDEX_DOCUMENTS", "100000")),
+             "dimensions": int(os.environ.get("BENCH_INDEX_DIMENSIONS", "256")),
+             "requests_per_job": int(os.environ.get("BENCH_INDEX_REQUESTS_PER_JOB", "50000")),
+             "timings": {"validating": VOLUME_BATCH_VALIDATING_S,
+                         "in_progress": float(os.environ.get("BENCH_INDEX_JOB_SECONDS", "60")),
+                         "finalizing": VOLUME_BATCH_FINALIZING_S},
+             "poll_interval": volume_batch["poll_interval"], "wait_timeout_s": volume_batch["wait_timeout_s"],
+             "rounds": rounds, "keep": os.environ.get("BENCH_INDEX_KEEP", "") not in ("", "0")}
     only = os.environ.get("BENCH_PHASES", "").split()
-    for phase in ("volume", "volume_batch"):
+    for phase in ("volume", "volume_batch", "index"):
         if (not only or phase in only) and not os.access(GNU_TIME, os.X_OK):
             raise BenchError("the %s phase measures peak RSS with GNU time, and %s is missing: apt-get install -y time" % (phase, GNU_TIME))
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -1232,6 +1512,12 @@ def main():
         else:
             reason = "the batch_inference role or ml_batch_predict is not in this collection"
             keys = ("volume_batch_overhead_ratio", "volume_batch_peak_rss_mb", "volume_batch_rerun_paid_requests")
+            results.update(dict([(key, None) for key in keys] + [(key + "_reason", reason) for key in keys]))
+        if has_batch and has_role:
+            phases.append(("index", lambda: measure_index(runner, env, opensearch_url, index)))
+        else:
+            reason = "the batch_inference role or ml_batch_predict is not in this collection"
+            keys = [key for key in TARGETS if key.startswith("index_")]
             results.update(dict([(key, None) for key in keys] + [(key + "_reason", reason) for key in keys]))
         for name, measure in phases:
             if only and name not in only:

@@ -183,6 +183,7 @@ class ClusterScenarios:
 
 def scenarios(add) -> None:
     """The cluster scenarios, for run.py's scenario list (``add(name, function(suite))``)."""
+    from index_scenarios import node_killed_mid_write_back  # pylint: disable=import-outside-toplevel
     from run import kill_on, kill_on_new  # pylint: disable=import-outside-toplevel
 
     port = int(os.environ.get("FAULT_PROXY_PORT", "9290")) + 2
@@ -199,3 +200,5 @@ def scenarios(add) -> None:
     add("cluster/node-restarted-while-deploying",
         lambda s: ClusterScenarios(s, port).kill_in_role("cldeploy", "data", kill_on(r"^POST /_plugins/_ml/models/[^/]+/_deploy$"),
                                                          "as the deploy POST arrived", restart_at_once=True))
+    add("cluster/node-killed-mid-write-back",
+        lambda s: node_killed_mid_write_back(s, "clidx", port))

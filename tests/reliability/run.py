@@ -983,6 +983,11 @@ class Suite:
 
         return run_bad_input(self, tag)
 
+    def index(self, scenario: str, tag: str):
+        import index_scenarios  # noqa: E402  pylint: disable=import-outside-toplevel
+
+        return getattr(index_scenarios, scenario)(self, tag)
+
 
 def kill_on(pattern: str):
     """Kill as soon as a request whose route matches ``pattern`` reached the proxy (it is forwarded at
@@ -1090,6 +1095,12 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     add("tls/https-front", lambda s: s.tls("tls"), True)
     add("secrets/every-module-vvvv-diff", lambda s: s.secrets("sec"), True)
     add("bad-input/modules", lambda s: s.bad_input("bad"), True)
+    # index_batch_input and index_batch_output around a batch job of the emulator (index_scenarios.py).
+    add("index/deleted-and-edited-during-job", lambda s: s.index("deleted_and_edited", "idxdel"), True)
+    add("index/concurrent-loops", lambda s: s.index("concurrent_loops", "idxconc"))
+    add("index/bad-inputs", lambda s: s.index("bad_inputs", "idxbad"), True)
+    # Restarts the test bed's node twice (a write pool of one thread and a queue of one, then back): full suite only.
+    add("index/bulk-rejections", lambda s: s.index("bulk_rejections", "idxrej"))
     return scenarios
 
 

@@ -38,6 +38,10 @@ Environment:
     TESTBED_KEEP_DATA=1   start the nodes that are not running on the data they had
                           (after a crash), instead of a fresh test bed on empty data;
                           for the restart tests of tests/reliability
+    TESTBED_NODE_SETTINGS  more static node settings, "key=value" separated by
+                          spaces, written into each node's opensearch.yml when it
+                          starts (e.g. thread_pool.write.queue_size=2, with 'node
+                          stop 0' and 'node start 0', for a tiny write queue)
 """
 
 from __future__ import annotations
@@ -616,12 +620,23 @@ def opensearch_yml(cfg: Config, node: Node) -> str:
         "cluster.routing.allocation.disk.threshold_enabled: false",
     ]
     lines += [f"{key}: {value}" for key, value in ML_SETTINGS.items()]
+    lines += [f"{key}: {value}" for key, value in extra_node_settings()]
     lines.append("plugins.ml_commons.trusted_connector_endpoints_regex:")
     # Single-quoted YAML keeps the regex backslashes literal.
     emulator = rf"^http://{re.escape(cfg.emulator_host)}:[0-9]+/.*$"
     patterns = TRUSTED_CONNECTOR_ENDPOINTS + (() if emulator in TRUSTED_CONNECTOR_ENDPOINTS else (emulator,))
     lines += [f"  - '{pattern}'" for pattern in patterns]
     return "\n".join(lines) + "\n"
+
+
+def extra_node_settings() -> list[tuple[str, str]]:
+    settings = []
+    for pair in os.environ.get("TESTBED_NODE_SETTINGS", "").split():
+        key, equals, value = pair.partition("=")
+        if not equals or not re.fullmatch(r"[a-z0-9_.]+", key) or not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise TestbedError(f"TESTBED_NODE_SETTINGS: {pair!r} is not key=value (letters, digits, '_', '.', '-')")
+        settings.append((key, value))
+    return settings
 
 
 def discovery_settings(cfg: Config) -> list[str]:

@@ -23,11 +23,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import open_local
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.bulk import BulkWriter
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import parse_custom_id
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.read import field_value, get_many
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.read import field_value, get_many, missing_index
 
 PAGE_LINES = 500
 REPORTED = 100
 DEFAULT_KNN_METHOD = {"name": "hnsw", "engine": "lucene", "space_type": "l2"}
+WRITE_BLOCKS = ("index.blocks.write", "index.blocks.read_only", "index.blocks.read_only_allow_delete")
 
 
 class LineError(Exception):
@@ -128,7 +129,7 @@ class WriteBack(object):
                     pending = []
         self.write_page(pending)
         if not self.module.check_mode:
-            self.writer.flush()
+            self.writer.finish()
             if self.writer.written:
                 self.writer.refresh()
             self.counts["written"] = self.writer.written
@@ -161,24 +162,39 @@ class WriteBack(object):
         try:
             answer = self.client.get("/%s/_mapping" % quote_id(self.target_index))
         except HTTPError as error:
-            if error.status != 404 or self.in_place:
+            if error.status != 404:
                 raise
+            if self.in_place:
+                raise missing_index(self.index)
             self.create_target(dimension)
             return
         mapping = list(answer.values())[0]["mappings"] if answer else {}
         field = mapped_field(mapping, self.target_field)
-        if dimension is None:
-            return
-        if field is None:
+        if dimension is not None and field is not None:
+            self.check_field(field, dimension)
+        self.check_writable()
+        if dimension is not None and field is None:
             self.added_field = True
             if not self.module.check_mode:
                 self.client.put("/%s/_mapping" % quote_id(self.target_index), {"properties": self.properties(dimension)})
-        elif field.get("type") != "knn_vector":
+
+    def check_field(self, field, dimension):
+        if field.get("type") != "knn_vector":
             raise ConfigurationError("%s of %s is mapped as %s, not knn_vector; the output holds embeddings. Nothing was written."
                                      % (self.target_field, self.target_index, field.get("type") or "an object"))
-        elif field.get("dimension") != dimension:
+        if field.get("dimension") != dimension:
             raise ConfigurationError("%s of %s is a knn_vector of %s dimensions; the output's embeddings have %d. Nothing was written."
                                      % (self.target_field, self.target_index, field.get("dimension"), dimension))
+
+    def check_writable(self):
+        """A write block refuses every item of every bulk: one clear error instead, before anything is sent."""
+        answer = self.client.get("/%s/_settings/index.blocks.*" % quote_id(self.target_index), query={"flat_settings": "true"})
+        for name, index in sorted((answer or {}).items()):
+            settings = index.get("settings") or {}
+            blocked = [setting for setting in WRITE_BLOCKS if str(settings.get(setting)).lower() == "true"]
+            if blocked:
+                raise ConfigurationError("%s is read-only (%s is true); no document can be written. Nothing was written."
+                                         % (name, blocked[0]), index=name)
 
     def properties(self, dimension):
         fields = {self.fingerprint_field: {"type": "keyword"}}

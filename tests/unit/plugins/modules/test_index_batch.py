@@ -74,6 +74,7 @@ def output_line(doc_id, text, vector):
 
 
 MAPPING = (200, {"docs": {"mappings": {"properties": {"text": {"type": "text"}, "vec": {"type": "knn_vector", "dimension": 2}}}}})
+WRITABLE = (200, {})
 
 
 def bulk_lines(request):
@@ -86,6 +87,7 @@ def test_the_write_back_updates_only_what_differs_and_retries_rejected_items(mod
     failed = json.dumps({"id": "r", "custom_id": custom_id("gone", "0" * 64), "response": None, "error": {"code": "batch_expired", "message": "late"}})
     src.write_text("\n".join([output_line("a", "x", [0.5, 0.5]), output_line("b", "y", [1.0, 0.0]), output_line("c", "z", [0.0, 1.0]), failed]) + "\n")
     module_test_server.answer("GET", "/docs/_mapping", MAPPING)
+    module_test_server.answer("GET", "/docs/_settings*", WRITABLE)
     module_test_server.answer("POST", "/docs/_mget", (200, {"docs": [
         {"_id": "a", "found": True, "_source": {"vec": [0.5, 0.5], "vec_fingerprint": embedding_fingerprint("x")}},
         {"_id": "b", "found": True, "_source": {"text": "y"}}, {"_id": "c", "found": False}]}))
@@ -108,6 +110,25 @@ def test_a_dimension_mismatch_fails_before_any_write(module_test_server, tmp_pat
     src.write_text(output_line("a", "x", [0.1, 0.2, 0.3]) + "\n")
     module_test_server.answer("GET", "/docs/_mapping", MAPPING)
     with pytest.raises(ConfigurationError, match="knn_vector of 2 dimensions; the output's embeddings have 3"):
+        index_batch_output.run(FakeModule(index_batch_output, src=str(src), index="docs", target_field="vec"), Client(module_test_server.url))
+    assert requests_sent(module_test_server) == [("GET", "/docs/_mapping")]
+
+
+def test_a_read_only_index_fails_before_any_write(module_test_server, tmp_path):
+    src = tmp_path / "output.jsonl"
+    src.write_text(output_line("a", "x", [0.1, 0.2]) + "\n")
+    module_test_server.answer("GET", "/docs/_mapping", MAPPING)
+    module_test_server.answer("GET", "/docs/_settings*", (200, {"docs": {"settings": {"index.blocks.write": "true"}}}))
+    with pytest.raises(ConfigurationError, match="docs is read-only \\(index.blocks.write is true\\)"):
+        index_batch_output.run(FakeModule(index_batch_output, src=str(src), index="docs", target_field="vec"), Client(module_test_server.url))
+    assert requests_sent(module_test_server) == [("GET", "/docs/_mapping"), ("GET", "/docs/_settings/index.blocks.*?flat_settings=true")]
+
+
+def test_a_missing_index_is_named_when_writing_in_place(module_test_server, tmp_path):
+    src = tmp_path / "output.jsonl"
+    src.write_text(output_line("a", "x", [0.1, 0.2]) + "\n")
+    module_test_server.answer("GET", "/docs/_mapping", (404, {"error": {"type": "index_not_found_exception", "reason": "no such index"}}))
+    with pytest.raises(ConfigurationError, match="The index docs does not exist"):
         index_batch_output.run(FakeModule(index_batch_output, src=str(src), index="docs", target_field="vec"), Client(module_test_server.url))
     assert requests_sent(module_test_server) == [("GET", "/docs/_mapping")]
 
