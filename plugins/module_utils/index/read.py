@@ -38,18 +38,19 @@ def pages(client, index, query, source, page_size):
             raise missing_index(index)
         raise
     scroll_id = answer.get("_scroll_id")
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        # Leaving the pool waits for a page still on its way, so the scroll is cleared after it.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            while True:
-                hits = answer["hits"]["hits"]
-                if not hits:
-                    return
-                following = pool.submit(client.search, "/_search/scroll", {"scroll": KEEP_ALIVE, "scroll_id": scroll_id})
-                yield [(hit["_id"], hit.get("_source") or {}) for hit in hits]
-                answer = following.result()
-                scroll_id = answer.get("_scroll_id", scroll_id)
+        while True:
+            hits = answer["hits"]["hits"]
+            if not hits:
+                return
+            following = pool.submit(client.search, "/_search/scroll", {"scroll": KEEP_ALIVE, "scroll_id": scroll_id})
+            yield [(hit["_id"], hit.get("_source") or {}) for hit in hits]
+            answer = following.result()
+            scroll_id = answer.get("_scroll_id", scroll_id)
     finally:
+        # A page still on its way is waited for, so the scroll is cleared after it.
+        pool.shutdown(wait=True)
         if scroll_id:
             client.request("DELETE", "/_search/scroll", body={"scroll_id": [scroll_id]}, idempotent=True)
 
