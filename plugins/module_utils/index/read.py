@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Documents read out of an index: every match of a query through a scroll sorted by ``_doc`` (one
-consistent view, the cheapest order, nothing held but the current page and the next, which is fetched
-while the caller works on the current one), and documents looked up by ID a page at a time.
+consistent view, the cheapest order, nothing held but the current page), and documents looked up by
+ID a page at a time.
 
 Not a point in time with ``search_after``: that needs a total order, and OpenSearch 2.19 has no
 ``_shard_doc`` to sort by, while ``_doc`` alone repeats across shards (search_after then skips
@@ -14,8 +14,6 @@ documents) and ``_id`` loads every ID into the cluster's heap.
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
-
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import quote_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError
@@ -38,19 +36,15 @@ def pages(client, index, query, source, page_size):
             raise missing_index(index)
         raise
     scroll_id = answer.get("_scroll_id")
-    pool = ThreadPoolExecutor(max_workers=1)
     try:
         while True:
             hits = answer["hits"]["hits"]
             if not hits:
                 return
-            following = pool.submit(client.search, "/_search/scroll", {"scroll": KEEP_ALIVE, "scroll_id": scroll_id})
             yield [(hit["_id"], hit.get("_source") or {}) for hit in hits]
-            answer = following.result()
+            answer = client.search("/_search/scroll", {"scroll": KEEP_ALIVE, "scroll_id": scroll_id})
             scroll_id = answer.get("_scroll_id", scroll_id)
     finally:
-        # A page still on its way is waited for, so the scroll is cleared after it.
-        pool.shutdown(wait=True)
         if scroll_id:
             client.request("DELETE", "/_search/scroll", body={"scroll_id": [scroll_id]}, idempotent=True)
 
