@@ -129,7 +129,7 @@ class WriteBack(object):
                     pending = []
         self.write_page(pending)
         if not self.module.check_mode:
-            self.writer.finish()
+            self.writer.flush()
             if self.writer.written:
                 self.writer.refresh()
             self.counts["written"] = self.writer.written
