@@ -108,13 +108,20 @@ options:
   poll_interval:
     description:
       - Seconds before the first status check with O(wait), and the least time between two. Later checks space out to a
-        tenth of the time waited so far (at most five minutes), because each makes ML Commons call the provider.
+        tenth of the time waited so far (at most O(max_poll_interval)), because each makes ML Commons call the provider.
       - So the module returns at most this long, or a tenth of the job's duration, after the job has ended. When the
         provider reports the job's progress (OpenAI's request counts), the check after the job's expected end comes
         then; while the provider finalizes (every request ran), checks are this far apart and space out to a tenth of
         the time it has finalized, so the end is seen at most about this long, or a tenth of the finalization, after it.
     type: float
     default: 10
+  max_poll_interval:
+    description:
+      - The longest time, in seconds, between two status checks with O(wait), however long the job has run (O(poll_interval)
+        when that is longer). A job is seen ending at most this long after it has ended.
+    type: float
+    default: 300
+    version_added: 0.2.0
 notes:
   - "How a re-run recognises the same job: by the model and the job's input, read from O(parameters) and else from the
     connector's parameters. The provider is recognised as ML Commons recognises it, by the C(batch_predict) URL.
@@ -302,6 +309,7 @@ ARGUMENT_SPEC = dict(
     wait=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=3600),
     poll_interval=dict(type="float", default=10),
+    max_poll_interval=dict(type="float", default=300),
     jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
     input_file_ids=dict(type="list", elements="str"),
 )
