@@ -28,9 +28,24 @@ def builtin_lookups(monkeypatch):
     monkeypatch.setattr(lookup_loader, "get", lambda name, *args, **kwargs: get(name.replace("ansible.builtin.", ""), *args, **kwargs))
 
 
+# ansible-core templates the argument spec when it validates the role's variables, and prints it when they are
+# refused: a secret's default (an environment lookup) would show the secret. Their descriptions name the variable.
+SECRETS = set(name for name, option in OPTIONS.items() if option.get("no_log"))
+
+
 def test_every_default_is_in_the_argument_spec_with_its_value():
     assert sorted(DEFAULTS) == sorted(OPTIONS)
-    assert {name: OPTIONS[name].get("default") for name in DEFAULTS} == DEFAULTS
+    assert {name: OPTIONS[name].get("default") for name in set(DEFAULTS) - SECRETS} == dict(
+        (name, value) for name, value in DEFAULTS.items() if name not in SECRETS)
+
+
+def test_no_secret_has_a_default_in_the_argument_spec_and_each_names_its_environment_variable():
+    assert SECRETS == {"batch_inference_openai_api_key", "batch_inference_aws_access_key", "batch_inference_aws_secret_key",
+                       "batch_inference_aws_session_token"}
+    for name in SECRETS:
+        assert "default" not in OPTIONS[name]
+        environment_variable = DEFAULTS[name].split("'")[3]
+        assert "E(%s)" % environment_variable in str(OPTIONS[name]["description"]), name
 
 
 def test_the_waits_fit_openais_completion_window_and_back_off_to_a_ceiling():
