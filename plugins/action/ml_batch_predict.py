@@ -5,7 +5,7 @@
 """ml_batch_predict with wait: the module waits in bounded stretches, and the progress of the jobs is
 shown between two, at default verbosity. A module cannot print while it runs, and a wait of hours under
 ``until``/``retries`` prints a FAILED line per check; here each stretch is the module's own wait, ended
-by its timeout, and the next stretch finds the same jobs again (a re-run submits nothing twice)."""
+by its timeout, and the next stretch follows the jobs the first one found or submitted."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -120,8 +120,13 @@ class ActionModule(ActionBase):
                                         outcome.get("msg", ""))
                 outcome["polls"] = polls
                 break
-            display.display("%s [%s]: waited %s of %s: %s" % (self._task.get_name(), (task_vars or {}).get("inventory_hostname"),
-                                                               duration(waited), duration(timeout), progress(outcome)))
+            # The next stretch follows the jobs this one left: a single job by its task (a job the module cannot
+            # recognise would be submitted again), and none forced again.
+            args = dict(args, force=False)
+            if outcome.get("task_id") and args.get("jobs") is None and args.get("input_file_ids") is None:
+                args["task_id"] = outcome["task_id"]
+            host = (task_vars or {}).get("inventory_hostname")
+            display.display("%s [%s]: waited %s of %s: %s" % (self._task.get_name(), host, duration(waited), duration(timeout), progress(outcome)))
         outcome["changed"] = changed
         if warnings:
             outcome["warnings"] = warnings

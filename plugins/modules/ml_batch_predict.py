@@ -23,7 +23,9 @@ description:
     parameters; a re-run whose job exists sends only it, plus one status read while the job has not finished.
   - O(wait=true) polls the task until the job has ended (ML Commons asks the provider at each poll) and returns the
     output and error file IDs and the request counts. The module fails when the job ends failed, cancelled, expired or
-    unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
+    unreachable, with the provider's reason. It works under Ansible C(async) and C(poll). Otherwise the wait runs in
+    stretches of at most 15 minutes, and between two the task prints the jobs' states and requests done of the total,
+    at default verbosity; each stretch finds the same jobs again and submits nothing twice.
   - O(state=cancelled) cancels the job named by O(task_id), or the running job with the same input, through ML Commons.
     A job that has already ended, or is being cancelled, is left as it is.
   - With O(jobs) (or O(input_file_ids), one OpenAI input file each), runs several jobs of the model at once, each found

@@ -62,10 +62,14 @@ def test_in_check_mode_and_under_async_the_module_runs_once_as_given(monkeypatch
 
 def test_a_long_wait_shows_progress_and_backs_off_to_the_ceiling(monkeypatch):
     job = {"request_counts": {"total": 100, "completed": 40, "failed": 2}}
-    outcomes = [timed_out(100, status="RUNNING", job=job, changed=True)] + [timed_out(900, status="RUNNING", job=job)] * 10
+    outcomes = [timed_out(100, status="RUNNING", job=job, task_id="t1", changed=True)] + [timed_out(900, status="RUNNING", job=job, task_id="t1")] * 10
     outcomes.append({"changed": False, "status": "COMPLETED", "job": job, "diff": {"before": {}, "after": {"status": "COMPLETED"}}})
-    args = {"model_id": "m1", "wait": True, "wait_timeout": 86400, "poll_interval": 10, "max_poll_interval": 300}
+    args = {"model_id": "m1", "parameters": {"input_file_id": "file-1"}, "force": True, "wait": True, "wait_timeout": 86400,
+            "poll_interval": 10, "max_poll_interval": 300}
     result, calls, shown = run_plugin(monkeypatch, args, outcomes)
+    # The first stretch submits (forced); the others follow its task and submit nothing.
+    assert calls[0]["force"] is True and "task_id" not in calls[0]
+    assert all(call["task_id"] == "t1" and call["force"] is False for call in calls[1:])
     paces = [call["poll_interval"] for call in calls]
     assert paces[0] == 10 and paces == sorted(paces) and paces[-1] == 300
     # Within a stretch the module keeps one pace: the back-off is the plugin's, never past the ceiling.
@@ -82,10 +86,12 @@ def test_several_jobs_show_their_states_and_summed_counts(monkeypatch):
             {"status": "RUNNING", "job": {"request_counts": {"total": 10, "completed": 3, "failed": 0}}},
             {"status": None, "job": {}}]
     outcomes = [timed_out(20, jobs=jobs), {"changed": False, "status": "COMPLETED", "jobs": jobs}]
-    args = {"model_id": "m1", "wait": True, "wait_timeout": 600, "poll_interval": 2}
+    args = {"model_id": "m1", "input_file_ids": ["file-1", "file-2", "file-3"], "wait": True, "wait_timeout": 600, "poll_interval": 2}
     result, calls, shown = run_plugin(monkeypatch, args, outcomes)
     assert shown == ["Batch jobs [cluster-a]: waited 20s of 10m00s: 1 COMPLETED, 1 RUNNING, 1 waiting to be submitted; 13 of 20 requests done (0 failed)"]
     assert calls[0]["wait_timeout"] == 20 and calls[0]["poll_interval"] == 2
+    # Several jobs are found again by their input files, never by a task_id.
+    assert "task_id" not in calls[1]
 
 
 def test_when_wait_timeout_runs_out_the_failure_names_the_whole_wait(monkeypatch):
