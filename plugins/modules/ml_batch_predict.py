@@ -23,7 +23,9 @@ description:
     parameters; a re-run whose job exists sends only it, plus one status read while the job has not finished.
   - O(wait=true) polls the task until the job has ended (ML Commons asks the provider at each poll) and returns the
     output and error file IDs and the request counts. The module fails when the job ends failed, cancelled, expired or
-    unreachable, with the provider's reason. It works under Ansible C(async) and C(poll).
+    unreachable, with the provider's reason. It works under Ansible C(async) and C(poll). Otherwise the wait runs in
+    stretches of at most 15 minutes, and between two the task prints the jobs' states and requests done of the total,
+    at default verbosity; each stretch finds the same jobs again and submits nothing twice.
   - O(state=cancelled) cancels the job named by O(task_id), or the running job with the same input, through ML Commons.
     A job that has already ended, or is being cancelled, is left as it is.
   - With O(jobs) (or O(input_file_ids), one OpenAI input file each), runs several jobs of the model at once, each found
@@ -113,13 +115,20 @@ options:
   poll_interval:
     description:
       - Seconds before the first status check with O(wait), and the least time between two. Later checks space out to a
-        tenth of the time waited so far (at most five minutes), because each makes ML Commons call the provider.
+        tenth of the time waited so far (at most O(max_poll_interval)), because each makes ML Commons call the provider.
       - So the module returns at most this long, or a tenth of the job's duration, after the job has ended. When the
         provider reports the job's progress (OpenAI's request counts), the check after the job's expected end comes
         then; while the provider finalizes (every request ran), checks are this far apart and space out to a tenth of
         the time it has finalized, so the end is seen at most about this long, or a tenth of the finalization, after it.
     type: float
     default: 10
+  max_poll_interval:
+    description:
+      - The longest time, in seconds, between two status checks with O(wait), however long the job has run (O(poll_interval)
+        when that is longer). A job is seen ending at most this long after it has ended.
+    type: float
+    default: 300
+    version_added: 0.2.0
 notes:
   - "How a re-run recognises the same job: by the model and the job's input, read from O(parameters) and else from the
     connector's parameters. The provider is recognised as ML Commons recognises it, by the C(batch_predict) URL.
@@ -314,6 +323,7 @@ ARGUMENT_SPEC = dict(
     wait=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=3600),
     poll_interval=dict(type="float", default=10),
+    max_poll_interval=dict(type="float", default=300),
     jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
     input_file_ids=dict(type="list", elements="str"),
 )

@@ -500,8 +500,8 @@ class RoleWorkload:
         if parts == 1:
             self.part_filenames = [f"{stem}.sha256-{hashlib.sha256(''.join(lines).encode()).hexdigest()}.jsonl"]
         self.download_dir = workdir / f"results-{tag}-{token}"
-        # The role's default batch_inference_output_file.
-        self.output_file = self.download_dir / f"{stem}.output.jsonl"
+        # The role's default batch_inference_output_file (named after the host, localhost here).
+        self.output_file = self.download_dir / f"{stem}.localhost.output.jsonl"
         self.leaks = 0
 
     def scan(self, output: str) -> str:

@@ -211,10 +211,10 @@ def seconds_to_first_end(tasks, now=None):
     return min(due) if due else None
 
 
-def poll_pace(poll_interval):
+def poll_pace(poll_interval, max_poll_interval=MAX_POLL_INTERVAL):
     """How :func:`wait_until` spaces the status checks of batch jobs: ``poll_interval`` apart, then a tenth of
-    the time waited so far, at most MAX_POLL_INTERVAL (or ``poll_interval``, when longer)."""
-    return dict(interval=poll_interval, max_interval=max(poll_interval, MAX_POLL_INTERVAL), factor=1 + POLL_FRACTION_OF_WAIT)
+    the time waited so far, at most ``max_poll_interval`` (or ``poll_interval``, when longer)."""
+    return dict(interval=poll_interval, max_interval=max(poll_interval, max_poll_interval), factor=1 + POLL_FRACTION_OF_WAIT)
 
 
 # -- ML Commons' refusals -------------------------------------------------------------------

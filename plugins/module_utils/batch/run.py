@@ -412,15 +412,17 @@ class Run(object):
         try:
             wait_until(poll, lambda _jobs: all(job.ended for job in jobs), self.params["wait_timeout"], describe=describe,
                        expected_in=lambda _jobs: seconds_to_first_end([job.task for job in jobs if job.task_id is not None]),
-                       **poll_pace(self.params["poll_interval"]))
+                       **poll_pace(self.params["poll_interval"], self.params["max_poll_interval"]))
         except WaitTimeoutError as error:
             if self.several:
                 later = ("a later run with the same jobs waits for the cancels again" if cancelling else
                          "those that wait are submitted by a later run with the same jobs, which waits for them all again")
-                raise WaitTimeoutError("%s The jobs go on, and %s." % (error, later), jobs=[job.entry() for job in self.jobs], **error.details)
+                raise WaitTimeoutError("%s The jobs go on, and %s." % (error, later), jobs=[job.entry() for job in self.jobs],
+                                       changed=self.changed, **error.details)
             job = jobs[0]
             raise WaitTimeoutError("%s The job goes on; wait for it again with task_id: %s." % (error, job.task_id), task_id=job.task_id,
-                                   status=job.state, job=provider_job((job.task or {}).get("remote_job")), **error.details)
+                                   status=job.state, job=provider_job((job.task or {}).get("remote_job")), changed=self.changed,
+                                   **error.details)
 
     def views(self):
         """What diff mode shows of each job: its task and states (with several, its status when it has no task)."""

@@ -25,8 +25,8 @@ def test_the_input_is_exported_into_the_download_directory(source_index, downloa
 
 def test_the_merged_output_and_parts_are_named_after_the_index():
     names = rendered("[batch_inference_parts_dir, batch_inference_output_file, batch_inference_errors_file]",
-                     batch_inference_source_index="articles", batch_inference_download_dir="/r")
-    assert names == ["/r/articles.jsonl.parts", "/r/articles.output.jsonl", "/r/articles.errors.jsonl"]
+                     batch_inference_source_index="articles", batch_inference_download_dir="/r", inventory_hostname="db1")
+    assert names == ["/r/articles.jsonl.parts", "/r/articles.db1.output.jsonl", "/r/articles.db1.errors.jsonl"]
 
 
 def test_the_export_comes_first_and_the_write_back_after_the_merge():
@@ -45,10 +45,10 @@ def test_the_teardown_never_touches_an_index():
 
 def documents(**variables):
     """``batch_inference_result.documents`` as the role publishes it, from the results registered before."""
-    with open(os.path.join(TASKS, "present.yml")) as handle:
+    with open(os.path.join(TASKS, "result.yml")) as handle:
         publish = next(task for task in yaml.safe_load(handle) if task["name"] == "Publish the IDs, the jobs and the results")
     return rendered("__documents", __documents=trust_as_template(publish["ansible.builtin.set_fact"]["batch_inference_result"]["documents"]),
-                    **variables)
+                    __batch_inference_present=True, **variables)
 
 
 EXPORTED = {"requests": 2, "unchanged": 5, "skipped_count": 1, "skipped_documents": [{"_id": "d", "reason": "text is empty"}]}
