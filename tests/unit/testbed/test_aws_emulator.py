@@ -13,14 +13,17 @@ import threading
 import pytest
 import requests
 
-TESTBED_DIR = pathlib.Path(__file__).resolve().parents[2] / "testbed"
-sys.path.insert(0, str(TESTBED_DIR))
-
-import aws_emulator  # noqa: E402
-import openai_emulator  # noqa: E402
-
 botocore_session = pytest.importorskip("botocore.session")
-moto_server = pytest.importorskip("moto.server")
+
+# The test bed's scripts import each other by name, as they do when run from their directory; the path is
+# put back at once, so that no other test (or its subprocesses) sees it.
+TESTBED_DIR = str(pathlib.Path(__file__).resolve().parents[2] / "testbed")
+sys.path.insert(0, TESTBED_DIR)
+try:
+    import aws_emulator  # noqa: E402
+    import openai_emulator  # noqa: E402
+finally:
+    sys.path.remove(TESTBED_DIR)
 from botocore.auth import SigV4Auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.config import Config  # noqa: E402
@@ -43,6 +46,8 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
+    # Imported here, when these tests run: moto and Flask at collection time would weigh on every later test's process.
+    moto_server = pytest.importorskip("moto.server")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
