@@ -89,7 +89,8 @@ class SigV4Verifier:
             raise SignatureRefused("IncompleteSignatureException",
                                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.") from None
         if scope_date != timestamp[:8]:
-            raise SignatureRefused("InvalidSignatureException", f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope_date}' != '{timestamp[:8]}'")
+            raise SignatureRefused("InvalidSignatureException", "Date in Credential scope does not match YYYYMMDD from ISO-8601 version "
+                                   f"of date from HTTP: '{scope_date}' != '{timestamp[:8]}'")
         now = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc)
         if abs(now - signed_at) > MAX_CLOCK_SKEW:
             earliest, latest = now - MAX_CLOCK_SKEW, now + MAX_CLOCK_SKEW

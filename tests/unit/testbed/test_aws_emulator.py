@@ -5,6 +5,7 @@ clock (starting now, since signatures are checked against the clock) steps throu
 """
 
 import hashlib
+import importlib
 import json
 import pathlib
 import sys
@@ -13,22 +14,30 @@ import threading
 import pytest
 import requests
 
-botocore_session = pytest.importorskip("botocore.session")
-
-# The test bed's scripts import each other by name, as they do when run from their directory; the path is
-# put back at once, so that no other test (or its subprocesses) sees it.
 TESTBED_DIR = str(pathlib.Path(__file__).resolve().parents[2] / "testbed")
-sys.path.insert(0, TESTBED_DIR)
-try:
-    import aws_emulator  # noqa: E402
-    import openai_emulator  # noqa: E402
-finally:
-    sys.path.remove(TESTBED_DIR)
-from botocore.auth import SigV4Auth  # noqa: E402
-from botocore.awsrequest import AWSRequest  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from botocore.credentials import Credentials  # noqa: E402
-from botocore.exceptions import ClientError  # noqa: E402
+
+
+def load_testbed_script(name):
+    """One of the test bed's scripts, imported when a test needs it: botocore, moto and Flask imported at collection
+    would weigh on the process of every test that runs before these (their subprocesses' peak RSS included).
+    The scripts import each other by name, as when run from their directory; the path is put back at once."""
+    pytest.importorskip("botocore")
+    sys.path.insert(0, TESTBED_DIR)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(TESTBED_DIR)
+
+
+def sign(method, url, body, service, secret, region="us-east-1", headers=None):
+    """The headers of a request signed as AWS's SDKs sign it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {"Content-Type": "application/json"})
+    SigV4Auth(Credentials(ACCESS_KEY, secret), service, region).add_auth(request)
+    return dict(request.headers.items())
+
 
 ACCESS_KEY, SECRET_KEY = "AKIATESTBED000000001", "testbed-secret-key-0123456789"
 ROLE = "arn:aws:iam::123456789012:role/batch"
@@ -57,6 +66,11 @@ def s3_endpoint():
 
 @pytest.fixture
 def bed(s3_endpoint):
+    load_testbed_script("aws_emulator")  # which openai_emulator imports when it serves AWS
+    openai_emulator = load_testbed_script("openai_emulator")
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+    from botocore.session import get_session
     clock = FakeClock()
     timings = openai_emulator.Timings(validating=2, in_progress=10, finalizing=1, cancelling=1)
     aws = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "s3_endpoint": s3_endpoint}
@@ -64,7 +78,7 @@ def bed(s3_endpoint):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     url = "http://127.0.0.1:%d" % server.server_address[1]
-    session = botocore_session.get_session()
+    session = get_session()
     options = {"region_name": "us-east-1", "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY,
                "config": Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"})}
     s3 = session.create_client("s3", endpoint_url=s3_endpoint, **options)
@@ -82,6 +96,8 @@ def bed(s3_endpoint):
 class Bed:
     def __init__(self, url, clock, s3, bedrock, sagemaker):
         self.url, self.clock, self.s3, self.bedrock, self.sagemaker = url, clock, s3, bedrock, sagemaker
+        from botocore.exceptions import ClientError
+        self.client_error = ClientError
 
     def put_lines(self, key, lines):
         self.s3.put_object(Bucket=BUCKET, Key=key, Body="".join(json.dumps(line) + "\n" for line in lines).encode())
@@ -105,9 +121,7 @@ def records(count):
 
 
 def signed(method, url, body, service, secret=SECRET_KEY, region="us-east-1", headers=None):
-    request = AWSRequest(method=method, url=url, data=body, headers=headers or {"Content-Type": "application/json"})
-    SigV4Auth(Credentials(ACCESS_KEY, secret), service, region).add_auth(request)
-    return requests.request(method, url, data=body, headers=dict(request.headers.items()), timeout=10)
+    return requests.request(method, url, data=body, headers=sign(method, url, body, service, secret, region, headers), timeout=10)
 
 
 def test_bedrock_job_runs_through_its_statuses_and_writes_output_and_manifest(bed):
@@ -149,18 +163,18 @@ def test_bedrock_status_url_as_ml_commons_sends_it_with_the_arn_slash_as_percent
     assert bed.bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopping"
     bed.clock.now += 2
     assert bed.bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopped"
-    with pytest.raises(ClientError, match="ValidationException"):
+    with pytest.raises(bed.client_error, match="ValidationException"):
         bed.bedrock.stop_model_invocation_job(jobIdentifier=arn)
 
 
 def test_bedrock_refuses_a_second_job_of_the_same_name_and_a_malformed_role(bed):
     bed.put_lines("b3/input.jsonl", records(100))
     bed.bedrock_job("same-name", "b3")
-    with pytest.raises(ClientError) as refused:
+    with pytest.raises(bed.client_error) as refused:
         bed.bedrock_job("same-name", "b3")
     assert refused.value.response["Error"]["Code"] == "ConflictException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    with pytest.raises(ClientError, match="ValidationException"):
+    with pytest.raises(bed.client_error, match="ValidationException"):
         bed.bedrock.create_model_invocation_job(
             jobName="bad-role", roleArn="not-a-role", modelId="m",
             inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{BUCKET}/b3/input.jsonl"}},
@@ -221,9 +235,8 @@ def test_a_missing_or_wrong_signature_is_refused_with_403_before_anything_else(b
 
 def test_a_changed_body_breaks_the_signature(bed):
     url = bed.url + "/sagemaker/DescribeTransformJob"
-    request = AWSRequest(method="POST", url=url, data=b'{"TransformJobName": "a"}', headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "sagemaker", "us-east-1").add_auth(request)
-    answer = requests.post(url, data=b'{"TransformJobName": "b"}', headers=dict(request.headers.items()), timeout=10)
+    headers = sign("POST", url, b'{"TransformJobName": "a"}', "sagemaker", SECRET_KEY)
+    answer = requests.post(url, data=b'{"TransformJobName": "b"}', headers=headers, timeout=10)
     assert answer.status_code == 403
 
 
@@ -292,10 +305,10 @@ def test_sagemaker_blueprint_form_with_the_action_in_the_path(bed):
 
 def test_sagemaker_refuses_a_second_job_of_the_same_name(bed):
     bed.sagemaker.create_transform_job(**transform_request("unique-name", "s4"))
-    with pytest.raises(ClientError) as refused:
+    with pytest.raises(bed.client_error) as refused:
         bed.sagemaker.create_transform_job(**transform_request("Unique-Name", "s4"))
     assert refused.value.response["Error"]["Code"] == "ResourceInUse"
-    with pytest.raises(ClientError, match="Could not find requested job"):
+    with pytest.raises(bed.client_error, match="Could not find requested job"):
         bed.sagemaker.describe_transform_job(TransformJobName="no-such-job")
 
 
@@ -322,17 +335,16 @@ def test_sagemaker_job_fails_on_a_missing_bucket_or_a_record_the_filter_misses(b
     ("$.a.b[1]", {"a": {"b": [1, 2]}}, 2),
 ])
 def test_jsonpath_subset(path, value, expected):
-    assert aws_emulator.apply_jsonpath(path, value) == expected
+    assert load_testbed_script("aws_emulator").apply_jsonpath(path, value) == expected
 
 
 def test_verifier_checks_the_declared_payload_hash(bed):
-    verifier = aws_emulator.SigV4Verifier({ACCESS_KEY: SECRET_KEY}, ("es",), bed.clock)
-    request = AWSRequest(method="PUT", url="http://127.0.0.1:9200/index?refresh=true", data=b'{"a": 1}',
-                         headers={"X-Amz-Content-SHA256": hashlib.sha256(b'{"a": 1}').hexdigest()})
-    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "es", "eu-west-1").add_auth(request)
-    headers = dict(request.headers.items())
+    sigv4_verify = load_testbed_script("sigv4_verify")
+    verifier = sigv4_verify.SigV4Verifier({ACCESS_KEY: SECRET_KEY}, ("es",), bed.clock)
+    headers = sign("PUT", "http://127.0.0.1:9200/index?refresh=true", b'{"a": 1}', "es", SECRET_KEY, "eu-west-1",
+                   {"X-Amz-Content-SHA256": hashlib.sha256(b'{"a": 1}').hexdigest()})
     headers["Host"] = "127.0.0.1:9200"
     assert verifier.check("PUT", "/index?refresh=true", headers, b'{"a": 1}') == (ACCESS_KEY, "eu-west-1", "es")
-    with pytest.raises(aws_emulator.SignatureRefused) as refused:
+    with pytest.raises(sigv4_verify.SignatureRefused) as refused:
         verifier.check("PUT", "/index?refresh=true", headers, b'{"a": 2}')
     assert refused.value.code == "XAmzContentSHA256Mismatch"
