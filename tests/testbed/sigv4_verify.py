@@ -46,6 +46,8 @@ class SignatureRefused(Exception):
 class SigV4Verifier:
     """Verifies requests signed with one of ``keys`` (access key ID -> secret) for one of ``services``."""
 
+    refusal = SignatureRefused  # what check() raises, for callers that import this module only when they verify
+
     def __init__(self, keys, services, clock):
         self.keys = dict(keys)
         self.services = tuple(services)
