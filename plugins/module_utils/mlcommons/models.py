@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import time
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
@@ -42,10 +43,36 @@ NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attribute
 REMOTE_ROLES_SETTING = "plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model"
 DEFAULT_REMOTE_ROLES = ("data", "ml")
 EXCLUDED_NAMES_SETTING = "plugins.ml_commons.exclude_nodes._name"
+# ML Commons before 3.3 checks a _batch_predict request against the model's interface input schema, which it
+# attaches at register to some Bedrock models (those whose connector names one of a few known models): every batch
+# job of such a model is refused, "Error validating input schema" (opensearch-project/ml-commons#4080).
+FIRST_BATCH_WITHOUT_INTERFACE_CHECK = (3, 3)
 
 
 def describe_models(models):
     return ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
+
+
+def checks_batch_against_interface(server_version):
+    """Whether this ML Commons refuses batch jobs whose parameters do not fit the model's interface."""
+    return server_version < FIRST_BATCH_WITHOUT_INTERFACE_CHECK
+
+
+def interface_refuses_batch(server_version, model):
+    """Whether ML Commons refuses every batch job of ``model`` for its interface: an input or output schema that
+    constrains anything (a batch job's parameters and answer fit neither of the prediction's schemas)."""
+    interface = model.get("interface") or {}
+    return checks_batch_against_interface(server_version) and any(constrains(interface.get(part)) for part in ("input", "output"))
+
+
+def constrains(schema):
+    """Whether a JSON schema (as ML Commons keeps it, text) refuses anything; the empty schema accepts all."""
+    if not schema:
+        return False
+    try:
+        return json.loads(schema) != {} if isinstance(schema, str) else schema != {}
+    except ValueError:
+        return True
 
 
 def is_deployed_or_deploying(model):

@@ -236,3 +236,41 @@ def test_cancel_without_task_id_needs_a_recognisable_job(server):
     cluster(server)
     with pytest.raises(MLCommonsError, match="state: cancelled needs task_id here"):
         run(server, parameters={"model": "x"}, state="cancelled")
+
+
+# -- ML Commons before 3.3 checks batch jobs against the model's interface (opensearch-project/ml-commons#4080) --------
+
+PRESET_INTERFACE = {"input": '{"type": "object", "properties": {"parameters": {"type": "object", "required": ["inputText"]}}}',
+                    "output": '{"type": "object"}'}
+
+
+def cluster_with_interface(server, version, interface):
+    server.answer("GET", "/", (200, {"version": {"number": version}}))
+    server.answer("GET", MODEL_PATH, (200, {"algorithm": "REMOTE", "model_state": "DEPLOYED", "connector": CONNECTOR, "interface": interface}))
+    server.answer("GET", "/_cluster/settings", (200, {}))
+
+
+def test_a_model_whose_interface_ml_commons_would_check_the_job_against_is_refused_before_submitting(server):
+    cluster_with_interface(server, "2.19.6", PRESET_INTERFACE)
+    server.answer(*SEARCH, searched())
+    with pytest.raises(MLCommonsError) as refused:
+        run(server, parameters=INPUT)
+    message = str(refused.value)
+    for part in ("2.19.6", "m1", "Error validating input schema", "opensearch-project/ml-commons#4080", "3.3",
+                 "interface: {input: '{}', output: '{}'}", "opensearch.ml_commons.ml_model"):
+        assert part in message
+    assert writes(server) == []
+
+
+@pytest.mark.parametrize("version, interface", [
+    ("2.19.6", {}),
+    ("2.19.6", {"input": "{}", "output": "{}"}),
+    ("3.3.0", PRESET_INTERFACE),
+])
+def test_a_model_whose_interface_lets_batch_jobs_through_is_submitted(server, version, interface):
+    cluster_with_interface(server, version, interface)
+    answer = {"task_id": "t1", "status": "CREATED", "remote_job": {"id": "batch_1", "input_file_id": "file-1", "status": "validating"}}
+    server.answer(*SEARCH, searched(), searched(("t1", task("RUNNING"))))
+    server.answer("POST", BATCH_PATH, (200, answer))
+    _module, result = run(server, parameters=INPUT)
+    assert result["changed"] is True and [write[:2] for write in writes(server)] == [("POST", BATCH_PATH)]
