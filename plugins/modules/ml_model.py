@@ -68,7 +68,8 @@ options:
       - Left out, ML Commons may attach a preset one at register (to some Bedrock models). ML Commons before 3.3 checks
         batch jobs against it too and refuses them all (opensearch-project/ml-commons#4080), so there the module registers
         a model whose connector has a C(batch_predict) action with an empty interface. A registered model's interface
-        cannot be removed there (an update with V({}) keeps it); V({input: '{}', output: '{}'}) accepts any job.
+        cannot be removed there (an update with V({}) keeps it); one whose C(input) and C(output) are the empty schema
+        V({}) accepts any job.
     type: dict
   guardrails:
     description:

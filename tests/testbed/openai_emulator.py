@@ -1123,11 +1123,11 @@ class OpenAIEmulator:
             self._advance(job)
         spans = sorted((job.created, now if job.ended is None else job.ended) for job in self.batches.values())
         answer = {"batches_created": self.batches_created, "files_uploaded": self.files_uploaded,
-                "file_bytes_uploaded": self.file_bytes_uploaded, "file_downloads": self.file_downloads,
-                "file_bytes_downloaded": self.file_bytes_downloaded,
-                "batch_busy_seconds": round(union_length(spans), 3),
-                "batch_seconds_first_created_to_last_ended": round(max(end for _start, end in spans) - spans[0][0], 3) if spans else 0.0,
-                "requests": dict(self.request_counts)}
+                  "file_bytes_uploaded": self.file_bytes_uploaded, "file_downloads": self.file_downloads,
+                  "file_bytes_downloaded": self.file_bytes_downloaded,
+                  "batch_busy_seconds": round(union_length(spans), 3),
+                  "batch_seconds_first_created_to_last_ended": round(max(end for _start, end in spans) - spans[0][0], 3) if spans else 0.0,
+                  "requests": dict(self.request_counts)}
         if self.aws:
             jobs, requests = self.aws.stats()
             answer.update(jobs)
