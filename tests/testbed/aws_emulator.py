@@ -315,7 +315,7 @@ class AwsEmulator:
                 return {"jobArn": self._bedrock_arn(job_id)}  # the same token: the job that request made
             if job.name == name:
                 raise AwsError(400, "ConflictException", f"The provided job name is currently in use: {name}")
-        job_id = "".join(secrets.choice(ID_ALPHABET) for _ in range(12))
+        job_id = "".join(secrets.choice(ID_ALPHABET) for _position in range(12))
         half = self.timings().validating / 2
         phases = [("Submitted", half), ("Validating", half),
                   ("InProgress", self.timings().in_progress + self.timings().finalizing), ("Completed", float("inf"))]
