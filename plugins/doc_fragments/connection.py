@@ -85,9 +85,9 @@ options:
     default: es
   aws_profile:
     description:
-      - Named AWS profile to take credentials from. Without it botocore's default credential chain is used: from the
-        environment, E(AWS_ACCESS_KEY_ID), E(AWS_SECRET_ACCESS_KEY) and E(AWS_SESSION_TOKEN), or E(AWS_SECURITY_TOKEN)
-        where E(AWS_SESSION_TOKEN) is not set (as AWX's AWS credential injects it).
+      - Named AWS profile to take credentials from. Without it botocore's default credential chain is used, which reads
+        E(AWS_ACCESS_KEY_ID), E(AWS_SECRET_ACCESS_KEY) and E(AWS_SESSION_TOKEN) from the environment, or
+        E(AWS_SECURITY_TOKEN) where E(AWS_SESSION_TOKEN) is not set (as AWX's AWS credential injects it).
       - If not set, the value of the E(AWS_PROFILE) environment variable is used.
     type: str
 requirements:
