@@ -65,11 +65,11 @@ options:
   interface:
     description:
       - Input and output JSON schemas for the model (C(input), C(output)).
-      - Left out, ML Commons may attach a preset one at register (to some Bedrock models). ML Commons before 3.3 checks
-        batch jobs against it too and refuses them all (opensearch-project/ml-commons#4080), so there the module registers
-        a model whose connector has a C(batch_predict) action with an empty interface. A registered model's interface
-        cannot be removed there (an update with V({}) keeps it); one whose C(input) and C(output) are the empty schema
-        V({}) accepts any job.
+      - Left out, ML Commons may attach a preset one at register (to some Bedrock models), a prediction's schemas. It
+        checks batch jobs against it too (the answer on every version, the request before 3.3,
+        opensearch-project/ml-commons#4080) and refuses them all, so the module registers a model whose connector has a
+        C(batch_predict) action with an empty interface. A registered model's interface cannot be removed (an update with
+        V({}) keeps it); one whose C(input) and C(output) are the empty schema V({}) accepts any job.
     type: dict
   guardrails:
     description:
@@ -209,7 +209,6 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff im
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import (
     DEPLOYING_STATES,
-    checks_batch_against_interface,
     deploy,
     deployment,
     describe_nodes,
@@ -293,7 +292,7 @@ def register(module, writer, wanted, connector):
     client = writer.client
     params = module.params
     body = dict(wanted, function_name=params["function_name"])
-    if "interface" not in body and connector_action(connector, "BATCH_PREDICT") and checks_batch_against_interface(client.server_version):
+    if "interface" not in body and connector_action(connector, "BATCH_PREDICT"):
         # An interface given, even empty, keeps ML Commons from attaching its preset one, which would refuse every batch job.
         body["interface"] = {}
 

@@ -43,26 +43,23 @@ NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attribute
 REMOTE_ROLES_SETTING = "plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model"
 DEFAULT_REMOTE_ROLES = ("data", "ml")
 EXCLUDED_NAMES_SETTING = "plugins.ml_commons.exclude_nodes._name"
-# ML Commons before 3.3 checks a _batch_predict request against the model's interface input schema, which it
-# attaches at register to some Bedrock models (those whose connector names one of a few known models): every batch
-# job of such a model is refused, "Error validating input schema" (opensearch-project/ml-commons#4080).
-FIRST_BATCH_WITHOUT_INTERFACE_CHECK = (3, 3)
+# ML Commons checks the answer to a _batch_predict against the model's interface output schema (2.19.6 and 3.6.0 alike),
+# and before 3.3 the request against its input schema too (opensearch-project/ml-commons#4080). It attaches a preset
+# interface, a prediction's schemas, to some Bedrock models at register. The answer is checked after the provider
+# created the job and before ML Commons keeps a task for it: the job runs, and no task in OpenSearch knows it.
+FIRST_BATCH_WITHOUT_INPUT_CHECK = (3, 3)
 
 
 def describe_models(models):
     return ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
 
 
-def checks_batch_against_interface(server_version):
-    """Whether this ML Commons refuses batch jobs whose parameters do not fit the model's interface."""
-    return server_version < FIRST_BATCH_WITHOUT_INTERFACE_CHECK
-
-
-def interface_refuses_batch(server_version, model):
-    """Whether ML Commons refuses every batch job of ``model`` for its interface: an input or output schema that
-    constrains anything (a batch job's parameters and answer fit neither of the prediction's schemas)."""
+def interface_parts_refusing_batch(server_version, model):
+    """The parts of ``model``'s interface (input, output) against which ML Commons checks a batch job and that
+    constrain anything: a batch job's request and answer fit neither of a prediction's schemas."""
     interface = model.get("interface") or {}
-    return checks_batch_against_interface(server_version) and any(constrains(interface.get(part)) for part in ("input", "output"))
+    checked = ("input", "output") if server_version < FIRST_BATCH_WITHOUT_INPUT_CHECK else ("output",)
+    return [part for part in checked if constrains(interface.get(part))]
 
 
 def constrains(schema):

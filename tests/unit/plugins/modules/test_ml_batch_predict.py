@@ -238,10 +238,10 @@ def test_cancel_without_task_id_needs_a_recognisable_job(server):
         run(server, parameters={"model": "x"}, state="cancelled")
 
 
-# -- ML Commons before 3.3 checks batch jobs against the model's interface (opensearch-project/ml-commons#4080) --------
+# -- ML Commons checks batch jobs against the model's interface (the request before 3.3, opensearch-project/ml-commons#4080) --
 
-PRESET_INTERFACE = {"input": '{"type": "object", "properties": {"parameters": {"type": "object", "required": ["inputText"]}}}',
-                    "output": '{"type": "object"}'}
+PRESET_INPUT = '{"type": "object", "properties": {"parameters": {"type": "object", "required": ["inputText"]}}}'
+PRESET_OUTPUT = '{"type": "object", "required": ["inference_results"]}'
 
 
 def cluster_with_interface(server, version, interface):
@@ -250,14 +250,19 @@ def cluster_with_interface(server, version, interface):
     server.answer("GET", "/_cluster/settings", (200, {}))
 
 
-def test_a_model_whose_interface_ml_commons_would_check_the_job_against_is_refused_before_submitting(server):
-    cluster_with_interface(server, "2.19.6", PRESET_INTERFACE)
+@pytest.mark.parametrize("version, interface, refused", [
+    ("2.19.6", {"input": PRESET_INPUT, "output": PRESET_OUTPUT}, "input and output schema"),
+    ("2.19.6", {"input": PRESET_INPUT}, "input schema"),
+    ("3.6.0", {"input": PRESET_INPUT, "output": PRESET_OUTPUT}, "output schema"),
+])
+def test_a_model_whose_interface_ml_commons_would_check_the_job_against_is_refused_before_submitting(server, version, interface, refused):
+    cluster_with_interface(server, version, interface)
     server.answer(*SEARCH, searched())
-    with pytest.raises(MLCommonsError) as refused:
+    with pytest.raises(MLCommonsError) as caught:
         run(server, parameters=INPUT)
-    message = str(refused.value)
-    for part in ("2.19.6", "m1", "Error validating input schema", "opensearch-project/ml-commons#4080", "3.3",
-                 "interface: {input: '{}', output: '{}'}", "opensearch.ml_commons.ml_model"):
+    message = str(caught.value)
+    for part in (version, "m1", refused, "opensearch-project/ml-commons#4080", "interface: {input: '{}', output: '{}'}",
+                 "opensearch.ml_commons.ml_model"):
         assert part in message
     assert writes(server) == []
 
@@ -265,7 +270,7 @@ def test_a_model_whose_interface_ml_commons_would_check_the_job_against_is_refus
 @pytest.mark.parametrize("version, interface", [
     ("2.19.6", {}),
     ("2.19.6", {"input": "{}", "output": "{}"}),
-    ("3.3.0", PRESET_INTERFACE),
+    ("3.3.0", {"input": PRESET_INPUT}),
 ])
 def test_a_model_whose_interface_lets_batch_jobs_through_is_submitted(server, version, interface):
     cluster_with_interface(server, version, interface)
