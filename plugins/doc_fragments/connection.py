@@ -84,7 +84,8 @@ options:
   aws_region:
     description:
       - AWS region of the domain or collection, for O(auth_type=aws_sigv4).
-      - If not set, the value of the E(AWS_REGION) or E(AWS_DEFAULT_REGION) environment variable is used.
+      - If not set, the value of the E(AWS_REGION) or E(AWS_DEFAULT_REGION) environment variable is used. Without any,
+        the module fails and says where to set it; it never assumes a region.
     type: str
   aws_service:
     description:
@@ -94,7 +95,9 @@ options:
     default: es
   aws_profile:
     description:
-      - Named AWS profile to take credentials from. Without it botocore's default credential chain is used.
+      - Named AWS profile to take credentials from. Without it botocore's default credential chain is used, which reads
+        E(AWS_ACCESS_KEY_ID), E(AWS_SECRET_ACCESS_KEY) and E(AWS_SESSION_TOKEN) from the environment, or
+        E(AWS_SECURITY_TOKEN) where E(AWS_SESSION_TOKEN) is not set (as AWX's AWS credential injects it).
       - If not set, the value of the E(AWS_PROFILE) environment variable is used.
     type: str
 requirements:

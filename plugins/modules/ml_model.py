@@ -65,6 +65,11 @@ options:
   interface:
     description:
       - Input and output JSON schemas for the model (C(input), C(output)).
+      - Left out, ML Commons may attach a preset one at register (to some Bedrock models), a prediction's schemas. It
+        checks batch jobs against it too (the answer on every version, the request before 3.3,
+        opensearch-project/ml-commons#4080) and refuses them all, so the module registers a model whose connector has a
+        C(batch_predict) action with an empty interface. A registered model's interface cannot be removed (an update with
+        V({}) keeps it); one whose C(input) and C(output) are the empty schema V({}) accepts any job.
     type: dict
   guardrails:
     description:
@@ -199,6 +204,7 @@ diff:
 import random
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.identity import connector_action
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string, changed_fields
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import (
@@ -252,13 +258,13 @@ def find_model(client, params):
 
 
 def check_can_register(client, params):
-    """Clear failures, before writing, for what ML Commons would refuse with a less helpful message."""
+    """Clear failures, before writing, for what ML Commons would refuse with a less helpful message; returns the connector."""
     for required in ("model_group_id", "connector_id"):
         if not params[required]:
             raise ConfigurationError("Registering model %r needs %s." % (params["name"], required))
     if get_by_id(client, MODEL_GROUP, params["model_group_id"]) is None:
         raise MLCommonsError("No model group has the ID %s. Create it first (opensearch.ml_commons.ml_model_group)." % params["model_group_id"])
-    check_connector_serves_models(client, params["connector_id"])
+    return check_connector_serves_models(client, params["connector_id"])
 
 
 def check_connector_serves_models(client, connector_id):
@@ -276,15 +282,19 @@ def check_connector_serves_models(client, connector_id):
             "Connector %s has no predict or batch_predict action, so no model can use it. Add one (opensearch.ml_commons.ml_connector)."
             % connector_id
         )
+    return connector
 
 
-def register(module, writer, wanted):
+def register(module, writer, wanted, connector):
     """Register (never with ?deploy=true: a duplicate from a concurrent run must be deletable), once
     however many runs register it at the same moment; returns the model and the register's task ID
     (None when another run's model stands)."""
     client = writer.client
     params = module.params
     body = dict(wanted, function_name=params["function_name"])
+    if "interface" not in body and connector_action(connector, "BATCH_PREDICT"):
+        # An interface given, even empty, keeps ML Commons from attaching its preset one, which would refuse every batch job.
+        body["interface"] = {}
 
     def register_model():
         # Each register bumps the group's latest_version under optimistic locking: concurrent registers
@@ -367,12 +377,11 @@ def ensure_present(module, writer, model):
     if model is None:
         # In check mode the group or connector may be one an earlier task only predicted (no ID yet).
         predicted_dependencies = module.check_mode and not (module.params["model_group_id"] and module.params["connector_id"])
-        if not predicted_dependencies:
-            check_can_register(client, module.params)
+        connector = None if predicted_dependencies else check_can_register(client, module.params)
         if module.check_mode:
             state = "DEPLOYED" if module.params["state"] == "deployed" else "REGISTERED"
             return writer.result(True, None, dict(wanted, model_id=None, model_state=state))
-        registered, task_id = register(module, writer, wanted)
+        registered, task_id = register(module, writer, wanted, connector)
         created, _sent, serving = converge_deployment(module, client, registered)
         return writer.result(True, None, created, task_id=task_id, serving=serving)
 

@@ -24,12 +24,17 @@ Admin routes (not forwarded):
 
 It stops by itself after --lifetime seconds, so a test that forgets it leaves nothing behind.
 With --tls-cert and --tls-key it serves HTTPS (a TLS front for tests of ca_path and validate_certs).
+With --sigv4-services es,aoss it plays Amazon OpenSearch Service's front door: every request must be signed with
+SigV4 for one of those services with the key in $SIGV4_ACCESS_KEY_ID / $SIGV4_SECRET_ACCESS_KEY; botocore recomputes
+the signature (payload hash included, sigv4_verify.py) and a missing or wrong one is answered 403 as AWS answers,
+without reaching OpenSearch. The stats count them: "signatures": {"verified": N, "refused": N}.
 """
 
 import argparse
 import base64
 import http.client
 import json
+import os
 import re
 import socket
 import ssl
@@ -48,7 +53,8 @@ class ProxyState:
 
     def reset(self):
         self.plan = {"mode": "status", "status": None, "count": 0}
-        self.stats = {"received": 0, "injected": 0, "forwarded": 0, "requests": {}, "faults": {}, "answers": {}}
+        self.stats = {"received": 0, "injected": 0, "forwarded": 0, "requests": {}, "faults": {}, "answers": {},
+                      "signatures": {"verified": 0, "refused": 0}}
 
     def set_plan(self, plan):
         mode = plan.get("mode", "status")
@@ -111,7 +117,7 @@ def basic_auth_password(header):
         return None
 
 
-def make_handler(upstream, state):
+def make_handler(upstream, state, verifier=None):
     target = urllib.parse.urlsplit(upstream)
 
     class Handler(BaseHTTPRequestHandler):
@@ -180,10 +186,25 @@ def make_handler(upstream, state):
             self.wfile.write(data)
             connection.close()
 
+        def _refuse_unsigned(self, body):
+            """True when the SigV4 check refused the request (and answered it), as AWS refuses before anything else."""
+            try:
+                verifier.check(self.command, self.path, self.headers, body)
+            except verifier.refusal as refused:
+                with state.lock:
+                    state.stats["signatures"]["refused"] += 1
+                self._reply(refused.status, {"message": refused.message})
+                return True
+            with state.lock:
+                state.stats["signatures"]["verified"] += 1
+            return False
+
         def _handle(self):
             body = self._body()
             if self.path.startswith("/_fault/"):
                 return self._admin(body)
+            if verifier is not None and self._refuse_unsigned(body):
+                return None
             fault = state.record(self.command, self.path, basic_auth_password(self.headers.get("Authorization")))
             if fault is None:
                 return self._forward(body)
@@ -224,8 +245,16 @@ def main():
     parser.add_argument("--lifetime", type=float, default=600, help="seconds before the proxy stops by itself")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    parser.add_argument("--sigv4-services", help="comma-separated signing names (es,aoss): refuse requests not signed for one of "
+                                                 "them with the key of $SIGV4_ACCESS_KEY_ID and $SIGV4_SECRET_ACCESS_KEY")
     args = parser.parse_args()
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(args.upstream, ProxyState()))
+    verifier = None
+    if args.sigv4_services:
+        # botocore only in this mode: the proxy runs without it otherwise.
+        from sigv4_verify import SigV4Verifier
+        verifier = SigV4Verifier({os.environ["SIGV4_ACCESS_KEY_ID"]: os.environ["SIGV4_SECRET_ACCESS_KEY"]},
+                                 args.sigv4_services.split(","), time.time)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(args.upstream, ProxyState(), verifier))
     server.daemon_threads = True
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -17,6 +17,8 @@ def main(env_path):
     # checkouts testing side by side can set apart.
     values["testbed_dir"] = os.path.dirname(os.path.abspath(__file__))
     values["fault_proxy_port"] = int(os.environ.get("FAULT_PROXY_PORT", "9290"))
+    # The SigV4-verifying proxy of the aws_sigv4 target; the fault proxy and reliability suite use the 3 ports above it.
+    values["sigv4_proxy_port"] = int(os.environ.get("SIGV4_PROXY_PORT", values["fault_proxy_port"] + 5))
     # JSON is YAML, and quotes every value safely.
     print(json.dumps(values, indent=2, sort_keys=True))
 

@@ -14,6 +14,9 @@ Routes (all under ``<prefix>/v1``, Bearer auth, OpenAI's request/response shapes
     POST /v1/embeddings            POST /v1/chat/completions
 The default prefix is ``/openai`` because ML Commons recognises the provider by the substring
 "openai" in the batch_predict URL; without it, Get Task and cancel fail for body-less actions.
+With --s3-endpoint-url, the same server also answers Bedrock's batch inference API under ``/bedrock`` and
+SageMaker's batch transform under ``/sagemaker`` (aws_emulator.py: SigV4-signed, jobs in the test bed's S3);
+their calls count in _emulator/stats beside OpenAI's, and a reset forgets their jobs too.
 
 Emulator-only admin routes (no auth, not part of OpenAI):
     GET  <prefix>/_emulator/stats  -> {"batches_created", "files_uploaded", "file_bytes_uploaded", "file_downloads",
@@ -30,7 +33,9 @@ Emulator-only admin routes (no auth, not part of OpenAI):
         batch_seconds_first_created_to_last_ended
                                from the first batch's creation to the last end (or now, if a batch has not ended);
                                0.0 without batches. Both in seconds, rounded to milliseconds
-        requests               requests received per route, authenticated or not
+        requests               requests received per route, authenticated or not (Bedrock's routes as
+                               "POST /model-invocation-job", SageMaker's by action, "CreateTransformJob")
+        bedrock_jobs_created, sagemaker_jobs_created   jobs created (with --s3-endpoint-url only)
     POST <prefix>/_emulator/reset  -> forget every file, batch, counter, armed fault and set timing (and delete the files from disk)
     POST <prefix>/_emulator/faults -> arm faults for the next batches created; JSON object, every key optional, each
                                       given key replaces the armed value; answers the faults now armed:
@@ -813,6 +818,7 @@ class Request:
     query: dict
     headers: object  # anything with .get(name); http.server passes an email.message.Message
     body: object  # ContentLengthBody or ChunkedBody: read(size) as the handler needs it
+    raw_query: str = ""  # the query as sent, for SigV4 checks
 
 
 @dataclasses.dataclass
@@ -1025,8 +1031,14 @@ class OpenAIEmulator:
     """Routing, auth and all state; one lock keeps the state consistent, held only briefly by each request and worker."""
 
     def __init__(self, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None,
-                 enqueued_token_limit=None, max_batch_requests=MAX_BATCH_TASKS):
+                 enqueued_token_limit=None, max_batch_requests=MAX_BATCH_TASKS, aws=None):
         self.api_key = api_key
+        self.aws = None
+        if aws:
+            # Bedrock and SageMaker (aws_emulator.py) need botocore: imported only when they are served.
+            from aws_emulator import AwsEmulator
+            self.aws = AwsEmulator(timings=lambda: self.timings, embed=functools.partial(deterministic_vector, dimensions=dimensions),
+                                   clock=clock, **aws)
         self.enqueued_token_limit = enqueued_token_limit
         self.max_batch_requests = max_batch_requests
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
@@ -1054,6 +1066,16 @@ class OpenAIEmulator:
     # ----- dispatch
 
     def handle(self, request):
+        if self.aws and self.aws.handles(request.path):
+            try:
+                status, headers, payload = self.aws.handle(request.method, request.path, request.raw_query, request.headers,
+                                                           request.body.read())
+            except ApiError as error:
+                return error_response(error)
+            response = json_response(payload, status)
+            response.headers.update(headers)
+            response.content_type = "application/x-amz-json-1.1" if request.path.startswith("/sagemaker") else "application/json"
+            return response
         try:
             route, ids = self._match_route(request)
             if route.is_api:
@@ -1100,15 +1122,22 @@ class OpenAIEmulator:
         for job in self.batches.values():
             self._advance(job)
         spans = sorted((job.created, now if job.ended is None else job.ended) for job in self.batches.values())
-        return {"batches_created": self.batches_created, "files_uploaded": self.files_uploaded,
-                "file_bytes_uploaded": self.file_bytes_uploaded, "file_downloads": self.file_downloads,
-                "file_bytes_downloaded": self.file_bytes_downloaded,
-                "batch_busy_seconds": round(union_length(spans), 3),
-                "batch_seconds_first_created_to_last_ended": round(max(end for _start, end in spans) - spans[0][0], 3) if spans else 0.0,
-                "requests": dict(self.request_counts)}
+        answer = {"batches_created": self.batches_created, "files_uploaded": self.files_uploaded,
+                  "file_bytes_uploaded": self.file_bytes_uploaded, "file_downloads": self.file_downloads,
+                  "file_bytes_downloaded": self.file_bytes_downloaded,
+                  "batch_busy_seconds": round(union_length(spans), 3),
+                  "batch_seconds_first_created_to_last_ended": round(max(end for _start, end in spans) - spans[0][0], 3) if spans else 0.0,
+                  "requests": dict(self.request_counts)}
+        if self.aws:
+            jobs, requests = self.aws.stats()
+            answer.update(jobs)
+            answer["requests"].update(requests)
+        return answer
 
     def reset(self, _request):
         self._clear_state()
+        if self.aws:
+            self.aws.reset()
         return {"reset": True}
 
     def faults(self, request):
@@ -1591,7 +1620,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             self._send(error_response(error))
             return
         try:
-            response = self.server.emulator.handle(Request(self.command, url.path, dict(parse_qsl(url.query)), self.headers, body))
+            response = self.server.emulator.handle(Request(self.command, url.path, dict(parse_qsl(url.query)), self.headers, body, url.query))
         except Exception:  # a bug must still produce an OpenAI-shaped 500 rather than a dropped connection
             traceback.print_exc()
             response = error_response(ApiError(500, SERVER_ERROR_MESSAGE, error_type="server_error"))
@@ -1641,15 +1670,17 @@ class EmulatorServer(ThreadingHTTPServer):
 
 
 def make_server(host, port, api_key, prefix="/openai", timings=None, dimensions=8, clock=time.time, data_dir=None,
-                enqueued_token_limit=None, max_batch_requests=MAX_BATCH_TASKS):
+                enqueued_token_limit=None, max_batch_requests=MAX_BATCH_TASKS, aws=None):
     """A bound, not yet serving, emulator server; call .serve_forever() (e.g. in a thread), .shutdown() and .server_close().
 
     `clock` returns Unix seconds; tests pass a fake one to step through the batch lifecycle instantly.
     `data_dir` holds the file contents; None makes a temporary directory that server_close() removes.
     `enqueued_token_limit` (None: no limit) and `max_batch_requests` are the --enqueued-token-limit and
     --max-batch-input-requests of the command line.
+    `aws` (None: no Bedrock or SageMaker) holds AwsEmulator's access_key, secret_key, s3_endpoint and optional
+    region and bedrock_min_records.
     """
-    emulator = OpenAIEmulator(api_key, prefix, timings, dimensions, clock, data_dir, enqueued_token_limit, max_batch_requests)
+    emulator = OpenAIEmulator(api_key, prefix, timings, dimensions, clock, data_dir, enqueued_token_limit, max_batch_requests, aws)
     return EmulatorServer((host, port), emulator)
 
 
@@ -1670,6 +1701,12 @@ def parse_args(argv):
                         "with token_limit_exceeded (default: no limit)")
     parser.add_argument("--max-batch-input-requests", type=int, default=MAX_BATCH_TASKS,
                         help="requests a batch input file may hold; more fail validation with too_many_tasks (default: OpenAI's 50,000)")
+    parser.add_argument("--s3-endpoint-url", help="the S3 the Bedrock and SageMaker jobs read and write (the test bed's moto); with "
+                        "$TESTBED_AWS_ACCESS_KEY_ID and $TESTBED_AWS_SECRET_ACCESS_KEY, the key every Bedrock and SageMaker call must be "
+                        "signed with, it turns on /bedrock and /sagemaker")
+    parser.add_argument("--aws-region", default="us-east-1", help="the region in the job ARNs")
+    parser.add_argument("--bedrock-min-records", type=int, default=100,
+                        help="Bedrock's minimum records per batch job (its quota; fewer fail validation)")
     parser.add_argument("--data-dir", help="directory for file contents (default: a new temporary directory, removed at exit); "
                                            "the files the emulator stored there are deleted at exit")
     args = parser.parse_args(argv)
@@ -1691,8 +1728,12 @@ def exit_on_sigterm(_signal_number, _frame):
 def main(argv=None):
     args = parse_args(argv)
     timings = Timings(args.validating_seconds, args.in_progress_seconds, args.finalizing_seconds, args.cancelling_seconds)
+    aws = None
+    if args.s3_endpoint_url:
+        aws = {"access_key": os.environ["TESTBED_AWS_ACCESS_KEY_ID"], "secret_key": os.environ["TESTBED_AWS_SECRET_ACCESS_KEY"],
+               "s3_endpoint": args.s3_endpoint_url, "region": args.aws_region, "bedrock_min_records": args.bedrock_min_records}
     server = make_server(args.host, args.port, args.api_key, args.prefix, timings, args.dimensions, data_dir=args.data_dir,
-                         enqueued_token_limit=args.enqueued_token_limit, max_batch_requests=args.max_batch_input_requests)
+                         enqueued_token_limit=args.enqueued_token_limit, max_batch_requests=args.max_batch_input_requests, aws=aws)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     host, port = server.server_address[:2]
     print(f"OpenAI emulator listening on http://{host}:{port}{server.emulator.prefix}/v1", file=sys.stderr, flush=True)

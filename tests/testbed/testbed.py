@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Start and stop the integration test bed: a real OpenSearch with the ML
-Commons plugin (one node, or a cluster of several), and the local OpenAI emulator.
+Commons plugin (one node, or a cluster of several), the local emulator of OpenAI, Bedrock and
+SageMaker, and moto's S3 server, which the emulator's Bedrock and SageMaker jobs read and write.
 
     python tests/testbed/testbed.py up|down|status|env
     python tests/testbed/testbed.py node stop|start K
@@ -30,6 +31,9 @@ Environment:
                           namespace at 198.18.<port % 256>.2 (see emulator_address
                           below for why not 127.0.0.1)
     OPENAI_API_KEY        key the emulator accepts; generated once if unset
+    TESTBED_S3_PORT       port of moto's S3 server, default OPENAI_EMULATOR_PORT + 500; it listens on the
+                          host side of the emulator's namespace (198.18.<port % 256>.1), which both the
+                          controller and the emulator reach (127.0.0.1 without a namespace)
     ML_TESTBED_CACHE      default /var/cache/opensearch-ml-testbed
     TESTBED_JAVA_HOME     use this JDK instead of choosing one
     TESTBED_DISABLE_TEMURIN=1  for 3.x, skip an installed Temurin and use the
@@ -73,6 +77,13 @@ STATE_DIR = REPO_ROOT / ".testbed"
 STATE_FILE = STATE_DIR / "state.json"
 ENV_FILE = STATE_DIR / "env"
 EMULATOR_LOG = STATE_DIR / "emulator.log"
+S3_LOG = STATE_DIR / "s3.log"
+# The bucket `up` makes in the test bed's S3, for the tests' Bedrock and SageMaker inputs and outputs.
+S3_BUCKET = "ml-testbed"
+# The region the emulator's job ARNs name and .testbed/env gives.
+AWS_REGION = "us-east-1"
+# moto's S3 server listens this far above the emulator's port unless TESTBED_S3_PORT says otherwise.
+S3_PORT_OFFSET = 500
 EMULATOR_SCRIPT = Path(__file__).resolve().parent / "openai_emulator.py"
 
 RUN_USER = "opensearch"
@@ -164,16 +175,20 @@ class Config:
     cache: Path
     emulator_host: str = "127.0.0.1"
     nodes: int = 1
+    s3_port: int = 0
+    s3_host: str = "127.0.0.1"
 
     @classmethod
     def from_environment(cls) -> Config:
         version = os.environ.get("OPENSEARCH_VERSION", "2.19.6")
         if not re.fullmatch(r"[23]\.\d+\.\d+", version):
             raise TestbedError(f"OPENSEARCH_VERSION={version!r}: expected 2.x.y or 3.x.y")
+        emulator_port = port_from_environment("OPENAI_EMULATOR_PORT", 8089)
         return cls(
             version=version,
             port=port_from_environment("OPENSEARCH_PORT", 9200),
-            emulator_port=port_from_environment("OPENAI_EMULATOR_PORT", 8089),
+            emulator_port=emulator_port,
+            s3_port=port_from_environment("TESTBED_S3_PORT", emulator_port + S3_PORT_OFFSET),
             cache=Path(os.environ.get("ML_TESTBED_CACHE", "/var/cache/opensearch-ml-testbed")),
             emulator_host=os.environ.get("OPENAI_EMULATOR_HOST", "127.0.0.1"),
             nodes=node_count_from_environment(),
@@ -197,6 +212,14 @@ class Config:
     @property
     def emulator_url(self) -> str:
         return f"http://{self.emulator_host}:{self.emulator_port}/openai"
+
+    @property
+    def emulator_root(self) -> str:
+        return f"http://{self.emulator_host}:{self.emulator_port}"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://{self.s3_host}:{self.s3_port}"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -761,10 +784,10 @@ def wait_until(checks: list, processes: list[subprocess.Popen], what: str, timeo
         time.sleep(1)
 
 
-def http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
-    """Status code of a GET, or None while nothing answers."""
+def http_status(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int | None:
+    """Status code of a request without a body (a GET unless said), or None while nothing answers."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}, method=method), timeout=10) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -873,6 +896,8 @@ def emulator_address(cfg: Config, state: dict) -> Config:
     if "OPENAI_EMULATOR_HOST" in os.environ:
         return cfg
     namespace, host_side, emulator_side = emulator_network(cfg)
+    # moto's S3 listens on the host side of the pair: the controller has that address, and the emulator
+    # reaches it over the pair.
     # A running emulator keeps its namespace; otherwise it is made afresh (it may be a leftover).
     if state.get("emulator_netns") != namespace or "emulator" not in state:
         try:
@@ -884,7 +909,7 @@ def emulator_address(cfg: Config, state: dict) -> Config:
             return dataclasses.replace(cfg, emulator_host="127.0.0.1")
         state["emulator_netns"] = namespace
         say(f"made the network namespace {namespace} ({emulator_side}, reached from {host_side}) for the OpenAI emulator")
-    return dataclasses.replace(cfg, emulator_host=emulator_side)
+    return dataclasses.replace(cfg, emulator_host=emulator_side, s3_host=host_side)
 
 
 def make_emulator_namespace(namespace: str, host_side: str, emulator_side: str, port: int) -> None:
@@ -910,23 +935,47 @@ def remove_emulator_namespace(namespace: str | None) -> None:
         subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True, text=True)
 
 
-def start_emulator(cfg: Config, api_key: str) -> dict:
+def start_s3(cfg: Config) -> dict:
+    """moto's S3 server (it checks no signatures; the emulator's Bedrock and SageMaker do), with the test bed's bucket."""
+    check_ports_free(cfg.s3_port, host=cfg.s3_host)
+    command = [sys.executable, "-m", "moto.server", "-H", cfg.s3_host, "-p", str(cfg.s3_port)]
+    say(f"starting moto's S3 server on {cfg.s3_url}")
+    with S3_LOG.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    entry = {"pid": process.pid, "start_time": process_start_time(process.pid), "url": cfg.s3_url}
+    checks = [(f"GET {cfg.s3_url}/ to answer 200", lambda: http_status(f"{cfg.s3_url}/") == 200),
+              (f"PUT {cfg.s3_url}/{S3_BUCKET} to make the bucket", lambda: http_status(f"{cfg.s3_url}/{S3_BUCKET}", method="PUT") == 200)]
+    try:
+        wait_until(checks, [process], "moto's S3 server", EMULATOR_TIMEOUT_S)
+    except (TestbedError, KeyboardInterrupt):
+        print_log_tail(S3_LOG)
+        stop_process_group(entry, "moto's S3 server")
+        raise
+    return entry
+
+
+def start_emulator(cfg: Config, api_key: str, aws_key: dict) -> dict:
     script = Path(os.environ.get("TESTBED_EMULATOR_SCRIPT", EMULATOR_SCRIPT))
     if not script.exists():
         raise TestbedError(f"emulator script {script} does not exist")
     check_ports_free(cfg.emulator_port, host=cfg.emulator_host)
     command = [sys.executable, str(script), "--host", cfg.emulator_host, "--port", str(cfg.emulator_port),
-               "--api-key", api_key, "--prefix", "/openai"]
+               "--api-key", api_key, "--prefix", "/openai", "--s3-endpoint-url", cfg.s3_url, "--aws-region", AWS_REGION]
+    # The AWS key in the environment, not on the command line, where ps shows it.
+    environment = os.environ | {"TESTBED_AWS_ACCESS_KEY_ID": aws_key["access_key"],
+                                "TESTBED_AWS_SECRET_ACCESS_KEY": aws_key["secret_key"]}
     namespace = emulator_network(cfg)[0]
     if cfg.emulator_host == emulator_network(cfg)[2]:
         # `ip netns exec` execs the emulator in place, so the pid recorded is the emulator's.
         command = ["ip", "netns", "exec", namespace] + command
     say(f"starting the OpenAI emulator on port {cfg.emulator_port}")
     with EMULATOR_LOG.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
+        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, env=environment,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     entry = {"pid": process.pid, "start_time": process_start_time(process.pid),
-             "host": cfg.emulator_host, "port": cfg.emulator_port, "api_key": api_key}
+             "host": cfg.emulator_host, "port": cfg.emulator_port, "api_key": api_key,
+             "s3_url": cfg.s3_url, "aws_access_key": aws_key["access_key"]}
     stats_url = f"{cfg.emulator_url}/_emulator/stats"
     checks = [(f"GET {stats_url} to answer 200",
                lambda: http_status(stats_url, {"Authorization": f"Bearer {api_key}"}) == 200)]
@@ -1003,7 +1052,14 @@ def api_key_for(state: dict) -> str:
     return state["api_key"]
 
 
-def write_env_file(cfg: Config, api_key: str) -> None:
+def aws_key_for(state: dict) -> dict:
+    """The AWS access key the emulator's Bedrock and SageMaker accept, generated once and kept in the state."""
+    state.setdefault("aws_key", {"access_key": "AKIATESTBED" + secrets.token_hex(5).upper()[:9],
+                                 "secret_key": secrets.token_urlsafe(30)})
+    return state["aws_key"]
+
+
+def write_env_file(cfg: Config, api_key: str, aws_key: dict) -> None:
     values = {
         "OPENSEARCH_URL": cfg.opensearch_url,
         "OPENSEARCH_VERSION": cfg.version,
@@ -1011,6 +1067,13 @@ def write_env_file(cfg: Config, api_key: str) -> None:
         "OPENSEARCH_NODE_URLS": ",".join(node.url for node in cfg.cluster),
         "OPENAI_BASE_URL": f"{cfg.emulator_url}/v1",
         "OPENAI_API_KEY": api_key,
+        "AWS_ENDPOINT_URL_S3": cfg.s3_url,
+        "BEDROCK_ENDPOINT_URL": f"{cfg.emulator_root}/bedrock",
+        "SAGEMAKER_ENDPOINT_URL": f"{cfg.emulator_root}/sagemaker",
+        "AWS_ACCESS_KEY_ID": aws_key["access_key"],
+        "AWS_SECRET_ACCESS_KEY": aws_key["secret_key"],
+        "AWS_REGION": AWS_REGION,
+        "TESTBED_S3_BUCKET": S3_BUCKET,
     }
     ENV_FILE.write_text("".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()))
 
@@ -1038,14 +1101,16 @@ def forget_stale(state: dict, key: str, what: str) -> None:
 def command_up(cfg: Config) -> int:
     with state_lock():
         state = load_state()
-        api_key = api_key_for(state)
+        api_key, aws_key = api_key_for(state), aws_key_for(state)
         forget_stale(state, "emulator", "the OpenAI emulator")
+        forget_stale(state, "s3", "moto's S3 server")
         cfg = emulator_address(cfg, state)
         cluster, emulator = state.get("opensearch"), state.get("emulator")
         # The nodes' trusted endpoints name the emulator's address: a new address needs new nodes.
         cluster_wanted = bool(cluster) and cluster_shape(cluster) == (cfg.version, cfg.port, cfg.emulator_host, cfg.nodes)
-        emulator_wanted = bool(emulator) and (emulator.get("host"), emulator["port"], emulator["api_key"]) == (
-            cfg.emulator_host, cfg.emulator_port, api_key)
+        emulator_wanted = bool(emulator) and "s3" in state and (
+            emulator.get("host"), emulator["port"], emulator["api_key"], emulator.get("s3_url"), emulator.get("aws_access_key")) == (
+            cfg.emulator_host, cfg.emulator_port, api_key, cfg.s3_url, aws_key["access_key"])
         if cluster and not cluster_wanted:
             say(f"stopping {describe(cluster)} to start {cfg.nodes} node(s) of {cfg.version} on port {cfg.port}")
             stop_cluster(state)
@@ -1055,21 +1120,22 @@ def command_up(cfg: Config) -> int:
             stop_cluster(state)
             cluster_wanted = False
         if emulator and not emulator_wanted:
-            say("restarting the OpenAI emulator (address, port or API key changed)")
+            say("restarting the OpenAI emulator (address, port, key or S3 server changed)")
             stop_emulator(state)
         save_state(state)
         if cluster_wanted and not stopped_nodes(cluster) and emulator_wanted:
-            say(f"already running: {describe(cluster)} and the OpenAI emulator; nothing started")
+            say(f"already running: {describe(cluster)}, the OpenAI emulator and moto's S3 server; nothing started")
         else:
             try:
-                start_missing(cfg, state, api_key)
+                start_missing(cfg, state, api_key, aws_key)
             except (TestbedError, KeyboardInterrupt):
                 # A failed 'up' leaves nothing behind, the emulator's namespace included.
                 if "emulator" not in state:
+                    stop_s3(state)
                     remove_emulator_namespace(state.pop("emulator_netns", None))
                     save_state(state)
                 raise
-        write_env_file(cfg, api_key)
+        write_env_file(cfg, api_key, aws_key)
     print_summary(cfg, state)
     return 0
 
@@ -1086,7 +1152,7 @@ def describe(cluster: dict) -> str:
     return f"OpenSearch {cluster['version']} on port {cluster['port']} ({len(cluster['nodes'])} node(s))"
 
 
-def start_missing(cfg: Config, state: dict, api_key: str) -> None:
+def start_missing(cfg: Config, state: dict, api_key: str, aws_key: dict) -> None:
     """Start whatever of nodes and emulator is not running; on failure stop
     what this call started, so a failed 'up' leaves nothing behind."""
     cluster_started = False
@@ -1101,7 +1167,11 @@ def start_missing(cfg: Config, state: dict, api_key: str) -> None:
             start_nodes(cfg, state["opensearch"], nodes, keep_data=True)
             save_state(state)
         if "emulator" not in state:
-            state["emulator"] = start_emulator(cfg, api_key)
+            # A new emulator gets a new S3 server: its namespace, and so the S3 server's address, may be new.
+            stop_s3(state)
+            state["s3"] = start_s3(cfg)
+            save_state(state)
+            state["emulator"] = start_emulator(cfg, api_key, aws_key)
             save_state(state)
     except (TestbedError, KeyboardInterrupt):
         if cluster_started:
@@ -1129,12 +1199,20 @@ def stop_emulator(state: dict) -> None:
     stop_process_group(state.pop("emulator"), "the OpenAI emulator")
 
 
+def stop_s3(state: dict) -> None:
+    if "s3" in state:
+        entry = state.pop("s3")
+        stop_process_group(entry, "moto's S3 server")
+
+
 def print_summary(cfg: Config, state: dict) -> None:
     cluster, emulator = state["opensearch"], state["emulator"]
     for node, entry in zip(cfg.cluster, cluster["nodes"]):
         say(f"OpenSearch {cluster['version']} node {node.name} listens on {node.url} (pid {entry['pid']})")
     say(f"OpenSearch runs on Java {cluster['java_home']}, booted in {cluster.get('boot_seconds', '?')} s")
-    say(f"OpenAI emulator listens on {cfg.emulator_url}/v1 (pid {emulator['pid']})")
+    say(f"OpenAI emulator listens on {cfg.emulator_url}/v1, Bedrock's and SageMaker's batch APIs on "
+        f"{cfg.emulator_root}/bedrock and /sagemaker (pid {emulator['pid']})")
+    say(f"moto's S3 server listens on {cfg.s3_url} (pid {state['s3']['pid']}), bucket {S3_BUCKET}")
     say("plugins (_cat/plugins):")
     print(http_text(f"{cfg.opensearch_url}/_cat/plugins?v") or "(no answer)", end="")
     say(f"environment written to {ENV_FILE}")
@@ -1151,6 +1229,11 @@ def command_down(cfg: Config) -> int:
             stop_emulator(state)
             if was_running:
                 say(f"stopped the OpenAI emulator (pid {emulator['pid']})")
+        if "s3" in state:
+            s3, was_running = state["s3"], is_running(state["s3"])
+            stop_s3(state)
+            if was_running:
+                say(f"stopped moto's S3 server (pid {s3['pid']})")
         if not is_running(state.get("emulator")):
             remove_emulator_namespace(state.pop("emulator_netns", None))
         if "opensearch" in state:
@@ -1182,7 +1265,11 @@ def command_status(cfg: Config) -> int:
             f"{'up' if emulator_up else 'NOT answering' if is_running(emulator) else 'gone'}")
     else:
         say("OpenAI emulator: not running")
-    return 0 if nodes_up and emulator_up else EXIT_NOT_RUNNING
+    s3 = state.get("s3")
+    s3_up = is_running(s3) and http_status(f"{s3['url']}/") == 200
+    say(f"moto's S3 server pid {s3['pid']} on {s3['url']}: {'up' if s3_up else 'NOT answering' if is_running(s3) else 'gone'}"
+        if s3 else "moto's S3 server: not running")
+    return 0 if nodes_up and emulator_up and s3_up else EXIT_NOT_RUNNING
 
 
 def command_env(cfg: Config) -> int:

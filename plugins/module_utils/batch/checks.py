@@ -13,7 +13,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.identi
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import BATCH_TASK_TYPE, FIRST_BATCH_VERSION, FIRST_TASK_VERSION
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, HTTPError, MLCommonsError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.cluster import effective_ml_settings
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import is_deployed_or_deploying
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.models import interface_parts_refusing_batch, is_deployed_or_deploying
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import CONNECTOR, MODEL, get_by_id
 
 BATCH_ENABLED_SETTING = "plugins.ml_commons.offline_batch_inference_enabled"
@@ -54,6 +54,17 @@ def check_can_submit(module, client, model, connector):
         raise MLCommonsError(
             "Model %s's connector %s has no batch_predict action, so ML Commons cannot submit a batch job for it. "
             "Add one (opensearch.ml_commons.ml_connector)." % (model_id, connector.get("connector_id") or model.get("connector_id"))
+        )
+    refusing = interface_parts_refusing_batch(client.server_version, model)
+    if refusing:
+        raise MLCommonsError(
+            "ML Commons %s would refuse every batch job of model %s: it checks a batch job against the %s schema of the "
+            "model's interface, which are a prediction's, and answers 'Error validating ... schema'. The output check comes "
+            "after the provider created the job, which then runs with no task in OpenSearch to find it by; the input check "
+            "is opensearch-project/ml-commons#4080, fixed in 3.3. ML Commons attached that interface at register, as it does "
+            "for some Bedrock models. Give the model empty schemas (opensearch.ml_commons.ml_model with interface: "
+            "{input: '{}', output: '{}'}), or register it again with opensearch.ml_commons.ml_model, which gives a model with "
+            "a batch_predict action an empty interface." % (client.server_version, model_id, " and ".join(refusing))
         )
     predict_action = connector_action(connector, "PREDICT") or {}
     if batch_action.get("headers") and batch_action.get("headers") != predict_action.get("headers"):

@@ -365,7 +365,11 @@ class SigV4Auth(object):
         except ImportError:
             raise ConfigurationError("auth_type aws_sigv4 needs the Python library botocore: pip install botocore.")
         if not region:
-            raise ConfigurationError("auth_type aws_sigv4 needs aws_region (or the AWS_REGION environment variable).")
+            # Never a default region: a request signed for the wrong one is refused, and AWX's AWS credential sets none.
+            raise ConfigurationError(
+                "auth_type aws_sigv4 needs the region of the domain or collection: set aws_region (in the task or its "
+                "module_defaults), or the AWS_REGION or AWS_DEFAULT_REGION environment variable."
+            )
         session = botocore.session.Session(profile=profile)
         credentials = session.get_credentials()
         if credentials is None:
@@ -374,6 +378,10 @@ class SigV4Auth(object):
                 "AWS_SECRET_ACCESS_KEY environment variables, or run where an instance role is available."
             )
         frozen = credentials.get_frozen_credentials()
+        if credentials.method == "env" and os.environ.get("AWS_SESSION_TOKEN"):
+            # botocore reads AWS_SECURITY_TOKEN (AWX's AWS credential injects that name) before AWS_SESSION_TOKEN;
+            # the current name wins when both are set.
+            frozen = frozen._replace(token=os.environ["AWS_SESSION_TOKEN"])
         frozen = frozen._replace(
             access_key=checked_secret(frozen.access_key, "The AWS access key ID"),
             secret_key=checked_secret(frozen.secret_key, "The AWS secret access key"),

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import time
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
@@ -42,10 +43,33 @@ NODE_ROLES_QUERY = {"filter_path": "nodes.*.name,nodes.*.roles,nodes.*.attribute
 REMOTE_ROLES_SETTING = "plugins.ml_commons.task_dispatcher.eligible_node_role.remote_model"
 DEFAULT_REMOTE_ROLES = ("data", "ml")
 EXCLUDED_NAMES_SETTING = "plugins.ml_commons.exclude_nodes._name"
+# ML Commons checks the answer to a _batch_predict against the model's interface output schema (2.19.6 and 3.6.0 alike),
+# and before 3.3 the request against its input schema too (opensearch-project/ml-commons#4080). It attaches a preset
+# interface, a prediction's schemas, to some Bedrock models at register. The answer is checked after the provider
+# created the job and before ML Commons keeps a task for it: the job runs, and no task in OpenSearch knows it.
+FIRST_BATCH_WITHOUT_INPUT_CHECK = (3, 3)
 
 
 def describe_models(models):
     return ", ".join("%s (%s)" % (model["model_id"], model.get("name")) for model in models)
+
+
+def interface_parts_refusing_batch(server_version, model):
+    """The parts of ``model``'s interface (input, output) against which ML Commons checks a batch job and that
+    constrain anything: a batch job's request and answer fit neither of a prediction's schemas."""
+    interface = model.get("interface") or {}
+    checked = ("input", "output") if server_version < FIRST_BATCH_WITHOUT_INPUT_CHECK else ("output",)
+    return [part for part in checked if constrains(interface.get(part))]
+
+
+def constrains(schema):
+    """Whether a JSON schema (as ML Commons keeps it, text) refuses anything; the empty schema accepts all."""
+    if not schema:
+        return False
+    try:
+        return json.loads(schema) != {} if isinstance(schema, str) else schema != {}
+    except ValueError:
+        return True
 
 
 def is_deployed_or_deploying(model):

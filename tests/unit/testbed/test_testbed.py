@@ -269,3 +269,32 @@ def test_make_up_fails_clearly_when_a_node_lacks_k_nn(tmp_path, server):
     with pytest.raises(testbed.TestbedError, match="opensearch-knn is not loaded on ml-testbed-0"):
         testbed.wait_for_nodes(cfg, cfg.cluster, [RunningProcess()])
     assert not any(request["path"] == "/_plugins/_ml/stats" for request in server.received)
+
+
+def test_the_s3_port_derives_from_the_emulator_port_unless_set(monkeypatch):
+    for name in ("OPENSEARCH_VERSION", "OPENSEARCH_PORT", "OPENSEARCH_NODES", "TESTBED_S3_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_EMULATOR_PORT", "8104")
+    assert testbed.Config.from_environment().s3_port == 8604
+    monkeypatch.setenv("TESTBED_S3_PORT", "9999")
+    assert testbed.Config.from_environment().s3_port == 9999
+
+
+def test_the_env_file_gives_the_aws_endpoints_key_and_region(tmp_path, monkeypatch):
+    monkeypatch.setattr(testbed, "ENV_FILE", tmp_path / "env")
+    cfg = testbed.Config(version="2.19.6", port=9200, emulator_port=8104, cache=tmp_path, emulator_host="198.18.168.2",
+                         s3_port=8604, s3_host="198.18.168.1")
+    testbed.write_env_file(cfg, "sk-test", {"access_key": "AKIATESTBED123456789", "secret_key": "secret with 'quotes'"})
+    values = testbed.read_env_file(tmp_path / "env")
+    assert values["AWS_ENDPOINT_URL_S3"] == "http://198.18.168.1:8604"
+    assert values["BEDROCK_ENDPOINT_URL"] == "http://198.18.168.2:8104/bedrock"
+    assert values["SAGEMAKER_ENDPOINT_URL"] == "http://198.18.168.2:8104/sagemaker"
+    assert (values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]) == ("AKIATESTBED123456789", "secret with 'quotes'")
+    assert (values["AWS_REGION"], values["TESTBED_S3_BUCKET"]) == ("us-east-1", "ml-testbed")
+
+
+def test_the_aws_key_is_made_once_and_kept(tmp_path):
+    state = {}
+    key = testbed.aws_key_for(state)
+    assert key["access_key"].startswith("AKIA") and len(key["access_key"]) == 20 and len(key["secret_key"]) >= 40
+    assert testbed.aws_key_for(state) is key

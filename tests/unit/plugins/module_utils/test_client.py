@@ -316,7 +316,10 @@ def aws_keys(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
 
 
 def test_sigv4_signs_every_request_for_the_service(server, aws_keys):
@@ -330,9 +333,26 @@ def test_sigv4_signs_every_request_for_the_service(server, aws_keys):
     assert SECRET not in json.dumps(headers)
 
 
-def test_sigv4_needs_a_region(aws_keys):
-    with pytest.raises(ConfigurationError, match="needs aws_region"):
+def test_sigv4_needs_a_region_and_says_where_to_set_it(aws_keys):
+    with pytest.raises(ConfigurationError) as caught:
         build_auth({"auth_type": "aws_sigv4"})
+    for place in ("aws_region", "module_defaults", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        assert place in str(caught.value)
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"AWS_SECURITY_TOKEN": "token-from-awx"}, "token-from-awx"),
+    ({"AWS_SESSION_TOKEN": "session-token"}, "session-token"),
+    ({"AWS_SECURITY_TOKEN": "older-name", "AWS_SESSION_TOKEN": "session-token"}, "session-token"),
+])
+def test_sigv4_takes_aws_security_token_where_aws_session_token_is_absent(server, aws_keys, monkeypatch, variables, expected):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    auth = build_auth({"auth_type": "aws_sigv4", "aws_region": "eu-west-1"})[0]
+    server.script((200, {"ok": True}))
+    Client(server.url, auth=auth).get("/")
+    assert server.received[0]["headers"]["X-Amz-Security-Token"] == expected
+    assert "x-amz-security-token" in server.received[0]["headers"]["Authorization"]
 
 
 def test_sigv4_without_credentials_says_where_they_come_from(monkeypatch, tmp_path):

@@ -236,3 +236,46 @@ def test_cancel_without_task_id_needs_a_recognisable_job(server):
     cluster(server)
     with pytest.raises(MLCommonsError, match="state: cancelled needs task_id here"):
         run(server, parameters={"model": "x"}, state="cancelled")
+
+
+# -- ML Commons checks batch jobs against the model's interface (the request before 3.3, opensearch-project/ml-commons#4080) --
+
+PRESET_INPUT = '{"type": "object", "properties": {"parameters": {"type": "object", "required": ["inputText"]}}}'
+PRESET_OUTPUT = '{"type": "object", "required": ["inference_results"]}'
+
+
+def cluster_with_interface(server, version, interface):
+    server.answer("GET", "/", (200, {"version": {"number": version}}))
+    server.answer("GET", MODEL_PATH, (200, {"algorithm": "REMOTE", "model_state": "DEPLOYED", "connector": CONNECTOR, "interface": interface}))
+    server.answer("GET", "/_cluster/settings", (200, {}))
+
+
+@pytest.mark.parametrize("version, interface, refused", [
+    ("2.19.6", {"input": PRESET_INPUT, "output": PRESET_OUTPUT}, "input and output schema"),
+    ("2.19.6", {"input": PRESET_INPUT}, "input schema"),
+    ("3.6.0", {"input": PRESET_INPUT, "output": PRESET_OUTPUT}, "output schema"),
+])
+def test_a_model_whose_interface_ml_commons_would_check_the_job_against_is_refused_before_submitting(server, version, interface, refused):
+    cluster_with_interface(server, version, interface)
+    server.answer(*SEARCH, searched())
+    with pytest.raises(MLCommonsError) as caught:
+        run(server, parameters=INPUT)
+    message = str(caught.value)
+    for part in (version, "m1", refused, "opensearch-project/ml-commons#4080", "interface: {input: '{}', output: '{}'}",
+                 "opensearch.ml_commons.ml_model"):
+        assert part in message
+    assert writes(server) == []
+
+
+@pytest.mark.parametrize("version, interface", [
+    ("2.19.6", {}),
+    ("2.19.6", {"input": "{}", "output": "{}"}),
+    ("3.3.0", {"input": PRESET_INPUT}),
+])
+def test_a_model_whose_interface_lets_batch_jobs_through_is_submitted(server, version, interface):
+    cluster_with_interface(server, version, interface)
+    answer = {"task_id": "t1", "status": "CREATED", "remote_job": {"id": "batch_1", "input_file_id": "file-1", "status": "validating"}}
+    server.answer(*SEARCH, searched(), searched(("t1", task("RUNNING"))))
+    server.answer("POST", BATCH_PATH, (200, answer))
+    _module, result = run(server, parameters=INPUT)
+    assert result["changed"] is True and [write[:2] for write in writes(server)] == [("POST", BATCH_PATH)]

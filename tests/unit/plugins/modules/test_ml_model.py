@@ -368,3 +368,28 @@ def test_undeployed_reports_no_serving_node_without_asking(server):
     result = ml_model.run(fake_module(model_id="m1", state="undeployed"), client(server))
     assert result["changed"] is True and result["serving_nodes"] == []
     assert PROFILE + "/m1" not in [path for _method, path in requests_sent(server)]
+
+
+# -- the preset interface ML Commons attaches, which refuses batch jobs (opensearch-project/ml-commons#4080) ---------------
+
+BATCH_CONNECTOR = {"name": "Bedrock", "protocol": "aws_sigv4", "parameters": {"service_name": "bedrock", "model": "amazon.titan-embed-text-v1"},
+                   "actions": [{"action_type": "BATCH_PREDICT", "method": "POST", "url": "https://bedrock.us-east-1.amazonaws.com/model-invocation-job"}]}
+
+
+@pytest.mark.parametrize("given, sent", [
+    (None, {}),
+    ({"input": "{}", "output": "{}"}, {"input": "{}", "output": "{}"}),
+])
+def test_a_batch_model_is_registered_with_an_empty_interface_unless_one_is_given(server, given, sent):
+    answer_register(server, connector=(200, BATCH_CONNECTOR))
+    answer(server, reads=[(200, stored("REGISTERED"))])
+    params = dict(WANTED, state="present", **({"interface": given} if given is not None else {}))
+    ml_model.run(fake_module(**params), client(server))
+    assert writes(server)[0][2]["interface"] == sent
+
+
+def test_a_model_without_a_batch_predict_action_is_registered_as_given(server):
+    answer_register(server)
+    answer(server, reads=[(200, stored("REGISTERED"))])
+    ml_model.run(fake_module(state="present", **WANTED), client(server))
+    assert "interface" not in writes(server)[0][2]
