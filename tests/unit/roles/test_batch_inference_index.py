@@ -55,7 +55,8 @@ EXPORTED = {"requests": 2, "unchanged": 5, "skipped_count": 1, "skipped_document
 
 
 def test_without_a_source_index_there_are_no_documents():
-    assert documents(batch_inference_source_index="") is None
+    # ansible-core before 2.19 renders a lone none as "".
+    assert documents(batch_inference_source_index="") in (None, "")
 
 
 def test_the_documents_sent_and_written():

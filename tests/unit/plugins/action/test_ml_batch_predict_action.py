@@ -39,7 +39,7 @@ def run_plugin(monkeypatch, args, outcomes, check_mode=False, async_val=0):
         clock.now += module_args["wait_timeout"] if outcome.get("polls") else 5
         return dict(outcome)
 
-    task = mock.MagicMock(args=args, async_val=async_val)
+    task = mock.MagicMock(args=args, async_val=async_val, check_mode=check_mode)
     task.get_name.return_value = "Batch jobs"
     action = plugin.ActionModule(task, mock.MagicMock(), mock.MagicMock(check_mode=check_mode), None, None, None)
     monkeypatch.setattr(action, "_execute_module", execute_module)
