@@ -237,7 +237,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     plain_name,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import OpenAIModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import Kind, create_once, get_by_id, keep_oldest_of, oldest_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import Kind, create_once, delete_by_id, get_by_id, keep_oldest_of, oldest_of
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
 # The Files API's largest page, and the most pages a listing reads: a million files, far more than a project
@@ -423,8 +423,9 @@ def delete(module, client):
         found = uploaded_copy(client, local_file(params))
     if found is None:
         return file_result(False, None, None)
-    if not module.check_mode:
-        client.delete(FILE.path(found["id"]))
+    if not module.check_mode and not delete_by_id(client, FILE, found["id"]):
+        # Another run (a host of the same play, sharing the input) deleted it since it was found.
+        return file_result(False, None, None)
     return file_result(True, found, None)
 
 

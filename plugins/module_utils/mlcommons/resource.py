@@ -85,6 +85,17 @@ def get_by_id(client, kind, object_id):
     return found
 
 
+def delete_by_id(client, kind, object_id):
+    """Delete the object; False when it was gone already (another run deleted it since it was found)."""
+    try:
+        client.delete(kind.path(object_id))
+    except HTTPError as error:
+        if error.is_not_found:
+            return False
+        raise
+    return True
+
+
 def search(client, kind, filters, size=PAGE_SIZE):
     """Objects matching all ``filters`` (query clauses), oldest first, each with its ID added."""
     hits = []
@@ -275,7 +286,7 @@ class Writer(object):
             self.delete_id(current[self.kind.id_field])
 
     def delete_id(self, object_id):
-        self.client.delete(self.kind.path(object_id))
+        delete_by_id(self.client, self.kind, object_id)
 
     def result(self, changed, before, after, **extra):
         """A resource module's result: whether it changed anything, the object's ID and the object

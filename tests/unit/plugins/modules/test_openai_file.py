@@ -280,3 +280,12 @@ def test_absent_deletes_the_file_and_returns_none(server, tmp_path):
     server.answer("GET", "/v1/files/file-gone", (404, {"error": {"message": "No such File object: file-gone"}}))
     again = openai_file.run(fake_module(file_id="file-gone", state="absent"), openai(server))
     assert not again["changed"] and again["file_id"] is None and again["diff"] == {"before": {}, "after": {}}
+
+
+def test_absent_of_a_file_another_run_deleted_since_it_was_found_changes_nothing(server):
+    """Two hosts of one play share an input, so their teardowns find one upload and both delete it."""
+    server.answer("GET", "/v1/files/file-shared", (200, listed("file-shared", "in.jsonl", 5)))
+    server.answer("DELETE", "/v1/files/file-shared", (404, {"error": {"message": "No such File object: file-shared"}}))
+    result = openai_file.run(fake_module(file_id="file-shared", state="absent"), openai(server))
+    assert not result["changed"] and result["file_id"] is None
+    assert requests_sent(server) == [("GET", "/v1/files/file-shared"), ("DELETE", "/v1/files/file-shared")]
