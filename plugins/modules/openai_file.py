@@ -237,7 +237,14 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     plain_name,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import OpenAIModule
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import Kind, create_once, delete_by_id, get_by_id, keep_oldest_of, oldest_of
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
+    Kind,
+    create_once,
+    delete_by_id,
+    get_by_id,
+    keep_oldest_of,
+    oldest_of,
+)
 
 FILE = Kind("file", "/files", "id", created_field="created_at")
 # The Files API's largest page, and the most pages a listing reads: a million files, far more than a project
