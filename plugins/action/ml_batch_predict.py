@@ -80,8 +80,8 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         # Under async the module waits in the background, as a module without this plugin does.
         wrap_async = self._task.async_val and not self._connection.has_native_async
-        waits = (boolean(args.get("wait", default("wait")), strict=False) and args.get("state", default("state")) == "present"
-                 and not self._task.async_val and not self._play_context.check_mode)
+        asked = boolean(args.get("wait", default("wait")), strict=False) and args.get("state", default("state")) == "present"
+        waits = asked and not self._task.async_val and not self._play_context.check_mode
         if waits:
             result.update(self.wait_in_stretches(args, task_vars))
         else:

@@ -29,6 +29,7 @@ import zlib
 BASE = "https://docs.ansible.com/projects/ansible/devel/"
 LABELS = {  # label: (page under BASE, title)
     "common_return_values": ("reference_appendices/common_return_values.html#common-return-values", "Return Values"),
+    "action_plugins": ("plugins/action.html#action-plugins", "Action plugins"),
     "ansible_configuration_settings": ("reference_appendices/config.html#ansible-configuration-settings", "Ansible Configuration Settings"),
     "ansible_collections.ansible.builtin.get_url_module": ("collections/ansible/builtin/get_url_module.html#ansible-collections-ansible-builtin-get-url-module",
                                                            "ansible.builtin.get_url module"),
