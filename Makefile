@@ -15,6 +15,8 @@ TEST_VERSIONS ?= 2.19.6 3.6.0
 # The version whose integration tests `make test` also runs on a cluster of three nodes: 2.19's ML Commons
 # cannot count batch tasks across nodes (docs/testbed.md, "A cluster"), 3.3 and later can.
 CLUSTER_VERSION ?= 3.6.0
+# Targets that never reach OpenSearch: run on the first test bed of `make test` only.
+OPENSEARCH_FREE_TARGETS := openai_file
 export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -79,10 +81,12 @@ integration: venv collection get-pip
 # Brings up each version in turn and runs the integration targets on it; always stops the test bed.
 integration-all: venv
 	trap '$(MAKE) --no-print-directory down' EXIT; \
+	targets="$(TARGETS)"; \
 	for version in $(TEST_VERSIONS); do \
 	  echo "=== integration tests on OpenSearch $$version ==="; \
 	  OPENSEARCH_VERSION=$$version $(MAKE) --no-print-directory up; \
-	  $(MAKE) --no-print-directory integration; \
+	  $(MAKE) --no-print-directory integration TARGETS="$$targets"; \
+	  targets="$(TARGETS) $(addprefix --exclude ,$(OPENSEARCH_FREE_TARGETS))"; \
 	done
 
 # The integration targets on a cluster of three nodes of CLUSTER_VERSION; always stops the test bed.
@@ -90,7 +94,7 @@ integration-cluster: venv
 	trap '$(MAKE) --no-print-directory down' EXIT; \
 	echo "=== integration tests on 3 nodes of OpenSearch $(CLUSTER_VERSION) ==="; \
 	OPENSEARCH_NODES=3 OPENSEARCH_VERSION=$(CLUSTER_VERSION) $(MAKE) --no-print-directory up; \
-	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory integration TARGETS="$(TARGETS) $(addprefix --exclude ,$(OPENSEARCH_FREE_TARGETS))"
 
 test: sanity units lint release-check docs matrix-quick integration-all integration-cluster
 	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick; \
