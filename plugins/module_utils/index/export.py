@@ -11,12 +11,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import Replacement, count_lines, file_digest
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import custom_id, fingerprint
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import canonical, custom_id, fingerprint
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.read import field_value, get_many, pages
 
 EMBEDDINGS = "/v1/embeddings"
@@ -128,14 +127,14 @@ class Export(object):
             self.skip(doc_id, "no %s" % self.text_field if text is None else
                       "%s is empty" % self.text_field if isinstance(text, str) else "%s is not text" % self.text_field)
             return None
-        body = request_body(self.endpoint, self.model, self.body, self.messages, text)
+        body = canonical(request_body(self.endpoint, self.model, self.body, self.messages, text))
         request_fingerprint = fingerprint(self.endpoint, body)
         if current == request_fingerprint:
             self.counts["unchanged"] += 1
             return None
         self.counts["requests"] += 1
-        line = {"custom_id": custom_id(doc_id, request_fingerprint), "method": "POST", "url": self.endpoint, "body": body}
-        return (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+        line = '{"custom_id":%s,"method":"POST","url":%s,"body":%s}\n' % (canonical(custom_id(doc_id, request_fingerprint)), canonical(self.endpoint), body)
+        return line.encode("utf-8", "surrogatepass")
 
     def skip(self, doc_id, reason):
         self.counts["skipped_count"] += 1

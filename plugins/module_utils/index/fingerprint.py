@@ -27,9 +27,16 @@ def default_fingerprint_field(target_field):
     return "%s_fingerprint" % target_field
 
 
-def fingerprint(url, body):
-    canonical = json.dumps({"url": url, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+def canonical(value):
+    """``value`` as JSON with sorted keys and no spaces: equal values, equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(url, canonical_body):
+    """The fingerprint of a request to ``url`` whose body is ``canonical_body`` (:func:`canonical`): the SHA-256
+    of the canonical ``{"body": ..., "url": ...}``, built around the body's text so it is encoded once."""
+    request = '{"body":%s,"url":%s}' % (canonical_body, canonical(url))
+    return hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def custom_id(doc_id, request_fingerprint):

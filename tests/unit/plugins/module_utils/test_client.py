@@ -74,6 +74,14 @@ def test_get_returns_the_decoded_answer(server):
     assert client.stats == {"requests": 1, "retries": 0}
 
 
+def test_opensearch_is_asked_for_uncompressed_answers_and_a_provider_is_not(server):
+    server.script((200, {}), (200, {}))
+    make_client(server).get("/")
+    make_client(server, service="OpenAI").get("/")
+    assert server.received[0]["headers"]["Accept-Encoding"] == "identity"
+    assert "identity" not in server.received[1]["headers"]["Accept-Encoding"]
+
+
 def test_reads_are_retried_on_retriable_statuses(server, no_sleep):
     server.script(UNAVAILABLE, (429, {}), (502, {}), (200, {"ok": True}))
     client = make_client(server, retries=3)

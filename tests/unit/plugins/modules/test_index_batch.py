@@ -1,5 +1,6 @@
 """index_batch_input and index_batch_output against the scripted server: what they send, what they write, what they report."""
 
+import hashlib
 import json
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.export import request_body
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import custom_id, fingerprint, parse_custom_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import canonical, custom_id, fingerprint, parse_custom_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.write_back import same
 from ansible_collections.opensearch.ml_commons.plugins.modules import index_batch_input, index_batch_output
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, requests_sent
@@ -23,7 +24,7 @@ def scroll(server, *documents):
 
 
 def embedding_fingerprint(text):
-    return fingerprint("/v1/embeddings", request_body("/v1/embeddings", "m", {"dimensions": 2}, [], text))
+    return fingerprint("/v1/embeddings", canonical(request_body("/v1/embeddings", "m", {"dimensions": 2}, [], text)))
 
 
 def test_the_export_sends_new_and_edited_documents_and_reports_those_without_text(module_test_server, tmp_path):
@@ -160,3 +161,9 @@ def test_a_vector_given_back_as_float32_is_the_same_result():
     assert same([-0.50393401277065277, 0.25], [-0.503934, 0.25])
     assert not same([-0.5039, 0.25], [-0.503934, 0.25])
     assert same("text", "text") and not same([1, 2], [1, 2, 3])
+
+
+def test_the_fingerprint_is_the_sha256_of_the_canonical_request_so_stored_ones_stay_current():
+    body = {"model": "m", "input": "caf\u00e9 \"quoted\"", "dimensions": 2}
+    request = json.dumps({"url": "/v1/embeddings", "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert fingerprint("/v1/embeddings", canonical(body)) == hashlib.sha256(request.encode("utf-8")).hexdigest()
