@@ -3,15 +3,15 @@
 
 The examples are every module's EXAMPLES and the README blocks of plan.yml (README.md and the role's README).
 plan.yml gives the order they run in, the glue that supplies what an example takes from the user's context (a
-registered result, an input file), and each change made to an example so it can run here, with the reason. Only
-addresses and timings change: the addresses of ENDPOINTS become the test bed's, and an address outside them fails
+registered result, an input file), and each change made to an example so it can run here (a timing, a path, a
+refusal to expect), with the reason. The addresses of ENDPOINTS become the test bed's; an address outside them fails
 the run, as does an example task or README block that the plan does not place, or places twice.
 
     examples.py write ROOT PLAN GLUE_DIR OUT_DIR
 
 writes OUT_DIR/examples.yml (the playbook), OUT_DIR/inventory.yml (localhost and the README's inventory),
-OUT_DIR/vars.yml (the README's variables file), OUT_DIR/steps.json (the steps, in order) and OUT_DIR/tasks.json
-(the names of the examples' own tasks). ROOT is the collection's directory; "-" finds it in ANSIBLE_COLLECTIONS_PATH.
+OUT_DIR/vars.yml (the README's variables file) and OUT_DIR/tasks.json (the names of the examples' own tasks and of
+each step's last task). ROOT is the collection's directory; "-" finds it in ANSIBLE_COLLECTIONS_PATH.
 
     examples.py check OUT_DIR OUTPUT
 
@@ -124,7 +124,8 @@ def changed_tasks(where, tasks, step):
 
 
 def ran(step_id):
-    return {"name": "Ran: %s" % step_id, "ansible.builtin.set_fact": {"examples_ran": "{{ examples_ran | default([]) + [%r] }}" % step_id}}
+    """The task that ends a step: the check finds it in the output, so a step that stopped short is seen."""
+    return {"name": "Ran: %s" % step_id, "ansible.builtin.debug": {"msg": "%s ran to its end" % step_id}}
 
 
 def step_id(step):
@@ -170,7 +171,8 @@ def build(root, plan, glue_dir):
         steps.append(identifier)
         names.append(ran(identifier)["name"])
         if "glue" in step:
-            plays.append(play(identifier, defaults, [{"name": "Glue: %s" % step["glue"], "ansible.builtin.include_tasks": os.path.join(glue_dir, step["glue"])}]))
+            glue = {"name": "Glue: %s" % step["glue"], "ansible.builtin.include_tasks": os.path.join(glue_dir, step["glue"])}
+            plays.append(play(identifier, defaults, [glue]))
             continue
         where = step["example"]
         if where not in parsed:
@@ -234,14 +236,13 @@ def play(identifier, defaults, tasks):
 def write(root, plan_path, glue_dir, out_dir):
     with open(plan_path) as handle:
         plan = yaml.safe_load(handle)
-    plays, inventory, variables, steps, names = build(collection_root(root), plan, glue_dir)
+    plays, inventory, variables, _steps, names = build(collection_root(root), plan, glue_dir)
     os.makedirs(out_dir, exist_ok=True)
     for name, content in (("examples.yml", plays), ("inventory.yml", inventory), ("vars.yml", variables or {})):
         with open(os.path.join(out_dir, name), "w") as handle:
             yaml.dump(content, handle, Dumper=Dumper, sort_keys=False, width=1000)
-    for name, content in (("steps.json", steps), ("tasks.json", names)):
-        with open(os.path.join(out_dir, name), "w") as handle:
-            json.dump(content, handle)
+    with open(os.path.join(out_dir, "tasks.json"), "w") as handle:
+        json.dump(names, handle)
 
 
 def check(out_dir, output_path):
