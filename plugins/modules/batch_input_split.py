@@ -98,6 +98,7 @@ EXAMPLES = r"""
   loop: "{{ split.parts }}"
   loop_control:
     label: "{{ item.path }} ({{ item.lines }} requests from line {{ item.first_line }})"
+  register: uploads
 
 - name: Split for a gateway that takes at most 10,000 requests and 50 MB per batch
   opensearch.ml_commons.batch_input_split:

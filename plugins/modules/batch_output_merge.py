@@ -187,7 +187,7 @@ EXAMPLES = r"""
 - name: Merge the results of a split input's jobs, the downloads found by file ID
   opensearch.ml_commons.batch_output_merge:
     split_parts: "{{ split.parts }}"
-    jobs: "{{ batch.jobs }}"
+    jobs: "{{ parts.jobs }}"
     downloads: "{{ downloads.results }}"
     dest: results/corpus.output.jsonl
     errors_dest: results/corpus.errors.jsonl

@@ -111,7 +111,8 @@ EXAMPLES = r"""
   opensearch.ml_commons.index_batch_output:
     url: https://localhost:9200
     src: results/articles.output.jsonl
-    errors: results/articles.errors.jsonl
+    # The merge's error file, which it writes only when a line failed
+    errors: "{{ merged.errors or omit }}"
     index: articles
     target_field: body_embedding
   register: written

@@ -2,7 +2,7 @@
 what the collection accepts and returns: each option of a task of this collection exists (a suboption of a list of
 dicts too), each key read from a result registered in the same snippet is in that module's RETURN, the connection
 set with module_defaults is made of connection options, and each role variable a snippet sets is one the role's
-argument specs know. These checks read the snippets; they do not run them.
+argument specs know. These checks read the snippets; the integration target ``examples`` runs them on the test bed.
 """
 
 import importlib
@@ -36,9 +36,10 @@ QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 CONDITIONS = ("when", "that", "until", "failed_when", "changed_when")
 # The results an example reads without registering them itself, by their conventional names, and the module whose
 # result each is (None: the role's fact, or a loop's item, whose keys are not checked here).
-CONTEXT = {"batch": "ml_batch_predict", "connector": "ml_connector", "new_connector": "ml_connector", "group": "ml_model_group",
-           "model": "ml_model", "upload": "openai_file", "part_1": "openai_file", "part_2": "openai_file", "split": "batch_input_split",
-           "uploads": "openai_file", "downloads": "openai_file", "batch_inference_result": None, "item": None}
+CONTEXT = {"batch": "ml_batch_predict", "parts": "ml_batch_predict", "connector": "ml_connector", "new_connector": "ml_connector",
+           "group": "ml_model_group", "model": "ml_model", "upload": "openai_file", "part_1": "openai_file", "part_2": "openai_file",
+           "split": "batch_input_split", "uploads": "openai_file", "downloads": "openai_file", "merged": "batch_output_merge",
+           "batch_inference_result": None, "item": None}
 
 
 def module_plugin(name):
