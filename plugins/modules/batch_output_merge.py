@@ -253,7 +253,7 @@ failed_lines:
       description: The 1-based line number in the part's input.
       type: int
     custom_id:
-      description: The line's key, by O(record_format): its C(custom_id), Bedrock's C(recordId), or for SageMaker its line number.
+      description: "The line's key, by O(record_format): its C(custom_id), Bedrock's C(recordId), or for SageMaker its line number."
       type: str
     code:
       description: The error code, from the provider's error line or the job's end (V(batch_expired), ...).
