@@ -87,7 +87,7 @@ options:
       - V(openai), by C(custom_id); an answer succeeded with C(status_code) 200.
       - V(bedrock), Bedrock's records, by C(recordId) (which every input record needs, unique in its part); an answer
         succeeded with C(modelOutput) and failed with C(error). Bedrock writes its output in an order of its own.
-      - V(sagemaker), SageMaker batch transform's lines (C(SplitType) and C(AssembleWith) C(Line)), by place: the
+      - V(sagemaker), SageMaker batch transform's lines (C(SplitType) and C(AssembleWith) C(Line)), by place. The
         output's n-th line answers the input's n-th; an output with more lines than the input fails the task, one
         with fewer leaves the rest unanswered.
       - The merged lines are the provider's, as it wrote them.

@@ -105,7 +105,7 @@ options:
 notes:
   - The permissions needed are C(s3:GetObject) (and C(s3:ListBucket), so that a missing object is told as missing)
     on the objects read, C(s3:PutObject) on the prefix written to and C(s3:DeleteObject) for O(state=absent).
-  - An upload found by its name and metadata is taken to hold O(src)'s content without reading it back: whoever
+  - An upload found by its name and metadata is taken to hold O(src)'s content without reading it back. Whoever
     may write to the prefix is trusted, as the batch job that reads it must trust them.
 """
 
