@@ -61,7 +61,7 @@ options:
     default: present
   aws_region:
     description:
-      - The bucket's region. Required (or the environment variable): a request signed for another region is refused.
+      - The bucket's region. Required (or the environment variable), since a request signed for another region is refused.
       - If not set, the environment variable E(AWS_REGION), then E(AWS_DEFAULT_REGION).
     type: str
   aws_access_key:

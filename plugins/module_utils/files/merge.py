@@ -231,7 +231,8 @@ class Part(object):
             custom_id, status = self.records.answer_key(path, number, line, role, index)
             position = positions.get(custom_id)
             if position is None:
-                raise failure(path, number, role, "answers the %s %r, which the part's input %s does not hold" % (self.records.key_field, custom_id, self.input),
+                raise failure(path, number, role,
+                              "answers the %s %r, which the part's input %s does not hold" % (self.records.key_field, custom_id, self.input),
                               "Give each part the output and error files of its own jobs.")
             mentioned[position] = 1
             span = (file_index, offset, len(line))
