@@ -186,6 +186,15 @@ def test_a_missing_bucket_is_told_clearly(fake, tmp_path):
         s3_object.run(module(src=source(tmp_path), dest="s3://nowhere/in/"))
 
 
+def test_a_prefix_without_permission_is_told_with_s3s_answer(fake, tmp_path, monkeypatch):
+    def refused(**_kwargs):
+        raise client_error("AccessDenied", "PutObject", "Access Denied")
+
+    monkeypatch.setattr(fake, "put_object", refused)
+    with pytest.raises(ConfigurationError, match="S3 refused to upload to s3://bucket/locked/.*AccessDenied Access Denied .*s3:PutObject"):
+        s3_object.run(module(src=source(tmp_path), dest="s3://bucket/locked/"))
+
+
 def test_a_download_is_streamed_and_kept_on_a_rerun(fake, tmp_path):
     fake.objects[("bucket", "out/job/input.jsonl.out")] = (CONTENT * 3, {})
     dest = tmp_path / "output.jsonl"
