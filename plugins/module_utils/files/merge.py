@@ -259,8 +259,8 @@ class Part(object):
         if statement is not None and len(statement) == 3:
             return self.read(*statement)
         code, message = self.error(position)
-        return (json.dumps({self.records.key_field: self.custom_ids[position], "response": None, "error": {"code": code, "message": message}})
-                + "\n").encode("utf-8")
+        line = {self.records.key_field: self.custom_ids[position], "response": None, "error": {"code": code, "message": message}}
+        return (json.dumps(line) + "\n").encode("utf-8")
 
     def handle(self, file_index):
         handle = self.handles.get(file_index)
