@@ -81,6 +81,19 @@ options:
             description:
               - Why the job ended unsuccessfully, reported for the lines it left unanswered.
             type: str
+  record_format:
+    description:
+      - Whose batch lines the parts hold, which tells how an answer is matched to its input line.
+      - V(openai), by C(custom_id); an answer succeeded with C(status_code) 200.
+      - V(bedrock), Bedrock's records, by C(recordId) (which every input record needs, unique in its part); an answer
+        succeeded with C(modelOutput) and failed with C(error). Bedrock writes its output in an order of its own.
+      - V(sagemaker), SageMaker batch transform's lines (C(SplitType) and C(AssembleWith) C(Line)), by place. The
+        output's n-th line answers the input's n-th; an output with more lines than the input fails the task, one
+        with fewer leaves the rest unanswered.
+      - The merged lines are the provider's, as it wrote them.
+    type: str
+    choices: [openai, bedrock, sagemaker]
+    default: openai
   split_parts:
     description:
       - Instead of O(parts), the parts as M(opensearch.ml_commons.batch_input_split) returned them, in input order; each
@@ -240,7 +253,7 @@ failed_lines:
       description: The 1-based line number in the part's input.
       type: int
     custom_id:
-      description: The line's C(custom_id).
+      description: "The line's key, by O(record_format): its C(custom_id), Bedrock's C(recordId), or for SageMaker its line number."
       type: str
     code:
       description: The error code, from the provider's error line or the job's end (V(batch_expired), ...).
@@ -291,7 +304,7 @@ def run(module):
     if params["split_parts"] is not None:
         params["parts"] = parts_with_attempts(params["split_parts"], params["jobs"], params["retry_inputs"], params["retry_jobs"], params["downloads"])
     merge = Merge(module, params["parts"], dest=params["dest"], errors_dest=params["errors_dest"], retry_dir=params["retry_dir"],
-                  mode=params["mode"])
+                  mode=params["mode"], record_format=params["record_format"])
     changed, before, after, counts = merge.apply()
     errors = params["errors_dest"] if counts["failed_requests"] else None
     return dict(counts, changed=changed, output=params["dest"], errors=errors, diff=build_diff(before, after))
@@ -303,6 +316,7 @@ ARGUMENT_SPEC = dict(
         input=dict(type="path", required=True),
         attempts=dict(type="list", elements="dict", default=[], options=ATTEMPT_SPEC),
     )),
+    record_format=dict(type="str", choices=["openai", "bedrock", "sagemaker"], default="openai"),
     dest=dict(type="path"),
     errors_dest=dict(type="path"),
     retry_dir=dict(type="path"),

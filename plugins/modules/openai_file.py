@@ -233,6 +233,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local 
     MultipartFile,
     Replacement,
     file_digest,
+    fingerprinted_name,
     parse_checksum,
     plain_name,
 )
@@ -253,12 +254,6 @@ LIST_PAGE_SIZE = 10000
 MAX_LIST_PAGES = 100
 # What of a server's file name a download into a directory keeps: a plain extension.
 PLAIN_EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,16}$")
-
-
-def fingerprinted_name(path, sha256):
-    """The name an upload of ``path`` gets: its own, with the content's SHA-256 before the extension."""
-    stem, extension = os.path.splitext(os.path.basename(path))
-    return "%s.sha256-%s%s" % (stem, sha256, extension)
 
 
 def listed_files(client, purpose):

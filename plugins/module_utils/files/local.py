@@ -88,6 +88,13 @@ def file_digest(path, algorithm="sha256"):
     return digest.hexdigest()
 
 
+def fingerprinted_name(path, sha256):
+    """The name an upload of ``path`` gets: its own, with the content's SHA-256 before the extension, so that a
+    re-run finds the upload by its name."""
+    stem, extension = os.path.splitext(os.path.basename(path))
+    return "%s.sha256-%s%s" % (stem, sha256, extension)
+
+
 def parse_checksum(checksum):
     """``algorithm:hexdigest`` (as ``ansible.builtin.get_url`` takes it) as a pair, algorithm lower-cased."""
     algorithm, separator, expected = (checksum or "").partition(":")

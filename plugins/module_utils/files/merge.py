@@ -4,9 +4,10 @@
 
 """The outputs of a batch input's parts merged in input order, with their failed lines and retry inputs.
 
-A part's lines are indexed by position (``custom_id``, where the line is in the input), each answer
-by the file and place it is in; only the start of a line is read to find its ``custom_id`` and
-status. Parts are merged one after the other, so memory holds one part's index, whatever the
+A part's lines are indexed by position (their key, where the line is in the input), each answer
+by the file and place it is in. The key is the provider's: OpenAI's ``custom_id`` (only the start of
+a line is read to find it and the status), Bedrock's ``recordId``, or for SageMaker's batch transform,
+which writes a line per input line in order, the line's place. Parts are merged one after the other, so memory holds one part's index, whatever the
 input's size, and the answers' bytes are copied as the provider wrote them.
 """
 
@@ -77,6 +78,68 @@ def key_of_answer(path, number, line, role):
     return answer["custom_id"], status if isinstance(status, int) else None
 
 
+class OpenAIRecords(object):
+    """OpenAI's batch lines: requests and answers keyed by ``custom_id``, an answer's status its ``status_code``."""
+
+    name = "openai"
+    key_field = "custom_id"
+
+    @staticmethod
+    def request_key(path, number, line, role, index):
+        return custom_id_of_request(path, number, line, role)
+
+    @staticmethod
+    def answer_key(path, number, line, role, index):
+        return key_of_answer(path, number, line, role)
+
+
+def bedrock_record(path, number, line, role, advice):
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        raise failure(path, number, role, "is not JSON (%s)" % error, advice)
+    if not isinstance(record, dict) or not isinstance(record.get("recordId"), str) or not record["recordId"]:
+        raise failure(path, number, role, "has no recordId", advice)
+    return record
+
+
+class BedrockRecords(object):
+    """Bedrock's batch records: keyed by ``recordId``; an answer holds ``modelOutput``, or ``error`` when it failed."""
+
+    name = "bedrock"
+    key_field = "recordId"
+
+    @staticmethod
+    def request_key(path, number, line, role, index):
+        advice = "Bedrock's output is put in input order by recordId: give every record of the input a recordId, unique in the input."
+        return bedrock_record(path, number, line, role, advice)["recordId"]
+
+    @staticmethod
+    def answer_key(path, number, line, role, index):
+        advice = "Is it the job's output, downloaded whole? Download it again (s3_object with force: true) and run again."
+        record = bedrock_record(path, number, line, role, advice)
+        return record["recordId"], SUCCESS if "modelOutput" in record and not record.get("error") else None
+
+
+class SageMakerRecords(object):
+    """SageMaker batch transform's lines (SplitType Line, AssembleWith Line): the output's n-th line answers the
+    input's n-th; a failed record fails the whole job, so every line written is an answer."""
+
+    name = "sagemaker"
+    key_field = "line"
+
+    @staticmethod
+    def request_key(path, number, line, role, index):
+        return str(index + 1)
+
+    @staticmethod
+    def answer_key(path, number, line, role, index):
+        return str(index + 1), SUCCESS
+
+
+RECORD_FORMATS = dict((records.name, records) for records in (OpenAIRecords, BedrockRecords, SageMakerRecords))
+
+
 def lines_of(path):
     """(number, offset, line) of each non-blank line of the file at ``path``, read sequentially."""
     with open_local(path) as handle:
@@ -92,7 +155,8 @@ def error_of(line):
     answer = json.loads(line)
     error = answer.get("error")
     if isinstance(error, dict):
-        return str(error.get("code") or "error"), str(error.get("message") or "")
+        # Bedrock writes errorCode and errorMessage.
+        return str(error.get("code") or error.get("errorCode") or "error"), str(error.get("message") or error.get("errorMessage") or "")
     response = answer.get("response") if isinstance(answer.get("response"), dict) else {}
     body = response.get("body") if isinstance(response.get("body"), dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -114,8 +178,9 @@ def job_statement(attempt):
 class Part(object):
     """One part's lines: where each one's input, answer and last error are, as (file, offset, length)."""
 
-    def __init__(self, number, spec):
+    def __init__(self, number, spec, records=OpenAIRecords):
         self.number = number
+        self.records = records
         self.input = spec["input"]
         self.attempts = spec.get("attempts") or []
         self.files = [self.input]
@@ -131,11 +196,12 @@ class Part(object):
             raise ConfigurationError("The input of part %d, %s, does not exist. Give the path of the part's input JSONL." % (self.number, self.input))
         positions = {}
         role = "the input of part %d" % self.number
+        key_field = self.records.key_field
         for number, offset, line in lines_of(self.input):
-            custom_id = custom_id_of_request(self.input, number, line, role)
+            custom_id = self.records.request_key(self.input, number, line, role, len(self.custom_ids))
             if custom_id in positions:
-                raise failure(self.input, number, role, "repeats the custom_id %r" % custom_id,
-                              "A batch input's custom_ids are unique; give the part the input it was submitted with.")
+                raise failure(self.input, number, role, "repeats the %s %r" % (key_field, custom_id),
+                              "A batch input's %ss are unique; give the part the input it was submitted with." % key_field)
             positions[custom_id] = len(self.custom_ids)
             self.custom_ids.append(custom_id)
             self.starts.append(offset)
@@ -161,11 +227,12 @@ class Part(object):
             raise ConfigurationError("%s, %s, does not exist. Download it first (openai_file), or give null when the job has none." % (role.capitalize(), path))
         file_index = len(self.files)
         self.files.append(path)
-        for number, offset, line in lines_of(path):
-            custom_id, status = key_of_answer(path, number, line, role)
+        for index, (number, offset, line) in enumerate(lines_of(path)):
+            custom_id, status = self.records.answer_key(path, number, line, role, index)
             position = positions.get(custom_id)
             if position is None:
-                raise failure(path, number, role, "answers the custom_id %r, which the part's input %s does not hold" % (custom_id, self.input),
+                raise failure(path, number, role,
+                              "answers the %s %r, which the part's input %s does not hold" % (self.records.key_field, custom_id, self.input),
                               "Give each part the output and error files of its own jobs.")
             mentioned[position] = 1
             span = (file_index, offset, len(line))
@@ -192,7 +259,8 @@ class Part(object):
         if statement is not None and len(statement) == 3:
             return self.read(*statement)
         code, message = self.error(position)
-        return (json.dumps({"custom_id": self.custom_ids[position], "response": None, "error": {"code": code, "message": message}}) + "\n").encode("utf-8")
+        line = {self.records.key_field: self.custom_ids[position], "response": None, "error": {"code": code, "message": message}}
+        return (json.dumps(line) + "\n").encode("utf-8")
 
     def handle(self, file_index):
         handle = self.handles.get(file_index)
@@ -351,8 +419,9 @@ class Merge(object):
     ``dest``, the merged error file ``errors_dest`` and the retry inputs in ``retry_dir``, each optional, with the
     permissions ``mode`` (the ``mode`` option's form) when given."""
 
-    def __init__(self, module, parts, dest=None, errors_dest=None, retry_dir=None, mode=None):
+    def __init__(self, module, parts, dest=None, errors_dest=None, retry_dir=None, mode=None, record_format="openai"):
         self.module = module
+        self.records = RECORD_FORMATS[record_format]
         self.specs = parts
         self.dest = dest
         self.errors_dest = errors_dest
@@ -372,7 +441,8 @@ class Merge(object):
         """What the result depends on besides the files' content: the options, normalised."""
         parts = [{"input": part["input"], "attempts": [dict((key, attempt.get(key)) for key in ("output", "errors", "status", "reason"))
                                                        for attempt in part.get("attempts") or []]} for part in self.specs]
-        return {"version": MANIFEST_VERSION, "parts": parts, "dest": self.dest, "errors_dest": self.errors_dest, "retry_dir": self.retry_dir}
+        return {"version": MANIFEST_VERSION, "parts": parts, "dest": self.dest, "errors_dest": self.errors_dest, "retry_dir": self.retry_dir,
+                "record_format": self.records.name}
 
     def source_paths(self):
         paths = []
@@ -433,7 +503,7 @@ class Merge(object):
         if self.still_valid(manifest, request, sources):
             states = manifest["result"]["states"]
             return self.with_mode(False, states), states, states, counts_of(manifest["result"])
-        parts = [Part(number, spec) for number, spec in enumerate(self.specs, 1)]
+        parts = [Part(number, spec, self.records) for number, spec in enumerate(self.specs, 1)]
         self.check_retry_names(parts)
         written = Written(self.module, manifest)
         before = self.states_before(parts, written)

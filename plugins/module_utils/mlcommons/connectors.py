@@ -63,6 +63,18 @@ def comparable_action(action):
     return view
 
 
+def comparable_parameter(value):
+    """A parameter as compact JSON with sorted keys when it holds an object or a list: ML Commons keeps the
+    JSON text of an object parameter with its keys in an order of its own."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return as_server_string(parsed) if isinstance(parsed, (dict, list)) else value
+    return as_server_string(value)
+
+
 def normalize(name, value):
     """One comparable form for a wanted and a stored value of a connector field."""
     if is_empty(value):
@@ -70,7 +82,7 @@ def normalize(name, value):
     if name == "version":
         return as_server_string(value)
     if name == "parameters":
-        return dict((key, as_server_string(item)) for key, item in value.items())
+        return dict((key, comparable_parameter(item)) for key, item in value.items())
     if name == "actions":
         return sorted((comparable_action(action) for action in value), key=lambda action: json.dumps(action, sort_keys=True))
     if name == "backend_roles":

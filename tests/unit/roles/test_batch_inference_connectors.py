@@ -107,8 +107,11 @@ def test_sagemaker_follows_the_sagemaker_blueprint(endpoint_name, with_predict):
     actions = actions_by_type(body)
     assert body["credential"] == {"access_key": "AK", "secret_key": "SK", "session_token": "ST"}
     assert body["parameters"]["service_name"] == "sagemaker"
-    assert body["parameters"]["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in.json"}
-    assert body["parameters"]["TransformOutput"] == {"AssembleWith": "Line", "Accept": "application/json", "S3OutputPath": "s3://b/out"}
+    # The job's input and output are the request's: a new input changes no connector.
+    assert "TransformInput" not in body["parameters"] and "TransformOutput" not in body["parameters"]
+    assert parameters["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in.json"}
+    # Each job writes in a directory of its own.
+    assert parameters["TransformOutput"] == {"AssembleWith": "Line", "Accept": "application/json", "S3OutputPath": "s3://b/out/tj-1/"}
     assert body["parameters"]["DataProcessing"] == {"InputFilter": "$.content", "JoinSource": "Input", "OutputFilter": "$"}
     assert body["parameters"]["BatchStrategy"] == "SingleRecord" and body["parameters"]["ModelName"] == "DJL-model"
     assert ("predict" in actions) is with_predict
@@ -118,7 +121,44 @@ def test_sagemaker_follows_the_sagemaker_blueprint(endpoint_name, with_predict):
     for field in ("DataProcessing", "TransformInput", "TransformOutput", "TransformResources"):
         assert '"%s" : ${parameters.%s}' % (field, field) in batch["request_body"] or '"%s": ${parameters.%s}' % (field, field) in batch["request_body"]
     assert '"TransformJobName" : "${parameters.TransformJobName}"' in batch["request_body"]
-    assert parameters == {"TransformJobName": "tj-1"}
+    assert parameters["TransformJobName"] == "tj-1"
+
+
+AWS_CREDENTIALS = dict(batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK", batch_inference_aws_session_token="",
+                       batch_inference_aws_region="us-east-1")
+
+
+@pytest.mark.parametrize("provider, field", [("bedrock", "jobName"), ("sagemaker", "TransformJobName")])
+def test_a_job_is_named_after_the_input_the_model_and_the_output_unless_named(provider, field):
+    def name(**overrides):
+        variables = dict(AWS_CREDENTIALS, batch_inference_name="My batch_inference run!", batch_inference_s3_prefix="s3://b/p/",
+                         __batch_inference_aws_upload={"uri": "s3://b/p/input/in.sha256-ab.jsonl", "sha256": "ab"})
+        variables.update(overrides)
+        return render(provider, **variables)[1][field]
+
+    first = name()
+    assert re.match(r"^My-batch-inference-run-[0-9a-f]{20}$", first) and len(first) <= 63
+    assert name() == first
+    assert name(__batch_inference_aws_upload={"uri": "s3://b/p/input/in.sha256-cd.jsonl", "sha256": "cd"}) != first
+    assert name(batch_inference_s3_prefix="s3://b/other/") != first
+    model = {"bedrock": "batch_inference_bedrock_model_id", "sagemaker": "batch_inference_sagemaker_model_name"}[provider]
+    assert name(**{model: "another-model"}) != first
+    assert name(**{"batch_inference_%s_job_name" % provider: "given"}) == "given"
+    assert re.match(r"^batch-[0-9a-f]{20}$", name(batch_inference_name="--"))
+
+
+def test_the_endpoints_can_be_overridden_and_the_uploaded_input_is_the_jobs():
+    upload = {"uri": "s3://b/p/input/in.sha256-ab.jsonl", "sha256": "ab"}
+    body, parameters = render("bedrock", batch_inference_bedrock_endpoint_url="http://10.0.0.1:8402/bedrock/", batch_inference_s3_prefix="s3://b/p/",
+                              __batch_inference_aws_upload=upload, **AWS_CREDENTIALS)
+    actions = actions_by_type(body)
+    assert actions["batch_predict"]["url"] == "http://10.0.0.1:8402/bedrock/model-invocation-job"
+    assert actions["cancel_batch_predict"]["url"] == "http://10.0.0.1:8402/bedrock/model-invocation-job/${parameters.processedJobArn}/stop"
+    assert parameters["input_s3Uri"] == upload["uri"] and parameters["output_s3Uri"] == "s3://b/p/output/"
+    body, parameters = render("sagemaker", batch_inference_sagemaker_endpoint_url="https://vpce.example.com", batch_inference_s3_prefix="s3://b/p/",
+                              batch_inference_sagemaker_model_name="m", __batch_inference_aws_upload=upload, **AWS_CREDENTIALS)
+    assert actions_by_type(body)["batch_predict"]["url"] == "https://vpce.example.com/CreateTransformJob"
+    assert parameters["TransformOutput"]["S3OutputPath"] == "s3://b/p/output/%s/" % parameters["TransformJobName"]
 
 
 @pytest.mark.parametrize("input_file, host, part, attempt, job_input, expected", [
