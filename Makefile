@@ -15,9 +15,11 @@ TEST_VERSIONS ?= 2.19.6 3.6.0
 # The version whose integration tests `make test` also runs on a cluster of three nodes: 2.19's ML Commons
 # cannot count batch tasks across nodes (docs/testbed.md, "A cluster"), 3.3 and later can.
 CLUSTER_VERSION ?= 3.6.0
-# Targets whose subject does not change with OpenSearch's version or shape (openai_file never reaches it; examples
-# checks the documentation, whose modules every other target runs on each test bed): the first test bed only.
-FIRST_BED_TARGETS := openai_file examples
+# Targets whose subject does not change with OpenSearch's version or shape, run on the first test bed only:
+# openai_file never reaches OpenSearch; examples checks the documentation, whose modules the other targets run on
+# every bed; batch_inference_aws is the role's S3 and merge around the Bedrock and SageMaker jobs that aws_batch
+# runs through ML Commons on every bed.
+FIRST_BED_TARGETS := openai_file examples batch_inference_aws
 export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
