@@ -3,6 +3,7 @@
     python tests/testbed/s3_object.py put s3://bucket/key < content
     python tests/testbed/s3_object.py list s3://bucket/prefix   -> JSON: [{"key", "size", "lines"}, ...]
     python tests/testbed/s3_object.py get s3://bucket/key       -> the content on stdout
+    python tests/testbed/s3_object.py bucket s3://bucket         makes the bucket, if it is not there
 
 The endpoint and key come from AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION, as
 .testbed/env gives them. A missing object or bucket exits 1 with S3's answer.
@@ -32,12 +33,15 @@ def split(uri):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[0] not in ("put", "list", "get"):
+    if len(argv) != 2 or argv[0] not in ("put", "list", "get", "bucket"):
         raise SystemExit(__doc__)
     action, (bucket, key) = argv[0], split(argv[1])
     s3 = client()
     try:
-        if action == "put":
+        if action == "bucket":
+            if bucket not in [found["Name"] for found in s3.list_buckets()["Buckets"]]:
+                s3.create_bucket(Bucket=bucket)
+        elif action == "put":
             s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
         elif action == "get":
             sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -36,6 +36,7 @@ ENDPOINTS = {
     "https://localhost:9200": "opensearch_url",
     "https://api.openai.com/v1": "openai_base_url",
     "https://gateway.example.com/v1": "openai_base_url",
+    "https://bucket.vpce-0123456789abcdef0-abcdefgh.s3.us-east-1.vpce.amazonaws.com": "aws_endpoint_url_s3",
 }
 ADDRESS = re.compile(r"https?://[\w.-]+(?::\d+)?(?:/v1)?")
 READMES = ("README.md", os.path.join("roles", "batch_inference", "README.md"))
