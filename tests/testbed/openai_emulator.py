@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Local emulator of the OpenAI Files, Batch, Embeddings and Chat Completions APIs.
+"""Local emulator of the OpenAI Files, Batch, Embeddings, Chat Completions, Responses and Completions APIs.
 
 The test bed runs a real OpenSearch with ML Commons; this server is the only emulated piece.
 ML Commons calls it as if it were https://api.openai.com/v1 (batch_predict, status, cancel), and
@@ -12,6 +12,7 @@ Routes (all under ``<prefix>/v1``, Bearer auth, OpenAI's request/response shapes
     POST /v1/batches               GET /v1/batches         GET /v1/batches/{id}
     POST /v1/batches/{id}/cancel
     POST /v1/embeddings            POST /v1/chat/completions
+    POST /v1/responses             POST /v1/completions
 The default prefix is ``/openai`` because ML Commons recognises the provider by the substring
 "openai" in the batch_predict URL; without it, Get Task and cancel fail for body-less actions.
 With --s3-endpoint-url, the same server also answers Bedrock's batch inference API under ``/bedrock`` and
@@ -59,9 +60,10 @@ Provider limits, as OpenAI has them:
         tokens. Please try again once some in_progress batches have been completed.", "param": null, "line": null}])
         if its input tokens plus those of the batches of the same model enqueued at that moment exceed N. A batch is
         enqueued from the moment it passed validation until it reaches a final status (in_progress, finalizing,
-        cancelling). Input tokens are counted as the endpoint counts its usage.prompt_tokens: words of each
-        embeddings input string (token ids one each), words of each chat message; a request the emulator cannot
-        count so (another endpoint) counts the words of its JSON body.
+        cancelling). Input tokens are counted as the endpoint counts its usage's prompt_tokens (input_tokens for
+        responses): words of each embeddings input string or completions prompt (token ids one each), words of each
+        chat message or responses input item; a request the emulator cannot count so (another endpoint) counts the
+        words of its JSON body.
 
 Files at real size: contents live on disk in --data-dir (default: a new temporary directory, removed at exit),
 never in memory. Uploads are parsed as they stream in (Content-Length or chunked) and downloads are sent from
@@ -90,8 +92,9 @@ Per-batch knobs, set in the batch's metadata (string values):
 
 Request execution: embeddings return deterministic unit vectors derived from SHAKE-256 of the input
 (length --dimensions unless the request sets ``dimensions``), float32 components printed with 9 significant
-digits as OpenAI prints them; chat completions answer "echo: <last user message>". Batch lines for other
-endpoints fail with a 400 line in the error file.
+digits as OpenAI prints them; chat completions and responses answer "echo: <last user message>" (a responses
+`output` of one assistant message with one output_text), completions "echo: <prompt>" for each prompt. Batch
+lines for other endpoints fail with a 400 line in the error file.
 
 Usage:
     python tests/testbed/openai_emulator.py --host 127.0.0.1 --port 8089 --api-key KEY [--prefix /openai]
@@ -135,6 +138,7 @@ COMPLETION_WINDOWS = ("24h",)
 CANCELLABLE_STATUSES = ("validating", "in_progress", "finalizing")
 TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+RESPONSE_INPUT_ROLES = ("user", "assistant", "system", "developer")
 EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 EMBEDDING_ENCODINGS = ("float", "base64")
 
@@ -494,6 +498,129 @@ def chat_prompt_tokens(texts):
     return sum(count_words(text) for text in texts)
 
 
+# --------------------------------------------------------------------------- responses
+
+def response_input_items(value):
+    """(role, text) of each input message of a CreateResponse: a string is one user message; a list holds
+    messages whose content is a string or a list of text parts (other items, such as tool outputs, add no text)."""
+    if value is None:
+        raise missing_parameter("input")
+    if isinstance(value, str):
+        return [("user", value)]
+    if not isinstance(value, list):
+        raise invalid_type("input", "a string or an array", value)
+    items = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise invalid_type(f"input[{index}]", "an object", item)
+        if item.get("type", "message") != "message":
+            continue
+        if item.get("role") not in RESPONSE_INPUT_ROLES:
+            raise invalid_value(f"input[{index}].role", item.get("role"), RESPONSE_INPUT_ROLES)
+        content = item.get("content")
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            text = " ".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") in ("input_text", "output_text"))
+        else:
+            raise invalid_type(f"input[{index}].content", "a string or an array", content)
+        items.append((item["role"], text))
+    return items
+
+
+def create_response(body):
+    """POST /v1/responses: a completed Response whose one assistant message echoes the last user message."""
+    model = require_string(body, "model")
+    items = response_input_items(body.get("input"))
+    user_texts = [text for role, text in items if role == "user"]
+    answer = "echo: " + (user_texts[-1] if user_texts else "")
+    input_tokens = chat_prompt_tokens(text for _role, text in items)
+    output_tokens = count_words(answer)
+    created = int(time.time())
+    return {
+        "id": "resp_" + secrets.token_hex(24),
+        "object": "response",
+        "created_at": created,
+        "completed_at": created,
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": [{
+            "type": "message",
+            "id": "msg_" + secrets.token_hex(24),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": answer, "annotations": [], "logprobs": []}],
+        }],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools", []),
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+# --------------------------------------------------------------------------- completions (legacy)
+
+def invalid_prompt():
+    return ApiError(400, "'$.prompt' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", param="prompt")
+
+
+def completion_prompts(value):
+    """(echoed text, token count) of each prompt of a CreateCompletionRequest: string, [string], [token], [[token]]."""
+    if value is None:
+        raise missing_parameter("prompt")
+    if isinstance(value, str) or (isinstance(value, list) and value and all(is_token(token) for token in value)):
+        prompts = [value]
+    elif isinstance(value, list) and value:
+        prompts = value
+    else:
+        raise invalid_prompt()
+    counted = []
+    for prompt in prompts:
+        if isinstance(prompt, str):
+            counted.append((prompt, count_words(prompt)))
+        elif isinstance(prompt, list) and prompt and all(is_token(token) for token in prompt):
+            counted.append((json.dumps(prompt), len(prompt)))
+        else:
+            raise invalid_prompt()
+    return counted
+
+
+def create_completion(body):
+    """POST /v1/completions: one choice per prompt, "echo: <prompt>" (token prompts echoed as their JSON)."""
+    model = require_string(body, "model")
+    prompts = completion_prompts(body.get("prompt"))
+    answers = ["echo: " + text for text, _tokens in prompts]
+    prompt_tokens = sum(tokens for _text, tokens in prompts)
+    completion_tokens = sum(count_words(answer) for answer in answers)
+    return {
+        "id": "cmpl-" + random_alphanumeric(29),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"text": answer, "index": index, "logprobs": None, "finish_reason": "stop"} for index, answer in enumerate(answers)],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
 def request_input_tokens(endpoint, body):
     """Input tokens of one batch request, counted as the endpoint counts them when it runs the request; a request
     the emulator cannot count that way (another endpoint, an invalid body) counts the words of its JSON body."""
@@ -502,6 +629,10 @@ def request_input_tokens(endpoint, body):
             return sum(tokens for _seed, tokens in embedding_items(body.get("input")))
         if endpoint == "/v1/chat/completions" and isinstance(body.get("messages"), list):
             return chat_prompt_tokens(message_text(message, index) for index, message in enumerate(body["messages"]))
+        if endpoint == "/v1/responses" and "input" in body:
+            return chat_prompt_tokens(text for _role, text in response_input_items(body["input"]))
+        if endpoint == "/v1/completions" and "prompt" in body:
+            return sum(tokens for _text, tokens in completion_prompts(body["prompt"]))
     except ApiError:
         pass
     return count_words(json.dumps(body))
@@ -624,6 +755,11 @@ def run_task(handler, endpoint, task):
         return TaskOutcome(task["custom_id"], 200, handler(task["body"]))
     except ApiError as error:
         return TaskOutcome(task["custom_id"], error.status, error.body())
+
+
+def usage_tokens(usage):
+    """(input, output) tokens of an answer's usage: responses name them input/output_tokens, the others prompt/completion_tokens."""
+    return (usage.get("input_tokens", usage.get("prompt_tokens", 0)), usage.get("output_tokens", usage.get("completion_tokens", 0)))
 
 
 def batch_usage(input_tokens, output_tokens):
@@ -1000,6 +1136,8 @@ ROUTES = (
     ("POST", "/v1/batches/{id}/cancel", "cancel_batch"),
     ("POST", "/v1/embeddings", "embeddings"),
     ("POST", "/v1/chat/completions", "chat_completions"),
+    ("POST", "/v1/responses", "responses"),
+    ("POST", "/v1/completions", "completions"),
     ("GET", "/_emulator/stats", "stats"),
     ("POST", "/_emulator/reset", "reset"),
     ("POST", "/_emulator/faults", "faults"),
@@ -1024,7 +1162,7 @@ class Route:
 
 # Handlers that move file content or compute answers without shared state: they take the lock only around the
 # state they touch, so one long upload, download or embeddings call does not hold up every other request.
-UNLOCKED_HANDLERS = frozenset({"create_file", "download_file", "embeddings", "chat_completions"})
+UNLOCKED_HANDLERS = frozenset({"create_file", "download_file", "embeddings", "chat_completions", "responses", "completions"})
 
 
 class OpenAIEmulator:
@@ -1052,6 +1190,8 @@ class OpenAIEmulator:
         self.endpoint_handlers = {
             "/v1/embeddings": functools.partial(create_embedding, default_dimensions=dimensions),
             "/v1/chat/completions": create_chat_completion,
+            "/v1/responses": create_response,
+            "/v1/completions": create_completion,
         }
         self.status_exits = {
             "validating": self._finish_validating,
@@ -1538,7 +1678,7 @@ class OpenAIEmulator:
                     continue
                 outcome = run_task(handler, endpoint, json.loads(line))
                 text = (json.dumps(outcome.output_line()) + "\n").encode("utf-8")
-                usage = outcome.body.get("usage", {}) if outcome.succeeded else {}
+                input_tokens, output_tokens = usage_tokens(outcome.body.get("usage", {}) if outcome.succeeded else {})
                 if outcome.succeeded:
                     output.write(text)
                     output_size += len(text)
@@ -1547,8 +1687,8 @@ class OpenAIEmulator:
                     error_size += len(text)
                 with self._lock:
                     job.succeeded.append(outcome.succeeded)
-                    job.input_tokens.append(usage.get("prompt_tokens", 0))
-                    job.output_tokens.append(usage.get("completion_tokens", 0))
+                    job.input_tokens.append(input_tokens)
+                    job.output_tokens.append(output_tokens)
                     job.output_ends.append(output_size)
                     job.error_ends.append(error_size)
                     job.executed += 1
@@ -1595,6 +1735,12 @@ class OpenAIEmulator:
 
     def chat_completions(self, request):
         return self.endpoint_handlers["/v1/chat/completions"](json_object_body(request))
+
+    def responses(self, request):
+        return self.endpoint_handlers["/v1/responses"](json_object_body(request))
+
+    def completions(self, request):
+        return self.endpoint_handlers["/v1/completions"](json_object_body(request))
 
 
 # --------------------------------------------------------------------------- HTTP server

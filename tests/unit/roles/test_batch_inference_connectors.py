@@ -76,6 +76,37 @@ def test_openai_follows_the_openai_blueprint():
     assert parameters == {}
 
 
+@pytest.mark.parametrize("endpoint, path, parameters, request_body", [
+    ("/v1/embeddings", "embeddings", {"input": '["a"]'}, {"input": ["a"], "model": "m"}),
+    ("/v1/chat/completions", "chat/completions", {"messages": '[{"role": "user", "content": "a"}]'},
+     {"model": "m", "messages": [{"role": "user", "content": "a"}]}),
+    ("/v1/responses", "responses", {"input": '"a"'}, {"model": "m", "input": "a"}),
+    ("/v1/completions", "completions", {"prompt": '["a", "b"]'}, {"model": "m", "prompt": ["a", "b"]}),
+])
+def test_openai_predicts_on_the_endpoint_of_its_batches(endpoint, path, parameters, request_body):
+    body, _parameters = render("openai", batch_inference_openai_base_url="https://api.openai.com/v1", batch_inference_openai_api_key="sk-test",
+                               batch_inference_openai_endpoint=endpoint, batch_inference_openai_model="m")
+    actions = actions_by_type(body)
+    assert body["parameters"] == {"model": "m", "endpoint": endpoint}
+    assert set(actions) == {"predict", "batch_predict", "batch_predict_status", "cancel_batch_predict"}
+    predict = actions["predict"]
+    assert (predict["method"], predict["url"]) == ("POST", "https://api.openai.com/v1/" + path)
+    # ML Commons fills the request body from the connector's and the request's parameters, JSON spliced in as it is.
+    filled = predict["request_body"]
+    for name, value in dict(parameters, model="m").items():
+        filled = filled.replace("${parameters.%s}" % name, value)
+    assert json.loads(filled) == request_body
+    batch = actions["batch_predict"]["request_body"].replace("${parameters.input_file_id}", "f").replace("${parameters.endpoint}", endpoint)
+    assert json.loads(batch)["endpoint"] == endpoint
+
+
+def test_the_openai_endpoints_of_the_connector_are_the_choices_of_the_argument_spec():
+    specs = DataLoader().load_from_file(os.path.join(ROLE, "meta", "argument_specs.yml"))
+    choices = specs["argument_specs"]["main"]["options"]["batch_inference_openai_endpoint"]["choices"]
+    assert sorted(choices) == sorted(rendered("__batch_inference_openai_actions_by_endpoint.keys() | list"))
+    assert sorted(choices) == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+
+
 def test_bedrock_follows_ml_commons_batch_job_shape():
     body, parameters = render("bedrock", batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK",
                               batch_inference_aws_session_token="", batch_inference_aws_region="us-west-2",

@@ -562,6 +562,44 @@ def test_chat_completions_batch(client):
     assert done["usage"]["output_tokens"] == 3
 
 
+def test_responses_batch(client):
+    line = {"custom_id": "r1", "method": "POST", "url": "/v1/responses", "body": {"model": "gpt-4.1-mini", "input": "hi there"}}
+    bad = {"custom_id": "r2", "method": "POST", "url": "/v1/responses", "body": {"model": "gpt-4.1-mini"}}
+    batch = client.create_batch(client.upload_lines([line, bad]), endpoint="/v1/responses")
+    client.clock.advance(12)
+    done = client.batch(batch["id"])
+    assert done["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+    [output] = client.jsonl(done["output_file_id"])
+    body = output["response"]["body"]
+    assert body["object"] == "response" and body["status"] == "completed" and body["model"] == "gpt-4.1-mini"
+    [message] = body["output"]
+    assert (message["type"], message["role"], message["content"][0]["type"]) == ("message", "assistant", "output_text")
+    assert message["content"][0]["text"] == "echo: hi there"
+    assert body["usage"] == {"input_tokens": 2, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": 3,
+                             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 5}
+    assert (done["usage"]["input_tokens"], done["usage"]["output_tokens"]) == (2, 3)
+    [failure] = client.jsonl(done["error_file_id"])
+    assert failure["custom_id"] == "r2" and failure["response"]["status_code"] == 400
+    assert failure["response"]["body"]["error"]["param"] == "input"
+
+
+def test_completions_batch(client):
+    line = {"custom_id": "p1", "method": "POST", "url": "/v1/completions", "body": {"model": "gpt-3.5-turbo-instruct", "prompt": "say this"}}
+    bad = {"custom_id": "p2", "method": "POST", "url": "/v1/completions", "body": {"model": "gpt-3.5-turbo-instruct"}}
+    batch = client.create_batch(client.upload_lines([line, bad]), endpoint="/v1/completions")
+    client.clock.advance(12)
+    done = client.batch(batch["id"])
+    assert done["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+    [output] = client.jsonl(done["output_file_id"])
+    body = output["response"]["body"]
+    assert body["object"] == "text_completion" and body["model"] == "gpt-3.5-turbo-instruct"
+    assert body["choices"] == [{"text": "echo: say this", "index": 0, "logprobs": None, "finish_reason": "stop"}]
+    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert (done["usage"]["input_tokens"], done["usage"]["output_tokens"]) == (2, 3)
+    [failure] = client.jsonl(done["error_file_id"])
+    assert failure["custom_id"] == "p2" and failure["response"]["body"]["error"]["code"] == "missing_required_parameter"
+
+
 def test_batch_lines_for_endpoints_the_emulator_does_not_run_fail_per_request(client):
     line = {"custom_id": "m1", "method": "POST", "url": "/v1/moderations", "body": {"model": "omni-moderation-latest", "input": "x"}}
     batch = client.create_batch(client.upload_lines([line]), endpoint="/v1/moderations")
@@ -854,6 +892,53 @@ def test_invalid_chat_requests_are_400(client, body):
     assert_error(client.post("/chat/completions", json=body), 400)
 
 
+# --------------------------------------------------------------------------- responses and completions
+
+def test_response_echoes_last_user_message(client):
+    body = {"model": "gpt-4.1-mini", "instructions": "be brief", "input": [
+        {"role": "user", "content": "first"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "second question"}]},
+    ]}
+    response = client.post("/responses", json=body).json()
+    assert response["id"].startswith("resp_") and response["object"] == "response"
+    assert response["instructions"] == "be brief" and isinstance(response["created_at"], int)
+    [message] = response["output"]
+    assert message["id"].startswith("msg_") and message["status"] == "completed"
+    assert message["content"] == [{"type": "output_text", "text": "echo: second question", "annotations": [], "logprobs": []}]
+    usage = response["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (4, 3)
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"input": "x"}, "model"),
+    ({"model": "m"}, "input"),
+    ({"model": "m", "input": 5}, "input"),
+    ({"model": "m", "input": [{"role": "wizard", "content": "x"}]}, "input[0].role"),
+    ({"model": "m", "input": [{"role": "user", "content": 5}]}, "input[0].content"),
+])
+def test_invalid_response_requests_are_400(client, body, param):
+    assert assert_error(client.post("/responses", json=body), 400)["param"] == param
+
+
+def test_completion_echoes_each_prompt(client):
+    completion = client.post("/completions", json={"model": "gpt-3.5-turbo-instruct", "prompt": ["one two", [5, 6]]}).json()
+    assert completion["id"].startswith("cmpl-") and completion["object"] == "text_completion"
+    assert [(choice["index"], choice["text"]) for choice in completion["choices"]] == [(0, "echo: one two"), (1, "echo: [5, 6]")]
+    assert completion["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"prompt": "x"}, "model"),
+    ({"model": "m"}, "prompt"),
+    ({"model": "m", "prompt": []}, "prompt"),
+    ({"model": "m", "prompt": [1.5]}, "prompt"),
+])
+def test_invalid_completion_requests_are_400(client, body, param):
+    assert assert_error(client.post("/completions", json=body), 400)["param"] == param
+
+
 # --------------------------------------------------------------------------- admin routes
 
 def test_stats_count_batches_uploads_and_requests(client):
@@ -988,7 +1073,9 @@ def test_request_input_tokens_count_as_the_endpoints_do():
     chat = {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there you"}]}
     assert count("/v1/chat/completions", chat) == 5
     assert count("/v1/chat/completions", chat) == emulator.create_chat_completion(chat)["usage"]["prompt_tokens"]
-    assert count("/v1/responses", {"model": "m", "input": "a b"}) == 5  # words of the JSON body: {"model": "m", "input": "a b"}
+    assert count("/v1/responses", {"model": "m", "input": [{"role": "user", "content": "a b"}]}) == 2
+    assert count("/v1/completions", {"model": "m", "prompt": ["a b", [1, 2, 3]]}) == 5
+    assert count("/v1/moderations", {"model": "m", "input": "a b"}) == 5  # words of the JSON body: {"model": "m", "input": "a b"}
     assert count("/v1/embeddings", {"model": "m", "input": []}) == 4  # invalid input: words of the JSON body
 
 
@@ -1176,6 +1263,30 @@ def test_the_official_sdk_sees_a_batch_failed_on_the_enqueued_token_limit(client
     assert (error.code, error.line, error.param) == ("token_limit_exceeded", None, None)
     assert error.message.startswith("Enqueued token limit reached for text-embedding-3-small in organization ")
     assert "Limit: 2 enqueued tokens." in error.message
+
+
+def test_the_official_sdk_reads_responses_and_completions_synchronously_and_in_batches(client):
+    import openai  # pylint: disable=import-outside-toplevel  # only the SDK tests need it
+    from openai.types import Completion  # pylint: disable=import-outside-toplevel
+    from openai.types.responses import Response  # pylint: disable=import-outside-toplevel
+
+    sdk = openai.OpenAI(api_key=API_KEY, base_url=client.base, max_retries=0)
+    assert sdk.responses.create(model="gpt-4.1-mini", input="hello there").output_text == "echo: hello there"
+    assert sdk.completions.create(model="gpt-3.5-turbo-instruct", prompt="hello").choices[0].text == "echo: hello"
+    with pytest.raises(openai.BadRequestError, match="Missing required parameter: 'input'"):
+        sdk.responses.create(model="gpt-4.1-mini")
+    for endpoint, body, parse, answer in [
+        ("/v1/responses", {"model": "gpt-4.1-mini", "input": "batched"}, Response.model_validate, lambda parsed: parsed.output_text),
+        ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "batched"}, Completion.model_validate, lambda parsed: parsed.choices[0].text),
+    ]:
+        content = (json.dumps({"custom_id": "a", "method": "POST", "url": endpoint, "body": body}) + "\n").encode()
+        uploaded = sdk.files.create(file=("in.jsonl", content), purpose="batch")
+        batch = sdk.batches.create(input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h")
+        client.clock.advance(12)
+        done = sdk.batches.retrieve(batch.id)
+        assert (done.status, done.request_counts.completed, done.usage.output_tokens) == ("completed", 1, 2)
+        [line] = [json.loads(text) for text in sdk.files.content(done.output_file_id).text.splitlines()]
+        assert answer(parse(line["response"]["body"])) == "echo: batched"
 
 
 # --------------------------------------------------------------------------- CLI

@@ -119,3 +119,15 @@ def test_the_temporary_files_are_removed_whatever_the_outcome(tmp_path, monkeypa
     refusal(write(tmp_path, [request("a"), request("a")]))
     refusal(write(tmp_path, [request("a"), "{not json"]))
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("endpoint, body", [
+    ("/v1/responses", {"model": "gpt-4.1-mini", "input": [{"role": "user", "content": "hi"}]}),
+    ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": ["hi", "there"]}),
+])
+def test_inputs_of_the_other_text_endpoints_are_checked_alike(tmp_path, endpoint, body):
+    lines = [json.dumps({"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}) for custom_id in ("a", "b")]
+    checked = BatchInput(write(tmp_path, lines), endpoint=endpoint).check()
+    assert (checked.requests, checked.url, checked.model) == (2, endpoint, body["model"])
+    error = refusal(write(tmp_path, lines + [request("c")]), endpoint=endpoint)
+    assert "has url '/v1/embeddings', not the batch endpoint %r" % endpoint in str(error) and str(error).startswith("Line 3 of ")

@@ -89,6 +89,30 @@ def test_answers_are_merged_in_input_order_across_parts_and_failed_lines_reporte
     assert result["diff"]["after"]["output"] == {"path": dest, "bytes": os.path.getsize(dest), "lines": 5}
 
 
+def test_answers_of_responses_and_completions_are_merged_alike(tmp_path):
+    """The answer's shape is the endpoint's: the merge reads only the custom_id, the status and a refusal's error."""
+    def line(custom_id, status, body):
+        return {"id": "batch_req_" + custom_id, "custom_id": custom_id, "response": {"status_code": status, "request_id": "req", "body": body}, "error": None}
+
+    responses = {"object": "response", "output": [{"type": "message", "id": "msg_1", "role": "assistant",
+                                                   "content": [{"type": "output_text", "text": "echo: hi", "annotations": []}]}]}
+    completions = {"object": "text_completion", "choices": [{"text": "echo: hi", "index": 0, "logprobs": None, "finish_reason": "stop"}]}
+    refused = {"error": {"message": "Missing required parameter: 'input'.", "type": "invalid_request_error", "param": "input",
+                         "code": "missing_required_parameter"}}
+    for name, body in (("responses", responses), ("completions", completions)):
+        source = write_lines(tmp_path / ("%s.part-00001.jsonl" % name), [request(i) for i in ids(name, 3)])
+        output = write_lines(tmp_path / ("%s.out.jsonl" % name), [line(name + "-3", 200, body), line(name + "-1", 200, body)])
+        errors = write_lines(tmp_path / ("%s.err.jsonl" % name), [line(name + "-2", 400, refused)])
+        dest = str(tmp_path / ("%s.merged.jsonl" % name))
+        result = run(parts=[{"input": source, "attempts": [{"output": output, "errors": errors, "status": "COMPLETED", "reason": None}]}],
+                     dest=dest, errors_dest=str(tmp_path / ("%s.errors.jsonl" % name)), retry_dir=str(tmp_path / ("%s.retry" % name)))
+        assert (result["requests"], result["succeeded"], result["failed_requests"]) == (3, 2, 1)
+        assert [json.loads(text)["response"]["body"] for text in open(dest, "rb")] == [body, body]
+        assert merged_ids(dest) == [name + "-1", name + "-3"]
+        assert result["failed_lines"] == [{"part": 1, "line": 2, "custom_id": name + "-2", "code": "missing_required_parameter",
+                                           "reason": "Missing required parameter: 'input'."}]
+
+
 def test_a_failed_part_without_files_fails_every_line_with_the_jobs_reason(tmp_path):
     source = write_lines(tmp_path / "in.jsonl", [request(i) for i in ids("a", 3)])
     parts = [{"input": source, "attempts": [{"output": None, "errors": None, "status": "FAILED", "reason": "credentials refused"}]}]
