@@ -117,8 +117,8 @@ class S3(object):
 
     def upload(self, path, bucket, key, sha256):
         """Send ``path`` to ``bucket``/``key`` with its ``sha256`` as metadata. The content read must have that
-        SHA-256: a file that changes while it is sent leaves no object behind (a single request is deleted, a
-        multipart upload aborted) and fails."""
+        SHA-256: a file that changes while it is read leaves no object behind (a single request is not sent, a
+        multipart upload is aborted) and fails."""
         uri = object_uri(bucket, key)
         size = os.path.getsize(path)
         metadata = {SHA256_METADATA: sha256}
