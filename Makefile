@@ -12,9 +12,11 @@ BIN := $(VENV)/bin
 COLLECTIONS := /tmp/ml-commons-collections-$(shell echo $(CURDIR) | md5sum | cut -c1-8)
 COLLECTION_DIR := $(COLLECTIONS)/ansible_collections/opensearch/ml_commons
 TEST_VERSIONS ?= 2.19.6 3.6.0
-# The version whose integration tests `make test` also runs on a cluster of three nodes: 2.19's ML Commons
-# cannot count batch tasks across nodes (docs/testbed.md, "A cluster"), 3.3 and later can.
+# The version whose integration tests run on a cluster of three nodes: 2.19's ML Commons cannot count batch tasks
+# across nodes (docs/testbed.md, "A cluster"), 3.3 and later can.
 CLUSTER_VERSION ?= 3.6.0
+# `make test` runs each version and each shape once: the first of TEST_VERSIONS on one node, CLUSTER_VERSION on
+# three. `make integration-all` runs every version of TEST_VERSIONS on one node.
 # Targets whose subject does not change with OpenSearch's version or shape, run on the first test bed only:
 # openai_file never reaches OpenSearch; examples checks the documentation, whose modules the other targets run on
 # every bed; batch_inference_aws is the role's S3 and merge around the Bedrock and SageMaker jobs that aws_batch
@@ -29,8 +31,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help:
 	@echo "make demo   - bring up a local OpenSearch + ML Commons and the OpenAI emulator, run the main job"
 	@echo "make test   - sanity, unit tests, ansible-lint, release-check, docs, sanity and units on ansible-core $(MATRIX_OLDEST) and"
-	@echo "              $(MATRIX_NEWEST), integration tests on OpenSearch $(TEST_VERSIONS) and on 3 nodes of $(CLUSTER_VERSION),"
+	@echo "              $(MATRIX_NEWEST), integration tests on OpenSearch $(firstword $(TEST_VERSIONS)) and on 3 nodes of $(CLUSTER_VERSION),"
 	@echo "              reliability-quick, awx-runner"
+	@echo "make integration-all - integration tests on one node of each of $(TEST_VERSIONS); make integration-cluster - on 3 nodes"
 	@echo "make matrix - sanity and units on every ansible-core of MATRIX, module units on Python $(MODULE_PYTHON), integration on the oldest and newest"
 	@echo "make docs   - the HTML docs site in build/docs/html; make release-check - the tarball through galaxy-importer"
 	@echo "make bench  - the benchmark (docs/benchmark.md); make bench-volume / make bench-batch / make bench-index - only its volume / volume_batch / index phase"
@@ -99,9 +102,12 @@ integration-cluster: venv
 	OPENSEARCH_NODES=3 OPENSEARCH_VERSION=$(CLUSTER_VERSION) $(MAKE) --no-print-directory up; \
 	$(MAKE) --no-print-directory integration TARGETS="$(TARGETS) $(addprefix --exclude ,$(FIRST_BED_TARGETS))"
 
-test: sanity units lint release-check docs matrix-quick integration-all integration-cluster
-	trap '$(MAKE) --no-print-directory down' EXIT; $(MAKE) --no-print-directory reliability-quick; \
-	    $(MAKE) --no-print-directory awx-runner
+test: sanity units lint release-check docs matrix-quick
+	trap '$(MAKE) --no-print-directory down' EXIT; \
+	$(MAKE) --no-print-directory integration-all TEST_VERSIONS=$(firstword $(TEST_VERSIONS)); \
+	$(MAKE) --no-print-directory integration-cluster; \
+	$(MAKE) --no-print-directory reliability-quick; \
+	$(MAKE) --no-print-directory awx-runner
 
 # The reliability and security suite (tests/reliability): faults through a fault-injecting proxy,
 # OpenSearch killed mid-role, concurrent runs, ML Commons' batch task limit (those four run the batch_inference
