@@ -88,3 +88,18 @@ def test_each_provider_names_what_it_needs_that_is_empty():
     assert empty("sagemaker", batch_inference_sagemaker_model_name="m", batch_inference_sagemaker_input_s3_uri="s3://b/in",
                  batch_inference_sagemaker_output_s3_uri="s3://b/out") == []
     assert empty("custom") == ["batch_inference_connector"]
+
+
+PLAYBOOK_VARS = os.path.join(ROLE, "..", "..", "playbooks", "vars")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(PLAYBOOK_VARS)))
+def test_each_shipped_variable_file_sets_only_known_options_and_all_a_run_needs(name):
+    with open(os.path.join(PLAYBOOK_VARS, name)) as handle:
+        given = yaml.safe_load(handle)
+    assert set(given) <= set(OPTIONS), name
+    for option, value in given.items():
+        assert value in OPTIONS[option].get("choices", [value]), option
+        assert not isinstance(value, str) or not value.startswith("./"), "%s: %s is read from the playbook's directory" % (name, option)
+    # The AWS and OpenAI keys come from the environment.
+    assert empty(given.pop("batch_inference_provider"), **given) == []
