@@ -229,11 +229,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import build_diff
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, UnexpectedAnswerError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
-    DigestSink,
     MultipartFile,
-    Replacement,
+    download as download_file,
+    download_path,
     file_digest,
     fingerprinted_name,
+    holds,
     parse_checksum,
     plain_name,
 )
@@ -353,44 +354,12 @@ def upload(module, client):
     return file_result(True, None, uploaded, **extra)
 
 
-def download_target(dest, file_id, found):
-    """``dest``, or ``<file_id><extension>`` inside it when ``dest`` is a directory, as an absolute path; its
-    directory must exist. Of the server's file name only a plain extension is kept: the name itself could be
-    any file of the directory, or lead out of it."""
-    dest = os.path.abspath(dest)
-    if os.path.isdir(dest):
-        filename = found.get("filename")
-        extension = os.path.splitext(filename)[1] if isinstance(filename, str) else ""
-        return os.path.join(dest, plain_name(file_id, "file_id") + (extension if PLAIN_EXTENSION.match(extension) else ""))
-    directory = os.path.dirname(dest)
-    if not os.path.isdir(directory):
-        raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
-    return dest
-
-
-def kept_without_download(params, dest, found, expected):
-    """Whether the existing ``dest`` stands for the file without reading it from the API: of its size,
-    and of ``expected`` (algorithm, digest) when a checksum is given."""
-    if params["force"] or not os.path.isfile(dest) or os.path.getsize(dest) != found.get("bytes"):
-        return False
-    return expected is None or file_digest(dest, expected[0]) == expected[1]
-
-
-def fetch(client, found, replacement, expected):
-    """Stream the file into ``replacement``; return its SHA-256 once it is complete and of ``expected``
-    (algorithm, digest), when given."""
-    announced = found.get("bytes") if isinstance(found.get("bytes"), int) else None
-    sink = DigestSink(replacement.handle, ["sha256"] + ([expected[0]] if expected else []), limit=announced)
-    client.request("GET", FILE.path(found["id"]) + "/content", download=sink)
-    replacement.close()
-    if found.get("bytes") is not None and sink.size != found["bytes"]:
-        raise ConfigurationError("The download of %s ended after %d of its %d bytes; run again." % (found["id"], sink.size, found["bytes"]))
-    if expected and sink.hexdigest(expected[0]) != expected[1]:
-        raise ConfigurationError(
-            "The checksum of %s did not match: %s:%s was expected, the file has %s:%s. %s was not changed."
-            % (found["id"], expected[0], expected[1], expected[0], sink.hexdigest(expected[0]), replacement.dest)
-        )
-    return sink.hexdigest("sha256")
+def download_name(file_id, found):
+    """``<file_id><extension>``: of the server's file name only a plain extension is kept, as the name itself could
+    be any file of the directory, or lead out of it."""
+    filename = found.get("filename")
+    extension = os.path.splitext(filename)[1] if isinstance(filename, str) else ""
+    return plain_name(file_id, "file_id") + (extension if PLAIN_EXTENSION.match(extension) else "")
 
 
 def download(module, client):
@@ -399,22 +368,20 @@ def download(module, client):
     found = get_by_id(client, FILE, params["file_id"])
     if found is None:
         raise ConfigurationError("The Files API has no file %s to download." % params["file_id"])
-    dest = download_target(params["dest"], params["file_id"], found)
+    dest = download_path(params["dest"], download_name(params["file_id"], found))
     before = {"dest": dest, "bytes": os.path.getsize(dest) if os.path.isfile(dest) else None}
     after = {"dest": dest, "bytes": found.get("bytes")}
-    if kept_without_download(params, dest, found, expected):
+    if holds(dest, found.get("bytes"), expected, params["force"]):
         changed = module.set_mode_if_different(dest, params["mode"], False)
         return file_result(changed, found, found, dest=dest, diff=build_diff(before, before))
     if module.check_mode:
         return file_result(True, None, found, dest=dest, diff=build_diff(before, after))
-    with Replacement(module, dest) as replacement:
-        sha256 = fetch(client, found, replacement, expected)
-        if before["bytes"] == found.get("bytes") and file_digest(dest) == sha256:
-            changed = module.set_mode_if_different(dest, params["mode"], False)
-            return file_result(changed, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
-        replacement.commit()
-    module.set_mode_if_different(dest, params["mode"], True)
-    return file_result(True, None, found, dest=dest, sha256=sha256, diff=build_diff(before, after))
+    announced = found.get("bytes") if isinstance(found.get("bytes"), int) else None
+    replaced, sha256 = download_file(module, dest, lambda sink: client.request("GET", FILE.path(found["id"]) + "/content", download=sink),
+                                     found["id"], announced, expected)
+    changed = module.set_mode_if_different(dest, params["mode"], replaced)
+    return file_result(changed, None if replaced else found, found, dest=dest, sha256=sha256,
+                       diff=build_diff(before, after if replaced else before))
 
 
 def delete(module, client):

@@ -183,10 +183,11 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff im
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import LocalModule, non_empty_env_fallback
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
-    DigestSink,
-    Replacement,
+    download as download_file,
+    download_path,
     file_digest,
     fingerprinted_name,
+    holds,
     plain_name,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.s3 import S3, object_uri, parse_uri
@@ -235,23 +236,6 @@ def upload(module, s3):
     return object_result(True, bucket, key, None, after, sha256=sha256, diff=build_diff(described(bucket, key, found) or {}, after))
 
 
-def download_target(dest, key):
-    dest = os.path.abspath(dest)
-    if os.path.isdir(dest):
-        return os.path.join(dest, plain_name(key.rsplit("/", 1)[-1], "The object's name"))
-    directory = os.path.dirname(dest)
-    if not os.path.isdir(directory):
-        raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
-    return dest
-
-
-def kept_without_download(params, dest, found):
-    """Whether the existing ``dest`` stands for the object: of its size, and of its SHA-256 when it carries one."""
-    if params["force"] or not os.path.isfile(dest) or os.path.getsize(dest) != found["bytes"]:
-        return False
-    return not found["sha256"] or file_digest(dest) == found["sha256"]
-
-
 def download(module, s3):
     params = module.params
     bucket, key = parse_uri(params["src"], "src")
@@ -260,29 +244,19 @@ def download(module, s3):
     found = s3.head(bucket, key)
     if found is None:
         raise ConfigurationError("S3 has no object %s to download." % object_uri(bucket, key))
-    dest = download_target(params["dest"], key)
+    dest = download_path(params["dest"], plain_name(key.rsplit("/", 1)[-1], "The object's name"))
     before = {"dest": dest, "bytes": os.path.getsize(dest) if os.path.isfile(dest) else None}
     after = {"dest": dest, "bytes": found["bytes"]}
-    if kept_without_download(params, dest, found):
+    # The SHA-256 that an upload by this collection records in the object's metadata.
+    expected = ("sha256", found["sha256"]) if found["sha256"] else None
+    if holds(dest, found["bytes"], expected, params["force"]):
         changed = module.set_mode_if_different(dest, params["mode"], False)
         return object_result(changed, bucket, key, found, found, dest=dest, diff=build_diff(before, before))
     if module.check_mode:
         return object_result(True, bucket, key, found, found, dest=dest, diff=build_diff(before, after))
-    with Replacement(module, dest) as replacement:
-        sink = DigestSink(replacement.handle, ["sha256"], limit=found["bytes"])
-        s3.download(bucket, key, sink)
-        replacement.close()
-        if sink.size != found["bytes"]:
-            raise ConfigurationError("The download of %s ended after %d of its %d bytes; run again." % (object_uri(bucket, key), sink.size, found["bytes"]))
-        sha256 = sink.hexdigest("sha256")
-        if found["sha256"] and sha256 != found["sha256"]:
-            raise ConfigurationError("%s does not have the SHA-256 its metadata gives; %s was not changed." % (object_uri(bucket, key), dest))
-        if before["bytes"] == found["bytes"] and file_digest(dest) == sha256:
-            changed = module.set_mode_if_different(dest, params["mode"], False)
-            return object_result(changed, bucket, key, found, found, dest=dest, sha256=sha256, diff=build_diff(before, before))
-        replacement.commit()
-    module.set_mode_if_different(dest, params["mode"], True)
-    return object_result(True, bucket, key, found, found, dest=dest, sha256=sha256, diff=build_diff(before, after))
+    replaced, sha256 = download_file(module, dest, lambda sink: s3.download(bucket, key, sink), object_uri(bucket, key), found["bytes"], expected)
+    changed = module.set_mode_if_different(dest, params["mode"], replaced)
+    return object_result(changed, bucket, key, found, found, dest=dest, sha256=sha256, diff=build_diff(before, after if replaced else before))
 
 
 def delete(module, s3):

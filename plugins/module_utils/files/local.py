@@ -10,6 +10,7 @@
 * :class:`DigestSink` receives a download chunk by chunk into an open file, computing the
   checksums on the way.
 * :class:`Replacement` writes a file beside its destination and moves it into place when complete;
+  :func:`download` streams a download into one, checked, unless the destination already holds it;
   :func:`read_manifest` and :func:`write_manifest` keep the JSON records that let a re-run write nothing.
 
 Files the collection creates are ``0600`` and directories ``0700``, whatever the umask: outputs hold
@@ -256,6 +257,46 @@ class Replacement(object):
         if self.path is not None and os.path.exists(self.path):
             os.remove(self.path)
         self.path = None
+
+
+def download_path(dest, name):
+    """``dest``, or ``name`` inside it when ``dest`` is a directory, as an absolute path; its directory must exist."""
+    dest = os.path.abspath(dest)
+    if os.path.isdir(dest):
+        return os.path.join(dest, name)
+    directory = os.path.dirname(dest)
+    if not os.path.isdir(directory):
+        raise ConfigurationError("Cannot download to %s: the directory %s does not exist." % (dest, directory))
+    return dest
+
+
+def holds(path, size, expected=None, force=False):
+    """Whether ``path`` stands for a download of ``size`` bytes without reading it again: of that size, and of
+    ``expected`` (algorithm, digest) when given; never with ``force``."""
+    if force or not os.path.isfile(path) or os.path.getsize(path) != size:
+        return False
+    return expected is None or file_digest(path, expected[0]) == expected[1]
+
+
+def download(module, dest, fetch, what, size=None, expected=None):
+    """Replace ``dest`` with what ``fetch(sink)`` streams into a :class:`DigestSink`, unless ``dest`` holds those
+    bytes already: ``(changed, sha256)``. A download that is not of ``size`` bytes (when known) and of
+    ``expected`` (algorithm, digest, when given) fails, and ``dest`` stays as it was."""
+    existing = os.path.getsize(dest) if os.path.isfile(dest) else None
+    with Replacement(module, dest) as replacement:
+        sink = DigestSink(replacement.handle, ["sha256"] + ([expected[0]] if expected else []), limit=size)
+        fetch(sink)
+        replacement.close()
+        if size is not None and sink.size != size:
+            raise ConfigurationError("The download of %s ended after %d of its %d bytes; run again." % (what, sink.size, size))
+        if expected and sink.hexdigest(expected[0]) != expected[1]:
+            raise ConfigurationError("The checksum of %s did not match: %s:%s was expected, the file has %s:%s. %s was not changed."
+                                     % (what, expected[0], expected[1], expected[0], sink.hexdigest(expected[0]), dest))
+        sha256 = sink.hexdigest("sha256")
+        if existing == sink.size and file_digest(dest) == sha256:
+            return False, sha256
+        replacement.commit()
+    return True, sha256
 
 
 def read_manifest(path, valid):

@@ -215,6 +215,16 @@ def test_a_download_into_a_directory_keeps_the_objects_name_and_check_mode_write
     assert not (tmp_path / "input.jsonl.out").exists()
 
 
+def test_a_download_that_is_not_the_sha256_of_its_metadata_fails_and_keeps_dest(fake, tmp_path):
+    fake.objects[("bucket", "out/input.jsonl.out")] = (CONTENT, {"sha256": "0" * 64})
+    dest = tmp_path / "output.jsonl"
+    dest.write_bytes(b"old")
+    with pytest.raises(ConfigurationError, match="The checksum of s3://bucket/out/input.jsonl.out did not match: sha256:0{64} was expected, "
+                                                 "the file has sha256:%s" % SHA256):
+        s3_object.run(module(src="s3://bucket/out/input.jsonl.out", dest=str(dest)))
+    assert dest.read_bytes() == b"old" and [path.name for path in tmp_path.iterdir()] == ["output.jsonl"]
+
+
 def test_a_missing_object_and_a_prefix_cannot_be_downloaded(fake, tmp_path):
     with pytest.raises(ConfigurationError, match="S3 has no object s3://bucket/out/none to download"):
         s3_object.run(module(src="s3://bucket/out/none", dest=str(tmp_path / "x")))
