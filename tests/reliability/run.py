@@ -451,6 +451,8 @@ def playbook_env(extra: dict | None = None) -> dict:
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="false",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false", ANSIBLE_PIPELINING="true",
                REL_OPENAI_KEY=ENV["OPENAI_API_KEY"])
+    # The role's AWS credentials and S3 endpoint, as the test bed's env gives them.
+    env.update((name, ENV[name]) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL_S3"))
     env.update(extra or {})
     return env
 
@@ -556,6 +558,115 @@ class RoleWorkload:
         for found in provider_files_named(self.part_filenames).values():
             for item in found:
                 openai("DELETE", f"/files/{item['id']}")
+
+
+class BedrockWorkload:
+    """The role on Amazon Bedrock: ``records`` records of unique content in a local input, which the role uploads
+    under an S3 prefix of its own, one Bedrock job through ML Commons (signed by ML Commons, checked by the
+    emulator), the output downloaded and put in input order by recordId. The same interface as RoleWorkload."""
+
+    def __init__(self, workdir: Path, tag: str, records: int = 100, padding: int = 0, s3_url: str | None = None):
+        self.tag, self.names, self.s3_url = tag, chain_names(tag), s3_url
+        token = secrets.token_hex(6)
+        self.stem = f"{PREFIX}{tag}-{token}"
+        self.input = workdir / f"{self.stem}.jsonl"
+        self.record_ids = [f"{tag}-{number:04d}" for number in range(records)]
+        # ``padding`` characters more per record make an input large enough for a multipart upload (parts of 8 MiB).
+        self.input.write_text("".join(json.dumps({"recordId": record_id, "modelInput": {"inputText": f"reliability {token} {record_id} " + "x" * padding}})
+                                      + "\n" for record_id in self.record_ids))
+        self.bucket = ENV["TESTBED_S3_BUCKET"]
+        self.prefix = f"reliability/{self.stem}/"
+        self.download_dir = workdir / f"results-{tag}-{token}"
+        self.output_file = self.download_dir / f"{self.stem}.localhost.output.jsonl"
+
+    def scan(self, output: str) -> str:
+        return output
+
+    def leak_problems(self) -> list[str]:
+        return []
+
+    def plays(self, connection: dict) -> list[dict]:
+        role_vars = {
+            "batch_inference_provider": "bedrock",
+            "batch_inference_name": self.stem,
+            "batch_inference_model_group_name": self.names["group"],
+            "batch_inference_connector_name": self.names["connector"],
+            "batch_inference_model_name": self.names["model"],
+            "batch_inference_input_file": str(self.input),
+            "batch_inference_s3_prefix": f"s3://{self.bucket}/{self.prefix}",
+            "batch_inference_bedrock_endpoint_url": ENV["BEDROCK_ENDPOINT_URL"],
+            "batch_inference_bedrock_role_arn": "arn:aws:iam::123456789012:role/reliability",
+            "batch_inference_wait_timeout": 180,
+            "batch_inference_poll_interval": 1,
+            "batch_inference_download_dir": str(self.download_dir),
+        }
+        return [{"name": "reliability, role on Bedrock", "hosts": "localhost", "gather_facts": False,
+                 "module_defaults": {"group/opensearch.ml_commons.ml_commons": connection},
+                 "roles": [{"role": "opensearch.ml_commons.batch_inference", "vars": role_vars}]}]
+
+    def run(self, workdir: Path, url: str, **connection) -> Run:
+        return run_playbook(workdir, self.plays(dict({"url": url}, **connection)), {"AWS_ENDPOINT_URL_S3": self.s3_url} if self.s3_url else None)
+
+    def uploads(self) -> list[dict]:
+        """The objects under the input prefix, and the multipart uploads left open there."""
+        client = s3_client()
+        objects = client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "input/").get("Contents", [])
+        open_uploads = client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix).get("Uploads", [])
+        return [{"key": item["Key"], "bytes": item["Size"]} for item in objects] + [{"open multipart upload": item["Key"]} for item in open_uploads]
+
+    def judge(self, orphans_allowed: bool = False) -> tuple[list[str], str]:
+        """The chain; one upload under the prefix; one Bedrock job of the input at the emulator and one ML Commons task of
+        it standing, COMPLETED; the merged output holds every record once, in input order, each with its modelOutput."""
+        problems = TALLY.judge_chain(self.names)
+        uploads = self.uploads()
+        if [upload.get("bytes") for upload in uploads] != [self.input.stat().st_size]:
+            problems.append(f"not one whole upload of the input ({self.input.stat().st_size} bytes) under s3://{self.bucket}/{self.prefix}: {uploads}")
+        jobs = bedrock_jobs(self.stem)
+        tasks = [task for task in batch_tasks([model["id"] for model in chain_objects(self.names)["model"]])
+                 if task.get("state") not in CANCELLED_STATES]
+        if len(jobs) != 1 or len(tasks) != 1:
+            TALLY.lost += not jobs or not tasks
+            TALLY.duplicated += max(0, len(jobs) - 1) + max(0, len(tasks) - 1)
+            problems.append(f"{len(jobs)} Bedrock job(s) of the input ({[job['jobName'] for job in jobs]}) and {len(tasks)} standing ML Commons "
+                            f"task(s) ({[(task['id'], task.get('state')) for task in tasks]}), not one of each")
+        elif tasks[0].get("state") != "COMPLETED" or jobs[0].get("status") != "Completed":
+            problems.append(f"the job is {jobs[0].get('status')} at Bedrock and its task {tasks[0].get('state')}, not completed")
+        if not self.output_file.exists():
+            TALLY.lost += len(self.record_ids)
+            return problems + [f"no merged output at {self.output_file}"], ""
+        lines = [json.loads(line) for line in self.output_file.read_text().splitlines() if line.strip()]
+        if [line.get("recordId") for line in lines] != self.record_ids or not all(line.get("modelOutput") for line in lines):
+            problems.append(f"{self.output_file.name}: not every record once, in input order, with its modelOutput "
+                            f"(first: {[line.get('recordId') for line in lines[:5]]})")
+        return problems, f"{len(jobs)} Bedrock job, {len(tasks)} task, {len(lines)} records in input order"
+
+    def cleanup(self) -> None:
+        delete_everything_named(PREFIX + self.tag)
+        client = s3_client()
+        for item in client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix).get("Contents", []):
+            client.delete_object(Bucket=self.bucket, Key=item["Key"])
+
+
+def s3_client():
+    import botocore.session  # pylint: disable=import-outside-toplevel
+
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=ENV["AWS_ENDPOINT_URL_S3"], region_name=ENV["AWS_REGION"],
+        aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"])
+
+
+def bedrock_jobs(name: str) -> list[dict]:
+    """The emulator's Bedrock jobs whose name holds ``name`` (ListModelInvocationJobs, signed as AWS wants it)."""
+    from botocore.auth import SigV4Auth  # pylint: disable=import-outside-toplevel
+    from botocore.awsrequest import AWSRequest  # pylint: disable=import-outside-toplevel
+    from botocore.credentials import Credentials  # pylint: disable=import-outside-toplevel
+
+    request = AWSRequest("GET", f"{ENV['BEDROCK_ENDPOINT_URL']}/model-invocation-jobs?nameContains={name}&maxResults=1000")
+    SigV4Auth(Credentials(ENV["AWS_ACCESS_KEY_ID"], ENV["AWS_SECRET_ACCESS_KEY"]), "bedrock", ENV["AWS_REGION"]).add_auth(request)
+    status, answer = http("GET", request.url, headers=dict(request.headers.items()))
+    if status != 200:
+        raise ScenarioFailed(f"ListModelInvocationJobs answered {status}: {answer}")
+    return answer["invocationJobSummaries"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -696,17 +807,59 @@ class Suite:
             raise ScenarioFailed("; ".join(problems))
         return f"first run rc={first.rc} ({first.seconds:.0f} s), {injected} fault(s), re-run ok, third run changed=0; {account}"
 
+    def s3_fault(self, tag: str, part: int = 2):
+        """S3 answers 503 to every attempt at part ``part`` of the input's multipart upload: the run fails with the upload
+        aborted, nothing in S3 or the cluster used as input, no job. S3 then answers 503 once: botocore tries again, the
+        upload completes, one job runs. A third run changes nothing."""
+        proxy = Proxy(int(self.proxy.port) + 2, ENV["AWS_ENDPOINT_URL_S3"])
+        try:
+            workload = BedrockWorkload(self.workdir, tag, padding=100 * 1024, s3_url=proxy.url)
+            plan = {"mode": "status", "status": 503, "method": "PUT", "path": f"[?&]partNumber={part}(&|$)"}
+            problems = []
+            proxy.plan(count=-1, **plan)
+            first = workload.run(self.workdir, ENV["OPENSEARCH_URL"])
+            injected = proxy.stats()["injected"]
+            left = workload.uploads()
+            jobs = bedrock_jobs(workload.stem)
+            if first.rc == 0 or injected == 0:
+                problems.append(f"the run under a failing part ended rc={first.rc} with {injected} fault(s) injected")
+            if left or jobs:
+                problems.append(f"the failed upload left {left} in S3 and {len(jobs)} Bedrock job(s)")
+            if "503" not in first.output and "SlowDown" not in first.output and "Service Unavailable" not in first.output:
+                problems.append("the failure does not say what S3 answered:\n" + first.tail())
+            proxy.reset()
+            proxy.plan(count=1, **plan)
+            second = workload.run(self.workdir, ENV["OPENSEARCH_URL"])
+            retried = proxy.stats()["injected"]
+            proxy.reset()
+            if second.rc != 0 or retried != 1:
+                problems.append(f"the run with one 503 ended rc={second.rc} ({retried} injected):\n" + second.tail())
+            judged, account = workload.judge()
+            problems += judged
+            third = workload.run(self.workdir, ENV["OPENSEARCH_URL"])
+            if third.rc != 0 or third.changed != 0:
+                problems.append(f"a third run did not converge (rc {third.rc}, changed {third.changed}):\n" + third.tail())
+            workload.cleanup()
+        finally:
+            proxy.stop()
+        if problems:
+            raise ScenarioFailed("; ".join(problems))
+        message = re.search(r'"msg": "([^"]*)"', first.output)
+        return (f"every attempt at part {part} refused ({injected} 503s): the run failed ({message.group(1) if message else '?'}), nothing "
+                f"left in S3, no job; one 503: retried, completed; third run changed=0; {account}")
+
     # -- restart ---------------------------------------------------------------------------------
 
     def restart(self, tag: str, kill_when, what: str, tasks_left: tuple[int, int] | None = None, parts: int = 1, per_part: int = 3,
-                orphans_allowed: bool = False):
+                orphans_allowed: bool = False, workload=None):
         """SIGKILL OpenSearch in the middle of a run of the role, as soon as ``kill_when(stats, memo)``
         is true of the proxy's stats (the routes it passed, the statuses OpenSearch answered); start it
         again on its data, re-run the role. ``tasks_left``: how many batch tasks, at least and at most,
         the kill must have left (else the scenario did not test what it names). ``parts``: the input
         is split into that many parts of ``per_part`` requests. ``orphans_allowed``: a kill during the
-        batch POST may leave a batch at the provider without a task (see Tally.judge_batch)."""
-        workload = RoleWorkload(self.workdir, tag, parts, per_part)
+        batch POST may leave a batch at the provider without a task (see Tally.judge_batch). ``workload``: another
+        than the OpenAI one of ``parts``."""
+        workload = workload or RoleWorkload(self.workdir, tag, parts, per_part)
         self.proxy.reset()
         command = playbook_command(self.workdir, workload.plays({"url": self.proxy.url}))
         runner = subprocess.Popen(command, env=playbook_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -1076,6 +1229,11 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
     add("restart/kill-after-batch-predict",
         lambda s: s.restart("rsbaft", kill_on_new(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$", r"^GET /_plugins/_ml/tasks/"),
                             "after the batch POST was answered (at the new task's first read)", tasks_left=(1, 1)))
+    add("faults/s3-503-on-upload-part", lambda s: s.s3_fault("s3part"))
+    add("restart/kill-after-batch-predict-bedrock",
+        lambda s: s.restart("rsbedrock", kill_on_new(r"^POST /_plugins/_ml/models/[^/]+/_batch_predict$", r"^GET /_plugins/_ml/tasks/"),
+                            "after the Bedrock job's batch POST was answered (at the new task's first read)", tasks_left=(1, 1),
+                            workload=BedrockWorkload(s.workdir, "rsbedrock")), True)
     # An input the role splits into SPLIT_PARTS parts of 50 requests, a job each, merged in input order.
     add("restart/kill-while-parts-submitted",
         lambda s: s.restart("rspsub", kill_on_answers((BATCH_ANSWERED, 1)), "once the first part's batch POST was answered",

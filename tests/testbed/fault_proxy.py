@@ -178,10 +178,12 @@ def make_handler(upstream, state, verifier=None):
                 connection.close()
                 return self._drop()
             self.send_response(answer.status)
+            # A HEAD answer has no body but announces the length of the GET's (S3's object size).
+            length = answer.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
             for name, value in answer.getheaders():
                 if name.lower() not in HOP_BY_HOP | {"content-length"}:
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", length)
             self.end_headers()
             self.wfile.write(data)
             connection.close()

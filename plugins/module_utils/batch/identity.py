@@ -79,6 +79,14 @@ class JobIdentity(object):
     def matches(self, job):
         return self._matches(job or {})
 
+    @property
+    def unread_clause(self):
+        """Tasks stored without the field: the first status read, which adds it, did not happen."""
+        return {"bool": {"must_not": [{"exists": {"field": "remote_job." + self.field}}]}}
+
+    def is_unread(self, job):
+        return _dig(job or {}, *self.field.split(".")) is None
+
     def __eq__(self, other):
         return isinstance(other, JobIdentity) and (self.provider, self.field, self.value) == (other.provider, other.field, other.value)
 

@@ -325,9 +325,16 @@ def stored_task(client, task_id):
 
 
 def find_jobs(client, model_id, identity):
-    """Batch tasks of ``model_id`` whose job is ``identity``, newest first, as stored."""
-    filters = [{"term": {"task_type": BATCH_TASK_TYPE}}, {"term": {"model_id": model_id}}, identity.clause]
-    matching = [task for task in search(client, TASK, filters) if identity.matches(task.get("remote_job"))]
+    """Batch tasks of ``model_id`` whose job is ``identity``, newest first, as stored. A task stored without the
+    identity's field (OpenSearch stopped before the first status read that adds it) is read, which stores it."""
+    filters = [{"term": {"task_type": BATCH_TASK_TYPE}}, {"term": {"model_id": model_id}},
+               {"bool": {"minimum_should_match": 1, "should": [identity.clause, identity.unread_clause]}}]
+    matching = []
+    for task in search(client, TASK, filters):
+        if identity.is_unread(task.get("remote_job")):
+            task = read_task(client, task["task_id"]) or task
+        if identity.matches(task.get("remote_job")):
+            matching.append(task)
     return list(reversed(matching))
 
 

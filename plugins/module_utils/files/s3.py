@@ -68,6 +68,8 @@ def client_error(error, action, uri):
             "AccessDenied": "The credentials may not %s there: grant s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix." % action,
             "403": "The credentials may not %s there: grant s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix." % action,
         }.get(code, "")
+        if not advice and (error.response.get("ResponseMetadata") or {}).get("HTTPStatusCode", 0) >= 500:
+            advice = "S3 failed on every attempt; nothing half-done was kept. Run again later, or raise retries."
         return ConfigurationError(("S3 refused to %s %s: %s %s %s" % (action, uri, code, answer.get("Message") or "", advice)).strip())
     return TransportError("Could not %s %s: %s" % (action, uri, error))
 

@@ -221,9 +221,26 @@ def test_find_jobs_searches_by_type_model_and_identity_newest_first(server):
     assert sent["query"]["bool"]["filter"] == [
         {"term": {"task_type": "BATCH_PREDICTION"}},
         {"term": {"model_id": "m1"}},
-        {"term": {"remote_job.input_file_id": "file-in"}},
+        {"bool": {"minimum_should_match": 1, "should": [
+            {"term": {"remote_job.input_file_id": "file-in"}},
+            {"bool": {"must_not": [{"exists": {"field": "remote_job.input_file_id"}}]}},
+        ]}},
     ]
     assert sent["sort"] == [{"create_time": {"order": "asc", "unmapped_type": "long"}}]
+
+
+def test_find_jobs_reads_a_task_stored_before_its_first_status_read_and_keeps_it_when_it_is_the_job(server):
+    # CreateModelInvocationJob answers only the jobArn; the job's name joins remote_job at the first status read.
+    server.answer("POST", "/_plugins/_ml/tasks/_search", (200, hits(
+        {"_id": "other", "state": "RUNNING", "remote_job": {"jobArn": "arn:aws:bedrock:r:1:model-invocation-job/other"}},
+        {"_id": "named", "state": "COMPLETED", "remote_job": {"jobArn": "arn:aws:bedrock:r:1:model-invocation-job/a", "jobName": "nightly"}},
+        {"_id": "unread", "state": "RUNNING", "remote_job": {"jobArn": "arn:aws:bedrock:r:1:model-invocation-job/b"}},
+    )))
+    server.answer("GET", "/_plugins/_ml/tasks/other", (200, {"state": "RUNNING", "remote_job": {"jobName": "weekly"}}))
+    server.answer("GET", "/_plugins/_ml/tasks/unread", (200, {"state": "RUNNING", "remote_job": {"jobName": "nightly", "status": "InProgress"}}))
+    found = find_jobs(Client(server.url), "m1", JobIdentity("Bedrock", "jobName", "jobName", "nightly"))
+    assert [(task["task_id"], task["state"]) for task in found] == [("unread", "RUNNING"), ("named", "COMPLETED")]
+    assert [request["path"] for request in server.received[1:]] == ["/_plugins/_ml/tasks/other", "/_plugins/_ml/tasks/unread"]
 
 
 def test_reusable_job_skips_ended_jobs_and_reads_each_candidate_fresh(server):

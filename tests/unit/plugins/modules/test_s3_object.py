@@ -18,8 +18,8 @@ CONTENT = b'{"recordId": "r1", "modelInput": {"inputText": "x"}}\n'
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
 
 
-def client_error(code, operation, message=""):
-    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+def client_error(code, operation, message="", status=400):
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
 
 
 class FakeS3Client(object):
@@ -59,7 +59,7 @@ class FakeS3Client(object):
     def upload_part(self, Bucket, Key, UploadId, PartNumber, Body):
         self.calls.append(("upload_part", PartNumber))
         if self.fail_part == PartNumber:
-            raise client_error("ServiceUnavailable", "UploadPart", "Please reduce your request rate.")
+            raise client_error("ServiceUnavailable", "UploadPart", "Please reduce your request rate.", 503)
         self.uploads[UploadId]["parts"][PartNumber] = bytes(Body)
         return {"ETag": "etag-%d" % PartNumber}
 
@@ -162,7 +162,8 @@ def test_a_large_file_goes_in_parts_with_flat_memory(fake, tmp_path, monkeypatch
 def test_a_part_refused_aborts_the_upload_and_leaves_no_object(fake, tmp_path, monkeypatch):
     monkeypatch.setattr(s3, "PART_SIZE", 16)
     fake.fail_part = 2
-    with pytest.raises(ConfigurationError, match="S3 refused to upload to s3://bucket/in/input.sha256-.*ServiceUnavailable"):
+    with pytest.raises(ConfigurationError, match="S3 refused to upload to s3://bucket/in/input.sha256-.*ServiceUnavailable Please reduce "
+                                                 "your request rate. S3 failed on every attempt; nothing half-done was kept. Run again later"):
         s3_object.run(module(src=source(tmp_path, b"x" * 40), dest="s3://bucket/in/"))
     assert fake.objects == {} and fake.uploads == {}
     assert fake.calls[-1][0] == "abort_multipart_upload"
