@@ -160,10 +160,11 @@ AWS_CREDENTIALS = dict(batch_inference_aws_access_key="AK", batch_inference_aws_
 
 
 @pytest.mark.parametrize("provider, field", [("bedrock", "jobName"), ("sagemaker", "TransformJobName")])
-def test_a_job_is_named_after_the_input_the_model_and_the_output_unless_named(provider, field):
+def test_a_job_is_named_after_the_input_the_models_and_the_output_unless_named(provider, field):
     def name(**overrides):
         variables = dict(AWS_CREDENTIALS, batch_inference_name="My batch_inference run!", batch_inference_s3_prefix="s3://b/p/",
-                         __batch_inference_aws_upload={"uri": "s3://b/p/input/in.sha256-ab.jsonl", "sha256": "ab"})
+                         __batch_inference_aws_upload={"uri": "s3://b/p/input/in.sha256-ab.jsonl", "sha256": "ab"},
+                         __batch_inference_model={"model_id": "m1"})
         variables.update(overrides)
         return render(provider, **variables)[1][field]
 
@@ -174,6 +175,10 @@ def test_a_job_is_named_after_the_input_the_model_and_the_output_unless_named(pr
     assert name(batch_inference_s3_prefix="s3://b/other/") != first
     model = {"bedrock": "batch_inference_bedrock_model_id", "sagemaker": "batch_inference_sagemaker_model_name"}[provider]
     assert name(**{model: "another-model"}) != first
+    # The chain made again after a teardown: the service keeps the old name taken.
+    assert name(__batch_inference_model={"model_id": "m2"}) != first
+    # The teardown finds the model (ml_model_info) before it stops the job, under the same name.
+    assert name(__batch_inference_model={}, __batch_inference_models={"models": [{"model_id": "m1"}]}) == first
     assert name(**{"batch_inference_%s_job_name" % provider: "given"}) == "given"
     assert re.match(r"^batch-[0-9a-f]{20}$", name(batch_inference_name="--"))
 
