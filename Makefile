@@ -20,8 +20,8 @@ CLUSTER_VERSION ?= 3.6.0
 # Targets whose subject does not change with OpenSearch's version or shape, run on the first test bed only:
 # openai_file never reaches OpenSearch; examples checks the documentation, whose modules the other targets run on
 # every bed; batch_inference_aws is the role's S3 and merge around the Bedrock and SageMaker jobs that aws_batch
-# runs through ML Commons on every bed.
-FIRST_BED_TARGETS := openai_file examples batch_inference_aws
+# runs through ML Commons on every bed; aws_sigv4 is the client's signature, checked by a proxy.
+FIRST_BED_TARGETS := openai_file examples batch_inference_aws aws_sigv4
 export OPENSEARCH_VERSION ?= 2.19.6
 # The tools of the virtualenv come first (ansible-lint warns when PATH lacks them).
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

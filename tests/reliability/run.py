@@ -1193,8 +1193,7 @@ def scenario_list(quick: bool) -> list[tuple[str, callable]]:
             lambda s, kind=kind: s.fault(f"db{kind}", {"mode": "drop_before", "method": "POST", "path": CREATE_PATHS[kind], "count": 1}, True),
             False)
         add(f"faults/drop-after-{kind}-create",
-            lambda s, kind=kind: s.fault(f"da{kind}", {"mode": "drop_after", "method": "POST", "path": CREATE_PATHS[kind], "count": 1}, True),
-            kind != "group")
+            lambda s, kind=kind: s.fault(f"da{kind}", {"mode": "drop_after", "method": "POST", "path": CREATE_PATHS[kind], "count": 1}, True))
         add(f"faults/slow-{kind}-create",
             lambda s, kind=kind: s.fault(f"sl{kind}", {"mode": "delay", "delay": SLOW_ANSWER, "method": "POST", "path": CREATE_PATHS[kind],
                                                        "count": 1}, True, {"timeout": SHORT_TIMEOUT}),
