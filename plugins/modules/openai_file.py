@@ -230,13 +230,13 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff im
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError, UnexpectedAnswerError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
     MultipartFile,
-    download as download_file,
     download_path,
     file_digest,
     fingerprinted_name,
     holds,
     parse_checksum,
     plain_name,
+    replace_by_download,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import OpenAIModule
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons.resource import (
@@ -377,8 +377,8 @@ def download(module, client):
     if module.check_mode:
         return file_result(True, None, found, dest=dest, diff=build_diff(before, after))
     announced = found.get("bytes") if isinstance(found.get("bytes"), int) else None
-    replaced, sha256 = download_file(module, dest, lambda sink: client.request("GET", FILE.path(found["id"]) + "/content", download=sink),
-                                     found["id"], announced, expected)
+    replaced, sha256 = replace_by_download(module, dest, lambda sink: client.request("GET", FILE.path(found["id"]) + "/content", download=sink),
+                                           found["id"], announced, expected)
     changed = module.set_mode_if_different(dest, params["mode"], replaced)
     return file_result(changed, None if replaced else found, found, dest=dest, sha256=sha256,
                        diff=build_diff(before, after if replaced else before))

@@ -183,12 +183,12 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff im
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module import LocalModule, non_empty_env_fallback
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
-    download as download_file,
     download_path,
     file_digest,
     fingerprinted_name,
     holds,
     plain_name,
+    replace_by_download,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.s3 import S3, object_uri, parse_uri
 
@@ -254,7 +254,7 @@ def download(module, s3):
         return object_result(changed, bucket, key, found, found, dest=dest, diff=build_diff(before, before))
     if module.check_mode:
         return object_result(True, bucket, key, found, found, dest=dest, diff=build_diff(before, after))
-    replaced, sha256 = download_file(module, dest, lambda sink: s3.download(bucket, key, sink), object_uri(bucket, key), found["bytes"], expected)
+    replaced, sha256 = replace_by_download(module, dest, lambda sink: s3.download(bucket, key, sink), object_uri(bucket, key), found["bytes"], expected)
     changed = module.set_mode_if_different(dest, params["mode"], replaced)
     return object_result(changed, bucket, key, found, found, dest=dest, sha256=sha256, diff=build_diff(before, after if replaced else before))
 

@@ -10,7 +10,7 @@
 * :class:`DigestSink` receives a download chunk by chunk into an open file, computing the
   checksums on the way.
 * :class:`Replacement` writes a file beside its destination and moves it into place when complete;
-  :func:`download` streams a download into one, checked, unless the destination already holds it;
+  :func:`replace_by_download` streams a download into one, checked, unless the destination already holds it;
   :func:`read_manifest` and :func:`write_manifest` keep the JSON records that let a re-run write nothing.
 
 Files the collection creates are ``0600`` and directories ``0700``, whatever the umask: outputs hold
@@ -278,7 +278,7 @@ def holds(path, size, expected=None, force=False):
     return expected is None or file_digest(path, expected[0]) == expected[1]
 
 
-def download(module, dest, fetch, what, size=None, expected=None):
+def replace_by_download(module, dest, fetch, what, size=None, expected=None):
     """Replace ``dest`` with what ``fetch(sink)`` streams into a :class:`DigestSink`, unless ``dest`` holds those
     bytes already: ``(changed, sha256)``. A download that is not of ``size`` bytes (when known) and of
     ``expected`` (algorithm, digest, when given) fails, and ``dest`` stays as it was."""
