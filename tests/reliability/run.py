@@ -648,11 +648,10 @@ class BedrockWorkload:
 
 
 def s3_client():
-    import botocore.session  # pylint: disable=import-outside-toplevel
+    # tests/testbed's helper, on the path once ENV is read.
+    import s3_object  # noqa: E402  pylint: disable=import-outside-toplevel
 
-    return botocore.session.get_session().create_client(
-        "s3", endpoint_url=ENV["AWS_ENDPOINT_URL_S3"], region_name=ENV["AWS_REGION"],
-        aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"])
+    return s3_object.client(ENV)
 
 
 def bedrock_jobs(name: str) -> list[dict]:

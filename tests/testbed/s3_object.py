@@ -18,10 +18,12 @@ import botocore.session
 from botocore.exceptions import ClientError
 
 
-def client():
+def client(env=None):
+    """A client of the test bed's S3, from ``env`` (the environment by default, or .testbed/env's values)."""
+    env = os.environ if env is None else env
     return botocore.session.get_session().create_client(
-        "s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"], region_name=os.environ.get("AWS_REGION", "us-east-1"),
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"], aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name=env.get("AWS_REGION", "us-east-1"),
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         config=botocore.config.Config(s3={"addressing_style": "path"}))
 
 
