@@ -123,7 +123,7 @@ class ActionModule(ActionBase):
             # The next stretch follows the jobs this one left: a single job by its task (a job the module cannot
             # recognise would be submitted again), and none forced again.
             args = dict(args, force=False)
-            if outcome.get("task_id") and args.get("jobs") is None and args.get("input_file_ids") is None:
+            if outcome.get("task_id") and all(args.get(key) is None for key in ("jobs", "inputs", "input_file_ids")):
                 args["task_id"] = outcome["task_id"]
             host = (task_vars or {}).get("inventory_hostname")
             display.display("%s [%s]: waited %s of %s: %s" % (self._task.get_name(), host, duration(waited), duration(timeout), progress(outcome)))

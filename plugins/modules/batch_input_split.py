@@ -13,14 +13,16 @@ short_description: Split a batch input JSONL into parts that each fit one batch 
 version_added: 0.1.0
 description:
   - Splits a batch input of any size into parts of consecutive requests, in input order, each within O(max_requests)
-    requests and O(max_bytes) bytes, so that each part can be uploaded with M(opensearch.ml_commons.openai_file) and
-    run as one batch job.
+    requests and O(max_bytes) bytes, so that each part can be uploaded with M(opensearch.ml_commons.openai_file) (or
+    M(opensearch.ml_commons.s3_object) for Amazon Bedrock and SageMaker) and run as one batch job.
   - A local file operation, like M(ansible.builtin.copy). It runs where O(src) is and sends no request, so it takes
     no connection options.
-  - Before any part is written, the whole input is checked line by line as OpenAI's batch validation checks a batch
-    input, by the rules M(opensearch.ml_commons.openai_file) checks an upload with, every C(custom_id) being unique
-    across the whole input, not only within a part. A problem fails the task, naming its line; nothing is written
-    then.
+  - Before any part is written, the whole input is checked line by line as its provider (O(record_format)) would
+    check it. OpenAI's lines as its batch validation checks a batch input, by the rules
+    M(opensearch.ml_commons.openai_file) checks an upload with, every C(custom_id) being unique across the whole input,
+    not only within a part. A problem fails the task, naming its line; nothing is written then.
+  - Where a job takes a least number of requests as well (O(min_requests), Bedrock's 100), an input too large for one
+    part is split into parts of equal size, so that none is left with too few.
   - The input is read as a stream and the uniqueness of the C(custom_id)s is checked with temporary files on disk, so
     memory stays flat (under 100 MB) at any input size.
   - The parts are O(dest)/C(<stem>.part-00001.jsonl), O(dest)/C(<stem>.part-00002.jsonl) and so on, where C(<stem>) is
@@ -55,28 +57,45 @@ options:
     required: true
   max_requests:
     description:
-      - The most requests (lines) a part may hold. OpenAI's limit for a batch input is 50,000.
+      - The most requests (lines) a part may hold; V(0) for no limit. OpenAI's limit for a batch input is 50,000, as is
+        Bedrock's for a batch inference job.
     type: int
     default: 50000
+  min_requests:
+    description:
+      - The fewest requests a part may hold. An input with fewer fails the task, as does a part cut short by
+        O(max_bytes). Bedrock's least for a batch inference job is 100.
+    type: int
+    default: 1
   max_bytes:
     description:
       - The most bytes a part may hold.
       - OpenAI takes batch inputs of up to 200 MB. The default stays at least 10 MB under that whether a MB is counted
         as 1,000,000 or 1,048,576 bytes, so a part is never refused for a few bytes too many.
-      - A single line larger than this fails the task, naming the line.
+      - A single line larger than this fails the task, naming the line. V(0) for no limit.
     type: int
     default: 190000000
+  record_format:
+    description:
+      - Whose batch input O(src) is, which says how each line is checked.
+      - V(openai), OpenAI's batch requests (C(custom_id), C(method), C(url), C(body)).
+      - V(bedrock), Amazon Bedrock's batch records, each a JSON object with a C(modelInput) object and a C(recordId)
+        unique across the input, by which M(opensearch.ml_commons.batch_output_merge) puts the output in input order.
+      - V(sagemaker), SageMaker batch transform's lines (C(SplitType) C(Line)), each a JSON object.
+    type: str
+    choices: [openai, bedrock, sagemaker]
+    default: openai
   endpoint:
     description:
       - The batch endpoint every line's C(url) must name, one of the Batch API's, C(/v1/responses),
         C(/v1/chat/completions), C(/v1/embeddings) or C(/v1/completions). When not given, every line must name the
         first line's.
-      - It is only checked against the lines, which the parts hold as they are.
+      - It is only checked against the lines, which the parts hold as they are. Only with O(record_format=openai).
     type: str
 notes:
   - A part already in place is recognised by its size and SHA-256 when O(src) is split again; a re-run that finds the
     manifest unchanged trusts the size of each part alone, as the parts are written only by this module.
-  - The check of the C(custom_id)s writes 16 bytes per request to the system's temporary directory, removed before the
+  - The check of the C(custom_id)s (or C(recordId)s) writes 16 bytes per request to the system's temporary directory, removed before the
     task ends (in check mode too).
 seealso:
   - module: opensearch.ml_commons.openai_file
@@ -106,6 +125,15 @@ EXAMPLES = r"""
     dest: work/gateway-parts
     max_requests: 10000
     max_bytes: 50000000
+
+- name: Split Bedrock records into jobs of 100 to 50,000 records, of equal size
+  opensearch.ml_commons.batch_input_split:
+    src: files/records.jsonl
+    dest: work/bedrock-parts
+    record_format: bedrock
+    min_requests: 100
+    max_requests: 50000
+    max_bytes: 1000000000
 """
 
 RETURN = r"""
@@ -176,7 +204,8 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.split 
 
 def run(module):
     params = module.params
-    split = Split(module, params["src"], params["dest"], max_requests=params["max_requests"], max_bytes=params["max_bytes"], endpoint=params["endpoint"])
+    split = Split(module, params["src"], params["dest"], max_requests=params["max_requests"], max_bytes=params["max_bytes"], endpoint=params["endpoint"],
+                  record_format=params["record_format"], min_requests=params["min_requests"])
     changed, before, after, found = split.apply()
     return dict(found, changed=changed, diff=build_diff(before, after))
 
@@ -185,8 +214,10 @@ ARGUMENT_SPEC = dict(
     src=dict(type="path", required=True),
     dest=dict(type="path", required=True),
     max_requests=dict(type="int", default=50000),
+    min_requests=dict(type="int", default=1),
     max_bytes=dict(type="int", default=190000000),
     endpoint=dict(type="str"),
+    record_format=dict(type="str", choices=["openai", "bedrock", "sagemaker"], default="openai"),
 )
 
 

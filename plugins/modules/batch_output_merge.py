@@ -12,8 +12,8 @@ module: batch_output_merge
 short_description: Merge the results of a batch input's parts into one output file in input order
 version_added: 0.1.0
 description:
-  - An input larger than one batch job runs as several parts, each one OpenAI batch job (and perhaps retries of its
-    failed lines). This module merges the parts' downloaded output files into one output file in input order, and
+  - An input larger than one batch job runs as several parts, each one batch job (and perhaps retries of its failed
+    lines). This module merges the parts' downloaded output files into one output file in input order, and
     their error files into one error file; it reports the lines that failed and writes their input lines for a retry.
   - A local file operation; it sends no request.
   - A line's answer is the first successful one (C(status_code) 200) among its part's attempts. A line without one
@@ -121,9 +121,10 @@ options:
   downloads:
     description:
       - With O(split_parts), the jobs' downloaded files, as M(opensearch.ml_commons.openai_file) returned them (each
-        with C(file_id) and C(dest)), for example a download loop's C(results); results without them (skipped loop
-        items) are left out.
-      - A job's output or error file is found here by its file ID; one that is not here fails the task.
+        with C(file_id) and C(dest)), or M(opensearch.ml_commons.s3_object) (each with C(uri) and C(dest)), for example a
+        download loop's C(results); results without them (skipped loop items) are left out.
+      - A job's output or error file is found here by its file ID, or a Bedrock or SageMaker job's output by its
+        C(output_uri); one that is not here fails the task.
     type: list
     elements: dict
   dest:

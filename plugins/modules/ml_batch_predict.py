@@ -28,7 +28,7 @@ description:
     at default verbosity; each stretch finds the same jobs again and submits nothing twice.
   - O(state=cancelled) cancels the job named by O(task_id), or the running job with the same input, through ML Commons.
     A job that has already ended, or is being cancelled, is left as it is.
-  - With O(jobs) (or O(input_file_ids), one OpenAI input file each), runs several jobs of the model at once, each found
+  - With O(jobs) (or O(inputs), one input each), runs several jobs of the model at once, each found
     again or submitted once as a single job is, for example one per part of an input too large for one job. They are
     submitted in order while ML Commons has room for them. When C(plugins.ml_commons.max_batch_inference_tasks) jobs are
     already created or running (ML Commons answers 429), or the provider refuses or fails a job only because its queue is
@@ -68,7 +68,7 @@ options:
       - A job that expired is got back by a re-run, not submitted again as a single job would be. The provider has run,
         and charged for, part of its requests, whose results are in its output file; submit the others on their own.
       - With O(state=cancelled), every created or running job of the list is cancelled.
-      - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id) or O(input_file_ids).
+      - Needs ML Commons 2.17 or later (tasks for batch jobs). Cannot be used with O(task_id) or O(inputs).
     type: list
     elements: dict
     suboptions:
@@ -76,13 +76,40 @@ options:
         description: The job's own parameters.
         type: dict
         required: true
-  input_file_ids:
+  inputs:
     description:
-      - OpenAI input files, a job each, in this order. The same as O(jobs) with one entry per ID whose C(parameters) hold only
-        that C(input_file_id); RV(jobs) is in the same order.
+      - The jobs' inputs, a job each, in this order; the same as O(jobs) with one entry per input whose C(parameters) hold
+        only it, under O(input_parameter). RV(jobs) is in the same order.
+      - For example OpenAI's input files (their IDs, as M(opensearch.ml_commons.openai_file) returns them), or the S3 URIs
+        of Bedrock's or SageMaker's inputs (as M(opensearch.ml_commons.s3_object) returns them).
       - Cannot be used with O(jobs) or O(task_id).
     type: list
     elements: str
+    aliases: [input_file_ids]
+  input_parameter:
+    description:
+      - The parameter each of O(inputs) is given as, the one the connector's C(batch_predict) action reads the job's
+        input from; C(input_file_id) in ML Commons' OpenAI blueprint.
+    type: str
+    default: input_file_id
+    version_added: 0.2.0
+  name_parameter:
+    description:
+      - The parameter that names a job at its provider, for example C(jobName) for Bedrock or C(TransformJobName) for
+        SageMaker (whose names are the jobs' identities there, see the notes).
+      - A job whose parameters lack it is named C(<name_prefix>-<20 hex digits>), from the SHA-256 of its parameters
+        (O(parameters) with its own) and O(model_id). So a re-run finds the same job; another input, output or model is
+        another job; and a model registered again after a teardown does not ask for a name the service keeps taken.
+      - No two jobs of one run may have the same name.
+    type: str
+    version_added: 0.2.0
+  name_prefix:
+    description:
+      - The start of the names O(name_parameter) makes; anything but letters and digits becomes a hyphen, and it is cut
+        to 42 characters, so that a name fits both services' rules (at most 63 letters, digits and hyphens).
+    type: str
+    default: batch
+    version_added: 0.2.0
   state:
     description:
       - V(present) submits the job, or finds the same job submitted before.
@@ -217,7 +244,7 @@ EXAMPLES = r"""
     model_id: "{{ model.model_id }}"
     parameters:
       endpoint: /v1/embeddings
-    input_file_ids: "{{ uploads.results | map(attribute='file_id') | list }}"
+    inputs: "{{ uploads.results | map(attribute='file_id') | list }}"
     wait: true
   register: parts
 
@@ -268,13 +295,15 @@ raw:
   type: dict
 jobs:
   description:
-    - With O(jobs) or O(input_file_ids), one entry per job in the same order, each with C(task_id), C(status) and C(job) as for a single
-      job (C(task_id) and C(status) are null while the job waits to be submitted), and C(reason), why a job ended
-      failed, cancelled, expired or unreachable (else null).
+    - With O(jobs) or O(inputs), one entry per job in the same order, each with C(task_id), C(status) and C(job) as for a single
+      job (C(task_id) and C(status) are null while the job waits to be submitted); C(reason), why a job ended
+      failed, cancelled, expired or unreachable (else null); and C(output_uri), the S3 object a completed Bedrock or
+      SageMaker job wrote its input's results to (Bedrock's C(<output>/<job ID>/<input name>.out), SageMaker's
+      C(<output>/<input name>.out); else null).
     - RV(status) is then the least advanced of their states (null while one waits to be submitted, then that of a
       running job, then C(COMPLETED) when all completed, else the first other end); RV(task_id) is null, RV(job) and
       RV(raw) are empty.
-  returned: when O(jobs) or O(input_file_ids) is given
+  returned: when O(jobs) or O(inputs) is given
   type: list
   elements: dict
   sample:
@@ -301,9 +330,9 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.module 
 
 
 def listed_jobs(params):
-    """Each job's own parameters, from O(jobs) or O(input_file_ids); None for the one job of O(parameters) or O(task_id)."""
-    if params["input_file_ids"] is not None:
-        return [{"input_file_id": file_id} for file_id in params["input_file_ids"]]
+    """Each job's own parameters, from O(jobs) or O(inputs); None for the one job of O(parameters) or O(task_id)."""
+    if params["inputs"] is not None:
+        return [{params["input_parameter"]: value} for value in params["inputs"]]
     if params["jobs"] is not None:
         return [entry["parameters"] for entry in params["jobs"]]
     return None
@@ -325,9 +354,12 @@ ARGUMENT_SPEC = dict(
     poll_interval=dict(type="float", default=10),
     max_poll_interval=dict(type="float", default=300),
     jobs=dict(type="list", elements="dict", options=dict(parameters=dict(type="dict", required=True))),
-    input_file_ids=dict(type="list", elements="str"),
+    inputs=dict(type="list", elements="str", aliases=["input_file_ids"]),
+    input_parameter=dict(type="str", default="input_file_id"),
+    name_parameter=dict(type="str"),
+    name_prefix=dict(type="str", default="batch"),
 )
-MUTUALLY_EXCLUSIVE = [("jobs", "task_id"), ("input_file_ids", "jobs"), ("input_file_ids", "task_id")]
+MUTUALLY_EXCLUSIVE = [("jobs", "task_id"), ("inputs", "jobs"), ("inputs", "task_id")]
 
 
 def main():

@@ -9,7 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
+import re
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string
 
@@ -52,7 +54,8 @@ def _object(value):
     return None
 
 
-def _dig(value, *path):
+def dig(value, *path):
+    """The value at ``path`` in nested dicts; None where one is missing."""
     for key in path:
         if not isinstance(value, dict):
             return None
@@ -74,7 +77,7 @@ class JobIdentity(object):
         self.field = field
         self.value = value
         self.clause = clause or {"term": {"remote_job." + field: value}}
-        self._matches = matches or (lambda job: _text(_dig(job, *field.split("."))) == value)
+        self._matches = matches or (lambda job: _text(dig(job, *field.split("."))) == value)
 
     def matches(self, job):
         return self._matches(job or {})
@@ -85,7 +88,7 @@ class JobIdentity(object):
         return {"bool": {"must_not": [{"exists": {"field": "remote_job." + self.field}}]}}
 
     def is_unread(self, job):
-        return _dig(job or {}, *self.field.split(".")) is None
+        return dig(job or {}, *self.field.split(".")) is None
 
     def __eq__(self, other):
         return isinstance(other, JobIdentity) and (self.provider, self.field, self.value) == (other.provider, other.field, other.value)
@@ -128,7 +131,7 @@ def _bedrock_identity(parameters):
     name = _text(parameters.get("jobName"))
     if name:
         return JobIdentity("Bedrock", "jobName", "jobName", name)
-    uri = _text(_dig(_object(parameters.get("inputDataConfig")), "s3InputDataConfig", "s3Uri"))
+    uri = _text(dig(_object(parameters.get("inputDataConfig")), "s3InputDataConfig", "s3Uri"))
     if uri:
         return JobIdentity("Bedrock", "inputDataConfig.s3InputDataConfig.s3Uri", "inputDataConfig.s3InputDataConfig.s3Uri", uri)
     return None
@@ -161,3 +164,12 @@ def job_identity_of_request(parameters):
         found = identity(parameters or {})
         if found:
             return found
+
+
+def job_name(prefix, parameters, model_id):
+    """A provider job name made from the job's ``parameters`` and ``model_id``: the same on a re-run, another for
+    another input, output or model, and for a model made again (the services keep a used name taken). It fits
+    Bedrock's and SageMaker's rules: letters, digits and hyphens, at most 63 characters."""
+    stem = re.sub("[^A-Za-z0-9]+", "-", prefix or "").strip("-")[:42] or "batch"
+    made_from = json.dumps([parameters, model_id], sort_keys=True, default=str)
+    return "%s-%s" % (stem, hashlib.sha256(made_from.encode("utf-8")).hexdigest()[:20])

@@ -27,6 +27,7 @@ import json
 import time
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.mlcommons import answers
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.identity import dig
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.diff import as_server_string
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import (
     HTTPError,
@@ -100,6 +101,22 @@ def provider_status(job):
     for field in PROVIDER_STATUS_FIELDS:
         if isinstance((job or {}).get(field), str):
             return job[field]
+    return None
+
+
+def output_uri(job, status):
+    """The S3 object a completed Bedrock or SageMaker job wrote its input object's results to: Bedrock's
+    ``<output>/<job ID>/<input name>.out``, SageMaker's ``<output>/<input name>.out``; None for other jobs."""
+    if status not in FINISHED_STATES:
+        return None
+    bedrock_output = dig(job, "outputDataConfig", "s3OutputDataConfig", "s3Uri")
+    bedrock_input = dig(job, "inputDataConfig", "s3InputDataConfig", "s3Uri")
+    if isinstance(bedrock_output, str) and isinstance(bedrock_input, str) and isinstance(dig(job, "jobArn"), str):
+        return "%s/%s/%s.out" % (bedrock_output.rstrip("/"), job["jobArn"].rsplit("/", 1)[-1], bedrock_input.rsplit("/", 1)[-1])
+    sagemaker_output = dig(job, "TransformOutput", "S3OutputPath")
+    sagemaker_input = dig(job, "TransformInput", "DataSource", "S3DataSource", "S3Uri")
+    if isinstance(sagemaker_output, str) and isinstance(sagemaker_input, str):
+        return "%s/%s.out" % (sagemaker_output.rstrip("/"), sagemaker_input.rsplit("/", 1)[-1])
     return None
 
 

@@ -23,7 +23,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.checks
     check_keeps_tasks,
     load_model,
 )
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.identity import job_identity, job_identity_of_request
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.identity import job_identity, job_identity_of_request, job_name
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import (
     ACTIVE_STATES,
     CANCELLED_STATES,
@@ -41,6 +41,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs i
     find_jobs,
     from_batch_answer,
     from_task,
+    output_uri,
     poll_pace,
     provider_job,
     read_new_task,
@@ -115,6 +116,7 @@ class Job(object):
         entry = self.shape()
         del entry["raw"]
         entry["reason"] = failure_reason(self.task) if self.state in UNSUCCESSFUL_STATES else None
+        entry["output_uri"] = output_uri(entry["job"], entry["status"])
         return entry
 
     def describe(self):
@@ -157,9 +159,27 @@ class Run(object):
         if self.several:
             self.jobs = [Job(number, dict(shared or {}, **own)) for number, own in enumerate(listed, start=1)]
         else:
-            self.jobs = [Job(1, shared)]
+            self.jobs = [Job(1, dict(shared or {}))]
+        if not self.params["task_id"]:
+            self.name_jobs()
         self.model = self.connector = None
         self.changed = False
+
+    def name_jobs(self):
+        """Each job without its provider name (``name_parameter``) gets one made from its parameters; no two jobs
+        of the run may share a name, as they would be taken for one."""
+        parameter = self.params.get("name_parameter")
+        if not parameter:
+            return
+        named = {}
+        for job in self.jobs:
+            if not job.parameters.get(parameter):
+                job.parameters[parameter] = job_name(self.params["name_prefix"], job.parameters, self.model_id)
+            name = job.parameters[parameter]
+            if name in named:
+                raise ConfigurationError("jobs[%d] and jobs[%d] have the same %s %r; give each job a name of its own, or none so that "
+                                         "the module names it." % (named[name] - 1, job.number - 1, parameter, name))
+            named[name] = job.number
 
     @property
     def keeps_tasks(self):

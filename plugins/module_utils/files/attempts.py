@@ -4,8 +4,8 @@
 
 """A split input's parts with their jobs' attempts, as the merge takes them, from what the chain's modules
 returned: batch_input_split's parts, ml_batch_predict's jobs, batch_output_merge's retry inputs and
-openai_file's downloads. A job's files are found among the downloads by their file ID, so no file name is
-agreed on between the task that downloads and the one that merges."""
+openai_file's or s3_object's downloads. A job's files are found among the downloads by their file ID or S3
+URI, so no file name is agreed on between the task that downloads and the one that merges."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,13 +14,22 @@ __metaclass__ = type
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch.jobs import DONE_STATES
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 
-# An attempt's files, by the field of the provider's job that names each.
-FILE_FIELDS = (("output", "output_file_id"), ("errors", "error_file_id"))
-
 
 def downloaded_files(downloads):
-    """{file ID: local path} of openai_file's results; a skipped loop item's result names no file."""
-    return dict((download["file_id"], download["dest"]) for download in downloads or [] if download.get("file_id") and download.get("dest"))
+    """{file ID or S3 URI: local path} of openai_file's or s3_object's results; a skipped loop item's result names no file."""
+    files = {}
+    for download in downloads or []:
+        source = download.get("file_id") or download.get("uri")
+        if source and download.get("dest"):
+            files[source] = download["dest"]
+    return files
+
+
+def job_files(job):
+    """What names each of an attempt's files: OpenAI's output and error file IDs, or the S3 object of a Bedrock or
+    SageMaker job's output."""
+    provider_job = job.get("job") or {}
+    return (("output", provider_job.get("output_file_id") or job.get("output_uri")), ("errors", provider_job.get("error_file_id")))
 
 
 def attempt_of(job, files, what):
@@ -31,16 +40,14 @@ def attempt_of(job, files, what):
             "%s has not ended (%s). Merge once every job has ended (ml_batch_predict with wait: true)."
             % (what, "it waits to be submitted" if status is None else status)
         )
-    provider_job = job.get("job") or {}
     attempt = {"status": status, "reason": job.get("reason")}
-    for key, field in FILE_FIELDS:
-        file_id = provider_job.get(field)
-        if file_id and file_id not in files:
+    for key, source in job_files(job):
+        if source and source not in files:
             raise ConfigurationError(
-                "%s (task %s) ended with the %s file %s, which is not among the downloads. Download it (openai_file) and "
-                "give its result in downloads." % (what, job.get("task_id"), key, file_id)
+                "%s (task %s) ended with the %s file %s, which is not among the downloads. Download it (openai_file, or s3_object "
+                "from S3) and give its result in downloads." % (what, job.get("task_id"), key, source)
             )
-        attempt[key] = files[file_id] if file_id else None
+        attempt[key] = files[source] if source else None
     return attempt
 
 

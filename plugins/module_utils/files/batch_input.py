@@ -247,3 +247,79 @@ class BatchInput(object):
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     yield number, json.loads(line.decode("utf-8"))["custom_id"]
+
+
+def _record(path, number, line, provider):
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BatchInputError("Line %d of %s is not a JSON record (%s); %s reads one JSON object per line. Fix the input and run again."
+                              % (number, path, error, provider), line=number)
+    if not isinstance(record, dict):
+        raise BatchInputError("Line %d of %s is not a JSON object; %s reads one JSON object per line. Fix the input and run again."
+                              % (number, path, provider), line=number)
+    return record
+
+
+class BedrockInput(object):
+    """A Bedrock batch input checked before upload: a JSON object per line with a ``modelInput`` object and a
+    ``recordId`` unique in the input, by which the output is put back in input order."""
+
+    def __init__(self, path):
+        self.path = path
+        self.requests = 0
+        self._record_ids = CustomIds()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._record_ids.close()
+
+    def add(self, number, line):
+        record = _record(self.path, number, line, "Bedrock")
+        if not isinstance(record.get("recordId"), str) or not record["recordId"]:
+            raise BatchInputError("Line %d of %s has no recordId; the output is put in input order by it. Give every record a "
+                                  "recordId, unique in the input." % (number, self.path), line=number)
+        if not isinstance(record.get("modelInput"), dict):
+            raise BatchInputError("Line %d of %s has no modelInput object, the model's request Bedrock sends. Fix the input and run again."
+                                  % (number, self.path), line=number)
+        self.requests += 1
+        self._record_ids.add(number, record["recordId"])
+
+    def finish(self):
+        if not self.requests:
+            raise BatchInputError("%s holds no record; a Bedrock batch input needs one JSON record per line." % self.path)
+        repeat = self._record_ids.first_repeat(self._read_record_ids)
+        if repeat is not None:
+            earlier, number, record_id = repeat
+            raise BatchInputError("Line %d of %s repeats the recordId %r of line %d; the output is put in input order by recordId, "
+                                  "so each must be unique. Fix the input and run again." % (number, self.path, record_id, earlier), line=number)
+
+    def _read_record_ids(self):
+        with open_local(self.path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, json.loads(line.decode("utf-8"))["recordId"]
+
+
+class SageMakerInput(object):
+    """A SageMaker batch transform input (SplitType Line) checked before upload: a JSON object per line."""
+
+    def __init__(self, path):
+        self.path = path
+        self.requests = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+    def add(self, number, line):
+        _record(self.path, number, line, "SageMaker batch transform")
+        self.requests += 1
+
+    def finish(self):
+        if not self.requests:
+            raise BatchInputError("%s holds no record; a SageMaker batch input needs one JSON record per line." % self.path)

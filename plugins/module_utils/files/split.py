@@ -4,8 +4,9 @@
 
 """A batch input split into parts of consecutive requests that each fit one batch job.
 
-One pass checks every line (the ``custom_id``s across the whole input), plans the parts and hashes
-the input; only then a second pass writes the parts not already in place. A manifest beside the parts
+One pass checks every line (the ``custom_id``s or ``recordId``s across the whole input), plans the parts
+and hashes the input; only then a second pass writes the parts not already in place. Where a job also
+takes a least number of requests (Bedrock), parts of equal size are planned in one more pass. A manifest beside the parts
 records the input's SHA-256 and size, the limits and each part, so that a re-run writes nothing.
 """
 
@@ -19,7 +20,12 @@ import os
 import re
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import BatchInput, BatchInputError
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_input import (
+    BatchInput,
+    BatchInputError,
+    BedrockInput,
+    SageMakerInput,
+)
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
     Replacement,
     count_lines,
@@ -72,7 +78,8 @@ class SplitPlan(object):
         self._digests = []
 
     def add(self, number, line):
-        max_requests, max_bytes = self.limits["max_requests"], self.limits["max_bytes"]
+        # 0: no limit.
+        max_requests, max_bytes = self.limits["max_requests"], self.limits["max_bytes"] or float("inf")
         if len(line) > max_bytes:
             raise BatchInputError(
                 "Line %d of %s holds %d bytes, more than a part may hold (max_bytes is %d). Shorten that request, or "
@@ -103,15 +110,27 @@ class SplitPlan(object):
         return self.parts
 
 
+def checker_of(src, limits):
+    """What checks each line of ``src``, by the provider whose records it holds."""
+    if limits["record_format"] == "bedrock":
+        return BedrockInput(src)
+    if limits["record_format"] == "sagemaker":
+        return SageMakerInput(src)
+    # The whole input's own limits do not apply: they are what the split is for.
+    return BatchInput(src, limits["endpoint"], max_requests=0, max_bytes=0)
+
+
 class Split(object):
     """The split of the batch input ``src`` into parts in the directory ``dest``, each within ``max_requests``
-    requests and ``max_bytes`` bytes, every line's url being ``endpoint`` (or the first line's)."""
+    requests (and at least ``min_requests``) and ``max_bytes`` bytes, every line checked as ``record_format``'s
+    (OpenAI's: its url being ``endpoint``, or the first line's)."""
 
-    def __init__(self, module, src, dest, max_requests, max_bytes, endpoint=None):
+    def __init__(self, module, src, dest, max_requests, max_bytes, endpoint=None, record_format="openai", min_requests=1):
         self.module = module
         self.src = src
         self.dest = dest
-        self.limits = {"max_requests": max_requests, "max_bytes": max_bytes, "endpoint": endpoint}
+        self.limits = {"max_requests": max_requests, "max_bytes": max_bytes, "endpoint": endpoint, "record_format": record_format,
+                       "min_requests": min_requests}
         self.stem = os.path.splitext(os.path.basename(src))[0]
         self.manifest_path = os.path.join(dest, "%s.parts.json" % self.stem)
 
@@ -146,8 +165,11 @@ class Split(object):
 
     def check_options(self):
         for name in ("max_requests", "max_bytes"):
-            if self.limits[name] < 1:
-                raise ConfigurationError("%s is %d; give a positive number (the most a part may hold)." % (name, self.limits[name]))
+            if self.limits[name] < 0:
+                raise ConfigurationError("%s is %d; give the most a part may hold, or 0 for no limit." % (name, self.limits[name]))
+        if self.limits["min_requests"] < 1 or 0 < self.limits["max_requests"] < self.limits["min_requests"]:
+            raise ConfigurationError("min_requests is %d; give at least 1, and no more than max_requests (%d)."
+                                     % (self.limits["min_requests"], self.limits["max_requests"]))
         if os.path.exists(self.dest) and not os.path.isdir(self.dest):
             raise ConfigurationError("dest %s is not a directory; give the directory to write the parts to." % self.dest)
 
@@ -214,13 +236,12 @@ class Split(object):
         return not self.stale_parts(written) and file_digest(self.src) == manifest["src"]["sha256"]
 
     def checked(self):
-        """Read ``src`` once: check every request as OpenAI's batch validation would (custom_ids across the
+        """Read ``src`` once: check every request as its provider would (custom_ids or recordIds across the
         whole input), plan the parts and hash ``src``. Returns the manifest of the split; writes nothing."""
         plan = SplitPlan(self.src, self.limits, self.stem)
         source_digest = hashlib.sha256()
         size = 0
-        # The whole input's own limits do not apply: they are what the split is for.
-        with BatchInput(self.src, self.limits["endpoint"], max_requests=0, max_bytes=0) as checker:
+        with checker_of(self.src, self.limits) as checker:
             with open_local(self.src) as handle:
                 for number, line in enumerate(handle, start=1):
                     source_digest.update(line)
@@ -229,12 +250,37 @@ class Split(object):
                         checker.add(number, line)
                         plan.add(number, line)
             checker.finish()
+        parts = plan.finish()
+        if any(part["lines"] < self.limits["min_requests"] for part in parts):
+            parts = self.balanced(checker.requests)
         return {
             "src": {"sha256": source_digest.hexdigest(), "bytes": size},
             "requests": checker.requests,
             "limits": self.limits,
-            "parts": plan.finish(),
+            "parts": parts,
         }
+
+    def balanced(self, requests):
+        """Parts of equal numbers of requests, so that none holds fewer than ``min_requests``: planned in a
+        second pass over ``src``."""
+        minimum = self.limits["min_requests"]
+        if requests < minimum:
+            raise BatchInputError("%s holds %d requests; a job takes at least %d (min_requests). Add requests, or run them with "
+                                  "others." % (self.src, requests, minimum))
+        count = -(-requests // self.limits["max_requests"]) if self.limits["max_requests"] else 1
+        plan = SplitPlan(self.src, dict(self.limits, max_requests=-(-requests // count)), self.stem)
+        with open_local(self.src) as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    plan.add(number, line)
+        parts = plan.finish()
+        for part in parts:
+            if part["lines"] < minimum:
+                raise BatchInputError(
+                    "Part %d of %s would hold %d requests, fewer than a job takes (min_requests %d), because max_bytes (%d) cuts "
+                    "the parts short. Raise max_bytes, or shorten the requests."
+                    % (part["index"], self.src, part["lines"], minimum, self.limits["max_bytes"]))
+        return parts
 
     def in_place(self, part):
         path = os.path.join(self.dest, part["name"])

@@ -51,10 +51,10 @@ def rendered(expression, **variables_set):
 
 
 def render(provider, **overrides):
-    """The provider's connector and batch parameters (OpenAI's jobs take theirs from the input files)."""
+    """The provider's connector and the parameters its jobs share (each job's input is its own)."""
     overrides["batch_inference_provider"] = provider
     return (rendered("__batch_inference_connectors[batch_inference_provider]", **overrides),
-            rendered("__batch_inference_batch_parameters[batch_inference_provider] | default({})", **overrides))
+            rendered("__batch_inference_job_parameters", **overrides))
 
 
 def actions_by_type(body):
@@ -107,6 +107,13 @@ def test_the_openai_endpoints_of_the_connector_are_the_choices_of_the_argument_s
     assert sorted(choices) == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 
 
+def filled(request_body, parameters):
+    """A request body as ML Commons fills it from the request's parameters."""
+    for name, value in parameters.items():
+        request_body = request_body.replace("${parameters.%s}" % name, value if isinstance(value, str) else json.dumps(value))
+    return json.loads(request_body)
+
+
 def test_bedrock_follows_ml_commons_batch_job_shape():
     body, parameters = render("bedrock", batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK",
                               batch_inference_aws_session_token="", batch_inference_aws_region="us-west-2",
@@ -119,10 +126,11 @@ def test_bedrock_follows_ml_commons_batch_job_shape():
     batch = actions["batch_predict"]
     assert batch["url"] == "https://bedrock.${parameters.region}.amazonaws.com/model-invocation-job"
     assert batch["post_process_function"] == "connector.post_process.bedrock.batch_job_arn"
-    filled = batch["request_body"]
-    for name, value in parameters.items():
-        filled = filled.replace("${parameters.%s}" % name, value)
-    request = json.loads(filled.replace("${parameters.model}", "m"))
+    # The input is each job's own (ml_batch_predict's input_parameter); the model is sent so that it enters the job's name.
+    assert parameters == {"output_s3Uri": "s3://b/out/", "role_arn": "arn:aws:iam::1:role/r", "model": "amazon.titan-embed-text-v2:0",
+                          "jobName": "job-1"}
+    assert rendered("__batch_inference_job_fields.bedrock", batch_inference_provider="bedrock")["input"] == "input_s3Uri"
+    request = filled(batch["request_body"], dict(parameters, input_s3Uri="s3://b/in.jsonl", model="m"))
     assert request == {"inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in.jsonl"}}, "jobName": "job-1", "modelId": "m",
                        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://b/out/"}}, "roleArn": "arn:aws:iam::1:role/r"}
     assert actions["batch_predict_status"]["url"].endswith("/model-invocation-job/${parameters.processedJobArn}")
@@ -134,25 +142,27 @@ def test_sagemaker_follows_the_sagemaker_blueprint(endpoint_name, with_predict):
     body, parameters = render("sagemaker", batch_inference_aws_region="us-east-1", batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK",
                               batch_inference_aws_session_token="ST", batch_inference_sagemaker_model_name="DJL-model",
                               batch_inference_sagemaker_input_s3_uri="s3://b/in.json", batch_inference_sagemaker_output_s3_uri="s3://b/out",
-                              batch_inference_sagemaker_job_name="tj-1", batch_inference_sagemaker_endpoint_name=endpoint_name)
+                              batch_inference_sagemaker_job_name="tj-1", batch_inference_sagemaker_endpoint_name=endpoint_name,
+                              __batch_inference_model={"model_id": "m1"})
     actions = actions_by_type(body)
     assert body["credential"] == {"access_key": "AK", "secret_key": "SK", "session_token": "ST"}
     assert body["parameters"]["service_name"] == "sagemaker"
     # The job's input and output are the request's: a new input changes no connector.
-    assert "TransformInput" not in body["parameters"] and "TransformOutput" not in body["parameters"]
-    assert parameters["TransformInput"]["DataSource"]["S3DataSource"] == {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in.json"}
-    # Each job writes in a directory of its own.
-    assert parameters["TransformOutput"] == {"AssembleWith": "Line", "Accept": "application/json", "S3OutputPath": "s3://b/out/tj-1/"}
+    assert "input_s3Uri" not in body["parameters"] and "output_s3Uri" not in body["parameters"]
+    # SageMaker writes <output>/<input name>.out: each ML Commons model writes in a directory of its own.
+    assert parameters == {"output_s3Uri": "s3://b/out/m1/", "ModelName": "DJL-model", "TransformJobName": "tj-1"}
     assert body["parameters"]["DataProcessing"] == {"InputFilter": "$.content", "JoinSource": "Input", "OutputFilter": "$"}
     assert body["parameters"]["BatchStrategy"] == "SingleRecord" and body["parameters"]["ModelName"] == "DJL-model"
     assert ("predict" in actions) is with_predict
     batch = actions["batch_predict"]
     assert batch["url"] == "https://api.sagemaker.${parameters.region}.amazonaws.com/CreateTransformJob"
-    # Objects are spliced in unquoted, strings quoted, as in the blueprint.
-    for field in ("DataProcessing", "TransformInput", "TransformOutput", "TransformResources"):
-        assert '"%s" : ${parameters.%s}' % (field, field) in batch["request_body"] or '"%s": ${parameters.%s}' % (field, field) in batch["request_body"]
-    assert '"TransformJobName" : "${parameters.TransformJobName}"' in batch["request_body"]
-    assert parameters["TransformJobName"] == "tj-1"
+    request = filled(batch["request_body"], dict(body["parameters"], **dict(parameters, input_s3Uri="s3://b/in.json")))
+    assert request["TransformInput"] == {"ContentType": "application/json", "SplitType": "Line",
+                                         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in.json"}}}
+    assert request["TransformOutput"] == {"AssembleWith": "Line", "Accept": "application/json", "S3OutputPath": "s3://b/out/m1/"}
+    assert (request["TransformJobName"], request["ModelName"], request["BatchStrategy"]) == ("tj-1", "DJL-model", "SingleRecord")
+    assert request["DataProcessing"] == body["parameters"]["DataProcessing"]
+    assert request["TransformResources"] == {"InstanceCount": 1, "InstanceType": "ml.c5.xlarge"}
 
 
 AWS_CREDENTIALS = dict(batch_inference_aws_access_key="AK", batch_inference_aws_secret_key="SK", batch_inference_aws_session_token="",
@@ -160,41 +170,33 @@ AWS_CREDENTIALS = dict(batch_inference_aws_access_key="AK", batch_inference_aws_
 
 
 @pytest.mark.parametrize("provider, field", [("bedrock", "jobName"), ("sagemaker", "TransformJobName")])
-def test_a_job_is_named_after_the_input_the_models_and_the_output_unless_named(provider, field):
-    def name(**overrides):
-        variables = dict(AWS_CREDENTIALS, batch_inference_name="My batch_inference run!", batch_inference_s3_prefix="s3://b/p/",
-                         __batch_inference_aws_upload={"uri": "s3://b/p/input/in.sha256-ab.jsonl", "sha256": "ab"},
-                         __batch_inference_model={"model_id": "m1"})
+def test_a_job_is_named_by_ml_batch_predict_unless_a_name_is_given(provider, field):
+    def job(**overrides):
+        variables = dict(AWS_CREDENTIALS, batch_inference_s3_prefix="s3://b/p/", __batch_inference_model={"model_id": "m1"})
         variables.update(overrides)
-        return render(provider, **variables)[1][field]
+        variables["batch_inference_provider"] = provider
+        return render(provider, **variables)[1], rendered("__batch_inference_job_fields[batch_inference_provider]", **variables)
 
-    first = name()
-    assert re.match(r"^My-batch-inference-run-[0-9a-f]{20}$", first) and len(first) <= 63
-    assert name() == first
-    assert name(__batch_inference_aws_upload={"uri": "s3://b/p/input/in.sha256-cd.jsonl", "sha256": "cd"}) != first
-    assert name(batch_inference_s3_prefix="s3://b/other/") != first
-    model = {"bedrock": "batch_inference_bedrock_model_id", "sagemaker": "batch_inference_sagemaker_model_name"}[provider]
-    assert name(**{model: "another-model"}) != first
-    # The chain made again after a teardown: the service keeps the old name taken.
-    assert name(__batch_inference_model={"model_id": "m2"}) != first
-    # The teardown finds the model (ml_model_info) before it stops the job, under the same name.
-    assert name(__batch_inference_model={}, __batch_inference_models={"models": [{"model_id": "m1"}]}) == first
-    assert name(**{"batch_inference_%s_job_name" % provider: "given"}) == "given"
-    assert re.match(r"^batch-[0-9a-f]{20}$", name(batch_inference_name="--"))
+    parameters, fields = job()
+    assert field not in parameters and fields["name"] == field
+    # The teardown finds the model (ml_model_info) before it stops the jobs: the same parameters, so the same names.
+    assert job(batch_inference_state="absent", __batch_inference_model={}, __batch_inference_models={"models": [{"model_id": "m1"}]})[0] == parameters
+    # A teardown earlier in the play leaves its look-up behind: a run after it uses the model it deployed.
+    assert job(__batch_inference_models={"models": [{"model_id": "m0"}]})[0] == parameters
+    assert job(**{"batch_inference_%s_job_name" % provider: "given"})[0][field] == "given"
 
 
-def test_the_endpoints_can_be_overridden_and_the_uploaded_input_is_the_jobs():
-    upload = {"uri": "s3://b/p/input/in.sha256-ab.jsonl", "sha256": "ab"}
+def test_the_endpoints_can_be_overridden_and_the_output_is_under_the_prefix():
     body, parameters = render("bedrock", batch_inference_bedrock_endpoint_url="http://10.0.0.1:8402/bedrock/", batch_inference_s3_prefix="s3://b/p/",
-                              __batch_inference_aws_upload=upload, **AWS_CREDENTIALS)
+                              **AWS_CREDENTIALS)
     actions = actions_by_type(body)
     assert actions["batch_predict"]["url"] == "http://10.0.0.1:8402/bedrock/model-invocation-job"
     assert actions["cancel_batch_predict"]["url"] == "http://10.0.0.1:8402/bedrock/model-invocation-job/${parameters.processedJobArn}/stop"
-    assert parameters["input_s3Uri"] == upload["uri"] and parameters["output_s3Uri"] == "s3://b/p/output/"
+    assert parameters["output_s3Uri"] == "s3://b/p/output/"
     body, parameters = render("sagemaker", batch_inference_sagemaker_endpoint_url="https://vpce.example.com", batch_inference_s3_prefix="s3://b/p/",
-                              batch_inference_sagemaker_model_name="m", __batch_inference_aws_upload=upload, **AWS_CREDENTIALS)
+                              batch_inference_sagemaker_model_name="m", __batch_inference_model={"model_id": "m1"}, **AWS_CREDENTIALS)
     assert actions_by_type(body)["batch_predict"]["url"] == "https://vpce.example.com/CreateTransformJob"
-    assert parameters["TransformOutput"]["S3OutputPath"] == "s3://b/p/output/%s/" % parameters["TransformJobName"]
+    assert parameters["output_s3Uri"] == "s3://b/p/output/m1/"
 
 
 @pytest.mark.parametrize("input_file, host, part, attempt, job_input, expected", [

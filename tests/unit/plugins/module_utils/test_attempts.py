@@ -1,4 +1,4 @@
-"""A split input's parts with their attempts, from the chain's results: jobs matched to downloads by file ID."""
+"""A split input's parts with their attempts, from the chain's results: jobs matched to downloads by file ID or S3 URI."""
 
 import json
 
@@ -33,6 +33,16 @@ def test_each_part_gets_its_job_and_the_files_downloaded_for_it_whatever_their_n
         {"input": "/w/in.part-00001.jsonl", "attempts": [{"status": "COMPLETED", "reason": None, "output": "/r/z.jsonl", "errors": None}]},
         {"input": "/w/in.part-00002.jsonl", "attempts": [{"status": "EXPIRED", "reason": "expired", "output": "/r/y.jsonl", "errors": "/r/x.jsonl"}]},
     ]
+
+
+def test_a_bedrock_or_sagemaker_job_gets_the_s3_object_downloaded_for_it_by_its_uri():
+    jobs = [dict(job("t1", "COMPLETED"), job={"jobArn": "arn/j1"}, output_uri="s3://b/out/j1/a.out"),
+            dict(job("t2", "COMPLETED"), job={"jobArn": "arn/j2"}, output_uri="s3://b/out/j2/b.out")]
+    # s3_object's download results: the object's URI and where it went.
+    downloads = [{"changed": True, "uri": "s3://b/out/j2/b.out", "dest": "/r/2.jsonl"}, {"changed": True, "uri": "s3://b/out/j1/a.out", "dest": "/r/1.jsonl"}]
+    assert [part["attempts"][0]["output"] for part in parts_with_attempts(SPLIT, jobs, downloads=downloads)] == ["/r/1.jsonl", "/r/2.jsonl"]
+    with pytest.raises(ConfigurationError, match="ended with the output file s3://b/out/j2/b.out, which is not among the downloads"):
+        parts_with_attempts(SPLIT, jobs, downloads=downloads[1:])
 
 
 def test_a_retry_job_is_the_next_attempt_of_the_part_its_input_names():

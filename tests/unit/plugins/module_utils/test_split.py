@@ -27,10 +27,10 @@ def write_input(tmp_path, lines, name="input.jsonl"):
     return str(path)
 
 
-def split(tmp_path, src, check_mode=False, dest=None, max_requests=50000, max_bytes=190000000, endpoint=None, module=None):
+def split(tmp_path, src, check_mode=False, dest=None, max_requests=50000, max_bytes=190000000, endpoint=None, module=None, **formats):
     """The split's outcome as one dict: changed, the parts and the input's size and SHA-256, the diff."""
     module = module or FakeModule({}, check_mode)
-    changed, before, after, found = Split(module, src, dest or str(tmp_path / "parts"), max_requests, max_bytes, endpoint).apply()
+    changed, before, after, found = Split(module, src, dest or str(tmp_path / "parts"), max_requests, max_bytes, endpoint, **formats).apply()
     return dict(found, changed=changed, diff={"before": before, "after": after})
 
 
@@ -119,10 +119,12 @@ def test_a_line_larger_than_max_bytes_is_named(tmp_path):
     assert caught.value.details == {"line": 2}
 
 
-def test_limits_below_one_and_a_dest_that_is_a_file_are_refused(tmp_path):
+def test_limits_below_zero_and_a_dest_that_is_a_file_are_refused(tmp_path):
     src = write_input(tmp_path, [request("a")])
-    with pytest.raises(ConfigurationError, match="max_requests is 0; give a positive number"):
-        split(tmp_path, src, max_requests=0)
+    with pytest.raises(ConfigurationError, match="max_requests is -1; give the most a part may hold, or 0 for no limit"):
+        split(tmp_path, src, max_requests=-1)
+    with pytest.raises(ConfigurationError, match="min_requests is 3; give at least 1, and no more than max_requests"):
+        split(tmp_path, src, max_requests=2, min_requests=3)
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigurationError, match="is not a directory"):
         split(tmp_path, src, dest=str(tmp_path / "file"))
@@ -312,3 +314,57 @@ def test_parts_manifest_and_directory_are_private_whatever_the_umask(tmp_path):
     modes = [stat.S_IMODE(os.stat(path).st_mode) for path in written]
     assert modes == [0o600] * 3
     assert [stat.S_IMODE(os.stat(str(path)).st_mode) for path in (tmp_path / "out", tmp_path / "out" / "parts")] == [0o700, 0o700]
+
+
+def record(record_id, text="x"):
+    return json.dumps({"recordId": record_id, "modelInput": {"inputText": text}}, separators=(",", ":"))
+
+
+def test_zero_limits_leave_the_input_whole(tmp_path):
+    src = write_input(tmp_path, [request("r%d" % n) for n in range(5)])
+    result = split(tmp_path, src, max_requests=0, max_bytes=0)
+    assert [part["path"] for part in result["parts"]] == [src] and result["requests"] == 5
+
+
+def test_bedrock_records_are_split_into_equal_parts_none_under_min_requests(tmp_path):
+    lines = [record("r%d" % n) for n in range(250)]
+    result = split(tmp_path, write_input(tmp_path, lines), max_requests=100, record_format="bedrock", min_requests=60)
+    # By max_requests alone, 100, 100 and 50: the last would hold too few.
+    assert [part["lines"] for part in result["parts"]] == [84, 84, 82]
+    assert sum(contents(result), []) == lines
+
+
+def test_bedrock_parts_by_max_requests_when_the_last_part_is_large_enough(tmp_path):
+    lines = [record("r%d" % n) for n in range(7)]
+    result = split(tmp_path, write_input(tmp_path, lines), max_requests=3, record_format="bedrock", min_requests=1)
+    assert [part["lines"] for part in result["parts"]] == [3, 3, 1]
+
+
+def test_too_few_records_or_parts_cut_short_by_bytes_are_refused_before_anything_is_written(tmp_path):
+    src = write_input(tmp_path, [record("r%d" % n) for n in range(5)])
+    with pytest.raises(BatchInputError, match="holds 5 requests; a job takes at least 10 .min_requests."):
+        split(tmp_path, src, max_requests=100, record_format="bedrock", min_requests=10)
+    with pytest.raises(BatchInputError, match="Part 1 of .* would hold 2 requests, fewer than a job takes .min_requests 3., because max_bytes"):
+        split(tmp_path, src, max_requests=100, max_bytes=len(record("r0")) * 2 + 2, record_format="bedrock", min_requests=3)
+    assert files_in(tmp_path / "parts") == []
+
+
+@pytest.mark.parametrize("bad_line, problem", [
+    ('{"modelInput": {"inputText": "x"}}', "Line 2 of .* has no recordId"),
+    ('{"recordId": "b"}', "Line 2 of .* has no modelInput object"),
+    ('[1]', "Line 2 of .* is not a JSON object"),
+    ('{"recordId": "a", "modelInput": {}}', "Line 2 of .* repeats the recordId 'a' of line 1"),
+])
+def test_a_bad_bedrock_record_is_named_and_nothing_is_written(tmp_path, bad_line, problem):
+    src = write_input(tmp_path, [record("a"), bad_line, record("c")])
+    with pytest.raises(BatchInputError, match=problem):
+        split(tmp_path, src, max_requests=1, record_format="bedrock")
+    assert files_in(tmp_path / "parts") == []
+
+
+def test_sagemaker_lines_must_be_json_objects(tmp_path):
+    src = write_input(tmp_path, ['{"content": "a"}', 'not json'])
+    with pytest.raises(BatchInputError, match="Line 2 of .* is not a JSON record"):
+        split(tmp_path, src, record_format="sagemaker")
+    src = write_input(tmp_path, ['{"content": "a"}', '{"content": "b"}'], name="ok.jsonl")
+    assert split(tmp_path, src, record_format="sagemaker", max_requests=0)["requests"] == 2

@@ -1,12 +1,15 @@
-"""ml_batch_predict with jobs (or input_file_ids): several jobs at once, within ML Commons' task limit, waited for together.
+"""ml_batch_predict with jobs (or inputs): several jobs at once, within ML Commons' task limit, waited for together.
 
 ML Commons is played by ``Cluster``, a simulation at the level of the batch run's requests (find, submit, read,
 cancel), so the tests can count what the module asked for and hold it to the task limit as jobs end; the
 integration tests run the same against a real ML Commons."""
 
+import re
+
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import identity
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import jobs as batch
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.batch import run as batch_run
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core import wait
@@ -215,7 +218,7 @@ def test_cancelled_with_wait_waits_for_every_cancel(cluster):
     assert (outcome["status"], outcome["changed"]) == ("CANCELLED", True)
 
 
-def test_input_file_ids_run_the_same_jobs_as_jobs_in_the_same_order(cluster):
+def test_inputs_run_the_same_jobs_as_jobs_in_the_same_order(cluster):
     by_ids = run(FakeModule(ml_batch_predict, model_id="m1", parameters=SHARED, wait=True, input_file_ids=FILES))
     assert cluster.submits == FILES
     by_jobs = run(fake_module(FILES))
@@ -225,9 +228,59 @@ def test_input_file_ids_run_the_same_jobs_as_jobs_in_the_same_order(cluster):
     assert (by_ids["status"], by_ids["changed"], by_jobs["changed"]) == ("COMPLETED", True, False)
 
 
-def test_input_file_ids_cannot_be_given_with_jobs_or_task_id():
+def test_inputs_cannot_be_given_with_jobs_or_task_id():
     validator = ArgumentSpecValidator(ml_batch_predict.ARGUMENT_SPEC, mutually_exclusive=ml_batch_predict.MUTUALLY_EXCLUSIVE)
     for other in (dict(jobs=[{"parameters": {"input_file_id": "file-a"}}]), dict(task_id="t1")):
         errors = validator.validate(dict(model_id="m1", input_file_ids=FILES, **other)).error_messages
         assert len(errors) == 1 and errors[0].startswith("parameters are mutually exclusive: ")
     assert validator.validate(dict(model_id="m1", input_file_ids=FILES)).error_messages == []
+
+
+def sent_parameters(cluster, monkeypatch):
+    """The parameters of each job submitted, as sent."""
+    sent = []
+
+    def submit(client, model_id, parameters, identity, known_ids):
+        sent.append(dict(parameters))
+        return cluster.submit(client, model_id, parameters, identity, known_ids)
+
+    monkeypatch.setattr(batch_run, "submit", submit)
+    return sent
+
+
+def test_inputs_go_under_input_parameter_and_each_job_is_named_from_its_parameters_and_model(cluster, monkeypatch):
+    sent = sent_parameters(cluster, monkeypatch)
+    module = FakeModule(ml_batch_predict, model_id="m1", parameters=SHARED, wait=True, inputs=FILES[:2], name_parameter="jobName",
+                        name_prefix="Nightly embeddings!")
+    run(module)
+    names = [parameters["jobName"] for parameters in sent]
+    assert [parameters["input_file_id"] for parameters in sent] == FILES[:2]
+    assert all(re.match(r"^Nightly-embeddings-[0-9a-f]{20}$", name) for name in names) and names[0] != names[1]
+    assert names[0] == identity.job_name("Nightly embeddings!", dict(SHARED, input_file_id="file-a"), "m1")
+    # Another model, output or prefix: another name; the same: the same.
+    assert identity.job_name("x", {"a": "1"}, "m1") == identity.job_name("x", {"a": "1"}, "m1")
+    assert len(set([identity.job_name("x", {"a": "1"}, "m1"), identity.job_name("x", {"a": "1"}, "m2"),
+                    identity.job_name("x", {"a": "2"}, "m1"), identity.job_name("y", {"a": "1"}, "m1")])) == 4
+    assert len(identity.job_name("a" * 80, {}, "m1")) == 63 and identity.job_name("--", {}, "m1").startswith("batch-")
+
+
+def test_a_name_given_is_kept_and_two_jobs_of_one_name_are_refused_before_anything_is_sent(cluster, monkeypatch):
+    sent = sent_parameters(cluster, monkeypatch)
+    run(fake_module(FILES[:1], parameters=dict(SHARED, jobName="mine"), name_parameter="jobName"))
+    assert sent[0]["jobName"] == "mine"
+    with pytest.raises(ConfigurationError, match="jobs.0. and jobs.1. have the same jobName 'mine'"):
+        run(fake_module(FILES[1:3], parameters=dict(SHARED, jobName="mine"), name_parameter="jobName"))
+    assert len(sent) == 1
+
+
+@pytest.mark.parametrize("job, status, uri", [
+    ({"jobArn": "arn:aws:bedrock:us-east-1:1:model-invocation-job/abc123", "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://b/in/x.jsonl"}},
+      "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://b/out/"}}}, "COMPLETED", "s3://b/out/abc123/x.jsonl.out"),
+    ({"TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": "s3://b/in/y.jsonl"}}}, "TransformOutput": {"S3OutputPath": "s3://b/out/m1"}},
+     "COMPLETED_WITH_ERROR", "s3://b/out/m1/y.jsonl.out"),
+    ({"TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": "s3://b/in/y.jsonl"}}}, "TransformOutput": {"S3OutputPath": "s3://b/out/"}},
+     "FAILED", None),
+    ({"id": "batch_1", "output_file_id": "file-1"}, "COMPLETED", None),
+])
+def test_the_output_object_of_a_completed_aws_job(job, status, uri):
+    assert batch.output_uri(job, status) == uri
