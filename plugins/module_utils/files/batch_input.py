@@ -237,16 +237,18 @@ class BatchInput(object):
         """The checks that need every line: some request at all, and no custom_id twice."""
         if not self.requests:
             raise BatchInputError("%s holds no request; a batch input needs one JSON request per line." % self.path)
-        repeat = self._custom_ids.first_repeat(self._read_custom_ids)
+        repeat = self._custom_ids.first_repeat(lambda: keys_of(self.path, "custom_id"))
         if repeat is not None:
             earlier, number, custom_id = repeat
             raise _refusal(self.path, number, "repeats the custom_id %r of line %d; every custom_id must be unique" % (custom_id, earlier))
 
-    def _read_custom_ids(self):
-        with open_local(self.path) as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, json.loads(line.decode("utf-8"))["custom_id"]
+
+def keys_of(path, field):
+    """(line number, ``field``) of every non-blank line of a checked input, read again."""
+    with open_local(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, json.loads(line.decode("utf-8"))[field]
 
 
 def _record(path, number, line, provider):
@@ -290,17 +292,11 @@ class BedrockInput(object):
     def finish(self):
         if not self.requests:
             raise BatchInputError("%s holds no record; a Bedrock batch input needs one JSON record per line." % self.path)
-        repeat = self._record_ids.first_repeat(self._read_record_ids)
+        repeat = self._record_ids.first_repeat(lambda: keys_of(self.path, "recordId"))
         if repeat is not None:
             earlier, number, record_id = repeat
             raise BatchInputError("Line %d of %s repeats the recordId %r of line %d; the output is put in input order by recordId, "
                                   "so each must be unique. Fix the input and run again." % (number, self.path, record_id, earlier), line=number)
-
-    def _read_record_ids(self):
-        with open_local(self.path) as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield number, json.loads(line.decode("utf-8"))["recordId"]
 
 
 class SageMakerInput(object):
