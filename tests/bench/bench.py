@@ -936,7 +936,7 @@ def volume_steps(runner, emulator, settings):
 
 VOLUME_BATCH_DIR = OUTPUT_DIR / "volume_batch"
 VOLUME_BATCH_LINE_BYTES = 1000  # a passage of about 150 words, a usual chunk of a corpus embedded for search
-VOLUME_BATCH_JOBS_TASK = "Batch jobs, one per input file, within ML Commons' task limit"
+VOLUME_BATCH_JOBS_TASK = "Batch jobs, one per input, within ML Commons' task limit"
 VOLUME_BATCH_RESULT_TASK = "Keep what the role published"
 # What a re-run pays for at OpenAI: a file stored, a batch created, a file's content downloaded.
 PAID_COUNTERS = ("files_uploaded", "batches_created", "file_downloads")
