@@ -251,71 +251,72 @@ def keys_of(path, field):
                 yield number, json.loads(line.decode("utf-8"))[field]
 
 
-def _record(path, number, line, provider):
-    try:
-        record = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise BatchInputError("Line %d of %s is not a JSON record (%s); %s reads one JSON object per line. Fix the input and run again."
-                              % (number, path, error, provider), line=number)
-    if not isinstance(record, dict):
-        raise BatchInputError("Line %d of %s is not a JSON object; %s reads one JSON object per line. Fix the input and run again."
-                              % (number, path, provider), line=number)
-    return record
+class RecordInput(object):
+    """A batch input of a provider other than OpenAI, checked before upload: a JSON object per line. Used as a
+    context manager, as :class:`BatchInput` is."""
 
-
-class BedrockInput(object):
-    """A Bedrock batch input checked before upload: a JSON object per line with a ``modelInput`` object and a
-    ``recordId`` unique in the input, by which the output is put back in input order."""
+    # Who reads the input, and what it is called.
+    provider, name = "SageMaker batch transform", "SageMaker batch input"
 
     def __init__(self, path):
         self.path = path
         self.requests = 0
-        self._record_ids = CustomIds()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        pass
+
+    def add(self, number, line):
+        """Check the record on line ``number`` (bytes, not blank); returns it."""
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise BatchInputError("Line %d of %s is not a JSON record (%s); %s reads one JSON object per line. Fix the input and run "
+                                  "again." % (number, self.path, error, self.provider), line=number)
+        if not isinstance(record, dict):
+            raise BatchInputError("Line %d of %s is not a JSON object; %s reads one JSON object per line. Fix the input and run again."
+                                  % (number, self.path, self.provider), line=number)
+        self.requests += 1
+        return record
+
+    def finish(self):
+        if not self.requests:
+            raise BatchInputError("%s holds no record; a %s needs one JSON record per line." % (self.path, self.name))
+
+
+class BedrockInput(RecordInput):
+    """Bedrock's records, each also with a ``modelInput`` object and a ``recordId`` unique in the input, by which
+    the output is put back in input order."""
+
+    provider, name = "Bedrock", "Bedrock batch input"
+
+    def __init__(self, path):
+        super(BedrockInput, self).__init__(path)
+        self._record_ids = CustomIds()
+
+    def close(self):
         self._record_ids.close()
 
     def add(self, number, line):
-        record = _record(self.path, number, line, "Bedrock")
+        record = super(BedrockInput, self).add(number, line)
         if not isinstance(record.get("recordId"), str) or not record["recordId"]:
             raise BatchInputError("Line %d of %s has no recordId; the output is put in input order by it. Give every record a "
                                   "recordId, unique in the input." % (number, self.path), line=number)
         if not isinstance(record.get("modelInput"), dict):
             raise BatchInputError("Line %d of %s has no modelInput object, the model's request Bedrock sends. Fix the input and run again."
                                   % (number, self.path), line=number)
-        self.requests += 1
         self._record_ids.add(number, record["recordId"])
+        return record
 
     def finish(self):
-        if not self.requests:
-            raise BatchInputError("%s holds no record; a Bedrock batch input needs one JSON record per line." % self.path)
+        super(BedrockInput, self).finish()
         repeat = self._record_ids.first_repeat(lambda: keys_of(self.path, "recordId"))
         if repeat is not None:
             earlier, number, record_id = repeat
             raise BatchInputError("Line %d of %s repeats the recordId %r of line %d; the output is put in input order by recordId, "
                                   "so each must be unique. Fix the input and run again." % (number, self.path, record_id, earlier), line=number)
-
-
-class SageMakerInput(object):
-    """A SageMaker batch transform input (SplitType Line) checked before upload: a JSON object per line."""
-
-    def __init__(self, path):
-        self.path = path
-        self.requests = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        pass
-
-    def add(self, number, line):
-        _record(self.path, number, line, "SageMaker batch transform")
-        self.requests += 1
-
-    def finish(self):
-        if not self.requests:
-            raise BatchInputError("%s holds no record; a SageMaker batch input needs one JSON record per line." % self.path)

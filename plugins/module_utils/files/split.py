@@ -6,8 +6,9 @@
 
 One pass checks every line (the ``custom_id``s or ``recordId``s across the whole input), plans the parts
 and hashes the input; only then a second pass writes the parts not already in place. Where a job also
-takes a least number of requests (Bedrock), parts of equal size are planned in one more pass. A manifest beside the parts
-records the input's SHA-256 and size, the limits and each part, so that a re-run writes nothing.
+takes a least number of requests (Bedrock), parts of equal size are planned in one more pass. A manifest
+beside the parts records the input's SHA-256 and size, the limits and each part, so that a re-run writes
+nothing.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,7 +25,7 @@ from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.batch_
     BatchInput,
     BatchInputError,
     BedrockInput,
-    SageMakerInput,
+    RecordInput,
 )
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import (
     Replacement,
@@ -115,7 +116,7 @@ def checker_of(src, limits):
     if limits["record_format"] == "bedrock":
         return BedrockInput(src)
     if limits["record_format"] == "sagemaker":
-        return SageMakerInput(src)
+        return RecordInput(src)
     # The whole input's own limits do not apply: they are what the split is for.
     return BatchInput(src, limits["endpoint"], max_requests=0, max_bytes=0)
 
