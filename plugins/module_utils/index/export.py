@@ -12,10 +12,12 @@ __metaclass__ = type
 
 import hashlib
 import os
+import uuid
+from json.encoder import encode_basestring
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.files.local import Replacement, count_lines, file_digest
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import canonical, custom_id, fingerprint
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import RequestFingerprint, canonical, custom_id, encoded
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.read import field_value, get_many, pages
 
 EMBEDDINGS = "/v1/embeddings"
@@ -42,6 +44,28 @@ def check_messages(endpoint, messages):
         return
     if not any(isinstance(message.get("content"), str) and PLACEHOLDER in message["content"] for message in messages):
         raise ConfigurationError("No message holds %s, where each document's text goes: put it in the content of one." % PLACEHOLDER)
+
+
+class RequestLines(object):
+    """The request line of each document's text. Every body is one template with the text in its place: JSON
+    escapes character by character, so the text's JSON, put between the template's pieces, is the canonical body
+    (:func:`canonical`), and per document only the text is encoded."""
+
+    def __init__(self, endpoint, model, body, messages):
+        # No value of the user's can hold a random slot.
+        slot = "\x00%s\x00" % uuid.uuid4().hex
+        template = canonical(request_body(endpoint, model, body, messages, slot))
+        self.pieces = [encoded(piece) for piece in template.split(encode_basestring(slot)[1:-1])]
+        self.fingerprint = RequestFingerprint(endpoint)
+        self.url = encoded(canonical(endpoint))
+
+    def body(self, text):
+        """The canonical body of the request for ``text``, encoded."""
+        return encoded(encode_basestring(text)[1:-1]).join(self.pieces)
+
+    def line(self, doc_id, request_fingerprint, body):
+        return b'{"custom_id":%s,"method":"POST","url":%s,"body":%s}\n' % (
+            encoded(encode_basestring(custom_id(doc_id, request_fingerprint))), self.url, body)
 
 
 class DigestWriter(object):
@@ -78,12 +102,14 @@ class Export(object):
         self.fingerprint_field = fingerprint_field
         self.incremental = incremental
         self.page_size = page_size
+        self.lines = None
         self.counts = {"requests": 0, "unchanged": 0, "skipped_count": 0}
         self.skipped_documents = []
 
     def apply(self):
         """``(changed, before, after, found)``: the file before and after (for the diff) and what was found."""
         check_messages(self.endpoint, self.messages)
+        self.lines = RequestLines(self.endpoint, self.model, self.body, self.messages)
         if os.path.isdir(self.dest):
             raise ConfigurationError("dest %s is a directory; give the path of the batch input file to write." % self.dest)
         before = self.described(self.dest) if os.path.isfile(self.dest) else {}
@@ -113,11 +139,13 @@ class Export(object):
             results = {}
             if self.incremental and not same_index:
                 results = get_many(self.client, self.target_index, [doc_id for doc_id, _source in page], [self.fingerprint_field])
+            lines = []
             for doc_id, document in page:
                 result = document if same_index else results.get(doc_id, {})
                 line = self.request_line(doc_id, document, field_value(result, self.fingerprint_field) if self.incremental else None)
                 if line is not None:
-                    writer.write(line)
+                    lines.append(line)
+            writer.write(b"".join(lines))
         return writer
 
     def request_line(self, doc_id, document, current):
@@ -127,14 +155,13 @@ class Export(object):
             self.skip(doc_id, "no %s" % self.text_field if text is None else
                       "%s is empty" % self.text_field if isinstance(text, str) else "%s is not text" % self.text_field)
             return None
-        body = canonical(request_body(self.endpoint, self.model, self.body, self.messages, text))
-        request_fingerprint = fingerprint(self.endpoint, body)
+        body = self.lines.body(text)
+        request_fingerprint = self.lines.fingerprint.of(body)
         if current == request_fingerprint:
             self.counts["unchanged"] += 1
             return None
         self.counts["requests"] += 1
-        line = '{"custom_id":%s,"method":"POST","url":%s,"body":%s}\n' % (canonical(custom_id(doc_id, request_fingerprint)), canonical(self.endpoint), body)
-        return line.encode("utf-8", "surrogatepass")
+        return self.lines.line(doc_id, request_fingerprint, body)
 
     def skip(self, doc_id, reason):
         self.counts["skipped_count"] += 1

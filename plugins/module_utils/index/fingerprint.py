@@ -32,11 +32,25 @@ def canonical(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def fingerprint(url, canonical_body):
-    """The fingerprint of a request to ``url`` whose body is ``canonical_body`` (:func:`canonical`): the SHA-256
-    of the canonical ``{"body": ..., "url": ...}``, built around the body's text so it is encoded once."""
-    request = '{"body":%s,"url":%s}' % (canonical_body, canonical(url))
-    return hashlib.sha256(request.encode("utf-8", "surrogatepass")).hexdigest()
+def encoded(text):
+    # surrogatepass: JSON may hold a lone surrogate (\ud800), which plain UTF-8 cannot encode.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class RequestFingerprint(object):
+    """Fingerprints of requests to ``url``: the SHA-256 of the canonical ``{"body": ..., "url": ...}``, hashed
+    around the body's encoded canonical text so that text is not encoded again."""
+
+    def __init__(self, url):
+        self.head = hashlib.sha256(b'{"body":')
+        self.tail = encoded(',"url":%s}' % canonical(url))
+
+    def of(self, canonical_body):
+        """The fingerprint of the request whose body is ``canonical_body`` (:func:`canonical`, encoded)."""
+        digest = self.head.copy()
+        digest.update(canonical_body)
+        digest.update(self.tail)
+        return digest.hexdigest()
 
 
 def custom_id(doc_id, request_fingerprint):

@@ -7,8 +7,8 @@ import pytest
 
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.client import Client
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.core.errors import ConfigurationError
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.export import request_body
-from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import canonical, custom_id, fingerprint, parse_custom_id
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.export import RequestLines, request_body
+from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.fingerprint import RequestFingerprint, canonical, custom_id, parse_custom_id
 from ansible_collections.opensearch.ml_commons.plugins.module_utils.index.write_back import same
 from ansible_collections.opensearch.ml_commons.plugins.modules import index_batch_input, index_batch_output
 from ansible_collections.opensearch.ml_commons.tests.unit.plugins.modules.module_harness import FakeModule, requests_sent
@@ -23,8 +23,13 @@ def scroll(server, *documents):
     server.answer("DELETE", "/_search/scroll", (200, {"succeeded": True}))
 
 
+def fingerprint(url, body):
+    """The definition: the SHA-256 of the canonical request, built here from its parts."""
+    return hashlib.sha256(canonical({"url": url, "body": body}).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def embedding_fingerprint(text):
-    return fingerprint("/v1/embeddings", canonical(request_body("/v1/embeddings", "m", {"dimensions": 2}, [], text)))
+    return fingerprint("/v1/embeddings", request_body("/v1/embeddings", "m", {"dimensions": 2}, [], text))
 
 
 def test_the_export_sends_new_and_edited_documents_and_reports_those_without_text(module_test_server, tmp_path):
@@ -166,4 +171,25 @@ def test_a_vector_given_back_as_float32_is_the_same_result():
 def test_the_fingerprint_is_the_sha256_of_the_canonical_request_so_stored_ones_stay_current():
     body = {"model": "m", "input": "caf\u00e9 \"quoted\"", "dimensions": 2}
     request = json.dumps({"url": "/v1/embeddings", "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert fingerprint("/v1/embeddings", canonical(body)) == hashlib.sha256(request.encode("utf-8")).hexdigest()
+    assert RequestFingerprint("/v1/embeddings").of(canonical(body).encode("utf-8")) == hashlib.sha256(request.encode("utf-8")).hexdigest()
+
+
+TEXTS = ["plain", "", "caf\u00e9 \"quoted\" back\\slash", "line\nbreak\ttab\x00nul\x1f", "{text} in the text", "\U0001f600 \u2028", "\ud800 lone"]
+
+
+@pytest.mark.parametrize("endpoint, body, messages", [
+    ("/v1/embeddings", {"dimensions": 2, "encoding_format": "float"}, []),
+    ("/v1/chat/completions", {"temperature": 0}, [{"role": "system", "content": "Be brief. {text}"},
+                                                  {"role": "user", "content": "\"{text}\" and again {text}", "name": "u"}]),
+])
+@pytest.mark.parametrize("text", TEXTS)
+def test_each_request_body_is_the_canonical_json_of_the_request(endpoint, body, messages, text):
+    """The bodies come from one template with the text put in: each must be the canonical JSON that the fingerprint
+    of a stored result was made from, whatever the text holds."""
+    lines = RequestLines(endpoint, "m", body, messages)
+    built = lines.body(text)
+    expected = request_body(endpoint, "m", body, messages, text)
+    assert built == canonical(expected).encode("utf-8", "surrogatepass")
+    assert lines.fingerprint.of(built) == fingerprint(endpoint, expected)
+    line = json.loads(lines.line("id \"1\"", "f" * 64, built).decode("utf-8", "surrogatepass"))
+    assert line == {"custom_id": custom_id("id \"1\"", "f" * 64), "method": "POST", "url": endpoint, "body": expected}
