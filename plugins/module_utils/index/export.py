@@ -139,13 +139,11 @@ class Export(object):
             results = {}
             if self.incremental and not same_index:
                 results = get_many(self.client, self.target_index, [doc_id for doc_id, _source in page], [self.fingerprint_field])
-            lines = []
             for doc_id, document in page:
                 result = document if same_index else results.get(doc_id, {})
                 line = self.request_line(doc_id, document, field_value(result, self.fingerprint_field) if self.incremental else None)
                 if line is not None:
-                    lines.append(line)
-            writer.write(b"".join(lines))
+                    writer.write(line)
         return writer
 
     def request_line(self, doc_id, document, current):
